@@ -1,0 +1,71 @@
+/** Helpers that keep AbortSignal listeners from leaking: every link returns its own undo. */
+
+/** Runs `onAbort` once when `signal` aborts; returns a function removing the listener. */
+export function onAbort(signal: AbortSignal | undefined, onAbort: (reason: unknown) => void): () => void {
+  if (!signal) return () => {};
+  if (signal.aborted) {
+    onAbort(signal.reason);
+    return () => {};
+  }
+  const listener = (): void => onAbort(signal.reason);
+  signal.addEventListener("abort", listener, { once: true });
+  return () => signal.removeEventListener("abort", listener);
+}
+
+/**
+ * A controller aborted when any of `signals` aborts (with that signal's reason).
+ * Call `dispose()` when done so the parents keep no listener on it.
+ */
+export function linkedController(...signals: (AbortSignal | undefined)[]): {
+  controller: AbortController;
+  dispose: () => void;
+} {
+  const controller = new AbortController();
+  const undo: (() => void)[] = [];
+  const dispose = (): void => {
+    for (const u of undo.splice(0)) u();
+  };
+  for (const s of signals) {
+    if (controller.signal.aborted) break;
+    undo.push(
+      onAbort(s, (reason) => {
+        dispose();
+        controller.abort(reason);
+      }),
+    );
+  }
+  if (controller.signal.aborted) dispose();
+  return { controller, dispose };
+}
+
+/** Rejects with the signal's reason as soon as it aborts; removes its listener when `promise` settles. */
+export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const undo = onAbort(signal, reject);
+    promise.then(
+      (v) => {
+        undo();
+        resolve(v);
+      },
+      (e: unknown) => {
+        undo();
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+/** Waits `ms`, or rejects with the signal's reason, leaving no timer or listener behind. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      undo();
+      resolve();
+    }, ms);
+    const undo = onAbort(signal, (reason) => {
+      clearTimeout(timer);
+      reject(reason);
+    });
+  });
+}

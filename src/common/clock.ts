@@ -1,0 +1,34 @@
+import { performance } from "node:perf_hooks";
+
+/** Monotonic milliseconds: never jumps with wall-clock changes. */
+export const now = (): number => performance.now();
+
+/** setTimeout fires at once for delays over 2^31-1 ms; longer waits are re-armed in steps. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export interface Timer {
+  cancel(): void;
+}
+
+/**
+ * Calls `fn` once the monotonic clock reaches `dueAt` (ms), however far away that is.
+ * A timer that fires late (paused process, busy loop) still fires once, as soon as it can.
+ */
+export function timerAt(dueAt: number, fn: () => void): Timer {
+  let handle: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    const wait = Math.min(Math.max(dueAt - now(), 0), MAX_TIMER_MS);
+    handle = setTimeout(() => {
+      if (now() >= dueAt) fn();
+      else arm();
+    }, Math.ceil(wait));
+  };
+  arm();
+  return {
+    cancel() {
+      clearTimeout(handle);
+    },
+  };
+}
+
+export const timerIn = (ms: number, fn: () => void): Timer => timerAt(now() + ms, fn);

@@ -1,0 +1,95 @@
+/**
+ * Every error this package throws is an ElectionError with a stable string `code`.
+ * Test `code`, not `instanceof`: the ESM and CJS builds each carry their own classes.
+ */
+export type ElectionErrorCode =
+  | "INVALID_ARGUMENT"
+  | "INVALID_CLIENT"
+  | "SESSION_LOST"
+  | "SESSION_CLOSED"
+  | "NOT_LEADER"
+  | "LOCK_LOST"
+  | "LOCK_TIMEOUT"
+  | "NAME_CONFLICT"
+  | "LIMIT_MISMATCH"
+  | "ETCD_UNAVAILABLE";
+
+export class ElectionError extends Error {
+  readonly code: ElectionErrorCode;
+
+  constructor(code: ElectionErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Bad input caught before anything is sent to etcd. */
+export class InvalidArgumentError extends ElectionError {
+  constructor(message: string) {
+    super("INVALID_ARGUMENT", message);
+  }
+}
+
+/** The value handed in is not an etcd3 client (or is a closed one). */
+export class InvalidClientError extends ElectionError {
+  constructor(message: string) {
+    super("INVALID_CLIENT", message);
+  }
+}
+
+/** The session's lease may have expired on the server: everything it held is gone. */
+export class SessionLostError extends ElectionError {
+  constructor(message = "session lost: its lease may have expired in etcd", options?: { cause?: unknown }) {
+    super("SESSION_LOST", message, options);
+  }
+}
+
+/** The session was closed by its owner; it can no longer be used. */
+export class SessionClosedError extends ElectionError {
+  constructor(message = "session closed") {
+    super("SESSION_CLOSED", message);
+  }
+}
+
+/** The term no longer holds: resigned, lost, or its key was deleted or replaced. */
+export class NotLeaderError extends ElectionError {
+  constructor(message = "not the leader: the term no longer holds", options?: { cause?: unknown }) {
+    super("NOT_LEADER", message, options);
+  }
+}
+
+/** The lock (or permit) no longer holds: released, lost, or its key was deleted or replaced. */
+export class LockLostError extends ElectionError {
+  constructor(message = "lock lost: it no longer holds", options?: { cause?: unknown }) {
+    super("LOCK_LOST", message, options);
+  }
+}
+
+/** A lock or permit was not granted within `timeoutMs`. */
+export class LockTimeoutError extends ElectionError {
+  constructor(message: string) {
+    super("LOCK_TIMEOUT", message);
+  }
+}
+
+/** The same name is already used through this session by another kind of primitive, or twice. */
+export class NameConflictError extends ElectionError {
+  constructor(message: string) {
+    super("NAME_CONFLICT", message);
+  }
+}
+
+/** A semaphore participant's limit disagrees with a limit already queued under the name. */
+export class LimitMismatchError extends ElectionError {
+  constructor(message: string) {
+    super("LIMIT_MISMATCH", message);
+  }
+}
+
+/** etcd did not answer within the call's deadline, or refused in a way we cannot recover from. */
+export class EtcdUnavailableError extends ElectionError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ETCD_UNAVAILABLE", message, options);
+  }
+}
