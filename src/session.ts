@@ -5,8 +5,9 @@ import { onAbort } from "./common/abort.js";
 import { assertClient, deadlineIn, Keyspace, type EtcdClient } from "./common/client.js";
 import { now, timerAt, timerIn, type Timer } from "./common/clock.js";
 import { validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
+import { LocalLine } from "./common/local-line.js";
 import { KeepAliveChannel, type KeepAliveStream } from "./keepalive.js";
-import { NameConflictError, SessionClosedError, SessionLostError } from "./errors.js";
+import { InvalidArgumentError, NameConflictError, SessionClosedError, SessionLostError } from "./errors.js";
 
 export type SessionState = "connected" | "suspended" | "lost" | "closed";
 
@@ -62,7 +63,7 @@ export class Session extends EventEmitter<SessionEvents> {
   #backoff: IBackoff<unknown> | undefined;
   #closing: Promise<void> | undefined;
   #undoSignal: () => void = () => {};
-  readonly #names = new Map<string, string>();
+  readonly #names = new Map<string, { kind: string; line: LocalLine }>();
 
   private constructor(client: EtcdClient, leaseId: bigint, ttl: number, sentAt: number, callTimeoutMs: number) {
     super();
@@ -147,6 +148,11 @@ export class Session extends EventEmitter<SessionEvents> {
     await this.close();
   }
 
+  /** @internal Notices a passed deadline now (the first tick after a pause, whatever its source). */
+  checkDeadline(): void {
+    this.#checkDeadline();
+  }
+
   /** @internal Throws unless the session can still be used to create keys. */
   assertUsable(): void {
     this.#checkDeadline();
@@ -154,18 +160,20 @@ export class Session extends EventEmitter<SessionEvents> {
   }
 
   /**
-   * @internal Rule 6: a name is used through a session by one kind of primitive only.
-   * Returns the undo, called when the last user of the name lets go.
+   * @internal Rule 6: the in-process line for `name`. A name is used through a session by one kind of
+   * primitive only; the entry goes away once its line is idle.
    */
-  claimName(name: string, kind: string): () => void {
-    const held = this.#names.get(name);
-    if (held !== undefined && held !== kind) {
-      throw new NameConflictError(`"${name}" is already used as a ${held} through this session; it cannot also be a ${kind}`);
+  line(name: string, kind: string): LocalLine {
+    const entry = this.#names.get(name);
+    if (entry && entry.kind !== kind) {
+      throw new NameConflictError(`"${name}" is already used as a ${entry.kind} through this session; it cannot also be a ${kind}`);
     }
-    this.#names.set(name, kind);
-    return () => {
-      if (this.#names.get(name) === kind) this.#names.delete(name);
-    };
+    if (entry) return entry.line;
+    const line: LocalLine = new LocalLine(() => {
+      if (this.#names.get(name)?.line === line) this.#names.delete(name);
+    });
+    this.#names.set(name, { kind, line });
+    return line;
   }
 
   /** @internal The key this session owns under `name`. */
@@ -281,6 +289,14 @@ export class Session extends EventEmitter<SessionEvents> {
 
   #revoke(): Promise<unknown> {
     return this.client.leaseClient.leaseRevoke({ ID: this.leaseId }, deadlineIn(this.callTimeoutMs));
+  }
+}
+
+/** Recognises a Session by shape, so a session made by the other build (ESM/CJS) works too. */
+export function assertSession(session: unknown): asserts session is Session {
+  const s = session as Partial<Session> | null;
+  if (!s || typeof s !== "object" || typeof s.leaseHex !== "string" || typeof s.line !== "function" || !s.keyspace) {
+    throw new InvalidArgumentError("expected a Session (await Session.create(client, { ttl }))");
   }
 }
 

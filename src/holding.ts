@@ -1,0 +1,140 @@
+import type { ComparatorBuilder, IKeyValue, IRequestOp, ITxnResponse } from "etcd3";
+import { onAbort } from "./common/abort.js";
+import { deadlineIn } from "./common/client.js";
+import { KeyWatch } from "./common/watch.js";
+import type { ElectionError } from "./errors.js";
+import { removeKey, resyncMs, type Ticket } from "./queue.js";
+import type { Session } from "./session.js";
+
+/**
+ * What a term and a lock have in common: a key we created, its create revision as the fencing token,
+ * a signal that aborts the moment the hold may be gone, guarded writes, and a guarded release.
+ */
+export class Holding {
+  /** The key in etcd (relative to the client's namespace). */
+  readonly key: string;
+  /** Fencing token: the create revision of `key`. Successive holders of a name get increasing tokens. */
+  readonly token: bigint;
+  /** @internal */ protected readonly session: Session;
+  /** @internal */ protected value_: Buffer;
+  readonly #lost: (message: string, cause?: unknown) => ElectionError;
+  readonly #controller = new AbortController();
+  readonly #watch: KeyWatch;
+  #undoSession: (() => void) | undefined;
+  readonly #leaveLine: () => void;
+  #releasing: Promise<void> | undefined;
+
+  /** @internal */
+  constructor(session: Session, ticket: Ticket, lost: (message: string, cause?: unknown) => ElectionError, leaveLine: () => void) {
+    this.session = session;
+    this.key = ticket.key;
+    this.token = ticket.createRevision;
+    this.value_ = ticket.value;
+    this.#lost = lost;
+    this.#leaveLine = leaveLine;
+    // Off the hot path: the watch attaches asynchronously, from the revision our turn was confirmed at,
+    // so nothing after it is missed.
+    this.#watch = new KeyWatch(session.client, { key: this.key }, ticket.revision + 1n, resyncMs(session), {
+      event: (type, kv) => this.#onEvent(type, kv),
+      resync: () => void this.#recheck(),
+    });
+    this.#undoSession = onAbort(session.signal, (reason) => this.#end(lost("lost with the session", reason)));
+  }
+
+  /** @internal Ends the hold locally after etcd refused a guarded write. */
+  protected abandon(reason: ElectionError): void {
+    this.#end(reason);
+  }
+
+  /** Aborts the moment this hold may no longer be valid: released, session lost, key deleted or replaced. */
+  get signal(): AbortSignal {
+    this.session.checkDeadline(); // rule 1: a passed deadline is noticed before anyone reads the signal
+    return this.#controller.signal;
+  }
+
+  /**
+   * An etcd3 transaction builder guarded by `Create(key) == token`: it commits only while this hold is
+   * still ours in etcd. When the guard is what failed, `commit()` rejects with the loss error rather
+   * than resolving `{ succeeded: false }`; it also rejects without sending once `signal` has aborted.
+   */
+  txn(): ComparatorBuilder {
+    const builder = this.session.client.if(this.key, "Create", "==", this.token.toString());
+    const internals = builder as unknown as {
+      request: { compare: Promise<unknown>[]; success: Promise<IRequestOp>[]; failure: Promise<IRequestOp>[] };
+      callOptions?: object;
+    };
+    const full = this.session.keyspace.full(this.key);
+    builder.commit = async (): Promise<ITxnResponse> => {
+      this.assertHeld();
+      const { request } = internals;
+      // One extra read in the failure branch tells, atomically, whether our guard or the caller's failed.
+      const res = await this.session.client.kv.txn(
+        {
+          compare: (await Promise.all(request.compare)) as never,
+          success: await Promise.all(request.success),
+          failure: [...(await Promise.all(request.failure)), { request_range: { key: full, keys_only: true } }],
+        },
+        internals.callOptions ?? deadlineIn(this.session.callTimeoutMs),
+      );
+      if (!res.succeeded) {
+        const ours = res.responses.pop()?.response_range.kvs[0];
+        if (!ours || BigInt(ours.create_revision) !== this.token) {
+          const err = this.#lost("guarded transaction refused by etcd: the key is gone or belongs to a newer holder");
+          this.#end(err);
+          throw err;
+        }
+      }
+      return res;
+    };
+    return builder;
+  }
+
+  /** Deletes our key if it is still ours (never a newer holder's) and aborts `signal`. Idempotent. */
+  release(): Promise<void> {
+    this.#releasing ??= (async () => {
+      this.#end(this.#lost("released"));
+      await removeKey(this.session, this.key, this.token);
+    })();
+    return this.#releasing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+
+  /** @internal Throws the loss error once the hold may be gone. */
+  protected assertHeld(): void {
+    const signal = this.signal;
+    if (signal.aborted) throw signal.reason;
+  }
+
+  /** Ends the hold locally: abort, stop watching, let the next local contender in. */
+  #end(reason: ElectionError): void {
+    if (this.#controller.signal.aborted) return;
+    this.#controller.abort(reason);
+    this.#undoSession?.();
+    void this.#watch.close();
+    this.#leaveLine();
+  }
+
+  #onEvent(type: "put" | "delete", kv: IKeyValue): void {
+    if (type === "delete") this.#end(this.#lost(`our key ${this.key} was deleted`));
+    else if (BigInt(kv.create_revision) !== this.token) this.#end(this.#lost(`our key ${this.key} was replaced`));
+    else this.value_ = kv.value;
+  }
+
+  /** Rule 8: the watch is a hint; a linearizable read is the truth. Unreachable etcd is the session's call. */
+  async #recheck(): Promise<void> {
+    if (this.#controller.signal.aborted) return;
+    try {
+      const res = await this.session.client.kv.range(
+        { key: this.session.keyspace.full(this.key), keys_only: true },
+        deadlineIn(this.session.callTimeoutMs),
+      );
+      const kv = res.kvs[0];
+      if (!kv || BigInt(kv.create_revision) !== this.token) this.#end(this.#lost(`our key ${this.key} is gone`));
+    } catch {
+      // Keep holding until the session's deadline says otherwise.
+    }
+  }
+}

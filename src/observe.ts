@@ -1,0 +1,64 @@
+import { ExponentialBackoff, type IBackoff } from "cockatiel";
+import { onAbort, sleep } from "./common/abort.js";
+import { KeyWatch } from "./common/watch.js";
+import { readLeader, type Leader } from "./leader.js";
+import { resyncMs } from "./queue.js";
+import type { Session } from "./session.js";
+
+const same = (a: Leader | undefined, b: Leader | undefined): boolean =>
+  a === b || (!!a && !!b && a.key === b.key && a.token === b.token && a.value.equals(b.value));
+
+/**
+ * The leader of `name` as a latest-state stream. Watch events only mark the state dirty; each item is
+ * a fresh linearizable read, so a stalled or resumed watch can delay an item but never falsify one.
+ * The consumer pulls: while it is busy, changes merge into the newest state.
+ */
+export async function* observeLeader(session: Session, name: string, signal: AbortSignal | undefined): AsyncGenerator<Leader | undefined, void, undefined> {
+  let dirty = true;
+  let wake: (() => void) | undefined;
+  const poke = (): void => {
+    dirty = true;
+    wake?.();
+  };
+  let watch: KeyWatch | undefined;
+  let last: Leader | undefined;
+  let emitted = false;
+  let backoff: IBackoff<unknown> | undefined;
+  try {
+    for (;;) {
+      signal?.throwIfAborted();
+      if (!dirty) {
+        await new Promise<void>((resolve) => {
+          const undo = onAbort(signal, () => resolve());
+          wake = () => {
+            undo();
+            resolve();
+          };
+        });
+        wake = undefined;
+        continue;
+      }
+      dirty = false;
+      let read;
+      try {
+        read = await readLeader(session, name);
+        backoff = undefined;
+      } catch {
+        // etcd unreachable: keep trying (never silently stop); the next read tells the truth.
+        backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }).next();
+        dirty = true;
+        await sleep(backoff.duration, signal);
+        continue;
+      }
+      // The watch starts right after the first read, so no change after it is missed.
+      watch ??= new KeyWatch(session.client, { prefix: `${name}/` }, read.revision + 1n, resyncMs(session), { event: poke, resync: poke });
+      const { leader } = read;
+      if (emitted && (same(leader, last) || (leader && last && leader.token < last.token))) continue;
+      last = leader;
+      emitted = true;
+      yield leader;
+    }
+  } finally {
+    await watch?.close();
+  }
+}

@@ -1,0 +1,228 @@
+import type { IKeyValue, IRangeRequest, IRequestOp, ITxnResponse } from "etcd3";
+import { linkedController, onAbort } from "./common/abort.js";
+import { deadlineIn } from "./common/client.js";
+import { KeyWatch } from "./common/watch.js";
+import type { Session } from "./session.js";
+
+/**
+ * The one waiting algorithm of the library (elections, mutexes, semaphores, read-write locks).
+ *
+ * Every participant owns the key `<name>/<lease hex>` (put-if-absent, attached to its session's lease);
+ * the queue is the keys under `<name>/` ordered by create revision. A participant waits only on the
+ * keys a policy says block it, counting their deletes from a watch, re-reads with a linearizable range
+ * when the count says its turn may have come (or the watch may have missed something), and confirms
+ * its own key still exists before reporting ownership.
+ */
+
+export interface QueueEntry {
+  key: string;
+  createRevision: bigint;
+  /** Present when the policy reads values. */
+  value?: Buffer;
+}
+
+export interface Blocking {
+  /** Keys ahead that hold us back. */
+  keys: QueueEntry[];
+  /** How many of them must go before our turn may have come (1 for a mutex). */
+  needed: number;
+}
+
+export interface QueuePolicy {
+  /** What blocks us, given every entry ahead of us (ascending create revision); undefined: our turn. */
+  blocking(ahead: QueueEntry[]): Blocking | undefined;
+  /** Entries the first lookup fetches: enough to decide the uncontended case in one round trip. */
+  lookahead: number;
+  /** Whether entries carry values (a semaphore's limit, a read-write lock's mode). */
+  readValues: boolean;
+  /** Checks the entries we read (e.g. a semaphore limit that disagrees); throws to give up. */
+  check?(entries: QueueEntry[]): void;
+}
+
+export interface Ticket {
+  name: string;
+  key: string;
+  createRevision: bigint;
+  value: Buffer;
+  /** The store revision at which our turn was confirmed. */
+  revision: bigint;
+}
+
+const prefixOf = (name: string): string => `${name}/`;
+
+/** Puts our key if absent and reads the head of the queue, in one transaction. */
+async function enqueue(
+  session: Session,
+  name: string,
+  value: Buffer,
+  policy: QueuePolicy,
+): Promise<{ ticket: Ticket; ahead: QueueEntry[]; complete: boolean; existing: boolean }> {
+  const ks = session.keyspace;
+  const key = session.keyFor(name);
+  const head = rangeOp(session, name, { limit: policy.lookahead, values: policy.readValues });
+  const res = await session.client.kv.txn(
+    {
+      compare: [{ key: ks.full(key), result: "Equal", target: "Create", create_revision: 0 }],
+      success: [{ request_put: { key: ks.full(key), value, lease: session.leaseId } }, head],
+      failure: [{ request_range: { key: ks.full(key) } }, head],
+    },
+    deadlineIn(session.callTimeoutMs),
+  );
+  const revision = BigInt(res.header.revision);
+  let createRevision = revision;
+  let stored = value;
+  if (!res.succeeded) {
+    // Our key is there already: an earlier attempt of this very call that etcd3 retried.
+    const kv = res.responses[0]?.response_range.kvs[0];
+    if (!kv) throw new Error("etcd answered a failed put-if-absent without the key");
+    createRevision = BigInt(kv.create_revision);
+    stored = kv.value;
+  }
+  const entries = toEntries(session, res.responses[1]?.response_range.kvs ?? [], policy.readValues);
+  policy.check?.(entries);
+  const ahead = entries.filter((e) => e.createRevision < createRevision);
+  // The lookahead saw everything ahead of us when it reached our own key or the end of the queue.
+  const complete = entries.length < policy.lookahead || entries.some((e) => e.createRevision >= createRevision);
+  return { ticket: { name, key, createRevision, value: stored, revision }, ahead, complete, existing: !res.succeeded };
+}
+
+/** Reads (one linearizable txn) whether our key still exists and everything ahead of it. */
+async function readAhead(session: Session, ticket: Ticket, policy: QueuePolicy): Promise<{ exists: boolean; ahead: QueueEntry[]; revision: bigint }> {
+  const ks = session.keyspace;
+  const res: ITxnResponse = await session.client.kv.txn(
+    {
+      compare: [],
+      success: [
+        { request_range: { key: ks.full(ticket.key), keys_only: true } },
+        rangeOp(session, ticket.name, { values: policy.readValues, maxCreateRevision: ticket.createRevision - 1n }),
+      ],
+      failure: [],
+    },
+    deadlineIn(session.callTimeoutMs),
+  );
+  const own = res.responses[0]?.response_range.kvs[0];
+  const exists = own !== undefined && BigInt(own.create_revision) === ticket.createRevision;
+  const ahead = toEntries(session, res.responses[1]?.response_range.kvs ?? [], policy.readValues);
+  policy.check?.(ahead);
+  return { exists, ahead, revision: BigInt(res.header.revision) };
+}
+
+function rangeOp(session: Session, name: string, opts: { limit?: number; values: boolean; maxCreateRevision?: bigint }): IRequestOp {
+  const ks = session.keyspace;
+  const req: IRangeRequest = {
+    key: ks.full(prefixOf(name)),
+    range_end: ks.rangeEnd(prefixOf(name)),
+    sort_order: "Ascend",
+    sort_target: "Create",
+    keys_only: !opts.values,
+  };
+  if (opts.limit !== undefined) req.limit = opts.limit;
+  if (opts.maxCreateRevision !== undefined) req.max_create_revision = opts.maxCreateRevision.toString();
+  return { request_range: req };
+}
+
+function toEntries(session: Session, kvs: IKeyValue[], values: boolean): QueueEntry[] {
+  return kvs.map((kv) => {
+    const entry: QueueEntry = { key: session.keyspace.relative(kv.key), createRevision: BigInt(kv.create_revision) };
+    if (values) entry.value = kv.value;
+    return entry;
+  });
+}
+
+/** Deletes our key only if it is still the one we created (a newer holder's key is never touched). */
+export async function removeKey(session: Session, key: string, createRevision: bigint): Promise<void> {
+  const full = session.keyspace.full(key);
+  await session.client.kv.txn(
+    {
+      compare: [{ key: full, result: "Equal", target: "Create", create_revision: createRevision.toString() }],
+      success: [{ request_delete_range: { key: full } }],
+      failure: [],
+    },
+    deadlineIn(session.callTimeoutMs),
+  );
+}
+
+/**
+ * Resolves once `needed` of the blocking keys are deleted, or the watch asks for a re-read; rejects
+ * with the signal's reason on abort. Leaves no watch, timer or listener behind.
+ */
+function waitForDeletes(session: Session, name: string, blocking: Blocking, fromRevision: bigint, signal: AbortSignal): Promise<void> {
+  const waiting = new Set(blocking.keys.map((e) => e.key));
+  let gone = 0;
+  return new Promise<void>((resolve, reject) => {
+    const only = blocking.keys.length === 1 ? blocking.keys[0] : undefined;
+    const watch = new KeyWatch(session.client, only ? { key: only.key } : { prefix: prefixOf(name) }, fromRevision + 1n, resyncMs(session), {
+      event(type, kv) {
+        if (type !== "delete" || !waiting.delete(session.keyspace.relative(kv.key))) return;
+        if (++gone >= blocking.needed) finish();
+      },
+      resync: () => finish(),
+    });
+    const finish = (error?: unknown): void => {
+      undo();
+      void watch.close();
+      if (error === undefined) resolve();
+      else reject(error);
+    };
+    const undo = onAbort(signal, (reason) => finish(reason));
+  });
+}
+
+/** Rule 8: re-read at least every TTL/2 while waiting or holding. */
+export const resyncMs = (session: Session): number => Math.max(250, (session.ttl * 1000) / 2);
+
+export interface AcquireOptions {
+  signal?: AbortSignal | undefined;
+  /** Abort reason used when `timeoutMs` passes. */
+  timeout?: { ms: number; error: () => Error } | undefined;
+  /** Give up at once (removing our key) instead of waiting. */
+  tryOnly?: boolean;
+  /** The error to raise when our key vanishes while we wait (deleted by someone else). */
+  vanished: (message: string) => Error;
+}
+
+/**
+ * Joins the queue under `name` and resolves with our ticket once `policy` says it is our turn, confirmed
+ * by a linearizable read that also saw our own key. On abort, timeout, session loss or error, our key is
+ * removed (guarded) before the promise rejects; with `tryOnly`, resolves undefined instead of waiting.
+ */
+export async function acquire(session: Session, name: string, value: Buffer, policy: QueuePolicy, options: AcquireOptions): Promise<Ticket | undefined> {
+  session.assertUsable();
+  const { controller, dispose } = linkedController(session.signal, options.signal);
+  const signal = controller.signal;
+  const timer = options.timeout && setTimeout(() => controller.abort(options.timeout!.error()), options.timeout.ms);
+  let ticket: Ticket | undefined;
+  try {
+    const first = await enqueue(session, name, value, policy);
+    ticket = first.ticket;
+    signal.throwIfAborted();
+    let ahead = first.ahead;
+    let revision = ticket.revision;
+    let confirmed = first.complete;
+    for (;;) {
+      if (confirmed) {
+        const blocking = policy.blocking(ahead);
+        if (!blocking) break;
+        if (options.tryOnly) {
+          await removeKey(session, ticket.key, ticket.createRevision);
+          return undefined;
+        }
+        await waitForDeletes(session, name, blocking, revision, signal);
+      }
+      const read = await readAhead(session, ticket, policy);
+      signal.throwIfAborted();
+      if (!read.exists) throw session.signal.aborted ? session.signal.reason : options.vanished(`our key ${ticket.key} was deleted while waiting`);
+      ({ ahead, revision } = read);
+      confirmed = true;
+    }
+    // Rule 3: the last read saw our key and nothing blocking, and we have not been told of a loss since.
+    signal.throwIfAborted();
+    return { ...ticket, revision };
+  } catch (err) {
+    if (ticket) await removeKey(session, ticket.key, ticket.createRevision).catch(() => {});
+    throw signal.aborted ? signal.reason : err;
+  } finally {
+    clearTimeout(timer);
+    dispose();
+  }
+}
