@@ -158,13 +158,15 @@ function waitForDeletes(session: Session, name: string, blocking: Blocking, from
       },
       resync: () => finish(),
     });
-    const finish = (error?: unknown): void => {
+    const finish = (): void => {
       undo();
       void watch.close();
-      if (error === undefined) resolve();
-      else reject(error);
+      resolve();
     };
-    const undo = onAbort(signal, (reason) => finish(reason));
+    const undo = onAbort(signal, (reason) => {
+      void watch.close();
+      reject(reason);
+    });
   });
 }
 
