@@ -6,3 +6,8 @@ export type { Leader } from "./leader.js";
 export { Term } from "./term.js";
 export { Holding } from "./holding.js";
 export type { EtcdClient } from "./common/client.js";
+export { Lock } from "./lock.js";
+export type { LockOptions } from "./lock.js";
+export { Mutex } from "./mutex.js";
+export { Semaphore } from "./semaphore.js";
+export { RWLock } from "./rwlock.js";

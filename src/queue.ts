@@ -31,7 +31,7 @@ export interface Blocking {
 export interface QueuePolicy {
   /** What blocks us, given every entry ahead of us (ascending create revision); undefined: our turn. */
   blocking(ahead: QueueEntry[]): Blocking | undefined;
-  /** Entries the first lookup fetches: enough to decide the uncontended case in one round trip. */
+  /** Entries the first lookup fetches (0: all): enough to decide the uncontended case in one round trip. */
   lookahead: number;
   /** Whether entries carry values (a semaphore's limit, a read-write lock's mode). */
   readValues: boolean;
@@ -82,7 +82,7 @@ async function enqueue(
   policy.check?.(entries);
   const ahead = entries.filter((e) => e.createRevision < createRevision);
   // The lookahead saw everything ahead of us when it reached our own key or the end of the queue.
-  const complete = entries.length < policy.lookahead || entries.some((e) => e.createRevision >= createRevision);
+  const complete = policy.lookahead === 0 || entries.length < policy.lookahead || entries.some((e) => e.createRevision >= createRevision);
   return { ticket: { name, key, createRevision, value: stored, revision }, ahead, complete, existing: !res.succeeded };
 }
 
@@ -175,8 +175,6 @@ export const resyncMs = (session: Session): number => Math.max(250, (session.ttl
 
 export interface AcquireOptions {
   signal?: AbortSignal | undefined;
-  /** Abort reason used when `timeoutMs` passes. */
-  timeout?: { ms: number; error: () => Error } | undefined;
   /** Give up at once (removing our key) instead of waiting. */
   tryOnly?: boolean;
   /** The error to raise when our key vanishes while we wait (deleted by someone else). */
@@ -192,7 +190,6 @@ export async function acquire(session: Session, name: string, value: Buffer, pol
   session.assertUsable();
   const { controller, dispose } = linkedController(session.signal, options.signal);
   const signal = controller.signal;
-  const timer = options.timeout && setTimeout(() => controller.abort(options.timeout!.error()), options.timeout.ms);
   let ticket: Ticket | undefined;
   try {
     const first = await enqueue(session, name, value, policy);
@@ -224,7 +221,6 @@ export async function acquire(session: Session, name: string, value: Buffer, pol
     if (ticket) await removeKey(session, ticket.key, ticket.createRevision).catch(() => {});
     throw signal.aborted ? signal.reason : err;
   } finally {
-    clearTimeout(timer);
     dispose();
   }
 }

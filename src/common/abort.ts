@@ -69,3 +69,21 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     });
   });
 }
+
+/** A signal that aborts with `signal`'s reason, or with `onTimeout()` after `timeoutMs`. */
+export function withTimeout(
+  signal: AbortSignal | undefined,
+  timeoutMs: number | undefined,
+  onTimeout: () => Error,
+): { signal: AbortSignal; dispose: () => void } {
+  const { controller, dispose } = linkedController(signal);
+  if (timeoutMs === undefined) return { signal: controller.signal, dispose };
+  const timer = setTimeout(() => controller.abort(onTimeout()), timeoutMs);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      clearTimeout(timer);
+      dispose();
+    },
+  };
+}
