@@ -1,7 +1,5 @@
-import { performance } from "node:perf_hooks";
-
 /** Monotonic milliseconds: never jumps with wall-clock changes. */
-export const now = (): number => performance.now();
+export const now = (): number => globalThis.performance.now();
 
 /** setTimeout fires at once for delays over 2^31-1 ms; longer waits are re-armed in steps. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -1,0 +1,42 @@
+import { describe, expect, it } from "vitest";
+import { getEventListeners } from "node:events";
+import { LocalLine } from "../../src/common/local-line.js";
+
+describe("LocalLine", () => {
+  it("grants in FIFO order and reports idle once everyone left", async () => {
+    let idle = 0;
+    const line = new LocalLine(() => idle++);
+    const first = line.tryEnter()!;
+    const order: number[] = [];
+    const waiting = [1, 2, 3].map((n) => line.enter().then((leave) => (order.push(n), leave)));
+    expect(line.tryEnter()).toBeUndefined();
+    first();
+    (await waiting[0]!)();
+    (await waiting[1]!)();
+    (await waiting[2]!)();
+    expect(order).toEqual([1, 2, 3]);
+    expect(line.busy).toBe(false);
+    expect(idle).toBe(1);
+  });
+
+  it("an aborted waiter leaves the queue and its listener", async () => {
+    const line = new LocalLine(() => {});
+    const leave = line.tryEnter()!;
+    const ac = new AbortController();
+    const pending = line.enter(ac.signal);
+    expect(getEventListeners(ac.signal, "abort")).toHaveLength(1);
+    ac.abort(new Error("gone"));
+    await expect(pending).rejects.toThrow("gone");
+    expect(getEventListeners(ac.signal, "abort")).toHaveLength(0);
+    leave();
+    expect(line.busy).toBe(false);
+  });
+
+  it("leaving twice is harmless", () => {
+    const line = new LocalLine(() => {});
+    const leave = line.tryEnter()!;
+    leave();
+    leave();
+    expect(line.tryEnter()).toBeDefined();
+  });
+});
