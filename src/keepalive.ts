@@ -13,6 +13,8 @@ export interface KeepAliveStream {
 
 /** etcd3's per-endpoint Host inside its connection pool (internal, used when present). */
 interface PoolHost {
+  /** "host:port" */
+  host?: string;
   resetAllServices?(): void;
 }
 interface Pool {
@@ -58,6 +60,11 @@ export class KeepAliveChannel {
     this.#pool = pool && typeof pool.withConnection === "function" && Array.isArray(pool.hosts) ? (pool as Pool) : undefined;
   }
 
+  /** The endpoint ("host:port") of the current stream, when known. */
+  get endpoint(): string | undefined {
+    return this.#stream ? this.#host?.host : undefined;
+  }
+
   /** Sends one keepalive (opening a stream first if needed); `onStall` fires if it goes unanswered. */
   send(ackTimeoutMs: number, onStall: () => void): void {
     if (this.#closed) return;
@@ -94,6 +101,8 @@ export class KeepAliveChannel {
       const fail = (err?: unknown): void => {
         if (this.#stream !== stream) return;
         if (err && this.#pool && this.#host) this.#pool.markFailed(this.#host, err);
+        // Whatever broke this stream may break the next one there too: prefer another endpoint.
+        this.#avoid = this.#host;
         this.#drop();
         this.#handlers.failed();
       };

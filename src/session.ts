@@ -148,6 +148,11 @@ export class Session extends EventEmitter<SessionEvents> {
     await this.close();
   }
 
+  /** @internal The endpoint serving the keepalive stream now, when known (for diagnostics and tests). */
+  get keepAliveEndpoint(): string | undefined {
+    return this.#channel.endpoint;
+  }
+
   /** @internal Notices a passed deadline now (the first tick after a pause, whatever its source). */
   checkDeadline(): void {
     this.#checkDeadline();

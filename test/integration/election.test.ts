@@ -1,0 +1,353 @@
+import { spawn } from "node:child_process";
+import type { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Election, Mutex, Session, type Leader, type Term } from "../../src/index.js";
+import { Worker } from "../support/child.js";
+import { collect, keysUnder } from "../support/observe.js";
+import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
+
+describe("Election on a single node", () => {
+  let etcd: EtcdEnv;
+  let client: Etcd3;
+  const sessions: Session[] = [];
+  const newSession = async (ttl = 10): Promise<Session> => {
+    const s = await Session.create(client, { ttl });
+    sessions.push(s);
+    return s;
+  };
+
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    client = etcd.client();
+  });
+  afterAll(async () => {
+    await Promise.all(sessions.map((s) => s.close()));
+    await etcd?.close();
+  });
+
+  it("5 candidates campaigning at once win in the order of their create revisions, with increasing tokens", async () => {
+    const name = `${etcd.prefix()}five`;
+    const elections = await Promise.all([0, 1, 2, 3, 4].map(async () => new Election(await newSession(), name)));
+    const order: Term[] = [];
+    const campaigns = elections.map((e, i) => e.campaign(`c${i}`).then((t) => (order.push(t), t)));
+    // Everyone is queued while the first winner holds.
+    const queued = await waitFor(async () => {
+      const res = await client.getAll().prefix(`${name}/`).sort("Create", "Ascend").exec();
+      return res.kvs.length === 5 ? res.kvs : undefined;
+    });
+    for (let i = 0; i < 5; i++) {
+      await waitFor(() => order.length === i + 1);
+      const term = order[i]!;
+      expect(term.token).toBe(BigInt(queued[i]!.create_revision));
+      expect(term.key).toBe(queued[i]!.key.toString());
+      expect((await elections[0]!.leader())?.key).toBe(term.key);
+      expect(order.length).toBe(i + 1); // nobody else won meanwhile
+      if (i > 0) expect(term.token).toBeGreaterThan(order[i - 1]!.token);
+      await term.resign();
+    }
+    await Promise.all(campaigns);
+    expect(await keysUnder(client, name)).toEqual([]);
+  });
+
+  it("resign hands over to the next in line, and the old term's signal aborts", async () => {
+    const name = `${etcd.prefix()}resign`;
+    const a = new Election(await newSession(), name);
+    const b = new Election(await newSession(), name);
+    const first = await a.campaign("a");
+    const second = b.campaign("b");
+    await waitFor(async () => (await keysUnder(client, name)).length === 2);
+    await first.resign();
+    await first.resign(); // idempotent
+    expect(first.signal.aborted).toBe(true);
+    const next = await second;
+    expect(next.token).toBeGreaterThan(first.token);
+    expect((await a.leader())?.value.toString()).toBe("b");
+    await next.resign();
+  });
+
+  it("leader's lease revoked by another client: the next candidate takes over and the old term aborts", async () => {
+    const name = `${etcd.prefix()}revoked`;
+    const s1 = await newSession();
+    const first = await new Election(s1, name).campaign("a");
+    const second = new Election(await newSession(), name).campaign("b");
+    await waitFor(async () => (await keysUnder(client, name)).length === 2);
+    await etcd.client().leaseClient.leaseRevoke({ ID: s1.leaseId });
+    const next = await second;
+    await waitFor(() => first.signal.aborted, { timeoutMs: 10_000 });
+    expect(first.signal.reason).toMatchObject({ code: "NOT_LEADER" });
+    // A stale term's guarded write is refused, by etcd or before it is sent: never silent.
+    await expect(first.txn().then(client.put(`${name}-data`).value("stale")).commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
+    await expect(first.proclaim("again")).rejects.toMatchObject({ code: "NOT_LEADER" });
+    expect(await client.get(`${name}-data`).string()).toBeNull();
+    expect(next.token).toBeGreaterThan(first.token);
+    await next.resign();
+  });
+
+  it("a guarded write whose key was deleted behind its back is refused by etcd itself", async () => {
+    const name = `${etcd.prefix()}guard`;
+    const term = await new Election(await newSession(), name).campaign("a");
+    const ok = await term.txn().then(client.put(`${name}-data`).value("1")).commit();
+    expect(ok.succeeded).toBe(true);
+    // Another client deletes the key and we commit at once, before our watch can tell us.
+    await client.delete().key(term.key);
+    await expect(term.txn().then(client.put(`${name}-data`).value("2")).commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
+    expect(await client.get(`${name}-data`).string()).toBe("1");
+    expect(term.signal.aborted).toBe(true);
+  });
+
+  it("a caller's own failed comparison resolves { succeeded: false } while the term holds", async () => {
+    const name = `${etcd.prefix()}usercmp`;
+    const term = await new Election(await newSession(), name).campaign("a");
+    const res = await term.txn().and(`${name}-missing`, "Version", ">", 0).then(client.put(`${name}-x`).value("1")).commit();
+    expect(res.succeeded).toBe(false);
+    expect(term.signal.aborted).toBe(false);
+    await term.resign();
+  });
+
+  it("a leader in a child process paused past its deadline is replaced; after resuming its term aborts and its writes are refused", async () => {
+    const name = `${etcd.prefix()}paused`;
+    const worker = Worker.start({ hosts: etcd.endpoints, ttl: 2, role: "campaign", name, value: "child" });
+    try {
+      const held = await worker.next("holding");
+      const waiting = new Election(await newSession(), name).campaign("parent");
+      worker.pause();
+      const term = await waiting; // etcd expired the child's lease
+      expect(term.token).toBeGreaterThan(BigInt(held.token as string));
+      worker.resume();
+      const ended = await worker.next("hold-ended", 5000);
+      expect(ended.code).toBe("NOT_LEADER");
+      worker.send({ cmd: "write", key: `${name}-data`, value: "from-stale-leader" });
+      expect((await worker.next("write")).code).toBe("NOT_LEADER");
+      expect(await client.get(`${name}-data`).string()).toBeNull();
+      await term.resign();
+    } finally {
+      await worker.kill();
+    }
+  });
+
+  it("abort of a waiting campaign rejects with the reason and leaves no key", async () => {
+    const name = `${etcd.prefix()}abort`;
+    const leader = await new Election(await newSession(), name).campaign("a");
+    const s2 = await newSession();
+    const ac = new AbortController();
+    const pending = new Election(s2, name).campaign("b", { signal: ac.signal });
+    await waitFor(async () => (await keysUnder(client, name)).length === 2);
+    const reason = new Error("give up");
+    ac.abort(reason);
+    await expect(pending).rejects.toBe(reason);
+    expect(await keysUnder(client, name)).toEqual([leader.key]);
+    // The campaign never resolves later, even when the leader goes away.
+    await leader.resign();
+    expect(await keysUnder(client, name)).toEqual([]);
+    // And the session can campaign again on the name.
+    const again = await new Election(s2, name).campaign("b2");
+    await again.resign();
+  });
+
+  it("session loss while waiting rejects the campaign and removes its key", async () => {
+    const name = `${etcd.prefix()}loss-waiting`;
+    const leader = await new Election(await newSession(), name).campaign("a");
+    const s2 = await newSession();
+    const pending = new Election(s2, name).campaign("b");
+    await waitFor(async () => (await keysUnder(client, name)).length === 2);
+    await etcd.client().leaseClient.leaseRevoke({ ID: s2.leaseId });
+    await expect(pending).rejects.toMatchObject({ code: expect.stringMatching(/SESSION_LOST|NOT_LEADER/) });
+    expect(await keysUnder(client, name)).toEqual([leader.key]);
+    await leader.resign();
+  });
+
+  it("rule 6: a second campaign on one name through one session, or a Mutex of the same name, fails clearly", async () => {
+    const name = `${etcd.prefix()}twice`;
+    const session = await newSession();
+    const term = await new Election(session, name).campaign("a");
+    await expect(new Election(session, name).campaign("b")).rejects.toMatchObject({ code: "NAME_CONFLICT" });
+    await expect(new Mutex(session, name).lock()).rejects.toMatchObject({ code: "NAME_CONFLICT" });
+    await term.resign();
+    const again = await new Election(session, name).campaign("c");
+    expect(again.token).toBeGreaterThan(term.token);
+    await again.resign();
+  });
+
+  it("proclaim is seen by observers; observe starts with the current leader and never repeats or goes back", async () => {
+    const name = `${etcd.prefix()}observe`;
+    const observer = new Election(await newSession(), name);
+    const ac = new AbortController();
+    const seen = collect(observer.observe({ signal: ac.signal }));
+    await waitFor(() => seen.items.length === 1);
+    expect(seen.items[0]).toBeUndefined();
+    const a = await new Election(await newSession(), name).campaign("a");
+    await waitFor(() => seen.items.at(-1)?.value.toString() === "a");
+    await a.proclaim("a2");
+    await waitFor(() => seen.items.at(-1)?.value.toString() === "a2");
+    expect(seen.items.at(-1)?.token).toBe(a.token);
+    const bPending = new Election(await newSession(), name).campaign("b");
+    await a.resign();
+    const b = await bPending;
+    await waitFor(() => seen.items.at(-1)?.token === b.token);
+    expect((await observer.leader())?.leaseId).toBe(seen.items.at(-1)?.leaseId);
+    ac.abort();
+    await expect(seen.done).rejects.toThrow();
+    assertLatestState(seen.items);
+    await b.resign();
+  });
+
+  it("works through a namespaced client, with keys under the namespace", async () => {
+    const ns = etcd.prefix("ns");
+    const nsClient = client.namespace(ns);
+    const session = await Session.create(nsClient, { ttl: 10 });
+    sessions.push(session);
+    const term = await new Election(session, "jobs").campaign("x");
+    expect(term.key).toBe(`jobs/${session.leaseHex}`);
+    expect(await client.get(`${ns}${term.key}`).string()).toBe("x");
+    expect((await new Election(session, "jobs").leader())?.key).toBe(term.key);
+    await term.txn().then(nsClient.put("data").value("1")).commit();
+    expect(await client.get(`${ns}data`).string()).toBe("1");
+    await term.resign();
+    expect(await keysUnder(client, `${ns}jobs`)).toEqual([]);
+  });
+
+  it("closing the sessions leaves no key or lease behind", async () => {
+    const name = `${etcd.prefix()}cleanup`;
+    const s1 = await Session.create(client, { ttl: 10 });
+    const s2 = await Session.create(client, { ttl: 10 });
+    await new Election(s1, name).campaign("a");
+    const ac = new AbortController();
+    const pending = new Election(s2, name).campaign("b", { signal: ac.signal });
+    const observed = collect(new Election(s2, name).observe({ signal: ac.signal }));
+    await waitFor(async () => (await keysUnder(client, name)).length === 2 && observed.items.length > 0);
+    ac.abort();
+    await expect(pending).rejects.toThrow();
+    await expect(observed.done).rejects.toThrow();
+    await s1.close();
+    await s2.close();
+    expect(await keysUnder(client, name)).toEqual([]);
+    for (const s of [s1, s2]) expect(Number((await client.leaseClient.leaseTimeToLive({ ID: s.leaseId })).TTL)).toBe(-1);
+  });
+});
+
+describe("Election interop with etcdctl elect", () => {
+  let etcd: EtcdEnv;
+  let client: Etcd3;
+  const etcdctl = (...args: string[]) =>
+    spawn("etcdctl", [`--endpoints=${etcd.endpoints.join(",")}`, ...args], { env: { ...process.env, ETCDCTL_API: "3" } });
+
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    client = etcd.client();
+  });
+  afterAll(() => etcd?.close());
+
+  it("an etcdctl leader makes us wait, our observer sees its value, and we win when it exits on SIGINT", async () => {
+    const name = `${etcd.prefix()}ctl-leads`;
+    const ctl = etcdctl("elect", name, "from-etcdctl");
+    let out = "";
+    ctl.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise((r) => ctl.once("exit", r));
+    const session = await Session.create(client, { ttl: 10 });
+    try {
+      await waitFor(() => out.includes("from-etcdctl"), { timeoutMs: 15_000 });
+      const election = new Election(session, name);
+      const ac = new AbortController();
+      const seen = collect(election.observe({ signal: ac.signal }));
+      await waitFor(() => seen.items.at(-1)?.value.toString() === "from-etcdctl");
+      let won = false;
+      const campaign = election.campaign("ours").then((t) => ((won = true), t));
+      await waitFor(async () => (await keysUnder(client, name)).length === 2);
+      expect(won).toBe(false);
+      ctl.kill("SIGINT");
+      await exited;
+      const term = await campaign;
+      await waitFor(() => seen.items.at(-1)?.token === term.token);
+      ac.abort();
+      await seen.done.catch(() => {});
+      await term.resign();
+    } finally {
+      ctl.kill("SIGKILL");
+      await session.close();
+    }
+  });
+
+  it("etcdctl elect -l sees our leader's value", async () => {
+    const name = `${etcd.prefix()}we-lead`;
+    const session = await Session.create(client, { ttl: 10 });
+    const term = await new Election(session, name).campaign("ours-value");
+    const ctl = etcdctl("elect", "-l", name);
+    let out = "";
+    ctl.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor(() => out.includes("ours-value"), { timeoutMs: 15_000 });
+      await term.proclaim("proclaimed");
+      await waitFor(() => out.includes("proclaimed"), { timeoutMs: 15_000 });
+    } finally {
+      ctl.kill("SIGKILL");
+      await session.close();
+    }
+  });
+});
+
+describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member cluster", () => {
+  let etcd: EtcdEnv;
+
+  beforeAll(async () => {
+    if (faultsUnavailableReason) console.warn(`fault tests skipped: ${faultsUnavailableReason}`);
+    etcd = await startCluster(3);
+  });
+  afterAll(() => etcd?.close());
+
+  it("observe survives a restart of the member serving it, then a compaction past its revision", async () => {
+    const name = `${etcd.prefix()}observe-faults`;
+    // The observer talks to one member only, so restarting that member really cuts its watch.
+    const member = etcd.members[0]!;
+    const observerClient = etcd.client({}, [member.clientUrl]);
+    const observerSession = await Session.create(observerClient, { ttl: 5 });
+    const writer = etcd.client({}, etcd.members.slice(1).map((m) => m.clientUrl));
+    const s1 = await Session.create(writer, { ttl: 10 });
+    const s2 = await Session.create(writer, { ttl: 10 });
+    const ac = new AbortController();
+    const seen = collect(new Election(observerSession, name).observe({ signal: ac.signal }));
+    try {
+      const a = await new Election(s1, name).campaign("a");
+      await waitFor(() => seen.items.at(-1)?.value.toString() === "a");
+
+      await member.kill();
+      await a.proclaim("a-while-down");
+      await member.restart();
+      await waitFor(() => seen.items.at(-1)?.value.toString() === "a-while-down", { timeoutMs: 30_000 });
+
+      // Cut the observer off, change leaders, and compact past everything it saw.
+      member.clientProxy.cut();
+      const bPending = new Election(s2, name).campaign("b");
+      await a.resign();
+      const b = await bPending;
+      await b.proclaim("b2");
+      await etcd.compact();
+      member.clientProxy.open();
+      await waitFor(() => seen.items.at(-1)?.value.toString() === "b2", { timeoutMs: 30_000 });
+      expect(seen.items.at(-1)?.token).toBe(b.token);
+      assertLatestState(seen.items);
+      await b.resign();
+    } finally {
+      member.clientProxy.open();
+      ac.abort();
+      await seen.done.catch(() => {});
+      await Promise.all([observerSession.close(), s1.close(), s2.close()]);
+    }
+  });
+});
+
+/** The stream's promises: never two equal items in a row, and a leader's token never decreases. */
+function assertLatestState(items: (Leader | undefined)[]): void {
+  let lastToken = -1n;
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i];
+    const prev = items[i - 1];
+    if (i > 0) {
+      const same = item === prev || (!!item && !!prev && item.token === prev.token && item.value.equals(prev.value));
+      expect(same, `item ${i} repeats item ${i - 1}`).toBe(false);
+    }
+    if (item) {
+      expect(item.token >= lastToken, `token went back at item ${i}`).toBe(true);
+      lastToken = item.token;
+    }
+  }
+}

@@ -1,0 +1,307 @@
+import { getEventListeners } from "node:events";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Session } from "../../src/index.js";
+import { Worker } from "../support/child.js";
+import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
+
+const serverTtl = async (client: Etcd3, leaseId: string): Promise<number> =>
+  Number((await client.leaseClient.leaseTimeToLive({ ID: leaseId })).TTL);
+
+/** Resolves with the first emission of `event` (rejects after `timeoutMs`). */
+function once(session: Session, event: "suspended" | "reconnected" | "lost" | "closed", timeoutMs = 30_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "${event}" within ${timeoutMs} ms (state ${session.state})`)), timeoutMs);
+    session.once(event, () => {
+      clearTimeout(timer);
+      resolve(Date.now());
+    });
+  });
+}
+
+function countEvents(session: Session): Record<string, number> {
+  const counts: Record<string, number> = { suspended: 0, reconnected: 0, lost: 0 };
+  for (const e of ["suspended", "reconnected", "lost"] as const) session.on(e, () => counts[e]!++);
+  return counts;
+}
+
+describe("Session on a single node", () => {
+  let etcd: EtcdEnv;
+  let client: Etcd3;
+  let direct: Etcd3;
+
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    client = etcd.client();
+    // A second client that bypasses the proxies, to ask etcd while the first one is cut off.
+    direct = etcd.members.length ? etcd.client({}, [etcd.members[0]!.directClientUrl]) : etcd.client();
+  });
+  afterAll(() => etcd?.close());
+
+  it("keeps a TTL=2 lease alive for 10 s, as etcd itself reports", async () => {
+    const session = await Session.create(client, { ttl: 2 });
+    try {
+      expect(session.state).toBe("connected");
+      const until = Date.now() + 10_000;
+      while (Date.now() < until) {
+        expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
+        expect(session.state).toBe("connected");
+        await sleep(500); // sampling a duration, not waiting for a condition
+      }
+    } finally {
+      await session.close();
+    }
+  });
+
+  it("reports the TTL etcd granted and a remaining time inside it", async () => {
+    const session = await Session.create(client, { ttl: 1 });
+    try {
+      const info = await direct.leaseClient.leaseTimeToLive({ ID: session.leaseId });
+      expect(session.ttl).toBe(Number(info.grantedTTL));
+      expect(session.ttl).toBeGreaterThanOrEqual(1);
+      expect(session.remainingMs()).toBeGreaterThan(0);
+      expect(session.remainingMs()).toBeLessThanOrEqual(session.ttl * 1000 - session.marginMs);
+      expect(session.leaseHex).toBe(BigInt(session.leaseId).toString(16));
+    } finally {
+      await session.close();
+    }
+  });
+
+  it("close() revokes the lease at once, aborts the signal, and is idempotent", async () => {
+    const session = await Session.create(client, { ttl: 30 });
+    const closed = once(session, "closed");
+    await Promise.all([session.close(), session.close()]);
+    await closed;
+    expect(session.state).toBe("closed");
+    expect(session.signal.aborted).toBe(true);
+    expect(session.signal.reason).toMatchObject({ code: "SESSION_CLOSED" });
+    expect(session.remainingMs()).toBe(0);
+    expect(await serverTtl(direct, session.leaseId)).toBe(-1);
+    await session.close();
+  });
+
+  it("the signal option closes the session and revokes the lease", async () => {
+    const ac = new AbortController();
+    const session = await Session.create(client, { ttl: 30, signal: ac.signal });
+    ac.abort();
+    await waitFor(() => session.state === "closed", { timeoutMs: 5000 });
+    await waitFor(async () => (await serverTtl(direct, session.leaseId)) === -1, { timeoutMs: 5000 });
+    expect(getEventListeners(ac.signal, "abort")).toHaveLength(0);
+  });
+
+  it("is lost at once when the lease is revoked elsewhere", async () => {
+    const session = await Session.create(client, { ttl: 30 });
+    const lost = once(session, "lost", 20_000);
+    await direct.leaseClient.leaseRevoke({ ID: session.leaseId });
+    await lost;
+    expect(session.state).toBe("lost");
+    expect(session.signal.reason).toMatchObject({ code: "SESSION_LOST" });
+    // Loss is final: it never comes back, and closing afterwards is harmless.
+    await session.close();
+    expect(session.state).toBe("closed");
+  });
+
+  it("1,000 create/close cycles leave no timers or listeners behind", async () => {
+    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const ac = new AbortController();
+    const before = timers();
+    for (let i = 0; i < 1000; i++) {
+      const session = await Session.create(client, { ttl: 5, signal: ac.signal });
+      await session.close();
+      expect(session.listenerCount("lost")).toBe(0);
+    }
+    expect(getEventListeners(ac.signal, "abort")).toHaveLength(0);
+    // Timers of the client's own (gRPC) may come and go; ours must not pile up.
+    expect(timers() - before).toBeLessThan(5);
+  });
+});
+
+describe.skipIf(!!faultsUnavailableReason)("Session under faults on a single node", () => {
+  let etcd: EtcdEnv;
+  let member: EtcdMember;
+  let direct: Etcd3;
+
+  beforeAll(async () => {
+    if (faultsUnavailableReason) console.warn(`fault tests skipped: ${faultsUnavailableReason}`);
+    etcd = await startEtcd();
+    member = etcd.members[0]!;
+    direct = etcd.client({}, [member.directClientUrl]);
+  });
+  afterAll(() => etcd?.close());
+
+  for (const [round, mode] of [
+    [1, "cut"],
+    [2, "blackhole"],
+    [3, "cut"],
+    [4, "blackhole"],
+  ] as const) {
+    it(`client cut off (${mode}, round ${round}): suspended, then lost while etcd still holds the lease`, async () => {
+      const client = etcd.client();
+      const session = await Session.create(client, { ttl: 3 });
+      const counts = countEvents(session);
+      let ttlAtLoss: Promise<number> | undefined;
+      session.on("lost", () => {
+        ttlAtLoss = serverTtl(direct, session.leaseId);
+      });
+      const suspended = once(session, "suspended");
+      const lost = once(session, "lost");
+      try {
+        if (mode === "cut") member.clientProxy.cut();
+        else member.clientProxy.blackhole();
+        await suspended;
+        await lost;
+        // Local loss strictly precedes server expiry: etcd still has the lease when we give up.
+        expect(await ttlAtLoss).toBeGreaterThan(0);
+        expect(counts).toEqual({ suspended: 1, reconnected: 0, lost: 1 });
+        expect(session.signal.aborted).toBe(true);
+      } finally {
+        member.clientProxy.open();
+        await session.close();
+      }
+      // Loss is final: with the network back, the session stays lost and renews nothing.
+      expect(session.state).toBe("closed");
+      await waitFor(async () => (await serverTtl(direct, session.leaseId)) === -1, { timeoutMs: 10_000 });
+    });
+  }
+
+  it("a short cut gives one suspended and one reconnected, and the lease survives", async () => {
+    const client = etcd.client();
+    const session = await Session.create(client, { ttl: 6 });
+    const counts = countEvents(session);
+    try {
+      const suspended = once(session, "suspended");
+      member.clientProxy.cut();
+      await suspended;
+      const reconnected = once(session, "reconnected");
+      member.clientProxy.open();
+      await reconnected;
+      expect(session.state).toBe("connected");
+      expect(counts).toEqual({ suspended: 1, reconnected: 1, lost: 0 });
+      expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
+    } finally {
+      member.clientProxy.open();
+      await session.close();
+    }
+  });
+
+  it("a session in a child process SIGSTOPped past its deadline reports lost within 100 ms of SIGCONT", async () => {
+    const worker = Worker.start({ hosts: etcd.endpoints, ttl: 2, role: "session" });
+    try {
+      const { leaseId } = (await worker.next("session")) as unknown as { leaseId: string };
+      worker.pause();
+      // Past its deadline: wait until etcd itself has expired the lease.
+      await waitFor(async () => (await serverTtl(direct, leaseId)) === -1, { timeoutMs: 15_000, intervalMs: 50 });
+      const resumedAt = Date.now();
+      worker.resume();
+      const lost = await worker.next("lost", 5000);
+      expect(lost.at - resumedAt).toBeLessThan(100);
+    } finally {
+      await worker.kill();
+    }
+  });
+});
+
+describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () => {
+  let etcd: EtcdEnv;
+
+  beforeAll(async () => {
+    etcd = await startCluster(3);
+  });
+  afterAll(() => etcd?.close());
+
+  const memberServing = (session: Session): EtcdMember | undefined =>
+    etcd.members.find((m) => m.clientUrl === session.keepAliveEndpoint);
+
+  /** A session whose keepalive stream runs through a member that `pick` accepts. */
+  async function sessionOn(client: Etcd3, ttl: number, pick: (m: EtcdMember) => boolean | Promise<boolean>): Promise<{ session: Session; member: EtcdMember }> {
+    for (let i = 0; i < 30; i++) {
+      const session = await Session.create(client, { ttl });
+      const member = await waitFor(() => memberServing(session), { timeoutMs: ttl * 1000 });
+      if (await pick(member)) return { session, member };
+      await session.close();
+    }
+    throw new Error("no session landed on the wanted member");
+  }
+
+  it("the member serving the keepalive stream is isolated from its peers: the session moves or is lost in time", async () => {
+    const client = etcd.client();
+    const leader = await etcd.leader();
+    const { session, member } = await sessionOn(client, 5, (m) => m !== leader);
+    const healthy = etcd.members.find((m) => m !== member)!;
+    const direct = etcd.client({}, [healthy.directClientUrl]);
+    let ttlAtLoss: Promise<number> | undefined;
+    session.on("lost", () => {
+        ttlAtLoss = serverTtl(direct, session.leaseId);
+      });
+    try {
+      await member.isolate();
+      // Either it rides over to a healthy member...
+      await waitFor(() => session.state === "lost" || (memberServing(session) !== member && memberServing(session) !== undefined && session.state === "connected"), {
+        timeoutMs: 30_000,
+      });
+      if (session.state === "lost") {
+        // ...or it gives up before etcd could expire the lease: never late.
+        expect(await ttlAtLoss).toBeGreaterThan(0);
+      } else {
+        // Still alive as etcd's majority sees it, and it keeps being renewed there.
+        const ttl = session.ttl;
+        const until = Date.now() + ttl * 2000;
+        while (Date.now() < until) {
+          expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
+          await sleep(500); // sampling a duration
+        }
+        expect(session.state).toBe("connected");
+      }
+    } finally {
+      await member.heal();
+      await session.close();
+      await etcd.waitHealthy();
+    }
+  });
+
+  it("the member serving the keepalive stream is killed: the session rides over", async () => {
+    const client = etcd.client();
+    const { session, member } = await sessionOn(client, 5, () => true);
+    const counts = countEvents(session);
+    try {
+      await member.kill();
+      await waitFor(() => memberServing(session) !== undefined && memberServing(session) !== member && session.state === "connected", {
+        timeoutMs: 20_000,
+      });
+      expect(counts.lost).toBe(0);
+      const direct = etcd.client({}, [etcd.members.find((m) => m !== member)!.directClientUrl]);
+      expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
+    } finally {
+      await member.restart();
+      await session.close();
+      await etcd.waitHealthy();
+    }
+  });
+
+  it("the raft leader is killed: the session rides over", async () => {
+    const client = etcd.client();
+    const session = await Session.create(client, { ttl: 5 });
+    const counts = countEvents(session);
+    const leader = await etcd.leader();
+    try {
+      await leader.kill();
+      const others = etcd.members.filter((m) => m !== leader);
+      const direct = etcd.client({}, others.map((m) => m.directClientUrl));
+      await waitFor(async () => (await etcd.leader()) !== leader, { timeoutMs: 20_000 });
+      // Ride over: for two TTLs after the new leader is in, the session is never lost.
+      const until = Date.now() + session.ttl * 2000;
+      while (Date.now() < until) {
+        expect(session.state).not.toBe("lost");
+        await sleep(250); // sampling a duration
+      }
+      expect(session.state).toBe("connected");
+      expect(counts.lost).toBe(0);
+      expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
+    } finally {
+      await leader.restart();
+      await session.close();
+      await etcd.waitHealthy();
+    }
+  });
+});
