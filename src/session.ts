@@ -29,11 +29,16 @@ export interface SessionOptions {
   signal?: AbortSignal;
   /** Deadline for each RPC the library makes for this session (default 5000 ms). */
   callTimeoutMs?: number;
+  /**
+   * Smallest safety margin in ms (default 250): the session gives up this long before etcd could
+   * expire the lease. The margin used is the larger of this and 5% of the TTL.
+   */
+  marginMs?: number;
 }
 
 /** Share of the TTL kept back for clock-rate drift between us and the etcd leader. */
 export const DRIFT_RATIO = 0.05;
-/** Smallest safety margin, for scheduling jitter on short TTLs. */
+/** Default smallest safety margin, for scheduling jitter on short TTLs. */
 export const MIN_MARGIN_MS = 250;
 
 /**
@@ -51,6 +56,7 @@ export class Session extends EventEmitter<SessionEvents> {
   /** @internal */ readonly client: EtcdClient;
   /** @internal */ readonly keyspace: Keyspace;
   /** @internal */ readonly callTimeoutMs: number;
+  readonly #minMarginMs: number;
 
   #ttl: number;
   #state: SessionState = "connected";
@@ -65,13 +71,14 @@ export class Session extends EventEmitter<SessionEvents> {
   #undoSignal: () => void = () => {};
   readonly #names = new Map<string, { kind: string; line: LocalLine }>();
 
-  private constructor(client: EtcdClient, leaseId: bigint, ttl: number, sentAt: number, callTimeoutMs: number) {
+  private constructor(client: EtcdClient, leaseId: bigint, ttl: number, sentAt: number, callTimeoutMs: number, minMarginMs: number) {
     super();
     this.client = client;
     this.keyspace = new Keyspace(client.prefix);
     this.leaseId = leaseId.toString();
     this.leaseHex = leaseId.toString(16);
     this.callTimeoutMs = callTimeoutMs;
+    this.#minMarginMs = minMarginMs;
     this.#ttl = ttl;
     this.#ackedSentAt = sentAt;
     this.#channel = new KeepAliveChannel(client, this.leaseId, {
@@ -86,6 +93,10 @@ export class Session extends EventEmitter<SessionEvents> {
     const ttl = validateTtl(options.ttl ?? 10);
     const signal = validateSignal(options.signal);
     const callTimeoutMs = validateTimeout(options.callTimeoutMs, "callTimeoutMs") ?? 5000;
+    const marginMs = validateTimeout(options.marginMs, "marginMs") ?? MIN_MARGIN_MS;
+    if (marginMs >= ttl * 1000) {
+      throw new InvalidArgumentError(`marginMs (${marginMs}) must be shorter than the TTL (${ttl * 1000} ms)`);
+    }
     signal?.throwIfAborted();
 
     // A client-chosen random id: if etcd3 retries a grant whose answer was lost, the retry fails with
@@ -101,7 +112,7 @@ export class Session extends EventEmitter<SessionEvents> {
       const info = await client.leaseClient.leaseTimeToLive({ ID: id.toString() }, deadlineIn(callTimeoutMs));
       granted = Number(info.grantedTTL);
     }
-    const session = new Session(client, id, granted, sentAt, callTimeoutMs);
+    const session = new Session(client, id, granted, sentAt, callTimeoutMs, marginMs);
     if (signal?.aborted) {
       await session.close();
       throw signal.reason;
@@ -128,7 +139,7 @@ export class Session extends EventEmitter<SessionEvents> {
 
   /** Safety margin subtracted from the TTL for clock-rate drift. */
   get marginMs(): number {
-    return Math.max(MIN_MARGIN_MS, Math.ceil(this.#ttl * 1000 * DRIFT_RATIO));
+    return Math.max(this.#minMarginMs, Math.ceil(this.#ttl * 1000 * DRIFT_RATIO));
   }
 
   /** Conservative time left before the lease could expire in etcd; 0 once lost or closed. */
