@@ -1,9 +1,8 @@
 import type { ComparatorBuilder, IKeyValue, IRequestOp, ITxnResponse } from "etcd3";
 import { onAbort } from "./common/abort.js";
 import { deadlineIn } from "./common/client.js";
-import { KeyWatch } from "./common/watch.js";
 import type { ElectionError } from "./errors.js";
-import { removeKey, resyncMs, type Ticket } from "./queue.js";
+import { removeKey, type Ticket } from "./queue.js";
 import type { Session } from "./session.js";
 
 /**
@@ -19,7 +18,7 @@ export class Holding {
   /** @internal */ protected value_: Buffer;
   readonly #lost: (message: string, cause?: unknown) => ElectionError;
   readonly #controller = new AbortController();
-  readonly #watch: KeyWatch;
+  readonly #unwatch: () => void;
   #undoSession: (() => void) | undefined;
   readonly #leaveLine: () => void;
   #releasing: Promise<void> | undefined;
@@ -32,9 +31,10 @@ export class Holding {
     this.value_ = ticket.value;
     this.#lost = lost;
     this.#leaveLine = leaveLine;
-    // Off the hot path: the watch attaches asynchronously, from the revision our turn was confirmed at,
-    // so nothing after it is missed.
-    this.#watch = new KeyWatch(session.client, { key: this.key }, ticket.revision + 1n, resyncMs(session), {
+    // Off the hot path: the session's shared watch of its own key (created on first use, from the
+    // revision our turn was confirmed at) tells us of anything after that revision.
+    this.#unwatch = session.keyWatches.subscribe(this.key, {
+      fromRevision: ticket.revision,
       event: (type, kv) => this.#onEvent(type, kv),
       resync: () => void this.#recheck(),
     });
@@ -89,11 +89,22 @@ export class Holding {
     return builder;
   }
 
-  /** Deletes our key if it is still ours (never a newer holder's) and aborts `signal`. Idempotent. */
+  /**
+   * Aborts `signal` and deletes our key if it is still ours (never a newer holder's). Idempotent.
+   * The next local contender for the name gets in only once the delete is done, so it never finds our
+   * key and takes it for its own. If etcd cannot be reached, the session deletes the key before its
+   * next use of the name (else it goes with the lease).
+   */
   release(): Promise<void> {
     this.#releasing ??= (async () => {
-      this.#end(this.#lost("released"));
-      await removeKey(this.session, this.key, this.token);
+      const wasHeld = this.#stop(this.#lost("released"));
+      try {
+        await removeKey(this.session, this.key, this.token);
+      } catch {
+        this.session.markStale(this.key, this.token);
+      } finally {
+        if (wasHeld) this.#leaveLine();
+      }
     })();
     return this.#releasing;
   }
@@ -108,13 +119,18 @@ export class Holding {
     if (signal.aborted) throw signal.reason;
   }
 
-  /** Ends the hold locally: abort, stop watching, let the next local contender in. */
+  /** The hold is gone (key deleted or replaced, session lost): stop, and let the next local contender in. */
   #end(reason: ElectionError): void {
-    if (this.#controller.signal.aborted) return;
+    if (this.#stop(reason)) this.#leaveLine();
+  }
+
+  /** Aborts the signal and stops watching; false when that already happened. */
+  #stop(reason: ElectionError): boolean {
+    if (this.#controller.signal.aborted) return false;
     this.#controller.abort(reason);
     this.#undoSession?.();
-    void this.#watch.close();
-    this.#leaveLine();
+    this.#unwatch();
+    return true;
   }
 
   #onEvent(type: "put" | "delete", kv: IKeyValue): void {

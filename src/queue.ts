@@ -56,7 +56,7 @@ async function enqueue(
   name: string,
   value: Buffer,
   policy: QueuePolicy,
-): Promise<{ ticket: Ticket; ahead: QueueEntry[]; complete: boolean; existing: boolean }> {
+): Promise<{ ticket: Ticket; entries: QueueEntry[]; ahead: QueueEntry[]; complete: boolean }> {
   const ks = session.keyspace;
   const key = session.keyFor(name);
   const head = rangeOp(session, name, { limit: policy.lookahead, values: policy.readValues });
@@ -79,11 +79,10 @@ async function enqueue(
     stored = kv.value;
   }
   const entries = toEntries(session, res.responses[1]?.response_range.kvs ?? [], policy.readValues);
-  policy.check?.(entries);
   const ahead = entries.filter((e) => e.createRevision < createRevision);
   // The lookahead saw everything ahead of us when it reached our own key or the end of the queue.
   const complete = policy.lookahead === 0 || entries.length < policy.lookahead || entries.some((e) => e.createRevision >= createRevision);
-  return { ticket: { name, key, createRevision, value: stored, revision }, ahead, complete, existing: !res.succeeded };
+  return { ticket: { name, key, createRevision, value: stored, revision }, entries, ahead, complete };
 }
 
 /** Reads (one linearizable txn) whether our key still exists and everything ahead of it. */
@@ -192,8 +191,10 @@ export async function acquire(session: Session, name: string, value: Buffer, pol
   const signal = controller.signal;
   let ticket: Ticket | undefined;
   try {
+    await session.clearStale(session.keyFor(name), (rev) => removeKey(session, session.keyFor(name), rev));
     const first = await enqueue(session, name, value, policy);
     ticket = first.ticket;
+    policy.check?.(first.entries);
     signal.throwIfAborted();
     let ahead = first.ahead;
     let revision = ticket.revision;

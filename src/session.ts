@@ -6,6 +6,7 @@ import { assertClient, deadlineIn, Keyspace, type EtcdClient } from "./common/cl
 import { now, timerAt, timerIn, type Timer } from "./common/clock.js";
 import { validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
 import { LocalLine } from "./common/local-line.js";
+import { KeyWatches } from "./key-watches.js";
 import { KeepAliveChannel, type KeepAliveStream } from "./keepalive.js";
 import { InvalidArgumentError, NameConflictError, SessionClosedError, SessionLostError } from "./errors.js";
 
@@ -56,6 +57,8 @@ export class Session extends EventEmitter<SessionEvents> {
   /** @internal */ readonly client: EtcdClient;
   /** @internal */ readonly keyspace: Keyspace;
   /** @internal */ readonly callTimeoutMs: number;
+  /** @internal Watches of the keys this session owns, shared by their successive holders. */
+  readonly keyWatches: KeyWatches;
   readonly #minMarginMs: number;
 
   #ttl: number;
@@ -70,6 +73,7 @@ export class Session extends EventEmitter<SessionEvents> {
   #closing: Promise<void> | undefined;
   #undoSignal: () => void = () => {};
   readonly #names = new Map<string, { kind: string; line: LocalLine }>();
+  readonly #stale = new Map<string, bigint>();
 
   private constructor(client: EtcdClient, leaseId: bigint, ttl: number, sentAt: number, callTimeoutMs: number, minMarginMs: number) {
     super();
@@ -81,6 +85,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#minMarginMs = minMarginMs;
     this.#ttl = ttl;
     this.#ackedSentAt = sentAt;
+    this.keyWatches = new KeyWatches(client, () => Math.max(250, (this.#ttl * 1000) / 2));
     this.#channel = new KeepAliveChannel(client, this.leaseId, {
       ack: (sentAt, ttl) => this.#onAck(sentAt, ttl),
       failed: () => this.#onStreamFailed(),
@@ -192,6 +197,19 @@ export class Session extends EventEmitter<SessionEvents> {
     return line;
   }
 
+  /** @internal A released key whose delete did not get through: removed before the name is used again. */
+  markStale(key: string, createRevision: bigint): void {
+    this.#stale.set(key, createRevision);
+  }
+
+  /** @internal Deletes a stale key of ours (guarded by its create revision) before we queue again. */
+  async clearStale(key: string, remove: (createRevision: bigint) => Promise<void>): Promise<void> {
+    const stale = this.#stale.get(key);
+    if (stale === undefined) return;
+    await remove(stale);
+    this.#stale.delete(key);
+  }
+
   /** @internal The key this session owns under `name`. */
   keyFor(name: string): string {
     return `${name}/${this.leaseHex}`;
@@ -277,16 +295,17 @@ export class Session extends EventEmitter<SessionEvents> {
     return false;
   }
 
-  #stop(): void {
+  #stop(): Promise<void> {
     this.#deadlineTimer?.cancel();
     this.#tickTimer?.cancel();
     this.#channel.close();
     this.#undoSignal();
+    return this.keyWatches.close();
   }
 
   #lose(reason: SessionLostError): void {
     this.#state = "lost";
-    this.#stop();
+    void this.#stop();
     this.#controller.abort(reason);
     // Best effort: etcd should not keep a leader key nobody acts on.
     this.#revoke().catch(() => {});
@@ -296,10 +315,11 @@ export class Session extends EventEmitter<SessionEvents> {
   async #close(): Promise<void> {
     const wasLost = this.#state === "lost";
     this.#state = "closed";
-    this.#stop();
+    const watchesClosed = this.#stop();
     if (!this.#controller.signal.aborted) this.#controller.abort(new SessionClosedError());
     this.emit("closed");
     if (!wasLost) await this.#revoke().catch(() => {});
+    await watchesClosed;
     this.removeAllListeners();
   }
 

@@ -1,0 +1,322 @@
+import { spawn } from "node:child_process";
+import { getEventListeners } from "node:events";
+import type { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Mutex, RWLock, Semaphore, Session, type Lock } from "../../src/index.js";
+import { Worker } from "../support/child.js";
+import { keysUnder } from "../support/observe.js";
+import { startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
+
+describe("locks on a single node", () => {
+  let etcd: EtcdEnv;
+  let client: Etcd3;
+  const sessions: Session[] = [];
+  const newSession = async (c: Etcd3 = client, ttl = 10): Promise<Session> => {
+    const s = await Session.create(c, { ttl });
+    sessions.push(s);
+    return s;
+  };
+  /** Compare-and-set increment of an integer key; `guard` wraps the txn (a permit's guarded txn). */
+  async function casAdd(key: string, delta: number, permit: Lock): Promise<number> {
+    for (;;) {
+      const res = await client.get(key).exec();
+      const kv = res.kvs[0];
+      const value = Number(kv?.value.toString() ?? "0") + delta;
+      const rev = kv?.mod_revision ?? "0";
+      const txn = await permit.txn().and(key, "Mod", "==", rev).then(client.put(key).value(String(value))).commit();
+      if (txn.succeeded) return value;
+    }
+  }
+
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    client = etcd.client();
+  });
+  afterAll(async () => {
+    await Promise.all(sessions.map((s) => s.close()));
+    await etcd?.close();
+  });
+
+  it("8 clients x 50 critical sections: a blind counter guarded only by lock.txn() ends exact, in FIFO token order", async () => {
+    const name = `${etcd.prefix()}counter`;
+    const counterKey = `${name}-value`;
+    await client.put(counterKey).value("0");
+    const grants: bigint[] = [];
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        const mutex = new Mutex(await newSession(etcd.client()), name);
+        for (let i = 0; i < 50; i++) {
+          await mutex.withLock(async (lock) => {
+            grants.push(lock.token);
+            const v = Number(await client.get(counterKey).string());
+            await lock.txn().then(client.put(counterKey).value(String(v + 1))).commit();
+          });
+        }
+      }),
+    );
+    expect(await client.get(counterKey).string()).toBe("400");
+    // FIFO by create revision: each holder's token is larger than the one before it.
+    for (let i = 1; i < grants.length; i++) expect(grants[i]!).toBeGreaterThan(grants[i - 1]!);
+    expect(await keysUnder(client, name)).toEqual([]);
+  });
+
+  it("waiters are served in the order they queued", async () => {
+    const name = `${etcd.prefix()}fifo`;
+    const holder = await new Mutex(await newSession(), name).lock();
+    const order: number[] = [];
+    const waiters: Promise<Lock>[] = [];
+    for (let i = 0; i < 4; i++) {
+      const mutex = new Mutex(await newSession(), name);
+      waiters.push(mutex.lock().then((l) => (order.push(i), l)));
+      await waitFor(async () => (await keysUnder(client, name)).length === i + 2);
+    }
+    await holder.unlock();
+    for (const w of waiters) await (await w).unlock();
+    expect(order).toEqual([0, 1, 2, 3]);
+  });
+
+  it("tryLock resolves undefined at once when held elsewhere, leaving no key", async () => {
+    const name = `${etcd.prefix()}try`;
+    const held = await new Mutex(await newSession(), name).lock();
+    const other = await newSession();
+    expect(await new Mutex(other, name).tryLock()).toBeUndefined();
+    expect(await keysUnder(client, name)).toEqual([held.key]);
+    await held.unlock();
+    const got = await new Mutex(other, name).tryLock();
+    expect(got?.key).toBe(other.keyFor(name));
+    await got!.unlock();
+  });
+
+  it("timeout and abort remove the waiter key and reject with typed errors", async () => {
+    const name = `${etcd.prefix()}timeout`;
+    const held = await new Mutex(await newSession(), name).lock();
+    const mutex = new Mutex(await newSession(), name);
+    await expect(mutex.lock({ timeoutMs: 300 })).rejects.toMatchObject({ code: "LOCK_TIMEOUT", name: "LockTimeoutError" });
+    expect(await keysUnder(client, name)).toEqual([held.key]);
+    const ac = new AbortController();
+    const pending = mutex.lock({ signal: ac.signal });
+    await waitFor(async () => (await keysUnder(client, name)).length === 2);
+    const reason = new Error("stop waiting");
+    ac.abort(reason);
+    await expect(pending).rejects.toBe(reason);
+    expect(await keysUnder(client, name)).toEqual([held.key]);
+    expect(getEventListeners(ac.signal, "abort")).toHaveLength(0);
+    await held.unlock();
+  });
+
+  it("rule 6: two Mutex objects (and two lock() calls) on one session exclude each other behind one key", async () => {
+    const name = `${etcd.prefix()}local`;
+    const session = await newSession();
+    const a = new Mutex(session, name);
+    const b = new Mutex(session, name);
+    const first = await a.lock();
+    let secondHeld = false;
+    const second = b.lock().then((l) => ((secondHeld = true), l));
+    const third = a.lock();
+    expect(await b.tryLock()).toBeUndefined();
+    expect(await keysUnder(client, name)).toEqual([first.key]);
+    expect(secondHeld).toBe(false);
+    await first.unlock();
+    const s = await second;
+    expect(s.token).toBeGreaterThan(first.token);
+    expect(await keysUnder(client, name)).toEqual([s.key]);
+    await s.unlock();
+    await (await third).unlock();
+    expect(await keysUnder(client, name)).toEqual([]);
+  });
+
+  it("a late unlock never deletes a newer holder's key (etcd #22082), and unlock is idempotent", async () => {
+    const name = `${etcd.prefix()}late-unlock`;
+    const session = await newSession();
+    const mutex = new Mutex(session, name);
+    const old = await mutex.lock();
+    await client.delete().key(old.key); // someone removes it behind our back
+    await waitFor(() => old.signal.aborted);
+    expect(old.signal.reason).toMatchObject({ code: "LOCK_LOST" });
+    const newer = await mutex.lock(); // same session, same key name, new create revision
+    expect(newer.key).toBe(old.key);
+    expect(newer.token).toBeGreaterThan(old.token);
+    await old.unlock();
+    await old.unlock();
+    expect(await keysUnder(client, name)).toEqual([newer.key]);
+    await newer.unlock();
+  });
+
+  it("withLock releases on both outcomes and rejects with LockLostError when the lock was lost meanwhile", async () => {
+    const name = `${etcd.prefix()}withlock`;
+    const mutex = new Mutex(await newSession(), name);
+    expect(await mutex.withLock(() => 42)).toBe(42);
+    await expect(mutex.withLock(() => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
+    expect(await keysUnder(client, name)).toEqual([]);
+    const lostSession = await newSession();
+    const lost = new Mutex(lostSession, name).withLock(async (lock) => {
+      await etcd.client().leaseClient.leaseRevoke({ ID: lostSession.leaseId });
+      await waitFor(() => lock.signal.aborted, { timeoutMs: 15_000 });
+      return "finished anyway";
+    });
+    await expect(lost).rejects.toMatchObject({ code: "LOCK_LOST" });
+  });
+
+  it("await using releases the lock", async () => {
+    const name = `${etcd.prefix()}using`;
+    const mutex = new Mutex(await newSession(), name);
+    {
+      await using lock = await mutex.lock();
+      expect(await keysUnder(client, name)).toEqual([lock.key]);
+    }
+    expect(await keysUnder(client, name)).toEqual([]);
+  });
+
+  it("a holder in a child process paused past its deadline loses the lock; after resuming its signal aborts and its writes are refused", async () => {
+    const name = `${etcd.prefix()}paused`;
+    const worker = Worker.start({ hosts: etcd.endpoints, ttl: 2, role: "lock", name });
+    try {
+      const held = await worker.next("holding");
+      const waiting = new Mutex(await newSession(), name).lock();
+      worker.pause();
+      const lock = await waiting;
+      expect(lock.token).toBeGreaterThan(BigInt(held.token as string));
+      worker.resume();
+      expect((await worker.next("hold-ended", 5000)).code).toBe("LOCK_LOST");
+      worker.send({ cmd: "write", key: `${name}-data`, value: "stale" });
+      expect((await worker.next("write")).code).toBe("LOCK_LOST");
+      expect(await client.get(`${name}-data`).string()).toBeNull();
+      await lock.unlock();
+    } finally {
+      await worker.kill();
+    }
+  });
+
+  it("semaphore: at most `limit` holders at once (counted with a guarded counter), FIFO, no key left", async () => {
+    const name = `${etcd.prefix()}sem`;
+    const inside = `${name}-inside`;
+    let max = 0;
+    await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        const sem = new Semaphore(await newSession(etcd.client()), name, { limit: 3 });
+        for (let i = 0; i < 8; i++) {
+          await sem.withPermit(async (permit) => {
+            max = Math.max(max, await casAdd(inside, 1, permit));
+            await casAdd(inside, -1, permit);
+          });
+        }
+      }),
+    );
+    expect(max).toBeLessThanOrEqual(3);
+    expect(max).toBeGreaterThan(1);
+    expect(await client.get(inside).string()).toBe("0");
+    expect(await keysUnder(client, name)).toEqual([]);
+  });
+
+  it("semaphore: a waiter gets in when any permit ahead frees; tryAcquire and limit mismatch", async () => {
+    const name = `${etcd.prefix()}sem2`;
+    const permits = await Promise.all([0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()));
+    const third = new Semaphore(await newSession(), name, { limit: 2 });
+    expect(await third.tryAcquire()).toBeUndefined();
+    expect(await keysUnder(client, name)).toHaveLength(2);
+    const waiting = third.acquire();
+    await waitFor(async () => (await keysUnder(client, name)).length === 3);
+    await permits[1]!.release(); // not the oldest: any permit ahead frees a place
+    const got = await waiting;
+    await expect(new Semaphore(await newSession(), name, { limit: 5 }).acquire({ timeoutMs: 2000 })).rejects.toMatchObject({
+      code: "LIMIT_MISMATCH",
+    });
+    expect(await keysUnder(client, name)).toHaveLength(2);
+    await got.release();
+    await permits[0]!.release();
+  });
+
+  it("read-write lock: readers share, a waiting writer is not starved by later readers, and its release wakes the readers behind it", async () => {
+    const name = `${etcd.prefix()}rw`;
+    const rw = async () => new RWLock(await newSession(), name);
+    const r1 = await (await rw()).readLock();
+    const r2 = await (await rw()).readLock(); // readers share
+    const events: string[] = [];
+    const writer = (await rw()).writeLock().then((l) => (events.push("writer"), l));
+    await waitFor(async () => (await keysUnder(client, name)).length === 3);
+    const lateReaders = [await rw(), await rw()].map((l) => l.readLock().then((r) => (events.push("reader"), r)));
+    await waitFor(async () => (await keysUnder(client, name)).length === 5);
+    const second = await rw();
+    expect(await second.tryReadLock()).toBeUndefined(); // a writer is queued: readers wait behind it
+    await r1.unlock();
+    expect(events).toEqual([]);
+    await r2.unlock();
+    const w = await writer;
+    expect(events).toEqual(["writer"]);
+    await w.unlock();
+    const readers = await Promise.all(lateReaders); // both readers behind the writer get in together
+    expect(events).toEqual(["writer", "reader", "reader"]);
+    const writer2 = (await rw()).tryWriteLock();
+    expect(await writer2).toBeUndefined();
+    for (const r of readers) await r.unlock();
+    expect(await keysUnder(client, name)).toEqual([]);
+  });
+
+  it("2,000 lock/unlock cycles leave no listeners, timers or watchers behind", async () => {
+    const name = `${etcd.prefix()}cycles`;
+    const c = etcd.client();
+    const session = await Session.create(c, { ttl: 10 });
+    const mutex = new Mutex(session, name);
+    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const watchers = (): number => (c as unknown as { watchManager: { watchers: unknown[] } }).watchManager.watchers.length;
+    const before = timers();
+    for (let i = 0; i < 2000; i++) {
+      const lock = await mutex.lock();
+      await lock.unlock();
+    }
+    expect(getEventListeners(session.signal, "abort")).toHaveLength(0);
+    // One watch of the session's own key serves every successive holder; it stays with the session.
+    expect(watchers()).toBeLessThanOrEqual(1);
+    expect(timers() - before).toBeLessThan(5);
+    expect(await keysUnder(client, name)).toEqual([]);
+    await session.close();
+    await waitFor(() => watchers() === 0, { timeoutMs: 10_000, description: "the session's watches cancelled" });
+  });
+});
+
+describe("Mutex interop with etcdctl lock", () => {
+  let etcd: EtcdEnv;
+  let client: Etcd3;
+  const etcdctl = (...args: string[]) =>
+    spawn("etcdctl", [`--endpoints=${etcd.endpoints.join(",")}`, ...args], { env: { ...process.env, ETCDCTL_API: "3" } });
+
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    client = etcd.client();
+  });
+  afterAll(() => etcd?.close());
+
+  it("etcdctl lock and our Mutex exclude each other in both directions", async () => {
+    const name = `${etcd.prefix()}ctl`;
+    const session = await Session.create(client, { ttl: 10 });
+    try {
+      // etcdctl holds: we wait until it exits.
+      const ctl = etcdctl("lock", name);
+      let out = "";
+      ctl.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      await waitFor(() => out.includes(name), { timeoutMs: 15_000 });
+      let ours = false;
+      const pending = new Mutex(session, name).lock().then((l) => ((ours = true), l));
+      await waitFor(async () => (await keysUnder(client, name)).length === 2);
+      expect(ours).toBe(false);
+      const exited = new Promise((r) => ctl.once("exit", r));
+      ctl.kill("SIGINT");
+      await exited;
+      const lock = await pending;
+
+      // We hold: etcdctl waits until we unlock.
+      const ctl2 = etcdctl("lock", name);
+      let out2 = "";
+      ctl2.stdout.on("data", (d: Buffer) => (out2 += d.toString()));
+      await waitFor(async () => (await keysUnder(client, name)).length === 2);
+      expect(out2).toBe("");
+      await lock.unlock();
+      await waitFor(() => out2.includes(name), { timeoutMs: 15_000 });
+      const exited2 = new Promise((r) => ctl2.once("exit", r));
+      ctl2.kill("SIGINT");
+      await exited2;
+    } finally {
+      await session.close();
+    }
+  });
+});
