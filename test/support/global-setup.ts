@@ -1,0 +1,194 @@
+/**
+ * Global setup of the "integration" vitest project (runs once, in the main
+ * vitest process). It picks the etcd backend and image, publishes the choice
+ * to the test workers through process.env (vitest forks its workers after
+ * global setup, with the main process's environment), and removes leftovers
+ * of this run and of interrupted earlier runs.
+ */
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { DEFAULT_ETCD_IMAGE, HOST_LABEL, LOCAL_ETCD_IMAGE, PID_LABEL, TEST_LABEL } from "./etcd-image.js";
+
+const run = promisify(execFile);
+const LOCAL_ETCD_BINARY = "/usr/bin/etcd";
+const BUILD_SCRIPT = fileURLToPath(new URL("../../.ci/build-etcd-image", import.meta.url));
+const RUN_DIR_PREFIX = "etcd-election-test-";
+
+function log(message: string): void {
+  console.log(`[etcd harness] ${message}`);
+}
+
+async function docker(args: string[], timeoutMs: number): Promise<string | undefined> {
+  try {
+    const { stdout } = await run("docker", args, { timeout: timeoutMs, maxBuffer: 16 << 20 });
+    return stdout.trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: alive but not ours.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Synchronous so it can run from a signal handler before vitest exits. */
+function removeContainersSync(ids: string[]): void {
+  if (ids.length === 0) return;
+  try {
+    execFileSync("docker", ["rm", "--force", "--volumes", ...ids], { stdio: "ignore", timeout: 30_000 });
+  } catch {
+    // Already gone, or Docker went away: nothing more we can do.
+  }
+}
+
+/** Harness containers made from this host (pids elsewhere mean nothing here). */
+function listContainersSync(filterPid?: number): { id: string; pid: number }[] {
+  const filters = ["--filter", `label=${TEST_LABEL}=true`, "--filter", `label=${HOST_LABEL}=${hostname()}`];
+  if (filterPid !== undefined) filters.push("--filter", `label=${PID_LABEL}=${filterPid}`);
+  try {
+    const out = execFileSync("docker", ["ps", "--all", ...filters, "--format", `{{.ID}} {{.Label "${PID_LABEL}"}}`], {
+      encoding: "utf8",
+      timeout: 30_000,
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    return out
+      .split("\n")
+      .filter((line) => line.trim() !== "")
+      .map((line) => {
+        const [id = "", pid = ""] = line.trim().split(" ");
+        return { id, pid: Number(pid) };
+      });
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Process backend: each member directory under a run dir holds etcd.pid.
+ * Kill those etcd processes (checking the pid still runs etcd from that
+ * directory, pids get reused) and delete the run dir.
+ */
+function removeRunDirSync(runDir: string): void {
+  if (!existsSync(runDir)) return;
+  for (const member of readdirSync(runDir)) {
+    const memberDir = join(runDir, member);
+    try {
+      const pid = Number(readFileSync(join(memberDir, "etcd.pid"), "utf8"));
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      if (cmdline.includes(memberDir)) process.kill(pid, "SIGKILL");
+    } catch {
+      // No pid file or the process is gone.
+    }
+  }
+  rmSync(runDir, { recursive: true, force: true });
+}
+
+function sweepStaleRunDirs(): void {
+  for (const entry of readdirSync(tmpdir())) {
+    const pid = Number(entry.slice(RUN_DIR_PREFIX.length));
+    if (entry.startsWith(RUN_DIR_PREFIX) && pid > 0 && !isAlive(pid)) {
+      log(`removing leftover process-backend data of dead run ${pid}`);
+      removeRunDirSync(join(tmpdir(), entry));
+    }
+  }
+}
+
+function sweepStaleContainers(): void {
+  const stale = listContainersSync().filter((c) => !(c.pid > 0 && isAlive(c.pid)));
+  if (stale.length === 0) return;
+  log(`removing ${stale.length} leftover container(s) of interrupted runs`);
+  removeContainersSync(stale.map((c) => c.id));
+}
+
+/** ETCD_IMAGE, else the pinned official image if present or pullable, else the locally built one. */
+async function resolveImage(): Promise<string> {
+  const requested = process.env.ETCD_IMAGE?.trim();
+  if (requested) {
+    log(`image ${requested} (from ETCD_IMAGE)`);
+    return requested;
+  }
+  if ((await docker(["image", "inspect", DEFAULT_ETCD_IMAGE], 15_000)) !== undefined) {
+    log(`image ${DEFAULT_ETCD_IMAGE} (present locally)`);
+    return DEFAULT_ETCD_IMAGE;
+  }
+  log(`pulling ${DEFAULT_ETCD_IMAGE} (at most 20 s)`);
+  if ((await docker(["pull", DEFAULT_ETCD_IMAGE], 20_000)) !== undefined) {
+    log(`image ${DEFAULT_ETCD_IMAGE} (pulled)`);
+    return DEFAULT_ETCD_IMAGE;
+  }
+  if ((await docker(["image", "inspect", LOCAL_ETCD_IMAGE], 15_000)) === undefined) {
+    log(`cannot pull ${DEFAULT_ETCD_IMAGE}; building ${LOCAL_ETCD_IMAGE} with .ci/build-etcd-image`);
+    execFileSync("bash", [BUILD_SCRIPT], { stdio: "inherit", timeout: 600_000 });
+  }
+  log(`image ${LOCAL_ETCD_IMAGE} (local build: ${DEFAULT_ETCD_IMAGE} could not be pulled)`);
+  return LOCAL_ETCD_IMAGE;
+}
+
+/** Returns the teardown. */
+export default async function setup(): Promise<() => Promise<void>> {
+  const pid = process.pid;
+  const runDir = join(tmpdir(), `${RUN_DIR_PREFIX}${pid}`);
+  process.env.TESTCONTAINERS_RYUK_DISABLED = "true"; // Ryuk's image cannot be pulled here
+  // Inside a container testcontainers would report the bridge gateway as the
+  // Docker host; our containers use host networking on loopback.
+  process.env.TESTCONTAINERS_HOST_OVERRIDE ??= "127.0.0.1";
+  process.env.ETCD_ELECTION_TEST_PID = String(pid);
+  process.env.ETCD_ELECTION_RUN_DIR = runDir;
+
+  if (process.env.ETCD_ENDPOINTS) {
+    log(`using the external cluster ETCD_ENDPOINTS=${process.env.ETCD_ENDPOINTS}; fault tests will be skipped`);
+    return async () => undefined;
+  }
+
+  sweepStaleRunDirs();
+  let useDocker = process.env.ETCD_BACKEND !== "process";
+  if (useDocker && (await docker(["info", "--format", "{{.ServerVersion}}"], 15_000)) === undefined) {
+    if (process.env.CI === "true" || process.env.ETCD_BACKEND === "docker") {
+      throw new Error("etcd harness: Docker engine not reachable (`docker info` failed); CI and ETCD_BACKEND=docker require it");
+    }
+    if (!existsSync(LOCAL_ETCD_BINARY)) {
+      throw new Error(`etcd harness: Docker engine not reachable and ${LOCAL_ETCD_BINARY} missing; start dockerd or install etcd-server`);
+    }
+    log(`Docker engine not reachable (\`docker info\` failed): running ${LOCAL_ETCD_BINARY} as local processes instead`);
+    useDocker = false;
+  }
+
+  if (useDocker) {
+    sweepStaleContainers();
+    process.env.ETCD_BACKEND = "docker";
+    process.env.ETCD_IMAGE = await resolveImage();
+  } else {
+    process.env.ETCD_BACKEND = "process";
+    log(`backend: local processes (${process.env.ETCD_BINARY ?? LOCAL_ETCD_BINARY})`);
+  }
+
+  const sweepThisRun = (): void => {
+    if (useDocker) removeContainersSync(listContainersSync(pid).map((c) => c.id));
+    removeRunDirSync(runDir);
+  };
+  // Vitest exits 1 ms after SIGINT/SIGTERM without running teardowns, so sweep
+  // synchronously from the signal itself. The timer only matters if nobody
+  // else exits the process.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    sweepThisRun();
+    setTimeout(() => process.exit(signal === "SIGINT" ? 130 : 143), 500);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  return async () => {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    sweepThisRun();
+  };
+}
