@@ -8,6 +8,7 @@ export default defineConfig({
           name: "unit",
           include: ["test/unit/**/*.test.ts"],
           environment: "node",
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -15,6 +16,8 @@ export default defineConfig({
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
           environment: "node",
+          // Unit tests first, then the integration files.
+          sequence: { groupOrder: 1 },
           globalSetup: ["test/support/global-setup.ts"],
           // Each file starts its own etcd; two cores, so two files at a time.
           pool: "forks",
