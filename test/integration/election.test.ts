@@ -294,6 +294,32 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
   });
   afterAll(() => etcd?.close());
 
+  it("observe through a member isolated from its peers still sees leader changes (re-read elsewhere)", async () => {
+    const name = `${etcd.prefix()}observe-isolated`;
+    const [isolated, other] = [etcd.members[1]!, etcd.members[2]!];
+    const observerClient = etcd.client({}, [isolated.clientUrl, other.clientUrl]);
+    const observerSession = await Session.create(observerClient, { ttl: 4 });
+    const writer = etcd.client({}, [etcd.members[0]!.clientUrl, other.clientUrl]);
+    const s1 = await Session.create(writer, { ttl: 10 });
+    const ac = new AbortController();
+    const seen = collect(new Election(observerSession, name).observe({ signal: ac.signal }));
+    try {
+      const a = await new Election(s1, name).campaign("a");
+      await waitFor(() => seen.items.at(-1)?.value.toString() === "a");
+      await isolated.isolate();
+      await a.proclaim("a-while-isolated");
+      await waitFor(() => seen.items.at(-1)?.value.toString() === "a-while-isolated", { timeoutMs: 30_000 });
+      assertLatestState(seen.items);
+      await a.resign();
+    } finally {
+      await isolated.heal();
+      ac.abort();
+      await seen.done.catch(() => {});
+      await Promise.all([observerSession.close(), s1.close()]);
+      await etcd.waitHealthy();
+    }
+  });
+
   it("observe survives a restart of the member serving it, then a compaction past its revision", async () => {
     const name = `${etcd.prefix()}observe-faults`;
     // The observer talks to one member only, so restarting that member really cuts its watch.

@@ -252,6 +252,32 @@ describe("locks on a single node", () => {
     expect(await keysUnder(client, name)).toEqual([]);
   });
 
+  for (const kind of ["mutex", "rwlock writer"] as const) {
+    it(`${kind}: a waiter whose session expires mid-queue lets nobody past the holder (etcd #16221)`, async () => {
+      const name = `${etcd.prefix()}midqueue-${kind.replace(" ", "-")}`;
+      const take = (session: Session, signal?: AbortSignal): Promise<Lock> =>
+        kind === "mutex" ? new Mutex(session, name).lock({ signal }) : new RWLock(session, name).writeLock({ signal });
+      const holder = await take(await newSession());
+      const s2 = await newSession();
+      const middle = take(s2);
+      await waitFor(async () => (await keysUnder(client, name)).length === 2);
+      let holderReleased = false;
+      let lastHeldEarly = false;
+      const last = take(await newSession()).then((l) => ((lastHeldEarly = !holderReleased), l));
+      await waitFor(async () => (await keysUnder(client, name)).length === 3);
+      await etcd.client().leaseClient.leaseRevoke({ ID: s2.leaseId });
+      // The middle waiter's key is gone at once; by the time its own session notices, the last waiter
+      // has long had its wake-up and re-read, and must have found the holder still there.
+      await expect(middle).rejects.toMatchObject({ code: expect.stringMatching(/SESSION_LOST|LOCK_LOST/) });
+      expect(await keysUnder(client, name)).toHaveLength(2);
+      holderReleased = true;
+      await holder.unlock();
+      const l = await last;
+      expect(lastHeldEarly).toBe(false);
+      await l.unlock();
+    });
+  }
+
   it("2,000 lock/unlock cycles leave no listeners, timers or watchers behind", async () => {
     const name = `${etcd.prefix()}cycles`;
     const c = etcd.client();

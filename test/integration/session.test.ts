@@ -191,6 +191,22 @@ describe.skipIf(!!faultsUnavailableReason)("Session under faults on a single nod
     }
   });
 
+  it("close() with etcd unreachable closes locally within its call deadline and leaves the lease to expire", async () => {
+    const session = await Session.create(etcd.client(), { ttl: 10, callTimeoutMs: 1000 });
+    member.clientProxy.blackhole();
+    try {
+      const started = Date.now();
+      await session.close();
+      expect(Date.now() - started).toBeLessThan(1000 + 2000); // the call deadline, not the client's defaults
+      expect(session.state).toBe("closed");
+      expect(session.signal.aborted).toBe(true);
+    } finally {
+      member.clientProxy.open();
+    }
+    expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
+    await direct.leaseClient.leaseRevoke({ ID: session.leaseId });
+  });
+
   it("a session in a child process SIGSTOPped past its deadline reports lost within 100 ms of SIGCONT", async () => {
     const worker = Worker.start({ hosts: etcd.endpoints, ttl: 2, role: "session" });
     try {
@@ -263,6 +279,22 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
       await member.heal();
       await session.close();
       await etcd.waitHealthy();
+    }
+  });
+
+  it("a keepalive stream that stays open but stops answering is replaced on another member", async () => {
+    const client = etcd.client();
+    const { session, member } = await sessionOn(client, 6, () => true);
+    const counts = countEvents(session);
+    try {
+      member.clientProxy.blackhole();
+      await waitFor(() => memberServing(session) !== undefined && memberServing(session) !== member && session.state === "connected", {
+        timeoutMs: 20_000,
+      });
+      expect(counts.lost).toBe(0);
+    } finally {
+      member.clientProxy.open();
+      await session.close();
     }
   });
 
