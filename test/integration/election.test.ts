@@ -1,8 +1,8 @@
-import { spawn } from "node:child_process";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, Mutex, Session, type Leader, type Term } from "../../src/index.js";
 import { Worker } from "../support/child.js";
+import { etcdctl } from "../support/etcdctl.js";
 import { collect, keysUnder } from "../support/observe.js";
 import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
 
@@ -228,9 +228,6 @@ describe("Election on a single node", () => {
 describe("Election interop with etcdctl elect", () => {
   let etcd: EtcdEnv;
   let client: Etcd3;
-  const etcdctl = (...args: string[]) =>
-    spawn("etcdctl", [`--endpoints=${etcd.endpoints.join(",")}`, ...args], { env: { ...process.env, ETCDCTL_API: "3" } });
-
   beforeAll(async () => {
     etcd = await startEtcd();
     client = etcd.client();
@@ -239,13 +236,10 @@ describe("Election interop with etcdctl elect", () => {
 
   it("an etcdctl leader makes us wait, our observer sees its value, and we win when it exits on SIGINT", async () => {
     const name = `${etcd.prefix()}ctl-leads`;
-    const ctl = etcdctl("elect", name, "from-etcdctl");
-    let out = "";
-    ctl.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    const exited = new Promise((r) => ctl.once("exit", r));
+    const ctl = etcdctl(etcd.endpoints, "elect", name, "from-etcdctl");
     const session = await Session.create(client, { ttl: 10 });
     try {
-      await waitFor(() => out.includes("from-etcdctl"), { timeoutMs: 15_000 });
+      await ctl.printed("from-etcdctl");
       const election = new Election(session, name);
       const ac = new AbortController();
       const seen = collect(election.observe({ signal: ac.signal }));
@@ -254,15 +248,14 @@ describe("Election interop with etcdctl elect", () => {
       const campaign = election.campaign("ours").then((t) => ((won = true), t));
       await waitFor(async () => (await keysUnder(client, name)).length === 2);
       expect(won).toBe(false);
-      ctl.kill("SIGINT");
-      await exited;
+      await ctl.interrupt();
       const term = await campaign;
       await waitFor(() => seen.items.at(-1)?.token === term.token);
       ac.abort();
       await seen.done.catch(() => {});
       await term.resign();
     } finally {
-      ctl.kill("SIGKILL");
+      ctl.kill();
       await session.close();
     }
   });
@@ -271,15 +264,13 @@ describe("Election interop with etcdctl elect", () => {
     const name = `${etcd.prefix()}we-lead`;
     const session = await Session.create(client, { ttl: 10 });
     const term = await new Election(session, name).campaign("ours-value");
-    const ctl = etcdctl("elect", "-l", name);
-    let out = "";
-    ctl.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    const ctl = etcdctl(etcd.endpoints, "elect", "-l", name);
     try {
-      await waitFor(() => out.includes("ours-value"), { timeoutMs: 15_000 });
+      await ctl.printed("ours-value");
       await term.proclaim("proclaimed");
-      await waitFor(() => out.includes("proclaimed"), { timeoutMs: 15_000 });
+      await ctl.printed("proclaimed");
     } finally {
-      ctl.kill("SIGKILL");
+      ctl.kill();
       await session.close();
     }
   });

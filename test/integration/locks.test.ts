@@ -1,9 +1,9 @@
-import { spawn } from "node:child_process";
 import { getEventListeners } from "node:events";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Mutex, RWLock, Semaphore, Session, type Lock } from "../../src/index.js";
 import { Worker } from "../support/child.js";
+import { etcdctl } from "../support/etcdctl.js";
 import { keysUnder } from "../support/observe.js";
 import { startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
 
@@ -303,9 +303,6 @@ describe("locks on a single node", () => {
 describe("Mutex interop with etcdctl lock", () => {
   let etcd: EtcdEnv;
   let client: Etcd3;
-  const etcdctl = (...args: string[]) =>
-    spawn("etcdctl", [`--endpoints=${etcd.endpoints.join(",")}`, ...args], { env: { ...process.env, ETCDCTL_API: "3" } });
-
   beforeAll(async () => {
     etcd = await startEtcd();
     client = etcd.client();
@@ -317,30 +314,22 @@ describe("Mutex interop with etcdctl lock", () => {
     const session = await Session.create(client, { ttl: 10 });
     try {
       // etcdctl holds: we wait until it exits.
-      const ctl = etcdctl("lock", name);
-      let out = "";
-      ctl.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      await waitFor(() => out.includes(name), { timeoutMs: 15_000 });
+      const ctl = etcdctl(etcd.endpoints, "lock", name);
+      await ctl.printed(name);
       let ours = false;
       const pending = new Mutex(session, name).lock().then((l) => ((ours = true), l));
       await waitFor(async () => (await keysUnder(client, name)).length === 2);
       expect(ours).toBe(false);
-      const exited = new Promise((r) => ctl.once("exit", r));
-      ctl.kill("SIGINT");
-      await exited;
+      await ctl.interrupt();
       const lock = await pending;
 
       // We hold: etcdctl waits until we unlock.
-      const ctl2 = etcdctl("lock", name);
-      let out2 = "";
-      ctl2.stdout.on("data", (d: Buffer) => (out2 += d.toString()));
+      const ctl2 = etcdctl(etcd.endpoints, "lock", name);
       await waitFor(async () => (await keysUnder(client, name)).length === 2);
-      expect(out2).toBe("");
+      expect(ctl2.output).toBe("");
       await lock.unlock();
-      await waitFor(() => out2.includes(name), { timeoutMs: 15_000 });
-      const exited2 = new Promise((r) => ctl2.once("exit", r));
-      ctl2.kill("SIGINT");
-      await exited2;
+      await ctl2.printed(name);
+      await ctl2.interrupt();
     } finally {
       await session.close();
     }
