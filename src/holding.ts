@@ -1,6 +1,6 @@
 import type { ComparatorBuilder, IKeyValue, IRequestOp, ITxnResponse } from "etcd3";
 import { onAbort } from "./common/abort.js";
-import { deadlineIn } from "./common/client.js";
+import { deadlineIn, fixedDeadline } from "./common/client.js";
 import type { ElectionError } from "./errors.js";
 import { removeKey, type Ticket } from "./queue.js";
 import type { Session } from "./session.js";
@@ -74,7 +74,7 @@ export class Holding {
           success: await Promise.all(request.success),
           failure: [...(await Promise.all(request.failure)), { request_range: { key: full, keys_only: true } }],
         },
-        internals.callOptions ?? deadlineIn(this.session.callTimeoutMs),
+        internals.callOptions ?? fixedDeadline(this.session.callTimeoutMs),
       );
       if (!res.succeeded) {
         const ours = res.responses.pop()?.response_range.kvs[0];

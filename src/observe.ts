@@ -1,5 +1,5 @@
-import { ExponentialBackoff, type IBackoff } from "cockatiel";
-import { onAbort, sleep } from "./common/abort.js";
+import { onAbort } from "./common/abort.js";
+import { retryUntilAborted } from "./common/retry.js";
 import { KeyWatch } from "./common/watch.js";
 import { readLeader, type Leader } from "./leader.js";
 import { resyncMs } from "./queue.js";
@@ -23,7 +23,6 @@ export async function* observeLeader(session: Session, name: string, signal: Abo
   let watch: KeyWatch | undefined;
   let last: Leader | undefined;
   let emitted = false;
-  let backoff: IBackoff<unknown> | undefined;
   try {
     for (;;) {
       signal?.throwIfAborted();
@@ -39,17 +38,8 @@ export async function* observeLeader(session: Session, name: string, signal: Abo
         continue;
       }
       dirty = false;
-      let read;
-      try {
-        read = await readLeader(session, name);
-        backoff = undefined;
-      } catch {
-        // etcd unreachable: keep trying (never silently stop); the next read tells the truth.
-        backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }).next();
-        dirty = true;
-        await sleep(backoff.duration, signal);
-        continue;
-      }
+      // etcd unreachable: keep trying (never silently stop); the next read tells the truth.
+      const read = await retryUntilAborted(() => readLeader(session, name), signal);
       // The watch starts right after the first read, so no change after it is missed.
       watch ??= new KeyWatch(session.client, { prefix: `${name}/` }, read.revision + 1n, resyncMs(session), { event: poke, resync: poke });
       const { leader } = read;

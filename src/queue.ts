@@ -1,5 +1,6 @@
 import type { IKeyValue, IRangeRequest, IRequestOp, ITxnResponse } from "etcd3";
 import { linkedController, onAbort } from "./common/abort.js";
+import { retryUntilAborted } from "./common/retry.js";
 import { deadlineIn } from "./common/client.js";
 import { KeyWatch } from "./common/watch.js";
 import type { Session } from "./session.js";
@@ -128,18 +129,22 @@ function toEntries(session: Session, kvs: IKeyValue[], values: boolean): QueueEn
   });
 }
 
-/** Deletes our key only if it is still the one we created (a newer holder's key is never touched). */
-export async function removeKey(session: Session, key: string, createRevision: bigint): Promise<void> {
+/**
+ * Deletes our key only if it is still the one we created (a newer holder's key is never touched); with
+ * no create revision, whatever key of ours is there.
+ */
+export async function removeKey(session: Session, key: string, createRevision?: bigint): Promise<void> {
   const full = session.keyspace.full(key);
   await session.client.kv.txn(
     {
-      compare: [{ key: full, result: "Equal", target: "Create", create_revision: createRevision.toString() }],
+      compare: createRevision === undefined ? [] : [{ key: full, result: "Equal", target: "Create", create_revision: createRevision.toString() }],
       success: [{ request_delete_range: { key: full } }],
       failure: [],
     },
     deadlineIn(session.callTimeoutMs),
   );
 }
+
 
 /**
  * Resolves once `needed` of the blocking keys are deleted, or the watch asks for a re-read; rejects
@@ -209,7 +214,7 @@ export async function acquire(session: Session, name: string, value: Buffer, pol
         }
         await waitForDeletes(session, name, blocking, revision, signal);
       }
-      const read = await readAhead(session, ticket, policy);
+      const read = await retryUntilAborted(() => readAhead(session, ticket!, policy), signal);
       signal.throwIfAborted();
       if (!read.exists) throw session.signal.aborted ? session.signal.reason : options.vanished(`our key ${ticket.key} was deleted while waiting`);
       ({ ahead, revision } = read);
@@ -220,6 +225,9 @@ export async function acquire(session: Session, name: string, value: Buffer, pol
     return { ...ticket, revision };
   } catch (err) {
     if (ticket) await removeKey(session, ticket.key, ticket.createRevision).catch(() => {});
+    // The put may have landed even though its answer was lost. We are in the name's local line, so a
+    // key of ours under the name can only be this attempt's: delete it, lest it block the queue.
+    else await removeKey(session, session.keyFor(name)).catch(() => {});
     throw signal.aborted ? signal.reason : err;
   } finally {
     dispose();

@@ -30,8 +30,26 @@ export function assertClient(client: unknown): asserts client is EtcdClient {
   }
 }
 
-/** Call options with an absolute deadline: etcd3's own retries of the call share it, so the total is bounded. */
-export const deadlineIn = (ms: number): { deadline: Date } => ({ deadline: new Date(Date.now() + ms) });
+/**
+ * Call options for the library's own RPCs, all safe to repeat. etcd3 retries a call that timed out on
+ * the next endpoint, reading the options again for each attempt: each attempt gets half of `ms`, and
+ * all of them together no more than `ms`. So a call stuck on a dead member moves on in time, and the
+ * whole call still fails in bounded time (rule 11).
+ */
+export function deadlineIn(ms: number): { readonly deadline: Date } {
+  const end = Date.now() + ms;
+  return {
+    get deadline() {
+      return new Date(Math.min(end, Date.now() + ms / 2));
+    },
+  };
+}
+
+/**
+ * One absolute deadline for a call that may not be safe to repeat (a user's guarded transaction):
+ * once it has passed, etcd3's retry of a timed-out attempt fails at once instead of sending it again.
+ */
+export const fixedDeadline = (ms: number): { deadline: Date } => ({ deadline: new Date(Date.now() + ms) });
 
 /**
  * etcd3's raw RPC clients bypass the client's namespace: every key we send through them is prefixed
