@@ -1,6 +1,6 @@
 import { getEventListeners } from "node:events";
 import type { Etcd3 } from "etcd3";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Mutex, RWLock, Semaphore, Session, type Lock } from "../../src/index.js";
 import { Worker } from "../support/child.js";
 import { etcdctl } from "../support/etcdctl.js";
@@ -58,6 +58,20 @@ describe("locks on a single node", () => {
     // FIFO by create revision: each holder's token is larger than the one before it.
     for (let i = 1; i < grants.length; i++) expect(grants[i]!).toBeGreaterThan(grants[i - 1]!);
     expect(await keysUnder(client, name)).toEqual([]);
+  });
+
+  it("uncontended: one round trip to lock and one to unlock, nothing else on that path", async () => {
+    const name = `${etcd.prefix()}one-rtt`;
+    const c = etcd.client();
+    const mutex = new Mutex(await newSession(c), name);
+    await (await mutex.lock()).unlock(); // the session's watch of its own key is set up once, off this path
+    const txn = vi.spyOn(c.kv, "txn");
+    const range = vi.spyOn(c.kv, "range");
+    const lock = await mutex.lock();
+    expect([txn.mock.calls.length, range.mock.calls.length]).toEqual([1, 0]);
+    await lock.unlock();
+    expect([txn.mock.calls.length, range.mock.calls.length]).toEqual([2, 0]);
+    vi.restoreAllMocks();
   });
 
   it("waiters are served in the order they queued", async () => {
@@ -224,6 +238,34 @@ describe("locks on a single node", () => {
     expect(await keysUnder(client, name)).toHaveLength(2);
     await got.release();
     await permits[0]!.release();
+  });
+
+  it("semaphore: a release makes only the waiter whose turn came re-read", async () => {
+    const name = `${etcd.prefix()}sem-herd`;
+    const holders = await Promise.all([0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()));
+    const waiters = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const c = etcd.client();
+        return { client: c, sem: new Semaphore(await newSession(c, 30), name, { limit: 2 }) };
+      }),
+    );
+    const pending: Promise<Lock>[] = [];
+    for (const [i, w] of waiters.entries()) {
+      pending.push(w.sem.acquire());
+      await waitFor(async () => (await keysUnder(client, name)).length === 3 + i);
+    }
+    const spies = waiters.map((w) => vi.spyOn(w.client.kv, "txn"));
+    await holders[0]!.release();
+    const first = await pending[0]!;
+    expect(spies.map((s) => s.mock.calls.length)).toEqual([1, 0, 0]); // one re-read, by the first waiter only
+    await holders[1]!.release();
+    const second = await pending[1]!;
+    expect(spies.map((s) => s.mock.calls.length)).toEqual([1, 1, 0]);
+    vi.restoreAllMocks();
+    await first.release();
+    await second.release();
+    await (await pending[2]!).release();
+    expect(await keysUnder(client, name)).toEqual([]);
   });
 
   it("read-write lock: readers share, a waiting writer is not starved by later readers, and its release wakes the readers behind it", async () => {
