@@ -47,10 +47,7 @@ export class Election {
         signal,
         vanished: (m) => new NotLeaderError(`campaign failed: ${m}`),
       });
-      const term = new Term(this.session, ticket!, leave);
-      // Our key was already there (a retried attempt): make it carry the value asked for now.
-      if (!ticket!.value.equals(buf)) await term.proclaim(buf);
-      return term;
+      return new Term(this.session, ticket!, leave);
     } catch (err) {
       leave();
       throw err;
@@ -65,7 +62,9 @@ export class Election {
   /**
    * A latest-state stream of the leader: the current one first (or undefined), then the newest state
    * after each change of leader or value. Changes it could not see may be merged; an item never repeats
-   * and a leader's token never decreases. Survives reconnects, member restarts and compaction.
+   * and a leader's token never decreases. Survives reconnects, member restarts and compaction. Ends
+   * (throwing the reason) when `signal` aborts or the session is closed; it needs no lease, so it goes
+   * on through a lost session.
    */
   observe(options: { signal?: AbortSignal } = {}): AsyncGenerator<Leader | undefined, void, undefined> {
     return observeLeader(this.session, this.name, validateSignal(options.signal));

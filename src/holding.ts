@@ -1,4 +1,4 @@
-import type { ComparatorBuilder, IKeyValue, IRequestOp, ITxnResponse } from "etcd3";
+import type { ComparatorBuilder, ICompare, IKeyValue, IRequestOp, ITxnResponse } from "etcd3";
 import { onAbort } from "./common/abort.js";
 import { deadlineIn, fixedDeadline } from "./common/client.js";
 import type { ElectionError } from "./errors.js";
@@ -55,36 +55,44 @@ export class Holding {
   /**
    * An etcd3 transaction builder guarded by `Create(key) == token`: it commits only while this hold is
    * still ours in etcd. When the guard is what failed, `commit()` rejects with the loss error rather
-   * than resolving `{ succeeded: false }`; it also rejects without sending once `signal` has aborted.
+   * than resolving `{ succeeded: false }`, and none of the caller's operations ran (not even its
+   * `.else()`); it also rejects without sending once `signal` has aborted. The caller's own comparisons
+   * decide between its `.then()` and `.else()` as usual.
    */
   txn(): ComparatorBuilder {
+    // The builder's first comparison is our guard; the caller adds theirs after it.
     const builder = this.session.client.if(this.key, "Create", "==", this.token.toString());
     const internals = builder as unknown as {
-      request: { compare: Promise<unknown>[]; success: Promise<IRequestOp>[]; failure: Promise<IRequestOp>[] };
+      request: { compare: Promise<ICompare>[]; success: Promise<IRequestOp>[]; failure: Promise<IRequestOp>[] };
       callOptions?: object;
     };
-    const full = this.session.keyspace.full(this.key);
     builder.commit = async (): Promise<ITxnResponse> => {
       this.assertHeld();
-      const { request } = internals;
-      // One extra read in the failure branch tells, atomically, whether our guard or the caller's failed.
+      const [guard, ...theirs] = await Promise.all(internals.request.compare);
+      // The caller's transaction runs nested inside ours, and only if our guard holds.
       const res = await this.session.client.kv.txn(
         {
-          compare: (await Promise.all(request.compare)) as never,
-          success: await Promise.all(request.success),
-          failure: [...(await Promise.all(request.failure)), { request_range: { key: full, keys_only: true } }],
+          compare: [guard!],
+          success: [
+            {
+              request_txn: {
+                compare: theirs,
+                success: await Promise.all(internals.request.success),
+                failure: await Promise.all(internals.request.failure),
+              },
+            },
+          ],
+          failure: [],
         },
         internals.callOptions ?? fixedDeadline(this.session.callTimeoutMs),
       );
-      if (!res.succeeded) {
-        const ours = res.responses.pop()?.response_range.kvs[0];
-        if (!ours || BigInt(ours.create_revision) !== this.token) {
-          const err = this.#lost("guarded transaction refused by etcd: the key is gone or belongs to a newer holder");
-          this.#end(err);
-          throw err;
-        }
+      const inner = res.succeeded ? res.responses[0]?.response_txn : undefined;
+      if (!inner) {
+        const err = this.#lost("guarded transaction refused by etcd: the key is gone or belongs to a newer holder");
+        this.#end(err);
+        throw err;
       }
-      return res;
+      return { ...inner, header: res.header };
     };
     return builder;
   }
@@ -101,7 +109,7 @@ export class Holding {
       try {
         await removeKey(this.session, this.key, this.token);
       } catch {
-        this.session.markStale(this.key, this.token);
+        this.session.markStale(this.key, this.token); // deleted before the session uses the name again
       } finally {
         if (wasHeld) this.#leaveLine();
       }

@@ -24,9 +24,12 @@ export class KeyWatches {
   readonly #resyncMs: () => number;
   readonly #entries = new Map<string, { watch: KeyWatch; listeners: Set<KeyListener>; idle: Timer | undefined }>();
 
-  constructor(client: EtcdClient, resyncMs: () => number) {
+  readonly #cancelTimeoutMs: number;
+
+  constructor(client: EtcdClient, resyncMs: () => number, cancelTimeoutMs: number) {
     this.#client = client;
     this.#resyncMs = resyncMs;
+    this.#cancelTimeoutMs = cancelTimeoutMs;
   }
 
   /** Delivers events on `key` after `listener.fromRevision`; returns the unsubscribe. */
@@ -34,7 +37,7 @@ export class KeyWatches {
     let entry = this.#entries.get(key);
     if (!entry) {
       const listeners = new Set<KeyListener>();
-      const watch = new KeyWatch(this.#client, { key }, listener.fromRevision + 1n, this.#resyncMs(), {
+      const watch = new KeyWatch(this.#client, { key }, listener.fromRevision + 1n, this.#resyncMs(), this.#cancelTimeoutMs, {
         event: (type, kv) => {
           for (const l of listeners) if (BigInt(kv.mod_revision) > l.fromRevision) l.event(type, kv);
         },

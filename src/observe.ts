@@ -1,8 +1,8 @@
-import { onAbort } from "./common/abort.js";
+import { linkedController, onAbort } from "./common/abort.js";
 import { retryUntilAborted } from "./common/retry.js";
 import { KeyWatch } from "./common/watch.js";
 import { readLeader, type Leader } from "./leader.js";
-import { resyncMs } from "./queue.js";
+import { SessionClosedError } from "./errors.js";
 import type { Session } from "./session.js";
 
 const same = (a: Leader | undefined, b: Leader | undefined): boolean =>
@@ -13,7 +13,18 @@ const same = (a: Leader | undefined, b: Leader | undefined): boolean =>
  * a fresh linearizable read, so a stalled or resumed watch can delay an item but never falsify one.
  * The consumer pulls: while it is busy, changes merge into the newest state.
  */
-export async function* observeLeader(session: Session, name: string, signal: AbortSignal | undefined): AsyncGenerator<Leader | undefined, void, undefined> {
+export async function* observeLeader(
+  session: Session,
+  name: string,
+  userSignal: AbortSignal | undefined,
+): AsyncGenerator<Leader | undefined, void, undefined> {
+  // It needs no lease, so it goes on through a lost session; but it ends when the session is closed,
+  // so nothing of it outlives the session (rule 9).
+  if (session.state === "closed") throw new SessionClosedError();
+  const { controller, dispose } = linkedController(userSignal);
+  const signal = controller.signal;
+  const onClosed = (): void => controller.abort(new SessionClosedError());
+  session.once("closed", onClosed);
   let dirty = true;
   let wake: (() => void) | undefined;
   const poke = (): void => {
@@ -25,7 +36,7 @@ export async function* observeLeader(session: Session, name: string, signal: Abo
   let emitted = false;
   try {
     for (;;) {
-      signal?.throwIfAborted();
+      signal.throwIfAborted();
       if (!dirty) {
         await new Promise<void>((resolve) => {
           const undo = onAbort(signal, () => resolve());
@@ -41,7 +52,10 @@ export async function* observeLeader(session: Session, name: string, signal: Abo
       // etcd unreachable: keep trying (never silently stop); the next read tells the truth.
       const read = await retryUntilAborted(() => readLeader(session, name), signal);
       // The watch starts right after the first read, so no change after it is missed.
-      watch ??= new KeyWatch(session.client, { prefix: `${name}/` }, read.revision + 1n, resyncMs(session), { event: poke, resync: poke });
+      watch ??= new KeyWatch(session.client, { prefix: `${name}/` }, read.revision + 1n, session.resyncMs, session.callTimeoutMs, {
+        event: poke,
+        resync: poke,
+      });
       const { leader } = read;
       if (emitted && (same(leader, last) || (leader && last && leader.token < last.token))) continue;
       last = leader;
@@ -49,6 +63,8 @@ export async function* observeLeader(session: Session, name: string, signal: Abo
       yield leader;
     }
   } finally {
+    session.off("closed", onClosed);
+    dispose();
     await watch?.close();
   }
 }

@@ -57,6 +57,7 @@ async function enqueue(
   name: string,
   value: Buffer,
   policy: QueuePolicy,
+  retried = false,
 ): Promise<{ ticket: Ticket; entries: QueueEntry[]; ahead: QueueEntry[]; complete: boolean }> {
   const ks = session.keyspace;
   const key = session.keyFor(name);
@@ -71,19 +72,24 @@ async function enqueue(
   );
   const revision = BigInt(res.header.revision);
   let createRevision = revision;
-  let stored = value;
   if (!res.succeeded) {
-    // Our key is there already: an earlier attempt of this very call that etcd3 retried.
     const kv = res.responses[0]?.response_range.kvs[0];
     if (!kv) throw new Error("etcd answered a failed put-if-absent without the key");
     createRevision = BigInt(kv.create_revision);
-    stored = kv.value;
+    // Our key is there already. With our value, it is an earlier attempt of this very call that etcd3
+    // retried: ours. Anything else is a leftover whose meaning differs (a reader's key for a writer):
+    // delete it (guarded) and queue afresh, at the back.
+    if (!kv.value.equals(value)) {
+      if (retried) throw new Error(`our key ${key} keeps coming back with another value`);
+      await removeKey(session, key, createRevision);
+      return enqueue(session, name, value, policy, true);
+    }
   }
   const entries = toEntries(session, res.responses[1]?.response_range.kvs ?? [], policy.readValues);
   const ahead = entries.filter((e) => e.createRevision < createRevision);
   // The lookahead saw everything ahead of us when it reached our own key or the end of the queue.
   const complete = policy.lookahead === 0 || entries.length < policy.lookahead || entries.some((e) => e.createRevision >= createRevision);
-  return { ticket: { name, key, createRevision, value: stored, revision }, entries, ahead, complete };
+  return { ticket: { name, key, createRevision, value, revision }, entries, ahead, complete };
 }
 
 /** Reads (one linearizable txn) whether our key still exists and everything ahead of it. */
@@ -129,15 +135,12 @@ function toEntries(session: Session, kvs: IKeyValue[], values: boolean): QueueEn
   });
 }
 
-/**
- * Deletes our key only if it is still the one we created (a newer holder's key is never touched); with
- * no create revision, whatever key of ours is there.
- */
-export async function removeKey(session: Session, key: string, createRevision?: bigint): Promise<void> {
+/** Deletes our key only if it is still the one we created (a newer holder's key is never touched). */
+export async function removeKey(session: Session, key: string, createRevision: bigint): Promise<void> {
   const full = session.keyspace.full(key);
   await session.client.kv.txn(
     {
-      compare: createRevision === undefined ? [] : [{ key: full, result: "Equal", target: "Create", create_revision: createRevision.toString() }],
+      compare: [{ key: full, result: "Equal", target: "Create", create_revision: createRevision.toString() }],
       success: [{ request_delete_range: { key: full } }],
       failure: [],
     },
@@ -155,9 +158,11 @@ function waitForDeletes(session: Session, name: string, blocking: Blocking, from
   let gone = 0;
   return new Promise<void>((resolve, reject) => {
     const only = blocking.keys.length === 1 ? blocking.keys[0] : undefined;
-    const watch = new KeyWatch(session.client, only ? { key: only.key } : { prefix: prefixOf(name) }, fromRevision + 1n, resyncMs(session), {
+    const target = only ? { key: only.key } : { prefix: prefixOf(name) };
+    const watch = new KeyWatch(session.client, target, fromRevision + 1n, session.resyncMs, session.callTimeoutMs, {
       event(type, kv) {
-        if (type !== "delete" || !waiting.delete(session.keyspace.relative(kv.key))) return;
+        // etcd3's watcher hands out keys already relative to the client's namespace.
+        if (type !== "delete" || !waiting.delete(kv.key.toString())) return;
         if (++gone >= blocking.needed) finish();
       },
       resync: () => finish(),
@@ -174,8 +179,26 @@ function waitForDeletes(session: Session, name: string, blocking: Blocking, from
   });
 }
 
-/** Rule 8: re-read at least every TTL/2 while waiting or holding. */
-export const resyncMs = (session: Session): number => Math.max(250, (session.ttl * 1000) / 2);
+/**
+ * Deletes a key of ours that an earlier release or attempt could not (rule 9). Called inside the name's
+ * local line, so no live holder of ours can own the key; an unknown create revision is read first.
+ */
+async function clearStale(session: Session, key: string): Promise<void> {
+  const stale = session.takeStale(key);
+  if (!stale) return;
+  try {
+    let revision = stale.createRevision;
+    if (revision === undefined) {
+      const res = await session.client.kv.range({ key: session.keyspace.full(key), keys_only: true }, deadlineIn(session.callTimeoutMs));
+      const kv = res.kvs[0];
+      revision = kv && BigInt(kv.create_revision);
+    }
+    if (revision !== undefined) await removeKey(session, key, revision);
+  } catch (err) {
+    session.markStale(key, stale.createRevision);
+    throw err;
+  }
+}
 
 export interface AcquireOptions {
   signal?: AbortSignal | undefined;
@@ -196,7 +219,7 @@ export async function acquire(session: Session, name: string, value: Buffer, pol
   const signal = controller.signal;
   let ticket: Ticket | undefined;
   try {
-    await session.clearStale(session.keyFor(name), (rev) => removeKey(session, session.keyFor(name), rev));
+    await clearStale(session, session.keyFor(name));
     const first = await enqueue(session, name, value, policy);
     ticket = first.ticket;
     policy.check?.(first.entries);
@@ -220,14 +243,17 @@ export async function acquire(session: Session, name: string, value: Buffer, pol
       ({ ahead, revision } = read);
       confirmed = true;
     }
-    // Rule 3: the last read saw our key and nothing blocking, and we have not been told of a loss since.
+    // Rule 3: the last read saw our key and nothing blocking, and we have not been told of a loss since
+    // (asking the session's clock first, in case this process was paused).
+    session.assertUsable();
     signal.throwIfAborted();
     return { ...ticket, revision };
   } catch (err) {
-    if (ticket) await removeKey(session, ticket.key, ticket.createRevision).catch(() => {});
-    // The put may have landed even though its answer was lost. We are in the name's local line, so a
-    // key of ours under the name can only be this attempt's: delete it, lest it block the queue.
-    else await removeKey(session, session.keyFor(name)).catch(() => {});
+    // Leave no key behind. If the delete does not get through, the session retries it before its next
+    // use of the name. Without a ticket, the put may still have landed with its answer lost.
+    const key = session.keyFor(name);
+    session.markStale(key, ticket?.createRevision);
+    await clearStale(session, key).catch(() => {});
     throw signal.aborted ? signal.reason : err;
   } finally {
     dispose();

@@ -73,7 +73,7 @@ export class Session extends EventEmitter<SessionEvents> {
   #closing: Promise<void> | undefined;
   #undoSignal: () => void = () => {};
   readonly #names = new Map<string, { kind: string; line: LocalLine }>();
-  readonly #stale = new Map<string, bigint>();
+  readonly #stale = new Map<string, { createRevision: bigint | undefined }>();
 
   private constructor(client: EtcdClient, leaseId: bigint, ttl: number, sentAt: number, callTimeoutMs: number, minMarginMs: number) {
     super();
@@ -85,7 +85,7 @@ export class Session extends EventEmitter<SessionEvents> {
     this.#minMarginMs = minMarginMs;
     this.#ttl = ttl;
     this.#ackedSentAt = sentAt;
-    this.keyWatches = new KeyWatches(client, () => Math.max(250, (this.#ttl * 1000) / 2));
+    this.keyWatches = new KeyWatches(client, () => this.resyncMs, callTimeoutMs);
     this.#channel = new KeepAliveChannel(client, this.leaseId, {
       ack: (sentAt, ttl) => this.#onAck(sentAt, ttl),
       failed: () => this.#onStreamFailed(),
@@ -140,6 +140,11 @@ export class Session extends EventEmitter<SessionEvents> {
   get signal(): AbortSignal {
     this.#checkDeadline();
     return this.#controller.signal;
+  }
+
+  /** @internal Rule 8: how often waiters, holders and observers re-read what their watches tell them (TTL/2). */
+  get resyncMs(): number {
+    return Math.max(250, (this.#ttl * 1000) / 2);
   }
 
   /** Safety margin subtracted from the TTL for clock-rate drift. */
@@ -197,17 +202,19 @@ export class Session extends EventEmitter<SessionEvents> {
     return line;
   }
 
-  /** @internal A released key whose delete did not get through: removed before the name is used again. */
-  markStale(key: string, createRevision: bigint): void {
-    this.#stale.set(key, createRevision);
+  /**
+   * @internal A key of ours that may still be in etcd though nobody holds it (a delete that did not get
+   * through, or a put whose answer was lost): deleted before the name is used again.
+   */
+  markStale(key: string, createRevision: bigint | undefined): void {
+    this.#stale.set(key, { createRevision });
   }
 
-  /** @internal Deletes a stale key of ours (guarded by its create revision) before we queue again. */
-  async clearStale(key: string, remove: (createRevision: bigint) => Promise<void>): Promise<void> {
+  /** @internal Takes the stale mark of `key`, if any. */
+  takeStale(key: string): { createRevision: bigint | undefined } | undefined {
     const stale = this.#stale.get(key);
-    if (stale === undefined) return;
-    await remove(stale);
     this.#stale.delete(key);
+    return stale;
   }
 
   /** @internal The key this session owns under `name`. */

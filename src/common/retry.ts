@@ -1,10 +1,10 @@
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
-import { ElectionError } from "../errors.js";
 import { sleep } from "./abort.js";
 
 /**
- * A wait can outlast a passing etcd outage: reads (safe to repeat) are retried with backoff until they
- * succeed or `signal` aborts; the session's deadline aborts it if etcd stays away too long.
+ * A wait can outlast a passing etcd outage: reads (safe to repeat) that fail in a way etcd3 calls
+ * transient are retried with backoff until they succeed or `signal` aborts (the session's deadline
+ * aborts it if etcd stays away too long). Other errors are final.
  */
 export async function retryUntilAborted<T>(read: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   let backoff: IBackoff<unknown> | undefined;
@@ -13,9 +13,14 @@ export async function retryUntilAborted<T>(read: () => Promise<T>, signal: Abort
       return await read();
     } catch (err) {
       signal?.throwIfAborted();
-      if (err instanceof ElectionError) throw err; // our own verdicts (e.g. a limit mismatch) are final
+      if (!isRecoverable(err)) throw err; // permission denied, a limit mismatch...: retrying cannot help
       backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }).next();
       await sleep(backoff.duration, signal);
     }
   }
+}
+
+/** etcd3 marks transient errors (unavailable, deadline exceeded...) with a symbol named RecoverableError. */
+function isRecoverable(err: unknown): boolean {
+  return err instanceof Error && Object.getOwnPropertySymbols(err).some((s) => s.description === "RecoverableError");
 }

@@ -24,24 +24,26 @@ export class KeyWatch {
   #watcher: Watcher | undefined;
   #resyncTimer: Timer | undefined;
   #closed = false;
-  #restarting = false;
+  readonly #cancelTimeoutMs: number;
 
   constructor(
     client: EtcdClient,
     target: { key: string } | { prefix: string },
     startRevision: bigint | undefined,
     resyncMs: number,
+    cancelTimeoutMs: number,
     handlers: KeyWatchHandlers,
   ) {
     this.#client = client;
     this.#target = target;
     this.#handlers = handlers;
     this.#resyncMs = resyncMs;
+    this.#cancelTimeoutMs = cancelTimeoutMs;
     this.#attach(startRevision);
     this.#armResync();
   }
 
-  /** Cancels the watch and its timer. */
+  /** Cancels the watch and its timer (bounded: an unreachable etcd does not hold it up). */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -63,29 +65,32 @@ export class KeyWatch {
       if (connectedBefore) this.#handlers.resync();
       connectedBefore = true;
     });
-    watcher.on("error", () => void this.#restart());
+    watcher.on("error", () => this.#restart(watcher));
   }
 
+  /** Cancels the current watcher, waiting for etcd's answer no longer than `cancelTimeoutMs`. */
   async #detach(): Promise<void> {
     const watcher = this.#watcher;
     this.#watcher = undefined;
     if (!watcher) return;
-    watcher.removeAllListeners();
-    watcher.on("error", () => {});
-    await watcher.cancel().catch(() => {});
+    quiet(watcher);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      watcher.cancel().catch(() => {}),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#cancelTimeoutMs))),
+    ]);
+    clearTimeout(timer);
   }
 
-  /** After compaction or cancel: watch again from now, and re-read once that watch is in place. */
-  async #restart(): Promise<void> {
-    if (this.#closed || this.#restarting) return;
-    this.#restarting = true;
-    try {
-      await this.#detach();
-      if (this.#closed) return;
-      this.#attach(undefined, true);
-    } finally {
-      this.#restarting = false;
-    }
+  /**
+   * etcd canceled the watch (its start revision was compacted, or the server gave up on it) and etcd3
+   * has already dropped it, so there is nothing to cancel (cancelling it again would make etcd3 throw
+   * on etcd's answer). Watch again from now, and re-read once the new watch is in place.
+   */
+  #restart(canceled: Watcher): void {
+    if (this.#closed || this.#watcher !== canceled) return;
+    quiet(canceled);
+    this.#attach(undefined, true);
   }
 
   #armResync(): void {
@@ -95,4 +100,10 @@ export class KeyWatch {
       this.#armResync();
     });
   }
+}
+
+/** Stops listening to a watcher; a late error from it goes nowhere. */
+function quiet(watcher: Watcher): void {
+  watcher.removeAllListeners();
+  watcher.on("error", () => {});
 }

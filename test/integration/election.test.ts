@@ -90,16 +90,25 @@ describe("Election on a single node", () => {
     expect(ok.succeeded).toBe(true);
     // Another client deletes the key and we commit at once, before our watch can tell us.
     await client.delete().key(term.key);
-    await expect(term.txn().then(client.put(`${name}-data`).value("2")).commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
+    const stale = term.txn().then(client.put(`${name}-data`).value("2")).else(client.put(`${name}-else`).value("stale"));
+    await expect(stale.commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
     expect(await client.get(`${name}-data`).string()).toBe("1");
+    expect(await client.get(`${name}-else`).string()).toBeNull(); // not even the caller's .else() ran
     expect(term.signal.aborted).toBe(true);
   });
 
   it("a caller's own failed comparison resolves { succeeded: false } while the term holds", async () => {
     const name = `${etcd.prefix()}usercmp`;
     const term = await new Election(await newSession(), name).campaign("a");
-    const res = await term.txn().and(`${name}-missing`, "Version", ">", 0).then(client.put(`${name}-x`).value("1")).commit();
+    const res = await term
+      .txn()
+      .and(`${name}-missing`, "Version", ">", 0)
+      .then(client.put(`${name}-x`).value("1"))
+      .else(client.put(`${name}-else`).value("ran"))
+      .commit();
     expect(res.succeeded).toBe(false);
+    expect(await client.get(`${name}-x`).string()).toBeNull();
+    expect(await client.get(`${name}-else`).string()).toBe("ran");
     expect(term.signal.aborted).toBe(false);
     await term.resign();
   });
@@ -189,6 +198,29 @@ describe("Election on a single node", () => {
     await expect(seen.done).rejects.toThrow();
     assertLatestState(seen.items);
     await b.resign();
+  });
+
+  it("observe ends with its session, throwing the session's reason", async () => {
+    const session = await Session.create(client, { ttl: 10 });
+    const seen = collect(new Election(session, `${etcd.prefix()}observe-ends`).observe());
+    await waitFor(() => seen.items.length === 1);
+    await session.close();
+    await expect(seen.done).rejects.toMatchObject({ code: "SESSION_CLOSED" });
+  });
+
+  it("waiters on a namespaced client are woken by their watch, not only by the periodic re-read", async () => {
+    const nsClient = client.namespace(etcd.prefix("ns-wait"));
+    const [s1, s2] = [await Session.create(nsClient, { ttl: 30 }), await Session.create(nsClient, { ttl: 30 })];
+    sessions.push(s1, s2);
+    const first = await new Election(s1, "jobs").campaign("a");
+    const second = new Election(s2, "jobs").campaign("b");
+    await waitFor(async () => (await keysUnder(client, `${nsClient.prefix.toString()}jobs`)).length === 2);
+    await first.resign();
+    // The periodic re-read comes only every 15 s (TTL/2); the watch must wake the waiter long before.
+    let won = false;
+    void second.then(() => (won = true));
+    await waitFor(() => won, { timeoutMs: 5000 });
+    await (await second).resign();
   });
 
   it("works through a namespaced client, with keys under the namespace", async () => {

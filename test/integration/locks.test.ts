@@ -320,6 +320,20 @@ describe("locks on a single node", () => {
     });
   }
 
+  it("a leftover key of ours with another mode is never taken over: a writer queues afresh", async () => {
+    const name = `${etcd.prefix()}leftover`;
+    const session = await newSession();
+    // As if a reader's release had not got through: our key, on our lease, saying "read".
+    const lease = session.leaseId;
+    await client.put(session.keyFor(name)).value("read").lease(lease).exec();
+    const leftover = BigInt((await client.get(session.keyFor(name)).exec()).kvs[0]!.create_revision);
+    const writer = await new RWLock(session, name).writeLock();
+    expect(writer.token).toBeGreaterThan(leftover);
+    expect(await client.get(writer.key).string()).toBe("write");
+    expect(await new RWLock(await newSession(), name).tryReadLock()).toBeUndefined();
+    await writer.unlock();
+  });
+
   it("2,000 lock/unlock cycles leave no listeners, timers or watchers behind", async () => {
     const name = `${etcd.prefix()}cycles`;
     const c = etcd.client();

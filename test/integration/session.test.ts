@@ -2,8 +2,9 @@ import { getEventListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Session } from "../../src/index.js";
+import { Election, Session } from "../../src/index.js";
 import { Worker } from "../support/child.js";
+import { collect } from "../support/observe.js";
 import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
 
 const serverTtl = async (client: Etcd3, leaseId: string): Promise<number> =>
@@ -193,6 +194,11 @@ describe.skipIf(!!faultsUnavailableReason)("Session under faults on a single nod
 
   it("close() with etcd unreachable closes locally within its call deadline and leaves the lease to expire", async () => {
     const session = await Session.create(etcd.client(), { ttl: 10, callTimeoutMs: 1000 });
+    // Something holding and someone observing: their watches must not hold close() up either.
+    const name = `${etcd.prefix()}close-unreachable`;
+    const term = await new Election(session, name).campaign("a");
+    const seen = collect(new Election(session, name).observe());
+    await waitFor(() => seen.items.length === 1);
     member.clientProxy.blackhole();
     try {
       const started = Date.now();
@@ -200,11 +206,41 @@ describe.skipIf(!!faultsUnavailableReason)("Session under faults on a single nod
       expect(Date.now() - started).toBeLessThan(1000 + 2000); // the call deadline, not the client's defaults
       expect(session.state).toBe("closed");
       expect(session.signal.aborted).toBe(true);
+      expect(term.signal.aborted).toBe(true);
+      await expect(seen.done).rejects.toMatchObject({ code: "SESSION_CLOSED" });
     } finally {
       member.clientProxy.open();
     }
     expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
     await direct.leaseClient.leaseRevoke({ ID: session.leaseId });
+  });
+
+  it("watches cancelled by etcd after a compaction are re-made, with several watches on one stream", async () => {
+    const client = etcd.client();
+    const session = await Session.create(client, { ttl: 10 });
+    const name = `${etcd.prefix()}compacted`;
+    try {
+      const term = await new Election(session, name).campaign("a"); // its key is watched on this stream
+      const ac = new AbortController();
+      const seen = collect(new Election(session, name).observe({ signal: ac.signal })); // a second watch
+      await waitFor(() => seen.items.at(-1)?.value.toString() === "a");
+      member.clientProxy.cut();
+      // While we are away, the store moves on and is compacted past both watches' revisions.
+      let revision = "0";
+      for (let i = 0; i < 5; i++) revision = (await direct.put(`${name}-other`).value(String(i)).exec()).header.revision;
+      await direct.kv.compact({ revision, physical: true }); // the proxy is cut: compact directly
+      member.clientProxy.open();
+      await waitFor(() => session.state === "connected");
+      await term.proclaim("b");
+      await waitFor(() => seen.items.at(-1)?.value.toString() === "b", { timeoutMs: 15_000 });
+      expect(term.signal.aborted).toBe(false);
+      ac.abort();
+      await seen.done.catch(() => {});
+      await term.resign();
+    } finally {
+      member.clientProxy.open();
+      await session.close();
+    }
   });
 
   it("a session in a child process SIGSTOPped past its deadline reports lost within 100 ms of SIGCONT", async () => {
