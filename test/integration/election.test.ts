@@ -255,56 +255,48 @@ describe("Election on a single node", () => {
     expect(await keysUnder(client, name)).toEqual([]);
     for (const s of [s1, s2]) expect(Number((await client.leaseClient.leaseTimeToLive({ ID: s.leaseId })).TTL)).toBe(-1);
   });
-});
 
-describe("Election interop with etcdctl elect", () => {
-  let etcd: EtcdEnv;
-  let client: Etcd3;
-  beforeAll(async () => {
-    etcd = await startEtcd();
-    client = etcd.client();
-  });
-  afterAll(() => etcd?.close());
+  describe("Election interop with etcdctl elect", () => {
+    it("an etcdctl leader makes us wait, our observer sees its value, and we win when it exits on SIGINT", async () => {
+      const name = `${etcd.prefix()}ctl-leads`;
+      const ctl = etcdctl(etcd.endpoints, "elect", name, "from-etcdctl");
+      const session = await Session.create(client, { ttl: 10 });
+      try {
+        await ctl.printed("from-etcdctl");
+        const election = new Election(session, name);
+        const ac = new AbortController();
+        const seen = collect(election.observe({ signal: ac.signal }));
+        await waitFor(() => seen.items.at(-1)?.value.toString() === "from-etcdctl");
+        let won = false;
+        const campaign = election.campaign("ours").then((t) => ((won = true), t));
+        await waitFor(async () => (await keysUnder(client, name)).length === 2);
+        expect(won).toBe(false);
+        await ctl.interrupt();
+        const term = await campaign;
+        await waitFor(() => seen.items.at(-1)?.token === term.token);
+        ac.abort();
+        await seen.done.catch(() => {});
+        await term.resign();
+      } finally {
+        ctl.kill();
+        await session.close();
+      }
+    });
 
-  it("an etcdctl leader makes us wait, our observer sees its value, and we win when it exits on SIGINT", async () => {
-    const name = `${etcd.prefix()}ctl-leads`;
-    const ctl = etcdctl(etcd.endpoints, "elect", name, "from-etcdctl");
-    const session = await Session.create(client, { ttl: 10 });
-    try {
-      await ctl.printed("from-etcdctl");
-      const election = new Election(session, name);
-      const ac = new AbortController();
-      const seen = collect(election.observe({ signal: ac.signal }));
-      await waitFor(() => seen.items.at(-1)?.value.toString() === "from-etcdctl");
-      let won = false;
-      const campaign = election.campaign("ours").then((t) => ((won = true), t));
-      await waitFor(async () => (await keysUnder(client, name)).length === 2);
-      expect(won).toBe(false);
-      await ctl.interrupt();
-      const term = await campaign;
-      await waitFor(() => seen.items.at(-1)?.token === term.token);
-      ac.abort();
-      await seen.done.catch(() => {});
-      await term.resign();
-    } finally {
-      ctl.kill();
-      await session.close();
-    }
-  });
-
-  it("etcdctl elect -l sees our leader's value", async () => {
-    const name = `${etcd.prefix()}we-lead`;
-    const session = await Session.create(client, { ttl: 10 });
-    const term = await new Election(session, name).campaign("ours-value");
-    const ctl = etcdctl(etcd.endpoints, "elect", "-l", name);
-    try {
-      await ctl.printed("ours-value");
-      await term.proclaim("proclaimed");
-      await ctl.printed("proclaimed");
-    } finally {
-      ctl.kill();
-      await session.close();
-    }
+    it("etcdctl elect -l sees our leader's value", async () => {
+      const name = `${etcd.prefix()}we-lead`;
+      const session = await Session.create(client, { ttl: 10 });
+      const term = await new Election(session, name).campaign("ours-value");
+      const ctl = etcdctl(etcd.endpoints, "elect", "-l", name);
+      try {
+        await ctl.printed("ours-value");
+        await term.proclaim("proclaimed");
+        await ctl.printed("proclaimed");
+      } finally {
+        ctl.kill();
+        await session.close();
+      }
+    });
   });
 });
 

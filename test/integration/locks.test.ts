@@ -354,40 +354,32 @@ describe("locks on a single node", () => {
     await session.close();
     await waitFor(() => watchers() === 0, { timeoutMs: 10_000, description: "the session's watches cancelled" });
   });
-});
 
-describe("Mutex interop with etcdctl lock", () => {
-  let etcd: EtcdEnv;
-  let client: Etcd3;
-  beforeAll(async () => {
-    etcd = await startEtcd();
-    client = etcd.client();
-  });
-  afterAll(() => etcd?.close());
+  describe("Mutex interop with etcdctl lock", () => {
+    it("etcdctl lock and our Mutex exclude each other in both directions", async () => {
+      const name = `${etcd.prefix()}ctl`;
+      const session = await Session.create(client, { ttl: 10 });
+      try {
+        // etcdctl holds: we wait until it exits.
+        const ctl = etcdctl(etcd.endpoints, "lock", name);
+        await ctl.printed(name);
+        let ours = false;
+        const pending = new Mutex(session, name).lock().then((l) => ((ours = true), l));
+        await waitFor(async () => (await keysUnder(client, name)).length === 2);
+        expect(ours).toBe(false);
+        await ctl.interrupt();
+        const lock = await pending;
 
-  it("etcdctl lock and our Mutex exclude each other in both directions", async () => {
-    const name = `${etcd.prefix()}ctl`;
-    const session = await Session.create(client, { ttl: 10 });
-    try {
-      // etcdctl holds: we wait until it exits.
-      const ctl = etcdctl(etcd.endpoints, "lock", name);
-      await ctl.printed(name);
-      let ours = false;
-      const pending = new Mutex(session, name).lock().then((l) => ((ours = true), l));
-      await waitFor(async () => (await keysUnder(client, name)).length === 2);
-      expect(ours).toBe(false);
-      await ctl.interrupt();
-      const lock = await pending;
-
-      // We hold: etcdctl waits until we unlock.
-      const ctl2 = etcdctl(etcd.endpoints, "lock", name);
-      await waitFor(async () => (await keysUnder(client, name)).length === 2);
-      expect(ctl2.output).toBe("");
-      await lock.unlock();
-      await ctl2.printed(name);
-      await ctl2.interrupt();
-    } finally {
-      await session.close();
-    }
+        // We hold: etcdctl waits until we unlock.
+        const ctl2 = etcdctl(etcd.endpoints, "lock", name);
+        await waitFor(async () => (await keysUnder(client, name)).length === 2);
+        expect(ctl2.output).toBe("");
+        await lock.unlock();
+        await ctl2.printed(name);
+        await ctl2.interrupt();
+      } finally {
+        await session.close();
+      }
+    });
   });
 });
