@@ -304,7 +304,6 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
   let etcd: EtcdEnv;
 
   beforeAll(async () => {
-    if (faultsUnavailableReason) console.warn(`fault tests skipped: ${faultsUnavailableReason}`);
     etcd = await startCluster(3);
   });
   afterAll(() => etcd?.close());

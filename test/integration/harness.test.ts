@@ -5,7 +5,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
 
-if (faultsUnavailableReason) console.warn(`[harness.test] fault tests skipped: ${faultsUnavailableReason}`);
 
 const deadline = (ms: number): { deadline: Date } => ({ deadline: new Date(Date.now() + ms) });
 

@@ -124,7 +124,6 @@ describe.skipIf(!!faultsUnavailableReason)("Session under faults on a single nod
   let direct: Etcd3;
 
   beforeAll(async () => {
-    if (faultsUnavailableReason) console.warn(`fault tests skipped: ${faultsUnavailableReason}`);
     etcd = await startEtcd();
     member = etcd.members[0]!;
     direct = etcd.client({}, [member.directClientUrl]);
