@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, Session } from "../../src/index.js";
 import { Worker } from "../support/child.js";
 import { collect } from "../support/observe.js";
+import { stallKeepAlives } from "../support/stall.js";
 import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
 
 const serverTtl = async (client: Etcd3, leaseId: string): Promise<number> =>
@@ -91,16 +92,42 @@ describe("Session on a single node", () => {
     expect(getEventListeners(ac.signal, "abort")).toHaveLength(0);
   });
 
-  it("is lost at once when the lease is revoked elsewhere", async () => {
-    const session = await Session.create(client, { ttl: 6 });
+  it("is lost at once when the lease is revoked elsewhere, long before its own deadline", async () => {
+    const session = await Session.create(client, { ttl: 30 });
+    const revokedAt = Date.now();
     const lost = once(session, "lost", 20_000);
     await direct.leaseClient.leaseRevoke({ ID: session.leaseId });
-    await lost;
+    // The next keepalive (every TTL/3 = 10 s) hears that the lease is gone; the deadline is 28.5 s away.
+    expect((await lost) - revokedAt).toBeLessThan(10_000 + 3_000);
     expect(session.state).toBe("lost");
     expect(session.signal.reason).toMatchObject({ code: "SESSION_LOST" });
-    // Loss is final: it never comes back, and closing afterwards is harmless.
     await session.close();
-    expect(session.state).toBe("closed");
+  });
+
+  it("loss is final: a session whose keepalives stall stops renewing, revokes its lease, and never reconnects", async () => {
+    const c = etcd.client();
+    const stall = stallKeepAlives(c);
+    // Lost 5 s after the grant (the margin), while etcd would keep the lease for 10 s.
+    const session = await Session.create(c, { ttl: 10, marginMs: 5000 });
+    const counts = countEvents(session);
+    const grantedAt = Date.now();
+    try {
+      await once(session, "lost", 15_000);
+      const writesAtLoss = stall.writes();
+      // The best-effort revoke went through: the lease is gone well before it could have expired.
+      await waitFor(async () => (await serverTtl(direct, session.leaseId)) === -1, { timeoutMs: 3000, intervalMs: 50 });
+      expect(Date.now() - grantedAt).toBeLessThan(10_000);
+      // Keepalives work again, yet the session stays lost and sends nothing more.
+      stall.restore();
+      await waitFor(async () => (await serverTtl(direct, session.leaseId)) === -1); // still gone
+      expect(stall.writes()).toBe(writesAtLoss);
+      expect(session.state).toBe("lost");
+      expect([counts.reconnected, counts.lost]).toEqual([0, 1]);
+      expect(session.keepAliveEndpoint).toBeUndefined();
+    } finally {
+      stall.restore();
+      await session.close();
+    }
   });
 
   it("1,000 create/close cycles leave no timers or listeners behind", async () => {
@@ -110,8 +137,16 @@ describe("Session on a single node", () => {
     for (let i = 0; i < 1000; i++) {
       const session = await Session.create(client, { ttl: 5, signal: ac.signal });
       await session.close();
-      expect(session.listenerCount("lost")).toBe(0);
     }
+    // Some with their keepalive stream open (it opens at the first tick, TTL/3 in), then closed.
+    const opened: Session[] = [];
+    for (let i = 0; i < 5; i++) {
+      const session = await Session.create(client, { ttl: 1, signal: ac.signal });
+      await waitFor(() => session.keepAliveEndpoint !== undefined);
+      await session.close();
+      opened.push(session);
+    }
+    for (const s of opened) expect(await serverTtl(direct, s.leaseId)).toBe(-1);
     expect(getEventListeners(ac.signal, "abort")).toHaveLength(0);
     // Timers of the client's own (gRPC) may come and go; ours must not pile up.
     expect(timers() - before).toBeLessThan(5);
@@ -151,23 +186,19 @@ describe.skipIf(!!faultsUnavailableReason)("Session under faults on a single nod
         if (mode === "cut") member.clientProxy.cut();
         else member.clientProxy.blackhole();
         await suspended;
-        const lostAt = await lost;
+        await lost;
         // Local loss strictly precedes server expiry: etcd still has the lease when we give up
         // (TTL reads in whole seconds, truncated: -1 means gone).
         if (marginMs) expect(await ttlAtLoss).toBeGreaterThan(0);
         else expect(await ttlAtLoss).toBeGreaterThanOrEqual(0);
-        // Our revoke cannot get through the cut, so etcd expires the lease itself, after we gave up.
-        await waitFor(async () => (await serverTtl(direct, session.leaseId)) === -1, { timeoutMs: 10_000, intervalMs: 20 });
-        expect(Date.now()).toBeGreaterThan(lostAt);
         expect(counts).toEqual({ suspended: 1, reconnected: 0, lost: 1 });
         expect(session.signal.aborted).toBe(true);
       } finally {
         member.clientProxy.open();
         await session.close();
       }
-      // Loss is final: with the network back, the session stays down and renews nothing.
-      expect(session.state).toBe("closed");
-      expect(await serverTtl(direct, session.leaseId)).toBe(-1);
+      // With the network back, the session renews nothing: the lease expires on its own.
+      await waitFor(async () => (await serverTtl(direct, session.leaseId)) === -1, { timeoutMs: 10_000 });
     });
   }
 
