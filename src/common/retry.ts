@@ -20,7 +20,13 @@ export async function retryUntilAborted<T>(read: () => Promise<T>, signal: Abort
   }
 }
 
-/** etcd3 marks transient errors (unavailable, deadline exceeded...) with a symbol named RecoverableError. */
+/**
+ * Transient: etcd3 marks them (unavailable, deadline exceeded...) with a symbol named RecoverableError;
+ * and while a member's circuit breaker is open, etcd3 fails calls to it with cockatiel's
+ * BrokenCircuitError (with one endpoint, that is every call for a while after a restart).
+ */
 function isRecoverable(err: unknown): boolean {
-  return err instanceof Error && Object.getOwnPropertySymbols(err).some((s) => s.description === "RecoverableError");
+  if (!(err instanceof Error)) return false;
+  if ((err as { isBrokenCircuitError?: unknown }).isBrokenCircuitError === true) return true;
+  return Object.getOwnPropertySymbols(err).some((s) => s.description === "RecoverableError");
 }

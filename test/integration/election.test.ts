@@ -134,6 +134,67 @@ describe("Election on a single node", () => {
     }
   });
 
+  it("rule 3: a waiter whose key was deleted behind its back does not win when its turn comes", async () => {
+    const name = `${etcd.prefix()}rule3`;
+    const leader = await new Election(await newSession(30), name).campaign("a");
+    const waiter = await newSession(30);
+    const pending = new Election(waiter, name).campaign("b");
+    await waitFor(async () => (await keysUnder(client, name)).length === 2);
+    await client.delete().key(waiter.keyFor(name)); // its session lives on; only its key is gone
+    await leader.resign();
+    await expect(pending).rejects.toMatchObject({ code: "NOT_LEADER" });
+    expect(await new Election(waiter, name).leader()).toBeUndefined();
+    expect(await keysUnder(client, name)).toEqual([]);
+  });
+
+  it("a term's signal aborts at once when its key is deleted, or deleted and created anew by someone else", async () => {
+    const name = `${etcd.prefix()}watched`;
+    const session = await newSession(30); // the periodic re-read is 15 s away: only the watch can tell
+    const term = await new Election(session, name).campaign("a");
+    await client.delete().key(term.key);
+    await waitFor(() => term.signal.aborted, { timeoutMs: 3000 });
+    expect(term.signal.reason).toMatchObject({ code: "NOT_LEADER" });
+
+    const again = await new Election(session, name).campaign("b");
+    await client.delete().key(again.key);
+    await client.put(again.key).value("someone else").exec(); // same key, new create revision
+    await waitFor(() => again.signal.aborted, { timeoutMs: 3000 });
+    await expect(again.txn().then(client.put(`${name}-data`).value("x")).commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
+    expect(await client.get(`${name}-data`).string()).toBeNull();
+    await client.delete().key(again.key);
+  });
+
+  it("proclaim keeps the key on the session's lease, and etcd itself refuses a stale proclaim", async () => {
+    const name = `${etcd.prefix()}proclaim`;
+    const session = await newSession(30);
+    const term = await new Election(session, name).campaign("a");
+    await term.proclaim("b");
+    const kv = (await client.get(term.key).exec()).kvs[0]!;
+    expect(kv.value.toString()).toBe("b");
+    expect(kv.lease).toBe(session.leaseId);
+    expect(term.value.toString()).toBe("b");
+    await client.delete().key(term.key);
+    await expect(term.proclaim("c")).rejects.toMatchObject({ code: "NOT_LEADER" }); // sent before the watch tells us
+    expect(await client.get(term.key).string()).toBeNull(); // not put back
+  });
+
+  it("a second campaign through one session while the first is still waiting fails clearly", async () => {
+    const name = `${etcd.prefix()}pending-twice`;
+    const leader = await new Election(await newSession(), name).campaign("a");
+    const session = await newSession();
+    const pending = new Election(session, name).campaign("b");
+    await expect(new Election(session, name).campaign("c")).rejects.toMatchObject({ code: "NAME_CONFLICT" });
+    await leader.resign();
+    await (await pending).resign();
+  });
+
+  it("a candidate value over 1 MiB is refused before anything is sent", async () => {
+    const session = await newSession();
+    await expect(new Election(session, `${etcd.prefix()}big`).campaign("x".repeat(1024 * 1024 + 1))).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+    });
+  });
+
   it("abort of a waiting campaign rejects with the reason and leaves no key", async () => {
     const name = `${etcd.prefix()}abort`;
     const leader = await new Election(await newSession(), name).campaign("a");

@@ -1,6 +1,6 @@
 import { getEventListeners } from "node:events";
 import type { Etcd3 } from "etcd3";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Mutex, RWLock, Semaphore, Session, type Lock } from "../../src/index.js";
 import { Worker } from "../support/child.js";
 import { etcdctl } from "../support/etcdctl.js";
@@ -36,6 +36,7 @@ describe("locks on a single node", () => {
     await Promise.all(sessions.map((s) => s.close()));
     await etcd?.close();
   });
+  afterEach(() => vi.restoreAllMocks());
 
   it("8 clients x 50 critical sections: a blind counter guarded only by lock.txn() ends exact, in FIFO token order", async () => {
     const name = `${etcd.prefix()}counter`;
@@ -71,7 +72,6 @@ describe("locks on a single node", () => {
     expect([txn.mock.calls.length, range.mock.calls.length]).toEqual([1, 0]);
     await lock.unlock();
     expect([txn.mock.calls.length, range.mock.calls.length]).toEqual([2, 0]);
-    vi.restoreAllMocks();
   });
 
   it("waiters are served in the order they queued", async () => {
@@ -154,6 +154,27 @@ describe("locks on a single node", () => {
     await old.unlock();
     expect(await keysUnder(client, name)).toEqual([newer.key]);
     await newer.unlock();
+  });
+
+  it("rule 3: a mutex waiter whose key was deleted behind its back does not get the lock", async () => {
+    const name = `${etcd.prefix()}rule3`;
+    const holder = await new Mutex(await newSession(client, 30), name).lock();
+    const waiter = await newSession(client, 30);
+    const pending = new Mutex(waiter, name).lock();
+    await waitFor(async () => (await keysUnder(client, name)).length === 2);
+    await client.delete().key(waiter.keyFor(name));
+    await holder.unlock();
+    await expect(pending).rejects.toMatchObject({ code: "LOCK_LOST" });
+    expect(await keysUnder(client, name)).toEqual([]);
+  });
+
+  it("etcd itself refuses a lock's guarded transaction once its key is gone", async () => {
+    const name = `${etcd.prefix()}refused`;
+    const lock = await new Mutex(await newSession(client, 30), name).lock();
+    await client.delete().key(lock.key);
+    await expect(lock.txn().then(client.put(`${name}-data`).value("x")).commit()).rejects.toMatchObject({ code: "LOCK_LOST" });
+    expect(await client.get(`${name}-data`).string()).toBeNull();
+    expect(lock.signal.aborted).toBe(true);
   });
 
   it("withLock releases on both outcomes and rejects with LockLostError when the lock was lost meanwhile", async () => {
@@ -254,6 +275,9 @@ describe("locks on a single node", () => {
       pending.push(w.sem.acquire());
       await waitFor(async () => (await keysUnder(client, name)).length === 3 + i);
     }
+    // Each waiter has done its reads and sits on its watch before we start counting.
+    const watching = (c: Etcd3): number => (c as unknown as { watchManager: { watchers: unknown[] } }).watchManager.watchers.length;
+    await waitFor(() => waiters.every((w) => watching(w.client) >= 1));
     const spies = waiters.map((w) => vi.spyOn(w.client.kv, "txn"));
     await holders[0]!.release();
     const first = await pending[0]!;
@@ -261,7 +285,6 @@ describe("locks on a single node", () => {
     await holders[1]!.release();
     const second = await pending[1]!;
     expect(spies.map((s) => s.mock.calls.length)).toEqual([1, 1, 0]);
-    vi.restoreAllMocks();
     await first.release();
     await second.release();
     await (await pending[2]!).release();
@@ -274,16 +297,21 @@ describe("locks on a single node", () => {
     const r1 = await (await rw()).readLock();
     const r2 = await (await rw()).readLock(); // readers share
     const events: string[] = [];
-    const writer = (await rw()).writeLock().then((l) => (events.push("writer"), l));
+    let readersReleased = false;
+    let writerEarly = false;
+    const writer = (await rw()).writeLock().then((l) => ((writerEarly = !readersReleased), events.push("writer"), l));
     await waitFor(async () => (await keysUnder(client, name)).length === 3);
     const lateReaders = [await rw(), await rw()].map((l) => l.readLock().then((r) => (events.push("reader"), r)));
     await waitFor(async () => (await keysUnder(client, name)).length === 5);
     const second = await rw();
     expect(await second.tryReadLock()).toBeUndefined(); // a writer is queued: readers wait behind it
     await r1.unlock();
+    await waitFor(async () => (await keysUnder(client, name)).length === 4);
     expect(events).toEqual([]);
+    readersReleased = true;
     await r2.unlock();
     const w = await writer;
+    expect(writerEarly).toBe(false); // it got in only after every earlier reader was gone
     expect(events).toEqual(["writer"]);
     await w.unlock();
     const readers = await Promise.all(lateReaders); // both readers behind the writer get in together
@@ -359,9 +387,10 @@ describe("locks on a single node", () => {
     it("etcdctl lock and our Mutex exclude each other in both directions", async () => {
       const name = `${etcd.prefix()}ctl`;
       const session = await Session.create(client, { ttl: 10 });
+      const ctl = etcdctl(etcd.endpoints, "lock", name);
+      let ctl2: ReturnType<typeof etcdctl> | undefined;
       try {
         // etcdctl holds: we wait until it exits.
-        const ctl = etcdctl(etcd.endpoints, "lock", name);
         await ctl.printed(name);
         let ours = false;
         const pending = new Mutex(session, name).lock().then((l) => ((ours = true), l));
@@ -371,13 +400,15 @@ describe("locks on a single node", () => {
         const lock = await pending;
 
         // We hold: etcdctl waits until we unlock.
-        const ctl2 = etcdctl(etcd.endpoints, "lock", name);
+        ctl2 = etcdctl(etcd.endpoints, "lock", name);
         await waitFor(async () => (await keysUnder(client, name)).length === 2);
         expect(ctl2.output).toBe("");
         await lock.unlock();
         await ctl2.printed(name);
         await ctl2.interrupt();
       } finally {
+        ctl.kill();
+        ctl2?.kill();
         await session.close();
       }
     });
