@@ -206,7 +206,7 @@ describe("Election on a single node", () => {
     ac.abort(reason);
     await expect(pending).rejects.toBe(reason);
     expect(await keysUnder(client, name)).toEqual([leader.key]);
-    // The campaign never resolves later, even when the leader goes away.
+    // Nothing of the aborted campaign comes back when the leader goes away: nobody leads.
     await leader.resign();
     expect(await keysUnder(client, name)).toEqual([]);
     // And the session can campaign again on the name.
@@ -240,7 +240,8 @@ describe("Election on a single node", () => {
 
   it("proclaim is seen by observers; observe starts with the current leader and never repeats or goes back", async () => {
     const name = `${etcd.prefix()}observe`;
-    const observer = new Election(await newSession(), name);
+    const observerClient = etcd.client(); // its own client, so its watches can be counted
+    const observer = new Election(await Session.create(observerClient, { ttl: 10 }), name);
     const ac = new AbortController();
     const seen = collect(observer.observe({ signal: ac.signal }));
     await waitFor(() => seen.items.length === 1);
@@ -255,10 +256,19 @@ describe("Election on a single node", () => {
     const b = await bPending;
     await waitFor(() => seen.items.at(-1)?.token === b.token);
     expect((await observer.leader())?.leaseId).toBe(seen.items.at(-1)?.leaseId);
+    expect(watchers(observerClient)).toBe(1);
     ac.abort();
     await expect(seen.done).rejects.toThrow();
     assertLatestState(seen.items);
+    await waitFor(() => watchers(observerClient) === 0, { description: "the observer's watch removed on abort" });
+    // Leaving the loop removes it too.
+    for await (const leader of observer.observe()) {
+      expect(leader?.token).toBe(b.token);
+      break;
+    }
+    await waitFor(() => watchers(observerClient) === 0, { description: "the observer's watch removed on break" });
     await b.resign();
+    await observer.session.close();
   });
 
   it("observe ends with its session, throwing the session's reason", async () => {
@@ -435,6 +445,8 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
     }
   });
 });
+
+const watchers = (c: Etcd3): number => (c as unknown as { watchManager: { watchers: unknown[] } }).watchManager.watchers.length;
 
 /** The stream's promises: never two equal items in a row, and a leader's token never decreases. */
 function assertLatestState(items: (Leader | undefined)[]): void {

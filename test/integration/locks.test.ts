@@ -134,6 +134,7 @@ describe("locks on a single node", () => {
     const s = await second;
     expect(s.token).toBeGreaterThan(first.token);
     expect(await keysUnder(client, name)).toEqual([s.key]);
+    expect(await a.tryLock()).toBeUndefined(); // the third still waits behind the second
     await s.unlock();
     await (await third).unlock();
     expect(await keysUnder(client, name)).toEqual([]);
@@ -285,6 +286,7 @@ describe("locks on a single node", () => {
     await holders[1]!.release();
     const second = await pending[1]!;
     expect(spies.map((s) => s.mock.calls.length)).toEqual([1, 1, 0]);
+    expect(first.token).toBeLessThan(second.token); // FIFO
     await first.release();
     await second.release();
     await (await pending[2]!).release();
@@ -399,13 +401,15 @@ describe("locks on a single node", () => {
         await ctl.interrupt();
         const lock = await pending;
 
-        // We hold: etcdctl waits until we unlock.
-        ctl2 = etcdctl(etcd.endpoints, "lock", name);
+        // We hold: etcdctl (running a put while it holds the lock) gets in only after we unlock.
+        const marker = `${name}-marker`;
+        ctl2 = etcdctl(etcd.endpoints, "lock", name, "etcdctl", "put", marker, "by-etcdctl");
         await waitFor(async () => (await keysUnder(client, name)).length === 2);
-        expect(ctl2.output).toBe("");
+        const beforeUnlock = BigInt((await client.get(marker).exec()).header.revision);
         await lock.unlock();
-        await ctl2.printed(name);
-        await ctl2.interrupt();
+        await waitFor(async () => (await client.get(marker).string()) === "by-etcdctl", { timeoutMs: 15_000 });
+        const written = BigInt((await client.get(marker).exec()).kvs[0]!.mod_revision);
+        expect(written).toBeGreaterThan(beforeUnlock);
       } finally {
         ctl.kill();
         ctl2?.kill();

@@ -13,7 +13,11 @@ export interface Etcdctl {
 }
 
 export function etcdctl(endpoints: string[], ...args: string[]): Etcdctl {
-  const child = spawn("etcdctl", [`--endpoints=${endpoints.join(",")}`, ...args], { env: { ...process.env, ETCDCTL_API: "3" } });
+  const child = spawn("etcdctl", args, {
+    // Endpoints by environment (etcdctl refuses a flag and the variable together), so that an etcdctl
+    // it runs itself (`etcdctl lock NAME etcdctl put ...`) finds them too.
+    env: { ...process.env, ETCDCTL_API: "3", ETCDCTL_ENDPOINTS: endpoints.join(",") },
+  });
   let output = "";
   child.stdout.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr.on("data", (d: Buffer) => (output += d.toString()));
