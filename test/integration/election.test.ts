@@ -383,12 +383,16 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
     const name = `${etcd.prefix()}observe-isolated`;
     const [isolated, other] = [etcd.members[1]!, etcd.members[2]!];
     const observerClient = etcd.client({}, [isolated.clientUrl, other.clientUrl]);
-    const observerSession = await Session.create(observerClient, { ttl: 4 });
     const writer = etcd.client({}, [etcd.members[0]!.clientUrl, other.clientUrl]);
     const s1 = await Session.create(writer, { ttl: 10 });
+    // Pin the observer's watch stream to the member we will isolate: the other is cut while it starts.
+    other.clientProxy.cut();
+    const observerSession = await Session.create(observerClient, { ttl: 4 });
     const ac = new AbortController();
     const seen = collect(new Election(observerSession, name).observe({ signal: ac.signal }));
     try {
+      await waitFor(() => seen.items.length === 1);
+      other.clientProxy.open();
       const a = await new Election(s1, name).campaign("a");
       await waitFor(() => seen.items.at(-1)?.value.toString() === "a");
       await isolated.isolate();
@@ -397,6 +401,7 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
       assertLatestState(seen.items);
       await a.resign();
     } finally {
+      other.clientProxy.open();
       await isolated.heal();
       ac.abort();
       await seen.done.catch(() => {});
@@ -410,7 +415,8 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
     // The observer talks to one member only, so restarting that member really cuts its watch.
     const member = etcd.members[0]!;
     const observerClient = etcd.client({}, [member.clientUrl]);
-    const observerSession = await Session.create(observerClient, { ttl: 5 });
+    // A long TTL: its periodic re-read (every 30 s) is too slow to pass this test; the watch must.
+    const observerSession = await Session.create(observerClient, { ttl: 60 });
     const writer = etcd.client({}, etcd.members.slice(1).map((m) => m.clientUrl));
     const s1 = await Session.create(writer, { ttl: 10 });
     const s2 = await Session.create(writer, { ttl: 10 });
@@ -423,7 +429,7 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
       await member.kill();
       await a.proclaim("a-while-down");
       await member.restart();
-      await waitFor(() => seen.items.at(-1)?.value.toString() === "a-while-down", { timeoutMs: 30_000 });
+      await waitFor(() => seen.items.at(-1)?.value.toString() === "a-while-down", { timeoutMs: 20_000 });
 
       // Cut the observer off, change leaders, and compact past everything it saw.
       member.clientProxy.cut();
@@ -433,7 +439,7 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
       await b.proclaim("b2");
       await etcd.compact();
       member.clientProxy.open();
-      await waitFor(() => seen.items.at(-1)?.value.toString() === "b2", { timeoutMs: 30_000 });
+      await waitFor(() => seen.items.at(-1)?.value.toString() === "b2", { timeoutMs: 20_000 });
       expect(seen.items.at(-1)?.token).toBe(b.token);
       assertLatestState(seen.items);
       await b.resign();
