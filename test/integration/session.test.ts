@@ -1,7 +1,7 @@
 import { getEventListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3 } from "etcd3";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Election, Session } from "../../src/index.js";
 import { Worker } from "../support/child.js";
 import { collect } from "../support/observe.js";
@@ -65,6 +65,25 @@ describe("Session on a single node", () => {
       expect(session.remainingMs()).toBeGreaterThan(0);
       expect(session.remainingMs()).toBeLessThanOrEqual(session.ttl * 1000 - session.marginMs);
       expect(session.leaseHex).toBe(BigInt(session.leaseId).toString(16));
+    } finally {
+      await session.close();
+    }
+  });
+
+  it("a wall-clock jump, forward or back, does not move the deadline (monotonic clock)", async () => {
+    const session = await Session.create(client, { ttl: 5 });
+    try {
+      for (const jump of [3_600_000, -3_600_000]) {
+        const before = session.remainingMs();
+        vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + jump });
+        try {
+          expect(session.state).toBe("connected");
+          expect(session.remainingMs()).toBeGreaterThan(0);
+          expect(session.remainingMs()).toBeLessThanOrEqual(before);
+        } finally {
+          vi.useRealTimers();
+        }
+      }
     } finally {
       await session.close();
     }
