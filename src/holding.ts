@@ -15,7 +15,7 @@ export class Holding {
   /** Fencing token: the create revision of `key`. Successive holders of a name get increasing tokens. */
   readonly token: bigint;
   /** @internal */ protected readonly session: Session;
-  /** @internal */ protected value_: Buffer;
+  /** @internal */ protected currentValue: Buffer;
   readonly #lost: (message: string, cause?: unknown) => ElectionError;
   readonly #controller = new AbortController();
   readonly #unwatch: () => void;
@@ -28,7 +28,7 @@ export class Holding {
     this.session = session;
     this.key = ticket.key;
     this.token = ticket.createRevision;
-    this.value_ = ticket.value;
+    this.currentValue = ticket.value;
     this.#lost = lost;
     this.#leaveLine = leaveLine;
     // Off the hot path: the session's shared watch of its own key (created on first use, from the
@@ -144,7 +144,7 @@ export class Holding {
   #onEvent(type: "put" | "delete", kv: IKeyValue): void {
     if (type === "delete") this.#end(this.#lost(`our key ${this.key} was deleted`));
     else if (BigInt(kv.create_revision) !== this.token) this.#end(this.#lost(`our key ${this.key} was replaced`));
-    else this.value_ = kv.value;
+    else this.currentValue = kv.value;
   }
 
   /** Rule 8: the watch is a hint; a linearizable read is the truth. Unreachable etcd is the session's call. */

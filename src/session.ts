@@ -7,7 +7,7 @@ import { now, timerAt, timerIn, type Timer } from "./common/clock.js";
 import { validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
 import { LocalLine } from "./common/local-line.js";
 import { KeyWatches } from "./key-watches.js";
-import { KeepAliveChannel, type KeepAliveStream } from "./keepalive.js";
+import { KeepAliveChannel } from "./keepalive.js";
 import { InvalidArgumentError, NameConflictError, SessionClosedError, SessionLostError } from "./errors.js";
 
 export type SessionState = "connected" | "suspended" | "lost" | "closed";
@@ -349,4 +349,3 @@ function randomLeaseId(): bigint {
   return id === 0n ? 1n : id;
 }
 
-export type { KeepAliveStream };

@@ -14,7 +14,7 @@ export class Term extends Holding {
 
   /** The value last proclaimed (or campaigned with). */
   get value(): Buffer {
-    return this.value_;
+    return this.currentValue;
   }
 
   /**
@@ -38,7 +38,7 @@ export class Term extends Holding {
       this.abandon(err);
       throw err;
     }
-    this.value_ = buf;
+    this.currentValue = buf;
   }
 
   /** Gives up leadership: deletes our key if it is still ours and aborts `signal`. Idempotent. */
