@@ -1,9 +1,9 @@
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, Mutex, Session, type Leader, type Term } from "../../src/index.js";
-import { Worker } from "../support/child.js";
 import { etcdctl } from "../support/etcdctl.js";
 import { collect, keysUnder } from "../support/observe.js";
+import { pausedHolderIsReplaced } from "../support/paused-holder.js";
 import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
 
 describe("Election on a single node", () => {
@@ -115,23 +115,8 @@ describe("Election on a single node", () => {
 
   it("a leader in a child process paused past its deadline is replaced; after resuming its term aborts and its writes are refused", async () => {
     const name = `${etcd.prefix()}paused`;
-    const worker = Worker.start({ hosts: etcd.endpoints, ttl: 2, role: "campaign", name, value: "child" });
-    try {
-      const held = await worker.next("holding");
-      const waiting = new Election(await newSession(), name).campaign("parent");
-      worker.pause();
-      const term = await waiting; // etcd expired the child's lease
-      expect(term.token).toBeGreaterThan(BigInt(held.token as string));
-      worker.resume();
-      const ended = await worker.next("hold-ended", 5000);
-      expect(ended.code).toBe("NOT_LEADER");
-      worker.send({ cmd: "write", key: `${name}-data`, value: "from-stale-leader" });
-      expect((await worker.next("write")).code).toBe("NOT_LEADER");
-      expect(await client.get(`${name}-data`).string()).toBeNull();
-      await term.resign();
-    } finally {
-      await worker.kill();
-    }
+    const takeOver = async () => new Election(await newSession(), name).campaign("parent");
+    await pausedHolderIsReplaced({ etcd, client, name, role: "campaign", code: "NOT_LEADER", takeOver });
   });
 
   it("rule 3: a waiter whose key was deleted behind its back does not win when its turn comes", async () => {

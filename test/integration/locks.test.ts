@@ -2,9 +2,9 @@ import { getEventListeners } from "node:events";
 import type { Etcd3 } from "etcd3";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Mutex, RWLock, Semaphore, Session, type Lock } from "../../src/index.js";
-import { Worker } from "../support/child.js";
 import { etcdctl } from "../support/etcdctl.js";
 import { keysUnder } from "../support/observe.js";
+import { pausedHolderIsReplaced } from "../support/paused-holder.js";
 import { startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
 
 describe("locks on a single node", () => {
@@ -205,22 +205,8 @@ describe("locks on a single node", () => {
 
   it("a holder in a child process paused past its deadline loses the lock; after resuming its signal aborts and its writes are refused", async () => {
     const name = `${etcd.prefix()}paused`;
-    const worker = Worker.start({ hosts: etcd.endpoints, ttl: 2, role: "lock", name });
-    try {
-      const held = await worker.next("holding");
-      const waiting = new Mutex(await newSession(), name).lock();
-      worker.pause();
-      const lock = await waiting;
-      expect(lock.token).toBeGreaterThan(BigInt(held.token as string));
-      worker.resume();
-      expect((await worker.next("hold-ended", 5000)).code).toBe("LOCK_LOST");
-      worker.send({ cmd: "write", key: `${name}-data`, value: "stale" });
-      expect((await worker.next("write")).code).toBe("LOCK_LOST");
-      expect(await client.get(`${name}-data`).string()).toBeNull();
-      await lock.unlock();
-    } finally {
-      await worker.kill();
-    }
+    const takeOver = async () => new Mutex(await newSession(), name).lock();
+    await pausedHolderIsReplaced({ etcd, client, name, role: "lock", code: "LOCK_LOST", takeOver });
   });
 
   it("semaphore: at most `limit` holders at once (counted with a guarded counter), FIFO, no key left", async () => {
