@@ -1,9 +1,10 @@
-import { toValueBuffer, validateName, validateSignal } from "./common/validate.js";
+import { toValueBuffer, validateSignal } from "./common/validate.js";
 import { NameConflictError, NotLeaderError } from "./errors.js";
 import { readLeader, type Leader } from "./leader.js";
 import { observeLeader } from "./observe.js";
 import { acquire, type QueuePolicy } from "./queue.js";
-import { assertSession, type Session } from "./session.js";
+import { Primitive } from "./primitive.js";
+import type { Session } from "./session.js";
 import { Term } from "./term.js";
 
 /** Elections wait only on the immediate predecessor: a release wakes the next in line, nobody else. */
@@ -20,14 +21,10 @@ export const predecessorPolicy: QueuePolicy = {
  * Leader election on `<name>/`, compatible with etcd's Go `concurrency` package and `etcdctl elect`:
  * candidates queue by the create revision of `<name>/<lease hex>`; the lowest leads.
  */
-export class Election {
-  readonly name: string;
-  readonly session: Session;
+export class Election extends Primitive {
 
   constructor(session: Session, name: string) {
-    assertSession(session);
-    this.session = session;
-    this.name = validateName(name, "election name");
+    super(session, name, "election");
   }
 
   /**

@@ -1,7 +1,7 @@
-import { validateName } from "./common/validate.js";
 import { predecessorPolicy } from "./election.js";
 import { runLocked, takeLock, type Lock, type LockOptions } from "./lock.js";
-import { assertSession, type Session } from "./session.js";
+import { Primitive } from "./primitive.js";
+import type { Session } from "./session.js";
 
 const EMPTY = Buffer.alloc(0);
 
@@ -9,14 +9,10 @@ const EMPTY = Buffer.alloc(0);
  * A fair (FIFO by create revision) distributed mutex on `<name>/`, compatible with etcd's Go
  * `concurrency.Mutex` and `etcdctl lock`. Uncontended: one round trip to lock, one to unlock.
  */
-export class Mutex {
-  readonly name: string;
-  readonly session: Session;
+export class Mutex extends Primitive {
 
   constructor(session: Session, name: string) {
-    assertSession(session);
-    this.session = session;
-    this.name = validateName(name, "mutex name");
+    super(session, name, "mutex");
   }
 
   /** Waits for the lock. Rejects with LockTimeoutError after `timeoutMs`, or the abort reason. */

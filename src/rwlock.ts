@@ -1,8 +1,8 @@
-import { validateName } from "./common/validate.js";
 import { predecessorPolicy } from "./election.js";
 import { runLocked, takeLock, type Lock, type LockOptions } from "./lock.js";
 import type { QueuePolicy } from "./queue.js";
-import { assertSession, type Session } from "./session.js";
+import { Primitive } from "./primitive.js";
+import type { Session } from "./session.js";
 
 const READ = Buffer.from("read");
 const WRITE = Buffer.from("write");
@@ -24,14 +24,10 @@ const readerPolicy: QueuePolicy = {
  * etcd #16221). The key's value says its mode; a key of unknown mode counts as a writer.
  * One session holds one key under a name (rule 6): its local read and write calls take turns.
  */
-export class RWLock {
-  readonly name: string;
-  readonly session: Session;
+export class RWLock extends Primitive {
 
   constructor(session: Session, name: string) {
-    assertSession(session);
-    this.session = session;
-    this.name = validateName(name, "read-write lock name");
+    super(session, name, "read-write lock");
   }
 
   async readLock(options: LockOptions = {}): Promise<Lock> {

@@ -1,8 +1,8 @@
-import { validateName } from "./common/validate.js";
 import { InvalidArgumentError, LimitMismatchError } from "./errors.js";
 import { runLocked, takeLock, type Lock, type LockOptions } from "./lock.js";
 import type { QueueEntry, QueuePolicy } from "./queue.js";
-import { assertSession, type Session } from "./session.js";
+import { Primitive } from "./primitive.js";
+import type { Session } from "./session.js";
 
 const MAX_LIMIT = 10_000;
 
@@ -12,17 +12,13 @@ const MAX_LIMIT = 10_000;
  * A waiter counts deletes ahead of it from its watch and re-reads only when its turn may have come.
  * One session holds at most one permit of a name at a time (rule 6); local callers queue behind it.
  */
-export class Semaphore {
-  readonly name: string;
-  readonly session: Session;
+export class Semaphore extends Primitive {
   readonly limit: number;
   readonly #value: Buffer;
   readonly #policy: QueuePolicy;
 
   constructor(session: Session, name: string, options: { limit: number }) {
-    assertSession(session);
-    this.session = session;
-    this.name = validateName(name, "semaphore name");
+    super(session, name, "semaphore");
     const limit = options?.limit;
     if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
       throw new InvalidArgumentError(`semaphore limit must be a whole number from 1 to ${MAX_LIMIT}`);
