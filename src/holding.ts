@@ -21,7 +21,7 @@ export class Holding {
   readonly #unwatch: () => void;
   #undoSession: (() => void) | undefined;
   readonly #leaveLine: () => void;
-  #releasing: Promise<void> | undefined;
+  #releasing: Promise<boolean> | undefined;
 
   /** @internal */
   constructor(session: Session, ticket: Ticket, lost: (message: string, cause?: unknown) => ElectionError, leaveLine: () => void) {
@@ -103,13 +103,20 @@ export class Holding {
    * key and takes it for its own. If etcd cannot be reached, the session deletes the key before its
    * next use of the name (else it goes with the lease).
    */
-  release(): Promise<void> {
+  async release(): Promise<void> {
+    await this.released();
+  }
+
+  /** @internal Releases, and tells whether etcd confirmed our key is gone. */
+  released(): Promise<boolean> {
     this.#releasing ??= (async () => {
       const wasHeld = this.#stop(this.#lost("released"));
       try {
         await removeKey(this.session, this.key, this.token);
+        return true;
       } catch {
         this.session.markStale(this.key, this.token); // deleted before the session uses the name again
+        return false;
       } finally {
         if (wasHeld) this.#leaveLine();
       }

@@ -11,3 +11,5 @@ export type { LockOptions } from "./lock.js";
 export { Mutex } from "./mutex.js";
 export { Semaphore } from "./semaphore.js";
 export { RWLock } from "./rwlock.js";
+export { LeaderElector } from "./leader-elector.js";
+export type { LeaderElectorOptions, ElectorMetrics, ElectorState } from "./leader-elector.js";

@@ -39,6 +39,7 @@ export class KeyWatch {
     this.#handlers = handlers;
     this.#resyncMs = resyncMs;
     this.#cancelTimeoutMs = cancelTimeoutMs;
+    tolerateLateCancels(client);
     this.#attach(startRevision);
     this.#armResync();
   }
@@ -106,4 +107,24 @@ export class KeyWatch {
 function quiet(watcher: Watcher): void {
   watcher.removeAllListeners();
   watcher.on("error", () => {});
+}
+
+const PATCHED = Symbol.for("etcd-election.tolerates-late-cancels");
+
+/**
+ * etcd3 1.1 throws from its watch stream's data handler (an uncaught error that ends the process) when a
+ * "canceled" answer names a watch it no longer has. That happens when we cancel a watch while etcd's own
+ * cancel of it (for compaction) is on its way: etcd answers both. Such an answer concerns nobody, so the
+ * client's watch manager is taught, once, to drop it.
+ */
+function tolerateLateCancels(client: EtcdClient): void {
+  type Manager = { handleResponse?: (res: { canceled?: boolean; watch_id?: string }) => void; watchers?: { id: string | null }[] };
+  const manager = (client as unknown as { watchManager?: Manager & { [PATCHED]?: true } }).watchManager;
+  if (!manager || typeof manager.handleResponse !== "function" || !Array.isArray(manager.watchers) || manager[PATCHED]) return;
+  const original = manager.handleResponse.bind(manager);
+  manager.handleResponse = (res) => {
+    if (res.canceled && !manager.watchers!.some((w) => w.id === res.watch_id)) return;
+    original(res);
+  };
+  manager[PATCHED] = true;
 }

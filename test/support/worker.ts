@@ -29,14 +29,16 @@ session.on("lost", (e) => emit({ type: "lost", code: e.code }));
 emit({ type: "session", leaseId: session.leaseId, ttl: session.ttl });
 
 let holder: Term | Lock | undefined;
-if (config.role === "campaign") {
-  holder = await new Election(session, config.name!).campaign(config.value ?? "worker");
-  emit({ type: "holding", token: holder.token.toString(), key: holder.key });
-} else if (config.role === "lock") {
-  holder = await new Mutex(session, config.name!).lock();
-  emit({ type: "holding", token: holder.token.toString(), key: holder.key });
+if (config.role === "campaign") holder = await new Election(session, config.name!).campaign(config.value ?? "worker");
+else if (config.role === "lock") holder = await new Mutex(session, config.name!).lock();
+if (holder) {
+  const held = holder;
+  // Listen before telling the test we hold, so that no end of the hold can go unreported.
+  const ended = (): void => emit({ type: "hold-ended", code: codeOf(held.signal.reason) });
+  if (held.signal.aborted) ended();
+  else held.signal.addEventListener("abort", ended, { once: true });
+  emit({ type: "holding", token: held.token.toString(), key: held.key });
 }
-holder?.signal.addEventListener("abort", () => emit({ type: "hold-ended", code: codeOf(holder.signal.reason) }));
 
 for await (const line of createInterface({ input: process.stdin })) {
   const cmd = JSON.parse(line) as WorkerCommand;

@@ -1,0 +1,168 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import type { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Election, LeaderElector, Session, type Leader } from "../../src/index.js";
+import { keysUnder } from "../support/observe.js";
+import { faultsUnavailableReason, startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
+
+interface Running {
+  elector: LeaderElector;
+  stop: AbortController;
+  done: Promise<void>;
+  started: number;
+  stopped: number;
+  leaders: (Leader | undefined)[];
+}
+
+describe("LeaderElector", () => {
+  let etcd: EtcdEnv;
+  let client: Etcd3;
+  const all: Running[] = [];
+
+  /** An elector on its own client, running; its work waits for the term to end. */
+  function start(name: string, identity: string, options: { ttl?: number; failFirst?: boolean; hosts?: string[] } = {}): Running {
+    let failures = options.failFirst ? 1 : 0;
+    const r = { stop: new AbortController(), started: 0, stopped: 0, leaders: [] } as unknown as Running;
+    r.elector = new LeaderElector({
+      client: etcd.client({}, options.hosts),
+      name,
+      identity,
+      ttl: options.ttl ?? 10,
+      onStartedLeading: async (term) => {
+        r.started++;
+        if (failures-- > 0) throw new Error("the job failed");
+        await new Promise((resolve) => term.signal.addEventListener("abort", resolve, { once: true }));
+      },
+      onStoppedLeading: () => r.stopped++,
+      onNewLeader: (leader) => r.leaders.push(leader),
+    });
+    r.done = r.elector.run({ signal: r.stop.signal });
+    all.push(r);
+    return r;
+  }
+  const leaders = (rs: Running[]): Running[] => rs.filter((r) => r.elector.isLeader());
+
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    client = etcd.client();
+  });
+  afterAll(async () => {
+    for (const r of all) r.stop.abort();
+    await Promise.all(all.map((r) => r.done.catch(() => {})));
+    await etcd?.close();
+  });
+
+  it("one of three leads, everyone hears who, and a stopped leader hands over at once", async () => {
+    const name = `${etcd.prefix()}three`;
+    const rs = ["a", "b", "c"].map((id) => start(name, id));
+    const first = (await waitFor(() => leaders(rs).length === 1 && leaders(rs)))[0]!;
+    expect(first.started).toBe(1);
+    const id = first.elector.identity;
+    for (const r of rs) await waitFor(() => r.leaders.at(-1)?.value.toString() === id);
+    expect(first.elector.metrics()).toMatchObject({ state: "leading", termsLed: 1, sessions: 1 });
+    expect(first.elector.healthy()).toBe(true);
+
+    // Stop the leader (what SIGTERM does in a worker): it resigns, so the next one does not wait a TTL.
+    const stoppedAt = Date.now();
+    first.stop.abort();
+    await first.done;
+    const next = (await waitFor(() => leaders(rs).length === 1 && leaders(rs)))[0]!;
+    expect(Date.now() - stoppedAt).toBeLessThan(5000); // well inside the 10 s TTL a crash would cost
+    expect(next).not.toBe(first);
+    expect(first.stopped).toBe(1);
+    expect(first.elector.isLeader()).toBe(false);
+    expect(first.elector.metrics().state).toBe("stopped");
+    expect(await keysUnder(client, name)).toHaveLength(2); // the stopped one left nothing behind
+    for (const r of rs.filter((x) => x !== first)) await waitFor(() => r.leaders.at(-1)?.value.toString() === next.elector.identity);
+  });
+
+  it("a leader whose session is lost steps down, another leads, and it campaigns again with a new session", async () => {
+    const name = `${etcd.prefix()}lost`;
+    const rs = ["a", "b"].map((id) => start(name, id));
+    const first = (await waitFor(() => leaders(rs).length === 1 && leaders(rs)))[0]!;
+    const leader = (await new Election(await Session.create(client, { ttl: 10 }), name).leader())!;
+    await client.leaseClient.leaseRevoke({ ID: leader.leaseId });
+    await waitFor(() => first.stopped === 1, { timeoutMs: 15_000 });
+    const second = (await waitFor(() => leaders(rs).length === 1 && leaders(rs)))[0]!;
+    expect(second).not.toBe(first);
+    await waitFor(() => first.elector.metrics().sessions === 2 && first.elector.metrics().state === "campaigning", { timeoutMs: 15_000 });
+    expect(await keysUnder(client, name)).toHaveLength(2);
+    expect(first.elector.isLeader()).toBe(false);
+  });
+
+  it("work that throws makes the leader resign and campaign again", async () => {
+    const name = `${etcd.prefix()}throws`;
+    const r = start(name, "solo", { failFirst: true });
+    await waitFor(() => r.started === 2 && r.elector.isLeader());
+    expect(r.elector.metrics()).toMatchObject({ termsLed: 2, failures: 1 });
+    expect(r.stopped).toBe(1);
+  });
+
+  it("rejects bad options before touching etcd, and a second run of one elector", async () => {
+    const ok = { client, name: "x", identity: "a", onStartedLeading: () => {} };
+    expect(() => new LeaderElector({ ...ok, name: "" })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => new LeaderElector({ ...ok, ttl: 0 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => new LeaderElector({ ...ok, client: {} as Etcd3 })).toThrow(expect.objectContaining({ code: "INVALID_CLIENT" }));
+    const r = start(`${etcd.prefix()}twice`, "a");
+    await expect(r.elector.run()).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it.skipIf(!!faultsUnavailableReason)("stopped while etcd is unreachable, it resolves only once its session's deadline has passed", async () => {
+    const name = `${etcd.prefix()}unreachable`;
+    const member = etcd.members[0]!;
+    const r = start(name, "a", { ttl: 4, hosts: [member.clientUrl] });
+    await waitFor(() => r.elector.isLeader());
+    expect(r.elector.healthy()).toBe(true);
+    member.clientProxy.blackhole();
+    try {
+      // Leading on failing keepalives: a liveness probe should hear about it.
+      await waitFor(() => !r.elector.healthy(), { timeoutMs: 5000, intervalMs: 20 });
+      const stoppedAt = Date.now();
+      r.stop.abort();
+      await r.done;
+      // It could not resign, so it kept quiet until nobody could take it for the leader any more:
+      // the lease (4 s, last renewed before the cut) may expire in etcd only after that.
+      expect(Date.now() - stoppedAt).toBeGreaterThan(1000);
+      expect(r.elector.isLeader()).toBe(false);
+      expect(r.stopped).toBe(1);
+    } finally {
+      member.clientProxy.open();
+    }
+  });
+
+  it("examples/worker.ts: SIGTERM makes the leading worker step down at once; the other takes over", async () => {
+    const name = `${etcd.prefix()}workers`;
+    const workers = ["w1", "w2"].map((id) => worker(id, name, etcd.endpoints));
+    try {
+      await waitFor(() => workers.some((w) => w.out.includes("leading")), { timeoutMs: 20_000 });
+      const leader = workers.find((w) => w.out.includes("leading"))!;
+      const other = workers.find((w) => w !== leader)!;
+      const exited = new Promise<number | null>((resolve) => leader.child.once("exit", resolve));
+      const stoppedAt = Date.now();
+      leader.child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      expect(leader.out).toContain("stopped leading");
+      await waitFor(() => other.out.includes("leading ("), { timeoutMs: 5000 });
+      expect(Date.now() - stoppedAt).toBeLessThan(5000); // the TTL is 5 s: it resigned rather than expired
+      const heartbeat = await client.get(`${name}-heartbeat`).string();
+      await waitFor(async () => (await client.get(`${name}-heartbeat`).string()) !== heartbeat);
+      expect(await client.get(`${name}-heartbeat`).string()).toMatch(new RegExp(`^${other.id} `));
+    } finally {
+      for (const w of workers) w.child.kill("SIGKILL");
+    }
+  });
+});
+
+const WORKER = fileURLToPath(new URL("../../examples/worker.ts", import.meta.url));
+
+function worker(id: string, name: string, endpoints: string[]): { id: string; child: ChildProcess; out: string } {
+  const child = spawn(process.execPath, ["--import", "tsx", WORKER], {
+    env: { ...process.env, WORKER_ID: id, ETCD_ENDPOINTS: endpoints.join(","), ELECTION: name, TTL: "5" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const w = { id, child, out: "" };
+  child.stdout.on("data", (d: Buffer) => (w.out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (w.out += d.toString()));
+  return w;
+}
