@@ -1,11 +1,12 @@
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
-import { linkedController, onAbort, sleep } from "./common/abort.js";
+import { linkedController, onAbort, raceAbort, sleep } from "./common/abort.js";
 import { assertClient, type EtcdClient } from "./common/client.js";
 import { validateName, validateSignal, validateTtl } from "./common/validate.js";
 import { Election } from "./election.js";
 import { InvalidArgumentError } from "./errors.js";
 import type { Leader } from "./leader.js";
 import { assertSession, Session } from "./session.js";
+import { removeKey } from "./queue.js";
 import type { Term } from "./term.js";
 
 export interface LeaderElectorOptions {
@@ -30,6 +31,7 @@ export interface LeaderElectorOptions {
   onNewLeader?: (leader: Leader | undefined) => void;
 }
 
+/** idle: between terms (backing off, or making a session); stopping: releasing leadership after a stop. */
 export type ElectorState = "idle" | "campaigning" | "leading" | "stopping" | "stopped";
 
 export interface ElectorMetrics {
@@ -40,6 +42,8 @@ export interface ElectorMetrics {
   sessions: number;
   /** Failures to reach etcd (session creation or campaign) since the run started. */
   failures: number;
+  /** Times the user's callbacks threw (work that throws makes the leader resign and campaign again). */
+  workFailures: number;
   /** Fencing token of the current term, if leading. */
   token: bigint | undefined;
   /** Milliseconds since the current state began. */
@@ -62,7 +66,7 @@ export class LeaderElector {
   #term: Term | undefined;
   #session: Session | undefined;
   #running = false;
-  #metrics = { termsLed: 0, sessions: 0, failures: 0 };
+  #metrics = { termsLed: 0, sessions: 0, failures: 0, workFailures: 0 };
   /** Since when every attempt to get back in has failed (undefined: the last one worked). */
   #failingSince: number | undefined;
   #lastLeader: { leader: Leader | undefined } | undefined;
@@ -74,7 +78,7 @@ export class LeaderElector {
     if (typeof options.identity !== "string") throw new InvalidArgumentError("identity must be a string");
     this.name = validateName(options.name, "election name");
     this.identity = options.identity;
-    this.#ttl = validateTtl(options.ttl ?? 10);
+    this.#ttl = options.session ? options.session.ttl : validateTtl(options.ttl ?? 10);
     this.#options = options;
   }
 
@@ -106,19 +110,23 @@ export class LeaderElector {
     const signal = validateSignal(options.signal);
     if (this.#running) throw new InvalidArgumentError(`this elector of "${this.name}" is already running`);
     this.#running = true;
+    this.#metrics = { termsLed: 0, sessions: 0, failures: 0, workFailures: 0 };
+    this.#failingSince = undefined;
+    this.#lastLeader = undefined;
     let backoff: IBackoff<unknown> | undefined;
     try {
       while (!signal?.aborted) {
         try {
-          const session = await this.#ensureSession(signal);
-          this.#failingSince = undefined;
-          await this.#oneTerm(session, signal);
+          await this.#oneTerm(await this.#ensureSession(signal), signal);
           backoff = undefined;
         } catch (err) {
           if (signal?.aborted) break;
-          if (this.#options.session && this.#options.session.signal.aborted) throw err; // not ours to remake
-          this.#metrics.failures++;
-          this.#failingSince ??= Date.now();
+          if (this.#options.session?.signal.aborted) throw err; // not ours to remake
+          if (!(err instanceof WorkFailed)) {
+            this.#metrics.failures++;
+            this.#failingSince ??= Date.now();
+          }
+          this.#setState("idle");
           backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 200, maxDelay: this.#ttl * 1000 }).next();
           await sleep(backoff.duration, signal).catch(() => {});
         }
@@ -138,11 +146,15 @@ export class LeaderElector {
     if (current && !current.signal.aborted) return current;
     if (this.#options.session) throw current!.signal.reason;
     await current?.close(); // a lost session of ours: let go of what it still holds locally
-    signal?.throwIfAborted();
-    const session = await Session.create(this.#options.client!, { ttl: this.#ttl });
+    const creating = Session.create(this.#options.client!, { ttl: this.#ttl });
+    try {
+      this.#session = await raceAbort(creating, signal); // a stop does not wait for a slow grant...
+    } catch (err) {
+      void creating.then((late) => late.close(), () => {}); // ...whose lease is revoked if it comes
+      throw err;
+    }
     this.#metrics.sessions++;
-    this.#session = session;
-    return session;
+    return this.#session;
   }
 
   /** Campaign, lead until the term ends or we are told to stop, then step down. */
@@ -153,14 +165,18 @@ export class LeaderElector {
     try {
       this.#setState("campaigning");
       const term = await election.campaign(this.identity, { signal: controller.signal });
+      this.#failingSince = undefined;
+      // A stop that came as we won: step down without starting the work.
+      if (signal?.aborted) return await this.#stepDown(term, session);
       this.#term = term;
       this.#metrics.termsLed++;
       this.#setState("leading");
       try {
-        await this.#lead(term, signal);
+        await this.#lead(term, session, signal);
       } finally {
         this.#term = undefined;
-        this.#options.onStoppedLeading?.();
+        this.#setState(signal?.aborted ? "stopping" : "idle");
+        this.#call(() => this.#options.onStoppedLeading?.());
       }
     } finally {
       controller.abort();
@@ -169,27 +185,43 @@ export class LeaderElector {
     }
   }
 
-  /**
-   * Runs the user's work and waits until the term ends, the run is stopped, or the work throws. Unless
-   * the term already ended, resigns; if etcd cannot confirm that, waits out the session's local deadline
-   * so that nobody else can lead while we might still be taken for the leader.
-   */
-  async #lead(term: Term, signal: AbortSignal | undefined): Promise<void> {
+  /** Runs the user's work and waits until the term ends, the run is stopped, or the work throws. */
+  async #lead(term: Term, session: Session, signal: AbortSignal | undefined): Promise<void> {
     const { controller, dispose } = linkedController(term.signal, signal);
-    let failure: Error | undefined;
+    let failure: WorkFailed | undefined;
     void Promise.resolve()
       .then(() => this.#options.onStartedLeading(term))
       .catch((err: unknown) => {
-        failure = err instanceof Error ? err : new Error(`onStartedLeading failed: ${String(err)}`);
+        this.#metrics.workFailures++;
+        failure = new WorkFailed(err);
         controller.abort(failure);
       });
     await new Promise<void>((resolve) => onAbort(controller.signal, () => resolve()));
     dispose();
-    if (!term.signal.aborted && !(await term.released())) {
-      const session = this.#session ?? this.#options.session;
-      await sleep((session?.remainingMs() ?? 0) + 1);
-    }
+    if (signal?.aborted) this.#setState("stopping");
+    await this.#stepDown(term, session);
     if (failure) throw failure;
+  }
+
+  /**
+   * Resigns, unless the term already ended. Until etcd confirms the delete, retries it; if the session
+   * is lost first, its local deadline has passed and the lease goes with it: either way nobody is left
+   * waiting behind a leader key that nobody acts on.
+   */
+  async #stepDown(term: Term, session: Session): Promise<void> {
+    if (term.signal.aborted || (await term.released())) return;
+    let backoff = new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }).next();
+    while (!session.signal.aborted) {
+      await sleep(Math.min(backoff.duration, session.remainingMs() + 1));
+      if (session.signal.aborted) return;
+      try {
+        await removeKey(session, term.key, term.token);
+        session.takeStale(term.key);
+        return;
+      } catch {
+        backoff = backoff.next(undefined);
+      }
+    }
   }
 
   async #observe(election: Election, signal: AbortSignal): Promise<void> {
@@ -202,10 +234,19 @@ export class LeaderElector {
         const same = this.#lastLeader && leader?.token === last?.token && (!leader || leader.value.equals(last!.value));
         if (same) continue;
         this.#lastLeader = { leader };
-        onNewLeader(leader);
+        this.#call(() => onNewLeader(leader));
       }
     } catch {
       // Ends with the term's controller; the next term observes again.
+    }
+  }
+
+  /** A callback that throws must not stop the elector, nor pass for a failure of etcd. */
+  #call(callback: () => void): void {
+    try {
+      callback();
+    } catch {
+      this.#metrics.workFailures++;
     }
   }
 
@@ -213,5 +254,12 @@ export class LeaderElector {
     if (this.#state === state) return;
     this.#state = state;
     this.#stateSince = Date.now();
+  }
+}
+
+/** The user's work threw: the elector resigns and campaigns again; not a failure to reach etcd. */
+class WorkFailed extends Error {
+  constructor(cause: unknown) {
+    super("onStartedLeading threw", { cause });
   }
 }

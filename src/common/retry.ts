@@ -1,5 +1,5 @@
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
-import { sleep } from "./abort.js";
+import { raceAbort, sleep } from "./abort.js";
 
 /**
  * A wait can outlast a passing etcd outage: reads (safe to repeat) that fail in a way etcd3 calls
@@ -10,7 +10,7 @@ export async function retryUntilAborted<T>(read: () => Promise<T>, signal: Abort
   let backoff: IBackoff<unknown> | undefined;
   for (;;) {
     try {
-      return await read();
+      return await raceAbort(read(), signal); // a stop does not wait for a slow read
     } catch (err) {
       signal?.throwIfAborted();
       if (!isRecoverable(err)) throw err; // permission denied, a limit mismatch...: retrying cannot help

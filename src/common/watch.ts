@@ -44,12 +44,15 @@ export class KeyWatch {
     this.#armResync();
   }
 
-  /** Cancels the watch and its timer (bounded: an unreachable etcd does not hold it up). */
+  /**
+   * Stops listening and cancels the watch and its timer. It does not wait for etcd to answer the cancel
+   * (an unreachable etcd must not hold a caller up); the cancel itself gives up after `cancelTimeoutMs`.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#resyncTimer?.cancel();
-    await this.#detach();
+    void this.#detach();
   }
 
   #attach(startRevision: bigint | undefined, resyncOnConnect = false): void {

@@ -75,6 +75,11 @@ describe("LeaderElector", () => {
     expect(first.elector.metrics().state).toBe("stopped");
     expect(await keysUnder(client, name)).toHaveLength(2); // the stopped one left nothing behind
     for (const r of rs.filter((x) => x !== first)) await waitFor(() => r.leaders.at(-1)?.value.toString() === next.elector.identity);
+    // onNewLeader tells of changes only: never the same leader twice in a row.
+    for (const r of rs) {
+      const seen = r.leaders.map((l) => (l ? `${l.token}` : "none"));
+      expect(seen.filter((x, i) => x === seen[i - 1])).toEqual([]);
+    }
   });
 
   it("a leader whose session is lost steps down, another leads, and it campaigns again with a new session", async () => {
@@ -91,11 +96,54 @@ describe("LeaderElector", () => {
     expect(first.elector.isLeader()).toBe(false);
   });
 
+  it("with the caller's own session, stopping resigns (the key is gone when run() resolves) and leaves the session alone", async () => {
+    const name = `${etcd.prefix()}own-session`;
+    const session = await Session.create(client, { ttl: 10 });
+    const stop = new AbortController();
+    let started = 0;
+    const elector = new LeaderElector({
+      session,
+      name,
+      identity: "mine",
+      onStartedLeading: () => void started++,
+    });
+    const done = elector.run({ signal: stop.signal });
+    await waitFor(() => elector.isLeader());
+    expect(await keysUnder(client, name)).toHaveLength(1);
+    stop.abort();
+    await done;
+    expect(await keysUnder(client, name)).toEqual([]); // resigned, not revoked: the session lives on
+    expect(session.state).toBe("connected");
+    expect(started).toBe(1);
+    await session.close();
+  });
+
+  it("healthy() turns false once campaigning has failed for longer than a TTL", async () => {
+    const name = `${etcd.prefix()}unhealthy`;
+    const session = await Session.create(client, { ttl: 2 });
+    // The session already campaigns on the name, so every campaign of the elector fails (rule 6).
+    const blocker = await new Election(session, name).campaign("blocker");
+    const stop = new AbortController();
+    const elector = new LeaderElector({ session, name, identity: "stuck", onStartedLeading: () => {} });
+    const done = elector.run({ signal: stop.signal });
+    try {
+      await waitFor(() => elector.metrics().failures > 0);
+      expect(elector.healthy()).toBe(true); // not yet a TTL
+      await waitFor(() => !elector.healthy(), { timeoutMs: 10_000 });
+      expect(elector.isLeader()).toBe(false);
+    } finally {
+      stop.abort();
+      await done;
+      await blocker.resign();
+      await session.close();
+    }
+  });
+
   it("work that throws makes the leader resign and campaign again", async () => {
     const name = `${etcd.prefix()}throws`;
     const r = start(name, "solo", { failFirst: true });
     await waitFor(() => r.started === 2 && r.elector.isLeader());
-    expect(r.elector.metrics()).toMatchObject({ termsLed: 2, failures: 1 });
+    expect(r.elector.metrics()).toMatchObject({ termsLed: 2, workFailures: 1, failures: 0 });
     expect(r.stopped).toBe(1);
   });
 
