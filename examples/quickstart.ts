@@ -4,25 +4,23 @@
  *   npm run example                              # starts a throwaway etcd from the local binary
  *   ETCD_ENDPOINTS=127.0.0.1:2379 npm run example  # or uses yours
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { Election, Session, type Term } from "../src/index.js";
+import { startLocalEtcd } from "./local-etcd.js";
 
 const NAME = "quickstart/scheduler";
 const t0 = Date.now();
 const log = (msg: string): void => console.log(`[${((Date.now() - t0) / 1000).toFixed(2)}s] ${msg}`);
 
 async function main(): Promise<void> {
-  const etcd = process.env.ETCD_ENDPOINTS ? undefined : await startLocalEtcd();
+  const etcd = process.env.ETCD_ENDPOINTS ? undefined : await startLocalEtcd(log);
   const hosts = process.env.ETCD_ENDPOINTS?.split(",") ?? [etcd!.endpoint];
   const clients = ["node-a", "node-b", "node-c"].map(() => new Etcd3({ hosts }));
+  const sessions: Session[] = [];
   try {
     // Someone watching who leads (a dashboard, a load balancer...).
     const watcher = await Session.create(clients[2]!, { ttl: 5 });
+    sessions.push(watcher);
     const stopObserving = new AbortController();
     const observing = (async () => {
       for await (const leader of new Election(watcher, NAME).observe({ signal: stopObserving.signal })) {
@@ -34,6 +32,7 @@ async function main(): Promise<void> {
     const terms = new Map<string, Promise<Term>>();
     for (const [i, id] of ["node-a", "node-b", "node-c"].entries()) {
       const session = await Session.create(clients[i]!, { ttl: 2 });
+      sessions.push(session);
       terms.set(id, new Election(session, NAME).campaign(id));
     }
     const first = await Promise.race([...terms].map(([id, p]) => p.then((term) => ({ id, term }))));
@@ -59,55 +58,12 @@ async function main(): Promise<void> {
     stopObserving.abort();
     await observing;
   } finally {
+    // Closing a session revokes its lease (the crashed one's is already lost: nothing to do).
+    await Promise.all(sessions.map((s) => s.close()));
     for (const c of clients) c.close();
     etcd?.stop();
   }
   log("done");
-}
-
-/** A single etcd member on free loopback ports, in a temporary directory. */
-async function startLocalEtcd(): Promise<{ endpoint: string; stop: () => void }> {
-  const [client, peer] = [await freePort(), await freePort()];
-  const dir = mkdtempSync(join(tmpdir(), "etcd-quickstart-"));
-  const proc: ChildProcess = spawn(
-    process.env.ETCD_BIN ?? "etcd",
-    [
-      `--data-dir=${dir}`,
-      `--listen-client-urls=http://127.0.0.1:${client}`,
-      `--advertise-client-urls=http://127.0.0.1:${client}`,
-      `--listen-peer-urls=http://127.0.0.1:${peer}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`,
-      `--initial-cluster=default=http://127.0.0.1:${peer}`,
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  await new Promise<void>((resolve, reject) => {
-    let out = "";
-    proc.once("error", reject);
-    proc.stderr!.on("data", (d: Buffer) => {
-      out += d.toString();
-      if (out.includes("ready to serve client requests")) resolve();
-    });
-    proc.once("exit", (code) => reject(new Error(`etcd exited with ${code}: ${out.slice(-500)}`)));
-  });
-  log(`started a throwaway etcd on 127.0.0.1:${client}`);
-  return {
-    endpoint: `127.0.0.1:${client}`,
-    stop: () => {
-      proc.kill("SIGKILL");
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.once("error", reject);
-  });
 }
 
 await main();

@@ -15,6 +15,8 @@ export interface KeepAliveStream {
 interface PoolHost {
   /** "host:port" */
   host?: string;
+  /** Set once the client was closed. */
+  closed?: boolean;
   resetAllServices?(): void;
 }
 interface Pool {
@@ -58,6 +60,14 @@ export class KeepAliveChannel {
     this.#handlers = handlers;
     const pool = (client as unknown as { pool?: Partial<Pool> }).pool;
     this.#pool = pool && typeof pool.withConnection === "function" && Array.isArray(pool.hosts) ? (pool as Pool) : undefined;
+  }
+
+  /**
+   * Whether the user closed their client. gRPC lets a stream opened before `client.close()` live on, so
+   * without this a session would keep its lease alive through a closed client.
+   */
+  get clientClosed(): boolean {
+    return !!this.#pool && this.#pool.hosts.length > 0 && this.#pool.hosts.every((h) => h.closed === true);
   }
 
   /** The endpoint ("host:port") of the current stream, when known. */

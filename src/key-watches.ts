@@ -54,6 +54,7 @@ export class KeyWatches {
     current.listeners.add(listener);
     return () => {
       if (!current.listeners.delete(listener) || current.listeners.size > 0) return;
+      if (this.#entries.get(key) !== current) return; // closed meanwhile (its session ended): no timer
       current.idle = timerIn(IDLE_WATCH_MS, () => {
         if (current.listeners.size > 0 || this.#entries.get(key) !== current) return;
         this.#entries.delete(key);

@@ -249,6 +249,10 @@ export class Session extends EventEmitter<SessionEvents> {
 
   #tick(): void {
     if (!this.#checkDeadline() || this.#state === "closed") return;
+    if (this.#channel.clientClosed) {
+      this.#lose(new SessionLostError("session lost: its etcd3 client was closed; the lease is left to expire"));
+      return;
+    }
     this.#channel.send(this.#ackTimeoutMs(), () => this.#onStall());
     this.#scheduleTick(this.#backoff ? this.#backoff.duration : this.#intervalMs());
   }

@@ -149,6 +149,17 @@ describe("Session on a single node", () => {
     }
   });
 
+  it("closing the client under a live session ends the session: it stops renewing and the lease expires", async () => {
+    const c = etcd.client();
+    const session = await Session.create(c, { ttl: 3 });
+    await waitFor(() => session.keepAliveEndpoint !== undefined); // a stream is open (gRPC keeps it past close)
+    const lost = once(session, "lost", 10_000);
+    c.close();
+    await lost;
+    expect(session.signal.reason).toMatchObject({ code: "SESSION_LOST" });
+    await waitFor(async () => (await serverTtl(direct, session.leaseId)) === -1, { timeoutMs: 10_000 });
+  });
+
   it("a grant retried after its answer was lost adopts the lease it made instead of leaking a second one", async () => {
     const c = etcd.client();
     const grant = c.leaseClient.leaseGrant.bind(c.leaseClient);
