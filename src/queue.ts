@@ -152,22 +152,34 @@ export async function removeKey(session: Session, key: string, createRevision: b
 /**
  * Resolves once `needed` of the blocking keys are deleted, or the watch asks for a re-read; rejects
  * with the signal's reason on abort. Leaves no watch, timer or listener behind.
+ *
+ * The watch starts from now, not from the revision we read at: etcd feeds a watch that starts in the
+ * past from a sync loop that runs every 100 ms, which would make every hand-over that slow. What was
+ * deleted between our read and the watch's start, one read made once the watch is in place tells.
  */
-function waitForDeletes(session: Session, name: string, blocking: Blocking, fromRevision: bigint, signal: AbortSignal): Promise<void> {
+function waitForDeletes(session: Session, name: string, blocking: Blocking, signal: AbortSignal): Promise<void> {
   const waiting = new Set(blocking.keys.map((e) => e.key));
   let gone = 0;
+  const count = (keys: Iterable<string>): void => {
+    for (const key of keys) if (waiting.delete(key)) gone++;
+    if (gone >= blocking.needed) finish();
+  };
+  let finish = (): void => {};
   return new Promise<void>((resolve, reject) => {
     const only = blocking.keys.length === 1 ? blocking.keys[0] : undefined;
     const target = only ? { key: only.key } : { prefix: prefixOf(name) };
-    const watch = new KeyWatch(session.client, target, fromRevision + 1n, session.resyncMs, session.callTimeoutMs, {
-      event(type, kv) {
-        // etcd3's watcher hands out keys already relative to the client's namespace.
-        if (type !== "delete" || !waiting.delete(kv.key.toString())) return;
-        if (++gone >= blocking.needed) finish();
-      },
+    const watch = new KeyWatch(session.client, target, undefined, session.resyncMs, session.callTimeoutMs, {
+      // etcd3's watcher hands out keys already relative to the client's namespace.
+      event: (type, kv) => type === "delete" && count([kv.key.toString()]),
       resync: () => finish(),
+      started: () => {
+        stillThere(session, name, blocking).then(
+          (present) => count([...waiting].filter((key) => !present.has(key))),
+          () => finish(), // let the caller's read, with its retries, decide
+        );
+      },
     });
-    const finish = (): void => {
+    finish = (): void => {
       undo();
       void watch.close();
       resolve();
@@ -177,6 +189,14 @@ function waitForDeletes(session: Session, name: string, blocking: Blocking, from
       reject(reason);
     });
   });
+}
+
+/** Which of the keys up to the last blocking one still exist (keys only, linearizable). */
+async function stillThere(session: Session, name: string, blocking: Blocking): Promise<Set<string>> {
+  const last = blocking.keys.reduce((max, e) => (e.createRevision > max ? e.createRevision : max), 0n);
+  const op = rangeOp(session, name, { values: false, maxCreateRevision: last }).request_range!;
+  const res = await session.client.kv.range(op, deadlineIn(session.callTimeoutMs));
+  return new Set(res.kvs.map((kv) => session.keyspace.relative(kv.key)));
 }
 
 /**
@@ -235,7 +255,7 @@ export async function acquire(session: Session, name: string, value: Buffer, pol
           await removeKey(session, ticket.key, ticket.createRevision);
           return undefined;
         }
-        await waitForDeletes(session, name, blocking, revision, signal);
+        await waitForDeletes(session, name, blocking, signal);
       }
       const read = await retryUntilAborted(() => readAhead(session, ticket!, policy), signal);
       signal.throwIfAborted();

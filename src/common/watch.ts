@@ -10,6 +10,8 @@ export interface KeyWatchHandlers {
    * re-read is due): read the truth again. Rule 8: watches are hints, reads are truth.
    */
   resync(): void;
+  /** The watch is in place (the first time only): from here on, no change goes untold. */
+  started?(): void;
 }
 
 /**
@@ -67,6 +69,7 @@ export class KeyWatch {
     watcher.on("connected", () => {
       // The first connect starts from startRevision; a later one resumes after a dropped stream.
       if (connectedBefore) this.#handlers.resync();
+      else this.#handlers.started?.();
       connectedBefore = true;
     });
     watcher.on("error", () => this.#restart(watcher));
