@@ -1,5 +1,6 @@
 import type { IKeyValue } from "etcd3";
 import { deadlineIn } from "./common/client.js";
+import { queueRange } from "./queue.js";
 import type { Session } from "./session.js";
 
 /** The current leader as etcd stores it. */
@@ -15,11 +16,7 @@ export interface Leader {
 
 /** @internal The leader and the revision it was read at. */
 export async function readLeader(session: Session, name: string): Promise<{ leader: Leader | undefined; revision: bigint }> {
-  const ks = session.keyspace;
-  const res = await session.client.kv.range(
-    { key: ks.full(`${name}/`), range_end: ks.rangeEnd(`${name}/`), sort_order: "Ascend", sort_target: "Create", limit: 1 },
-    deadlineIn(session.callTimeoutMs),
-  );
+  const res = await session.client.kv.range(queueRange(session, name, { limit: 1, values: true }), deadlineIn(session.callTimeoutMs));
   const kv = res.kvs[0];
   return { leader: kv && toLeader(session, kv), revision: BigInt(res.header.revision) };
 }

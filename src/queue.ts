@@ -61,7 +61,7 @@ async function enqueue(
 ): Promise<{ ticket: Ticket; entries: QueueEntry[]; ahead: QueueEntry[]; complete: boolean }> {
   const ks = session.keyspace;
   const key = session.keyFor(name);
-  const head = rangeOp(session, name, { limit: policy.lookahead, values: policy.readValues });
+  const head: IRequestOp = { request_range: queueRange(session, name, { limit: policy.lookahead, values: policy.readValues }) };
   const res = await session.client.kv.txn(
     {
       compare: [{ key: ks.full(key), result: "Equal", target: "Create", create_revision: 0 }],
@@ -100,7 +100,7 @@ async function readAhead(session: Session, ticket: Ticket, policy: QueuePolicy):
       compare: [],
       success: [
         { request_range: { key: ks.full(ticket.key), keys_only: true } },
-        rangeOp(session, ticket.name, { values: policy.readValues, maxCreateRevision: ticket.createRevision - 1n }),
+        { request_range: queueRange(session, ticket.name, { values: policy.readValues, maxCreateRevision: ticket.createRevision - 1n }) },
       ],
       failure: [],
     },
@@ -113,7 +113,8 @@ async function readAhead(session: Session, ticket: Ticket, policy: QueuePolicy):
   return { exists, ahead, revision: BigInt(res.header.revision) };
 }
 
-function rangeOp(session: Session, name: string, opts: { limit?: number; values: boolean; maxCreateRevision?: bigint }): IRequestOp {
+/** The queue under `name`, oldest first (by create revision): the one range every reader of it uses. */
+export function queueRange(session: Session, name: string, opts: { limit?: number; values: boolean; maxCreateRevision?: bigint }): IRangeRequest {
   const ks = session.keyspace;
   const req: IRangeRequest = {
     key: ks.full(prefixOf(name)),
@@ -124,7 +125,7 @@ function rangeOp(session: Session, name: string, opts: { limit?: number; values:
   };
   if (opts.limit !== undefined) req.limit = opts.limit;
   if (opts.maxCreateRevision !== undefined) req.max_create_revision = opts.maxCreateRevision.toString();
-  return { request_range: req };
+  return req;
 }
 
 function toEntries(session: Session, kvs: IKeyValue[], values: boolean): QueueEntry[] {
@@ -194,8 +195,7 @@ function waitForDeletes(session: Session, name: string, blocking: Blocking, sign
 /** Which of the keys up to the last blocking one still exist (keys only, linearizable). */
 async function stillThere(session: Session, name: string, blocking: Blocking): Promise<Set<string>> {
   const last = blocking.keys.reduce((max, e) => (e.createRevision > max ? e.createRevision : max), 0n);
-  const op = rangeOp(session, name, { values: false, maxCreateRevision: last }).request_range!;
-  const res = await session.client.kv.range(op, deadlineIn(session.callTimeoutMs));
+  const res = await session.client.kv.range(queueRange(session, name, { values: false, maxCreateRevision: last }), deadlineIn(session.callTimeoutMs));
   return new Set(res.kvs.map((kv) => session.keyspace.relative(kv.key)));
 }
 
