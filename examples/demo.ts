@@ -81,9 +81,16 @@ function startWorker(id: string, endpoints: string, election: string, changed: (
     const lines = buffered.split("\n");
     buffered = lines.pop() ?? "";
     for (const line of lines) {
-      log(`   ${line}`);
-      if (line.includes("] leading")) worker.leading = true;
-      if (line.includes("] stopped leading") || line.includes("] exited")) worker.leading = false;
+      let entry: { msg?: string; worker?: string; [k: string]: unknown };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        entry = { msg: line };
+      }
+      const { msg, worker: who, time: _time, level: _level, ...rest } = entry;
+      log(`   [${who ?? id}] ${msg ?? ""} ${Object.keys(rest).length ? JSON.stringify(rest) : ""}`);
+      if (msg === "started leading") worker.leading = true;
+      if (msg === "stopped leading" || msg === "run() resolved") worker.leading = false;
       changed();
     }
   });

@@ -12,7 +12,13 @@ export type ElectionErrorCode =
   | "LOCK_TIMEOUT"
   | "NAME_CONFLICT"
   | "LIMIT_MISMATCH"
-  | "ETCD_UNAVAILABLE";
+  | "ETCD_UNAVAILABLE"
+  | "PERMISSION_DENIED"
+  | "AUTH_FAILED"
+  | "CLIENT_CLOSED"
+  | "REQUEST_TOO_LARGE"
+  | "ETCD_ERROR"
+  | "WORK_FAILED";
 
 export class ElectionError extends Error {
   readonly code: ElectionErrorCode;
@@ -87,9 +93,47 @@ export class LimitMismatchError extends ElectionError {
   }
 }
 
-/** etcd did not answer within the call's deadline, or refused in a way we cannot recover from. */
+/**
+ * etcd could not be reached within the call's deadline (unreachable, deadline exceeded, no leader,
+ * overloaded). Transient: the same call may work later. The error from etcd3 or gRPC is the `cause`.
+ */
 export class EtcdUnavailableError extends ElectionError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("ETCD_UNAVAILABLE", message, options);
+  }
+}
+
+/** etcd's authorisation refused the request: the user's role lacks a permission on the key. */
+export class PermissionDeniedError extends ElectionError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERMISSION_DENIED", message, options);
+  }
+}
+
+/** etcd refused the client's username or password. */
+export class AuthFailedError extends ElectionError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("AUTH_FAILED", message, options);
+  }
+}
+
+/** The user's etcd3 client was closed: nothing made from it can talk to etcd any more. */
+export class ClientClosedError extends ElectionError {
+  constructor(message = "the etcd3 client was closed", options?: { cause?: unknown }) {
+    super("CLIENT_CLOSED", message, options);
+  }
+}
+
+/** The request is larger than etcd accepts (its --max-request-bytes, 1.5 MiB by default). */
+export class RequestTooLargeError extends ElectionError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("REQUEST_TOO_LARGE", message, options);
+  }
+}
+
+/** Any other failure reported by etcd or gRPC, kept as the `cause`. */
+export class EtcdError extends ElectionError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ETCD_ERROR", message, options);
   }
 }

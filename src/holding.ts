@@ -1,90 +1,106 @@
-import type { ComparatorBuilder, ICompare, IKeyValue, IRequestOp, ITxnResponse } from "etcd3";
+import type { ComparatorBuilder, ITxnResponse } from "etcd3";
 import { onAbort } from "./common/abort.js";
-import { deadlineIn, fixedDeadline } from "./common/client.js";
+import type { SessionContext } from "./context.js";
+import { builderContents } from "./etcd/internals.js";
+import { range } from "./etcd/kv.js";
+import type { KeyEvent } from "./etcd/key-watch.js";
 import type { ElectionError } from "./errors.js";
-import { removeKey, type Ticket } from "./queue.js";
-import type { Session } from "./session.js";
+import { removeOwnKey } from "./queue/release.js";
+import type { Ticket } from "./queue/queue.js";
+
+/** How a hold reports its end: NotLeaderError for a term, LockLostError for a lock. */
+export type LossError = (message: string, cause?: unknown) => ElectionError;
 
 /**
  * What a term and a lock have in common: a key we created, its create revision as the fencing token,
- * a signal that aborts the moment the hold may be gone, guarded writes, and a guarded release.
+ * a signal that aborts the moment the hold may be gone, guarded writes, and a confirmed release.
  */
-export class Holding {
+export abstract class Holding {
   /** The key in etcd (relative to the client's namespace). */
   readonly key: string;
   /** Fencing token: the create revision of `key`. Successive holders of a name get increasing tokens. */
   readonly token: bigint;
-  /** @internal */ protected readonly session: Session;
-  /** @internal */ protected currentValue: Buffer;
-  readonly #lost: (message: string, cause?: unknown) => ElectionError;
+  readonly #ctx: SessionContext;
+  readonly #lost: LossError;
   readonly #controller = new AbortController();
   readonly #unwatch: () => void;
-  #undoSession: (() => void) | undefined;
+  readonly #undoSession: () => void;
   readonly #leaveLine: () => void;
-  #releasing: Promise<boolean> | undefined;
+  #value: Buffer;
+  #releasing: Promise<void> | undefined;
 
-  /** @internal */
-  constructor(session: Session, ticket: Ticket, lost: (message: string, cause?: unknown) => ElectionError, leaveLine: () => void) {
-    this.session = session;
+  protected constructor(ctx: SessionContext, ticket: Ticket, lost: LossError, leaveLine: () => void) {
+    this.#ctx = ctx;
     this.key = ticket.key;
     this.token = ticket.createRevision;
-    this.currentValue = ticket.value;
+    this.#value = ticket.value;
     this.#lost = lost;
     this.#leaveLine = leaveLine;
     // Off the hot path: the session's shared watch of its own key (created on first use, from the
     // revision our turn was confirmed at) tells us of anything after that revision.
-    this.#unwatch = session.keyWatches.subscribe(this.key, {
+    this.#unwatch = ctx.ownKeys.subscribe(this.key, {
       fromRevision: ticket.revision,
-      event: (type, kv) => this.#onEvent(type, kv),
+      event: (e) => this.#onEvent(e),
       resync: () => void this.#recheck(),
     });
-    this.#undoSession = onAbort(session.signal, (reason) => this.#end(lost("lost with the session", reason)));
+    this.#undoSession = onAbort(ctx.lease.signal, (reason) => this.#end(lost("lost with the session", reason)));
   }
 
-  /** @internal Ends the hold locally after etcd refused a guarded write. */
-  protected abandon(reason: ElectionError): void {
-    this.#end(reason);
-  }
-
-  /** Aborts the moment this hold may no longer be valid: released, session lost, key deleted or replaced. */
+  /**
+   * Aborts the moment this hold may no longer be valid: released, session lost, key deleted or replaced.
+   * A signal you keep flips only when this process gets to run: after a pause (SIGSTOP, a long GC) it may
+   * still read "not aborted" for a moment. Right before an unfenced act, call `assertHeld()`.
+   */
   get signal(): AbortSignal {
-    this.session.checkDeadline(); // rule 1: a passed deadline is noticed before anyone reads the signal
+    this.#ctx.lease.check(); // a passed deadline is noticed before anyone reads the signal
     return this.#controller.signal;
+  }
+
+  /**
+   * Throws the reason (NotLeaderError, LockLostError) if the hold may be gone, reading the monotonic
+   * clock now: for the moment right before a side effect that fencing cannot protect. Only fencing
+   * (`txn()`, or the token checked by your storage) protects a write already in flight.
+   */
+  assertHeld(): void {
+    const signal = this.signal;
+    if (signal.aborted) throw signal.reason;
+  }
+
+  /** The value of our key (the candidate value of a term, as last proclaimed). */
+  protected get currentValue(): Buffer {
+    return this.#value;
+  }
+
+  protected set currentValue(value: Buffer) {
+    this.#value = value;
+  }
+
+  protected get context(): SessionContext {
+    return this.#ctx;
   }
 
   /**
    * An etcd3 transaction builder guarded by `Create(key) == token`: it commits only while this hold is
    * still ours in etcd. When the guard is what failed, `commit()` rejects with the loss error rather
    * than resolving `{ succeeded: false }`, and none of the caller's operations ran (not even its
-   * `.else()`); it also rejects without sending once `signal` has aborted. The caller's own comparisons
-   * decide between its `.then()` and `.else()` as usual.
+   * `.else()`); it also rejects without sending once the hold may be gone. The caller's own comparisons
+   * decide between its `.then()` and `.else()` as usual. It is sent once: a transaction of yours is not
+   * ours to repeat.
    */
   txn(): ComparatorBuilder {
-    // The builder's first comparison is our guard; the caller adds theirs after it.
-    const builder = this.session.client.if(this.key, "Create", "==", this.token.toString());
-    const internals = builder as unknown as {
-      request: { compare: Promise<ICompare>[]; success: Promise<IRequestOp>[]; failure: Promise<IRequestOp>[] };
-      callOptions?: object;
-    };
+    const builder = this.#ctx.client.if(this.key, "Create", "==", this.token.toString());
     builder.commit = async (): Promise<ITxnResponse> => {
       this.assertHeld();
-      const [guard, ...theirs] = await Promise.all(internals.request.compare);
+      const { compare, success, failure, callOptions } = await builderContents(builder);
+      const [guard, ...theirs] = compare;
+      const deadline = callOptions?.deadline;
+      const timeoutMs = deadline === undefined ? this.#ctx.callTimeoutMs : Math.max(0, new Date(deadline).getTime() - Date.now());
       // The caller's transaction runs nested inside ours, and only if our guard holds.
-      const res = await this.session.client.kv.txn(
-        {
-          compare: [guard!],
-          success: [
-            {
-              request_txn: {
-                compare: theirs,
-                success: await Promise.all(internals.request.success),
-                failure: await Promise.all(internals.request.failure),
-              },
-            },
-          ],
-          failure: [],
-        },
-        internals.callOptions ?? fixedDeadline(this.session.callTimeoutMs),
+      const res = await this.#ctx.conn.call<ITxnResponse>(
+        "KV",
+        "txn",
+        { compare: [guard!], success: [{ request_txn: { compare: theirs, success, failure } }], failure: [] },
+        { timeoutMs, idempotent: false, what: `guarded transaction of ${this.key}` },
       );
       const inner = res.succeeded ? res.responses[0]?.response_txn : undefined;
       if (!inner) {
@@ -98,25 +114,15 @@ export class Holding {
   }
 
   /**
-   * Aborts `signal` and deletes our key if it is still ours (never a newer holder's). Idempotent.
-   * The next local contender for the name gets in only once the delete is done, so it never finds our
-   * key and takes it for its own. If etcd cannot be reached, the session deletes the key before its
-   * next use of the name (else it goes with the lease).
+   * Aborts `signal` and deletes our key if it is still ours (never a newer holder's). Resolves once etcd
+   * confirmed the key gone, or the session ended (its lease takes the key); in between the delete is
+   * retried with backoff. The next local contender for the name gets in only after that. Idempotent.
    */
-  async release(): Promise<void> {
-    await this.released();
-  }
-
-  /** @internal Releases, and tells whether etcd confirmed our key is gone. */
-  released(): Promise<boolean> {
+  release(): Promise<void> {
     this.#releasing ??= (async () => {
       const wasHeld = this.#stop(this.#lost("released"));
       try {
-        await removeKey(this.session, this.key, this.token);
-        return true;
-      } catch {
-        this.session.markStale(this.key, this.token); // deleted before the session uses the name again
-        return false;
+        await removeOwnKey(this.#ctx, this.key, this.token, `release of ${this.key}`);
       } finally {
         if (wasHeld) this.#leaveLine();
       }
@@ -128,10 +134,9 @@ export class Holding {
     await this.release();
   }
 
-  /** @internal Throws the loss error once the hold may be gone. */
-  protected assertHeld(): void {
-    const signal = this.signal;
-    if (signal.aborted) throw signal.reason;
+  /** Ends the hold locally after etcd refused a guarded write of ours. */
+  protected abandon(reason: ElectionError): void {
+    this.#end(reason);
   }
 
   /** The hold is gone (key deleted or replaced, session lost): stop, and let the next local contender in. */
@@ -142,30 +147,29 @@ export class Holding {
   /** Aborts the signal and stops watching; false when that already happened. */
   #stop(reason: ElectionError): boolean {
     if (this.#controller.signal.aborted) return false;
+    this.#ctx.logger.debug({ key: this.key, token: this.token.toString(), reason: reason.message }, "hold ended");
     this.#controller.abort(reason);
-    this.#undoSession?.();
+    this.#undoSession();
     this.#unwatch();
     return true;
   }
 
-  #onEvent(type: "put" | "delete", kv: IKeyValue): void {
-    if (type === "delete") this.#end(this.#lost(`our key ${this.key} was deleted`));
-    else if (BigInt(kv.create_revision) !== this.token) this.#end(this.#lost(`our key ${this.key} was replaced`));
-    else this.currentValue = kv.value;
+  #onEvent(e: KeyEvent): void {
+    if (e.type === "delete") this.#end(this.#lost(`our key ${this.key} was deleted`));
+    else if (e.createRevision !== this.token) this.#end(this.#lost(`our key ${this.key} was replaced`));
+    else this.#value = e.value;
   }
 
-  /** Rule 8: the watch is a hint; a linearizable read is the truth. Unreachable etcd is the session's call. */
+  /** Watches are hints, reads are truth. Unreachable etcd is the session's call. */
   async #recheck(): Promise<void> {
     if (this.#controller.signal.aborted) return;
     try {
-      const res = await this.session.client.kv.range(
-        { key: this.session.keyspace.full(this.key), keys_only: true },
-        deadlineIn(this.session.callTimeoutMs),
-      );
+      const res = await range(this.#ctx, { key: this.#ctx.keyspace.full(this.key), keys_only: true }, `check ${this.key}`);
       const kv = res.kvs[0];
       if (!kv || BigInt(kv.create_revision) !== this.token) this.#end(this.#lost(`our key ${this.key} is gone`));
-    } catch {
+    } catch (err) {
       // Keep holding until the session's deadline says otherwise.
+      this.#ctx.logger.debug({ err, key: this.key }, "re-read of our key failed; the session's deadline decides");
     }
   }
 }

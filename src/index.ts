@@ -1,11 +1,12 @@
 export * from "./errors.js";
-export { Session, DRIFT_RATIO, MIN_MARGIN_MS } from "./session.js";
+export { Session } from "./session.js";
 export type { SessionEvents, SessionOptions, SessionState } from "./session.js";
+export type { EtcdClient } from "./etcd/internals.js";
+export type { Logger } from "./common/logger.js";
 export { Election } from "./election.js";
 export type { Leader } from "./leader.js";
-export { Term } from "./term.js";
 export { Holding } from "./holding.js";
-export type { EtcdClient } from "./common/client.js";
+export { Term } from "./term.js";
 export { Lock } from "./lock.js";
 export type { LockOptions } from "./lock.js";
 export { Mutex } from "./mutex.js";

@@ -1,12 +1,14 @@
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
-import { linkedController, onAbort, raceAbort, sleep } from "./common/abort.js";
-import { assertClient, type EtcdClient } from "./common/client.js";
-import { validateName, validateSignal, validateTtl } from "./common/validate.js";
+import { linkedController, onAbort, sleep } from "./common/abort.js";
+import { now, timerIn, type Timer } from "./common/clock.js";
+import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
+import { toValueBuffer, validateName, validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
+import { contextOf } from "./context.js";
 import { Election } from "./election.js";
-import { InvalidArgumentError } from "./errors.js";
-import type { Leader } from "./leader.js";
-import { assertSession, Session } from "./session.js";
-import { removeKey } from "./queue.js";
+import { openDoor, type EtcdClient } from "./etcd/internals.js";
+import { ElectionError, InvalidArgumentError, type ElectionErrorCode } from "./errors.js";
+import { sameLeader, type Leader } from "./leader.js";
+import { Session, type SessionState } from "./session.js";
 import type { Term } from "./term.js";
 
 export interface LeaderElectorOptions {
@@ -20,9 +22,18 @@ export interface LeaderElectorOptions {
   identity: string;
   /** TTL of the session the elector makes (seconds, default 10). */
   ttl?: number;
+  /** Deadline of each call to etcd, for the session the elector makes (ms, default 5000). */
+  callTimeoutMs?: number;
   /**
-   * Called once per term, when this process starts leading. Do the work until `term.signal` aborts;
-   * what it returns does not end the term. If it throws, the elector resigns and campaigns again.
+   * Where the elector (and the session it makes) logs, in pino's shape. Default: warnings and errors on
+   * the console; `false` silences it.
+   */
+  logger?: Logger | false;
+  /**
+   * Called once per term, when this process starts leading. Do the work until `term.signal` aborts (and
+   * call `term.assertHeld()` right before acts that fencing cannot protect). The elector campaigns again
+   * only once the promise it returns has settled, so one process never runs two terms' work at once.
+   * If it throws, the elector resigns and campaigns again.
    */
   onStartedLeading: (term: Term) => void | Promise<void>;
   /** Called when a term of ours ends, however it ended. */
@@ -34,6 +45,7 @@ export interface LeaderElectorOptions {
 /** idle: between terms (backing off, or making a session); stopping: releasing leadership after a stop. */
 export type ElectorState = "idle" | "campaigning" | "leading" | "stopping" | "stopped";
 
+/** A snapshot for dashboards; JSON-safe (the token is a decimal string). */
 export interface ElectorMetrics {
   state: ElectorState;
   /** Terms this process has led. */
@@ -45,138 +57,218 @@ export interface ElectorMetrics {
   /** Times the user's callbacks threw (work that throws makes the leader resign and campaign again). */
   workFailures: number;
   /** Fencing token of the current term, if leading. */
-  token: bigint | undefined;
+  token: string | undefined;
   /** Milliseconds since the current state began. */
   inStateMs: number;
+  /** Milliseconds this process has led, all terms together (the current one included). */
+  leadingMs: number;
+  /**
+   * From the moment the previous leader's key was gone (resigned, or its lease expired) to the moment
+   * this process led, for the last term it won after another leader; undefined if none yet.
+   */
+  lastFailoverMs: number | undefined;
+  /** The session's state (undefined between sessions). */
+  sessionState: SessionState | undefined;
+  /** Round trip of the last acknowledged keepalive, ms. */
+  keepaliveRoundTripMs: number | undefined;
+  /** The last error the elector handled: its code, message and when (ISO time). */
+  lastError: { code: string; message: string; at: string } | undefined;
 }
+
+/** Errors that trying again cannot cure: `run()` rejects with them instead of retrying forever. */
+const FATAL: ReadonlySet<ElectionErrorCode> = new Set([
+  "INVALID_ARGUMENT",
+  "INVALID_CLIENT",
+  "AUTH_FAILED",
+  "PERMISSION_DENIED",
+  "CLIENT_CLOSED",
+  "REQUEST_TOO_LARGE",
+  "NAME_CONFLICT",
+  "SESSION_CLOSED",
+]);
 
 /**
  * The runner a worker process uses (in the spirit of client-go's leaderelection and Curator's
- * LeaderSelector): campaign, lead until the term ends, step down, campaign again, with backoff after
- * failures and a fresh session after a lost one. `run()` resolves once its signal aborts and leadership
- * is released: resigned, or, when etcd cannot be reached, after the session's local deadline.
+ * LeaderSelector): campaign, lead until the term ends, step down, wait for the work to stop, campaign
+ * again, with backoff after failures and a fresh session after a lost one. `run()` resolves once its
+ * signal aborted and leadership is released, within max(TTL, 2 × callTimeoutMs) whatever etcd does.
  */
 export class LeaderElector {
   readonly name: string;
   readonly identity: string;
   readonly #options: LeaderElectorOptions;
   readonly #ttl: number;
+  readonly #callTimeoutMs: number;
+  readonly #logger: Logger;
   #state: ElectorState = "idle";
-  #stateSince = Date.now();
+  #stateSince = now();
   #term: Term | undefined;
   #session: Session | undefined;
   #running = false;
-  #metrics = { termsLed: 0, sessions: 0, failures: 0, workFailures: 0 };
-  /** Since when every attempt to get back in has failed (undefined: the last one worked). */
-  #failingSince: number | undefined;
-  #lastLeader: { leader: Leader | undefined } | undefined;
+  #counters = { termsLed: 0, sessions: 0, failures: 0, workFailures: 0 };
+  #leadingMs = 0;
+  #leadingSince: number | undefined;
+  #lastFailoverMs: number | undefined;
+  #lastError: ElectorMetrics["lastError"];
+  #lastLeader: { leader: Leader | undefined; goneAt: number | undefined } | undefined;
+  /** The last term's work, until it settles: the next campaign waits for it. */
+  #work: Promise<void> | undefined;
+  /** Campaigns and releases still finishing after a stop (bounded by the stop). */
+  readonly #inflight = new Set<Promise<unknown>>();
 
   constructor(options: LeaderElectorOptions) {
-    if (options.session) assertSession(options.session);
-    else assertClient(options.client);
-    if (typeof options.onStartedLeading !== "function") throw new InvalidArgumentError("onStartedLeading must be a function");
-    if (typeof options.identity !== "string") throw new InvalidArgumentError("identity must be a string");
-    this.name = validateName(options.name, "election name");
-    this.identity = options.identity;
-    this.#ttl = options.session ? options.session.ttl : validateTtl(options.ttl ?? 10);
+    const o = options as Partial<LeaderElectorOptions> | undefined;
+    if (!o || typeof o !== "object") throw new InvalidArgumentError("LeaderElector needs options: { client or session, name, identity, onStartedLeading }");
+    if (o.session && o.client) throw new InvalidArgumentError("give LeaderElector either client or session, not both");
+    if (o.session) contextOf(o.session);
+    else if (o.client) openDoor(o.client);
+    else throw new InvalidArgumentError("LeaderElector needs a client (an etcd3 client) or a session");
+    if (typeof o.onStartedLeading !== "function") throw new InvalidArgumentError("onStartedLeading must be a function");
+    for (const cb of ["onStoppedLeading", "onNewLeader"] as const) {
+      if (o[cb] !== undefined && typeof o[cb] !== "function") throw new InvalidArgumentError(`${cb} must be a function`);
+    }
+    if (typeof o.identity !== "string") throw new InvalidArgumentError("identity must be a string");
+    toValueBuffer(o.identity, "identity");
+    this.name = validateName(o.name, "election name");
+    this.identity = o.identity;
+    if (o.session && (o.ttl !== undefined || o.callTimeoutMs !== undefined)) {
+      throw new InvalidArgumentError("ttl and callTimeoutMs belong to the session: set them on Session.create when you pass a session");
+    }
+    this.#ttl = o.session ? o.session.ttl : validateTtl(o.ttl ?? 10);
+    this.#callTimeoutMs = o.session ? contextOf(o.session).callTimeoutMs : (validateTimeout(o.callTimeoutMs, "callTimeoutMs") ?? 5000);
+    this.#logger = withFields(toLogger(o.logger, consoleLogger), { election: this.name, identity: this.identity });
     this.#options = options;
   }
 
-  /** True only while a term of ours holds, as far as this process can know (rule 1). */
+  /** True only while a term of ours holds, as far as this process can know (its deadline is read now). */
   isLeader(): boolean {
     return this.#term !== undefined && !this.#term.signal.aborted;
   }
 
   /**
-   * For a liveness probe: false when we lead but our keepalives are failing, or when etcd has been
-   * unreachable for longer than a TTL while we try to get back in.
+   * For a liveness probe, as client-go's: false only while this process holds a term (leads, or is still
+   * stepping down from one) and no keepalive has been acknowledged for longer than 2 × TTL (monotonic
+   * clock). Followers are healthy whatever etcd does: restarting them cannot help.
    */
   healthy(): boolean {
-    if (this.isLeader()) return (this.#session ?? this.#options.session)?.state === "connected";
-    return this.#failingSince === undefined || Date.now() - this.#failingSince <= this.#ttl * 1000;
+    if (!this.#term) return true;
+    const session = this.#currentSession();
+    if (!session) return true;
+    return contextOf(session).lease.sinceRenewalMs <= 2 * this.#ttl * 1000;
+  }
+
+  /** Whether `run()` is running and not stopping (for a readiness probe). */
+  ready(): boolean {
+    return this.#running && this.#state !== "stopping" && this.#state !== "stopped";
   }
 
   metrics(): ElectorMetrics {
+    const session = this.#currentSession();
+    const lease = session && contextOf(session).lease;
+    const leading = this.#leadingSince === undefined ? 0 : now() - this.#leadingSince;
     return {
       state: this.#state,
-      ...this.#metrics,
-      token: this.isLeader() ? this.#term?.token : undefined,
-      inStateMs: Date.now() - this.#stateSince,
+      ...this.#counters,
+      token: this.isLeader() ? this.#term?.token.toString() : undefined,
+      inStateMs: Math.round(now() - this.#stateSince),
+      leadingMs: Math.round(this.#leadingMs + leading),
+      lastFailoverMs: this.#lastFailoverMs,
+      sessionState: session?.state,
+      keepaliveRoundTripMs: lease?.roundTripMs === undefined ? undefined : Math.round(lease.roundTripMs * 10) / 10,
+      lastError: this.#lastError,
     };
   }
 
-  /** Campaigns and leads until `signal` aborts, then releases leadership and resolves. */
+  /**
+   * Campaigns and leads until `signal` aborts, then releases leadership and resolves, within
+   * max(TTL, 2 × callTimeoutMs). Rejects on errors that retrying cannot cure (bad credentials, no
+   * permission, a closed client, a lost session that is not the elector's own); retries the rest.
+   */
   async run(options: { signal?: AbortSignal } = {}): Promise<void> {
-    const signal = validateSignal(options.signal);
+    const stop = validateSignal(options.signal) ?? new AbortController().signal;
     if (this.#running) throw new InvalidArgumentError(`this elector of "${this.name}" is already running`);
     this.#running = true;
-    this.#metrics = { termsLed: 0, sessions: 0, failures: 0, workFailures: 0 };
-    this.#failingSince = undefined;
+    this.#counters = { termsLed: 0, sessions: 0, failures: 0, workFailures: 0 };
     this.#lastLeader = undefined;
-    let backoff: IBackoff<unknown> | undefined;
+    this.#setState("idle");
+    let stoppedAt: number | undefined;
+    const undo = onAbort(stop, () => (stoppedAt = now()));
     try {
-      while (!signal?.aborted) {
-        try {
-          await this.#oneTerm(await this.#ensureSession(signal), signal);
-          backoff = undefined;
-        } catch (err) {
-          if (signal?.aborted) break;
-          if (this.#options.session?.signal.aborted) throw err; // not ours to remake
-          if (!(err instanceof WorkFailed)) {
-            this.#metrics.failures++;
-            this.#failingSince ??= Date.now();
-          }
-          this.#setState("idle");
-          backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 200, maxDelay: this.#ttl * 1000 }).next();
-          await sleep(backoff.duration, signal).catch(() => {});
-        }
-      }
+      await this.#loop(stop);
     } finally {
-      this.#setState("stopping");
-      if (!this.#options.session) await this.#session?.close();
-      this.#session = undefined;
-      this.#running = false;
-      this.#setState("stopped");
+      undo();
+      await this.#shutdown(stoppedAt ?? now());
+    }
+  }
+
+  async #loop(stop: AbortSignal): Promise<void> {
+    let backoff: IBackoff<unknown> | undefined;
+    while (!stop.aborted) {
+      try {
+        await this.#settleWork(stop);
+        if (stop.aborted) return;
+        await this.#oneTerm(await this.#ensureSession(stop), stop);
+        backoff = undefined;
+      } catch (err) {
+        if (stop.aborted) return;
+        const error = this.#record(err);
+        if (!(err instanceof WorkFailed)) {
+          this.#counters.failures++;
+          if (FATAL.has(error.code) || (this.#options.session && this.#options.session.signal.aborted)) {
+            this.#logger.error({ err: error }, "leader election stopped: this error does not go away by trying again");
+            throw error;
+          }
+          this.#logger.warn({ err: error }, "leader election failed; trying again");
+        }
+        this.#setState("idle");
+        backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 200, maxDelay: this.#ttl * 1000 }).next();
+        await sleep(backoff.duration, stop).catch(() => {});
+      }
     }
   }
 
   /** Our session, or a new one when there is none or it was lost. */
-  async #ensureSession(signal: AbortSignal | undefined): Promise<Session> {
-    const current = this.#options.session ?? this.#session;
+  async #ensureSession(stop: AbortSignal): Promise<Session> {
+    const current = this.#currentSession();
     if (current && !current.signal.aborted) return current;
     if (this.#options.session) throw current!.signal.reason;
-    await current?.close(); // a lost session of ours: let go of what it still holds locally
-    const creating = Session.create(this.#options.client!, { ttl: this.#ttl });
-    try {
-      this.#session = await raceAbort(creating, signal); // a stop does not wait for a slow grant...
-    } catch (err) {
-      void creating.then((late) => late.close(), () => {}); // ...whose lease is revoked if it comes
-      throw err;
+    if (current) void this.#track(current.close()); // a lost session of ours: let go of what it still holds locally
+    this.#session = undefined;
+    const creating = Session.create(this.#options.client!, { ttl: this.#ttl, callTimeoutMs: this.#callTimeoutMs, logger: this.#logger });
+    const session = await this.#untilStop(creating, stop);
+    if (!session) {
+      void creating.then((late) => late.close(), () => {}); // a grant that comes after the stop is revoked
+      throw stop.reason;
     }
-    this.#metrics.sessions++;
-    return this.#session;
+    this.#session = session;
+    this.#counters.sessions++;
+    return session;
   }
 
   /** Campaign, lead until the term ends or we are told to stop, then step down. */
-  async #oneTerm(session: Session, signal: AbortSignal | undefined): Promise<void> {
+  async #oneTerm(session: Session, stop: AbortSignal): Promise<void> {
     const election = new Election(session, this.name);
-    const { controller, dispose } = linkedController(signal, session.signal);
+    const { controller, dispose } = linkedController(stop, session.signal);
     const observing = this.#observe(election, controller.signal);
     try {
       this.#setState("campaigning");
-      const term = await election.campaign(this.identity, { signal: controller.signal });
-      this.#failingSince = undefined;
-      // A stop that came as we won: step down without starting the work.
-      if (signal?.aborted) return await this.#stepDown(term, session);
-      this.#term = term;
-      this.#metrics.termsLed++;
-      this.#setState("leading");
+      const campaign = election.campaign(this.identity, { signal: controller.signal });
+      const term = await this.#untilStop(campaign, stop);
+      if (!term) {
+        // Stopped while campaigning: the campaign removes its key (confirmed) before it settles; a
+        // term won in the meantime is resigned at once.
+        void this.#track(campaign.then((late) => late.resign(), () => {}));
+        return;
+      }
+      this.#won(term);
       try {
-        await this.#lead(term, session, signal);
+        await this.#lead(term, stop);
       } finally {
+        this.#leadingMs += now() - (this.#leadingSince ?? now());
+        this.#leadingSince = undefined;
         this.#term = undefined;
-        this.#setState(signal?.aborted ? "stopping" : "idle");
-        this.#call(() => this.#options.onStoppedLeading?.());
+        this.#setState(stop.aborted ? "stopping" : "idle");
+        this.#call("onStoppedLeading", () => this.#options.onStoppedLeading?.());
       }
     } finally {
       controller.abort();
@@ -185,81 +277,174 @@ export class LeaderElector {
     }
   }
 
+  #won(term: Term): void {
+    this.#term = term;
+    this.#counters.termsLed++;
+    this.#leadingSince = now();
+    const goneAt = this.#lastLeader?.goneAt;
+    if (goneAt !== undefined) this.#lastFailoverMs = Math.round(now() - goneAt);
+    this.#setState("leading");
+    this.#logger.info({ token: term.token.toString(), key: term.key }, "started leading");
+  }
+
   /** Runs the user's work and waits until the term ends, the run is stopped, or the work throws. */
-  async #lead(term: Term, session: Session, signal: AbortSignal | undefined): Promise<void> {
-    const { controller, dispose } = linkedController(term.signal, signal);
+  async #lead(term: Term, stop: AbortSignal): Promise<void> {
+    const { controller, dispose } = linkedController(term.signal, stop);
     let failure: WorkFailed | undefined;
-    void Promise.resolve()
+    const work = Promise.resolve()
       .then(() => this.#options.onStartedLeading(term))
       .catch((err: unknown) => {
-        this.#metrics.workFailures++;
+        this.#counters.workFailures++;
         failure = new WorkFailed(err);
+        this.#record(failure);
+        this.#logger.error({ err, token: term.token.toString() }, "onStartedLeading threw; resigning, then campaigning again");
         controller.abort(failure);
       });
+    this.#work = work;
     await new Promise<void>((resolve) => onAbort(controller.signal, () => resolve()));
     dispose();
-    if (signal?.aborted) this.#setState("stopping");
-    await this.#stepDown(term, session);
+    if (stop.aborted) this.#setState("stopping");
+    else if (!failure) this.#logger.warn({ token: term.token.toString(), err: term.signal.reason as unknown }, "stopped leading: the term ended");
+    // Step down: resign (confirmed by etcd, or the session ends). After a stop it is bounded by #shutdown.
+    const resigning = term.resign();
+    if (stop.aborted) void this.#track(resigning);
+    else await resigning;
     if (failure) throw failure;
   }
 
-  /**
-   * Resigns, unless the term already ended. Until etcd confirms the delete, retries it; if the session
-   * is lost first, its local deadline has passed and the lease goes with it: either way nobody is left
-   * waiting behind a leader key that nobody acts on.
-   */
-  async #stepDown(term: Term, session: Session): Promise<void> {
-    if (term.signal.aborted || (await term.released())) return;
-    let backoff = new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }).next();
-    while (!session.signal.aborted) {
-      await sleep(Math.min(backoff.duration, session.remainingMs() + 1));
-      if (session.signal.aborted) return;
-      try {
-        await removeKey(session, term.key, term.token);
-        session.takeStale(term.key);
-        return;
-      } catch {
-        backoff = backoff.next(undefined);
-      }
+  /** The previous term's work must settle before we campaign again: one term's work at a time. */
+  async #settleWork(stop: AbortSignal): Promise<void> {
+    const work = this.#work;
+    if (!work) return;
+    let timer: Timer | undefined;
+    const since = now();
+    const warn = (): void => {
+      timer = timerIn(this.#ttl * 1000, () => {
+        this.#logger.warn({ waitingMs: Math.round(now() - since) }, "the last term's onStartedLeading has not returned after its term ended; not campaigning until it does");
+        warn();
+      });
+    };
+    warn();
+    try {
+      await this.#untilStop(work, stop);
+      if (this.#work === work) this.#work = undefined;
+    } finally {
+      timer?.cancel();
     }
   }
 
+  /**
+   * After a stop: waits (within max(TTL, 2 × callTimeoutMs) from the stop) for the resign or the
+   * campaign's removal of its key, and for the work to return; then closes the session we made, which
+   * revokes the lease if a delete did not get through.
+   */
+  async #shutdown(stoppedAt: number): Promise<void> {
+    this.#setState("stopping");
+    const deadline = stoppedAt + Math.max(this.#ttl * 1000, 2 * this.#callTimeoutMs);
+    const own = this.#options.session ? undefined : this.#session;
+    const releaseBy = own ? deadline - this.#callTimeoutMs : deadline;
+    if (!(await this.#settleBy([...this.#inflight], releaseBy))) {
+      this.#logger[own ? "warn" : "error"](
+        {},
+        own ? "resign not confirmed in time; closing the session revokes the lease" : "resign not confirmed in time; our key stays until the session ends",
+      );
+    }
+    if (this.#work && !(await this.#settleBy([this.#work], releaseBy))) {
+      this.#logger.warn({}, "onStartedLeading has not returned after the stop; run() resolves anyway (its term has ended)");
+    }
+    if (own) await own.close();
+    this.#session = undefined;
+    this.#running = false;
+    this.#setState("stopped");
+  }
+
+  /** Whether all of `promises` settled before the monotonic time `by`. */
+  async #settleBy(promises: Promise<unknown>[], by: number): Promise<boolean> {
+    if (promises.length === 0) return true;
+    const controller = new AbortController();
+    const timer = timerIn(Math.max(0, by - now()), () => controller.abort());
+    try {
+      return (await this.#untilStop(Promise.allSettled(promises), controller.signal)) !== undefined;
+    } finally {
+      timer.cancel();
+    }
+  }
+
+  /** Resolves with the promise's value, or undefined as soon as `stop` aborts (the promise goes on). */
+  #untilStop<T>(promise: Promise<T>, stop: AbortSignal): Promise<T | undefined> {
+    return new Promise<T | undefined>((resolve, reject) => {
+      const undo = onAbort(stop, () => resolve(undefined));
+      promise.then(
+        (v) => {
+          undo();
+          resolve(v);
+        },
+        (e: unknown) => {
+          undo();
+          if (stop.aborted) resolve(undefined);
+          else reject(e instanceof Error ? e : new Error(String(e)));
+        },
+      );
+    });
+  }
+
+  #track<T>(promise: Promise<T>): Promise<T> {
+    this.#inflight.add(promise);
+    const done = (): void => void this.#inflight.delete(promise);
+    promise.then(done, done);
+    return promise;
+  }
+
   async #observe(election: Election, signal: AbortSignal): Promise<void> {
-    const onNewLeader = this.#options.onNewLeader;
-    if (!onNewLeader) return;
     try {
       for await (const leader of election.observe({ signal })) {
         // Each term observes afresh: tell only of changes since the last report.
-        const last = this.#lastLeader?.leader;
-        const same = this.#lastLeader && leader?.token === last?.token && (!leader || leader.value.equals(last!.value));
-        if (same) continue;
-        this.#lastLeader = { leader };
-        this.#call(() => onNewLeader(leader));
+        const last = this.#lastLeader;
+        if (last && sameLeader(leader, last.leader)) continue;
+        const changed = last?.leader !== undefined && leader?.key !== last.leader.key;
+        this.#lastLeader = { leader, goneAt: changed ? now() : last?.goneAt };
+        this.#logger.debug({ leader: leader?.value.toString(), token: leader?.token.toString() }, "leader observed");
+        const onNewLeader = this.#options.onNewLeader;
+        if (onNewLeader) this.#call("onNewLeader", () => onNewLeader(leader));
       }
-    } catch {
+    } catch (err) {
       // Ends with the term's controller; the next term observes again.
+      if (!signal.aborted) this.#logger.warn({ err }, "observing the leader failed; the next campaign observes again");
     }
   }
 
   /** A callback that throws must not stop the elector, nor pass for a failure of etcd. */
-  #call(callback: () => void): void {
+  #call(name: string, callback: () => void): void {
     try {
       callback();
-    } catch {
-      this.#metrics.workFailures++;
+    } catch (err) {
+      this.#counters.workFailures++;
+      this.#record(new WorkFailed(err, name));
+      this.#logger.error({ err }, `${name} threw`);
     }
+  }
+
+  #record(err: unknown): ElectionError {
+    const error = err instanceof ElectionError ? err : err instanceof WorkFailed ? err : new WorkFailed(err, "elector");
+    this.#lastError = { code: error.code, message: error.message, at: new Date().toISOString() };
+    return error;
+  }
+
+  #currentSession(): Session | undefined {
+    return this.#options.session ?? this.#session;
   }
 
   #setState(state: ElectorState): void {
     if (this.#state === state) return;
+    this.#logger.debug({ from: this.#state, to: state }, "elector state");
     this.#state = state;
-    this.#stateSince = Date.now();
+    this.#stateSince = now();
   }
 }
 
-/** The user's work threw: the elector resigns and campaigns again; not a failure to reach etcd. */
-class WorkFailed extends Error {
-  constructor(cause: unknown) {
-    super("onStartedLeading threw", { cause });
+/** The user's work (or a callback) threw: not a failure to reach etcd. */
+class WorkFailed extends ElectionError {
+  constructor(cause: unknown, what = "onStartedLeading") {
+    super("WORK_FAILED", `${what} threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
 }

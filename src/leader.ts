@@ -1,7 +1,5 @@
-import type { IKeyValue } from "etcd3";
-import { deadlineIn } from "./common/client.js";
-import { queueRange } from "./queue.js";
-import type { Session } from "./session.js";
+import type { SessionContext } from "./context.js";
+import { readQueue } from "./queue/queue.js";
 
 /** The current leader as etcd stores it. */
 export interface Leader {
@@ -14,16 +12,13 @@ export interface Leader {
   leaseId: string;
 }
 
-/** @internal The leader and the revision it was read at. */
-export async function readLeader(session: Session, name: string): Promise<{ leader: Leader | undefined; revision: bigint }> {
-  const res = await session.client.kv.range(queueRange(session, name, { limit: 1, values: true }), deadlineIn(session.callTimeoutMs));
-  const kv = res.kvs[0];
-  return { leader: kv && toLeader(session, kv), revision: BigInt(res.header.revision) };
+/** The leader of `name` (the oldest key of its queue) and the revision it was read at, linearizably. */
+export async function readLeader(ctx: SessionContext, name: string): Promise<{ leader: Leader | undefined; revision: bigint }> {
+  const { entries, revision } = await readQueue(ctx, name, { limit: 1, values: true });
+  const head = entries[0];
+  return { leader: head && { key: head.key, value: head.value!, token: head.createRevision, leaseId: head.lease! }, revision };
 }
 
-const toLeader = (session: Session, kv: IKeyValue): Leader => ({
-  key: session.keyspace.relative(kv.key),
-  value: kv.value,
-  token: BigInt(kv.create_revision),
-  leaseId: kv.lease,
-});
+/** Same leader, same value: nothing to tell. */
+export const sameLeader = (a: Leader | undefined, b: Leader | undefined): boolean =>
+  a === b || (!!a && !!b && a.key === b.key && a.token === b.token && a.value.equals(b.value));

@@ -1,9 +1,11 @@
 import { withTimeout } from "./common/abort.js";
 import { validateSignal, validateTimeout } from "./common/validate.js";
+import { assertUsable, type SessionContext } from "./context.js";
 import { LockLostError, LockTimeoutError } from "./errors.js";
 import { Holding } from "./holding.js";
-import { acquire, type QueuePolicy, type Ticket } from "./queue.js";
-import type { Session } from "./session.js";
+import { Primitive } from "./primitive.js";
+import type { QueuePolicy } from "./queue/policies.js";
+import { acquire, type Ticket } from "./queue/queue.js";
 
 export interface LockOptions {
   /** Abort to give up waiting: our queue key is removed and the call rejects with the signal's reason. */
@@ -14,58 +16,70 @@ export interface LockOptions {
 
 /** A held mutex, read or write lock, or semaphore permit. */
 export class Lock extends Holding {
-  /** @internal */
-  constructor(session: Session, ticket: Ticket, leaveLine: () => void) {
-    super(session, ticket, (message, cause) => new LockLostError(`lock lost: ${message}`, { cause }), leaveLine);
+  private constructor(ctx: SessionContext, ticket: Ticket, leaveLine: () => void) {
+    super(ctx, ticket, (message, cause) => new LockLostError(`lock lost: ${message}`, { cause }), leaveLine);
   }
 
-  /** Guarded delete: never removes a newer holder's key (etcd #22082). Idempotent. */
+  /** @internal */
+  static of(ctx: SessionContext, ticket: Ticket, leaveLine: () => void): Lock {
+    return new Lock(ctx, ticket, leaveLine);
+  }
+
+  /**
+   * Guarded delete: never removes a newer holder's key (etcd #22082). Resolves once etcd confirmed the
+   * key gone (retrying through outages), or the session ended. Idempotent.
+   */
   unlock(): Promise<void> {
     return this.release();
   }
 }
 
 /**
- * What every lock kind does to take `name`: wait in this session's local line for the name (rule 6),
- * then in etcd's queue under `policy`, within one deadline; `tryOnly` gives up at once instead.
+ * What every lock kind does to take its name: wait in the session's local line for the name (one key
+ * per name per session), then in etcd's queue under a policy, within one deadline.
  */
-export async function takeLock(
-  session: Session,
-  name: string,
-  kind: string,
-  value: Buffer,
-  policy: QueuePolicy,
-  options: LockOptions & { tryOnly?: boolean },
-): Promise<Lock | undefined> {
-  const timeoutMs = validateTimeout(options.timeoutMs, "timeoutMs");
-  const { signal, dispose } = withTimeout(
-    validateSignal(options.signal),
-    timeoutMs,
-    () => new LockTimeoutError(`${kind} "${name}" not acquired within ${timeoutMs} ms`),
-  );
-  try {
-    signal.throwIfAborted();
-    session.assertUsable();
-    const line = session.line(name, kind);
-    const leave = options.tryOnly ? line.tryEnter() : await line.enter(signal);
-    if (!leave) return undefined;
+export abstract class LockPrimitive extends Primitive {
+  /** Waits for the lock; rejects with LockTimeoutError after `timeoutMs`, or the abort reason. */
+  protected async take(value: Buffer, policy: QueuePolicy, options: LockOptions): Promise<Lock> {
+    const timeoutMs = validateTimeout(options.timeoutMs, "timeoutMs");
+    const { signal, dispose } = withTimeout(
+      validateSignal(options.signal),
+      timeoutMs,
+      () => new LockTimeoutError(`${this.kind} "${this.name}" not acquired within ${timeoutMs} ms`),
+    );
     try {
-      const ticket = await acquire(session, name, value, policy, {
-        signal,
-        tryOnly: options.tryOnly,
-        vanished: (m) => new LockLostError(`${kind} not acquired: ${m}`),
+      signal.throwIfAborted();
+      assertUsable(this.context);
+      const leave = await this.context.names.line(this.name, this.kind).enter(signal);
+      return (await this.#join(value, policy, { signal }, leave))!;
+    } finally {
+      dispose();
+    }
+  }
+
+  /** The lock if it is free now; undefined (leaving no key behind) when held elsewhere. */
+  protected async tryTake(value: Buffer, policy: QueuePolicy): Promise<Lock | undefined> {
+    assertUsable(this.context);
+    const leave = this.context.names.line(this.name, this.kind).tryEnter();
+    if (!leave) return undefined;
+    return this.#join(value, policy, { tryOnly: true }, leave);
+  }
+
+  async #join(value: Buffer, policy: QueuePolicy, options: { signal?: AbortSignal; tryOnly?: boolean }, leave: () => void): Promise<Lock | undefined> {
+    try {
+      const ticket = await acquire(this.context, this.name, value, policy, {
+        ...options,
+        vanished: (m) => new LockLostError(`${this.kind} not acquired: ${m}`),
       });
       if (!ticket) {
         leave();
         return undefined;
       }
-      return new Lock(session, ticket, leave);
+      return Lock.of(this.context, ticket, leave);
     } catch (err) {
       leave();
       throw err;
     }
-  } finally {
-    dispose();
   }
 }
 

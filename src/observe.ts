@@ -1,36 +1,35 @@
 import { linkedController, onAbort } from "./common/abort.js";
 import { retryUntilAborted } from "./common/retry.js";
-import { KeyWatch } from "./common/watch.js";
-import { readLeader, type Leader } from "./leader.js";
-import { SessionClosedError } from "./errors.js";
-import type { Session } from "./session.js";
-
-const same = (a: Leader | undefined, b: Leader | undefined): boolean =>
-  a === b || (!!a && !!b && a.key === b.key && a.token === b.token && a.value.equals(b.value));
+import type { SessionContext } from "./context.js";
+import { KeyWatch, type KeyEvent } from "./etcd/key-watch.js";
+import { inQueue } from "./etcd/keyspace.js";
+import { readLeader, sameLeader, type Leader } from "./leader.js";
 
 /**
- * The leader of `name` as a latest-state stream. Watch events only mark the state dirty; each item is
- * a fresh linearizable read, so a stalled or resumed watch can delay an item but never falsify one.
- * The consumer pulls: while it is busy, changes merge into the newest state.
+ * The leader of `name` as a latest-state stream. Each item is a fresh linearizable read; the watch only
+ * says when to read again, and only for what can change the leader: the leader's key deleted or its
+ * value changed, or a first candidate when nobody leads. Candidates joining or leaving behind the
+ * leader cost nothing. A stalled or resumed watch can delay an item but never falsify one. The consumer
+ * pulls: while it is busy, changes merge into the newest state.
  */
-export async function* observeLeader(
-  session: Session,
-  name: string,
-  userSignal: AbortSignal | undefined,
-): AsyncGenerator<Leader | undefined, void, undefined> {
+export async function* observeLeader(ctx: SessionContext, name: string, userSignal: AbortSignal | undefined): AsyncGenerator<Leader | undefined, void, undefined> {
   // It needs no lease, so it goes on through a lost session; but it ends when the session is closed,
-  // so nothing of it outlives the session (rule 9).
-  if (session.state === "closed") throw new SessionClosedError();
-  const { controller, dispose } = linkedController(userSignal);
+  // so nothing of it outlives the session.
+  ctx.closed.throwIfAborted();
+  const { controller, dispose } = linkedController(userSignal, ctx.closed);
   const signal = controller.signal;
-  const onClosed = (): void => controller.abort(new SessionClosedError());
-  session.once("closed", onClosed);
   let dirty = true;
   let wake: (() => void) | undefined;
+  let current: Leader | undefined;
   const poke = (): void => {
     dirty = true;
     wake?.();
   };
+  // A delete carries no create revision: only the leader's own key's matters. A put can only make a new
+  // leader when nobody leads (or, after missed events, with a key older than the leader's).
+  const mayChangeLeader = (e: KeyEvent): boolean =>
+    inQueue(name, e.key) &&
+    (current === undefined ? e.type === "put" : e.key === current.key || (e.type === "put" && e.createRevision < current.token));
   let watch: KeyWatch | undefined;
   let last: Leader | undefined;
   let emitted = false;
@@ -50,21 +49,21 @@ export async function* observeLeader(
       }
       dirty = false;
       // etcd unreachable: keep trying (never silently stop); the next read tells the truth.
-      const read = await retryUntilAborted(() => readLeader(session, name), signal);
+      const read = await retryUntilAborted(() => readLeader(ctx, name), signal, ctx.logger);
+      current = read.leader;
       // The watch starts right after the first read, so no change after it is missed.
-      watch ??= new KeyWatch(session.client, { prefix: `${name}/` }, read.revision + 1n, session.resyncMs, session.callTimeoutMs, {
-        event: poke,
+      watch ??= new KeyWatch(ctx.watches, ctx.keyspace, { prefix: `${name}/` }, { startRevision: read.revision + 1n, resyncMs: ctx.resyncMs() }, {
+        event: (e) => mayChangeLeader(e) && poke(),
         resync: poke,
       });
       const { leader } = read;
-      if (emitted && (same(leader, last) || (leader && last && leader.token < last.token))) continue;
+      if (emitted && (sameLeader(leader, last) || (leader && last && leader.token < last.token))) continue;
       last = leader;
       emitted = true;
       yield leader;
     }
   } finally {
-    session.off("closed", onClosed);
     dispose();
-    await watch?.close();
+    watch?.close();
   }
 }

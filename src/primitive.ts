@@ -1,14 +1,27 @@
 import { validateName } from "./common/validate.js";
-import { assertSession, type Session } from "./session.js";
+import { contextOf, type SessionContext } from "./context.js";
+import type { Kind } from "./queue/names.js";
+import type { Session } from "./session.js";
 
-/** What every election and lock starts from: a session and a valid name, checked before any RPC. */
+/** What every election and lock starts from: a session, a valid name, and the kind it is used as. */
 export abstract class Primitive {
   readonly session: Session;
   readonly name: string;
+  readonly #ctx: SessionContext;
+  readonly #kind: Kind;
 
-  protected constructor(session: Session, name: string, what: string) {
-    assertSession(session);
+  protected constructor(session: Session, name: string, kind: Kind) {
+    this.name = validateName(name, `${kind} name`);
+    this.#ctx = contextOf(session);
     this.session = session;
-    this.name = validateName(name, `${what} name`);
+    this.#kind = kind;
+  }
+
+  protected get context(): SessionContext {
+    return this.#ctx;
+  }
+
+  protected get kind(): Kind {
+    return this.#kind;
   }
 }

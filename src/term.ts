@@ -1,15 +1,19 @@
-import { deadlineIn } from "./common/client.js";
 import { toValueBuffer } from "./common/validate.js";
+import type { SessionContext } from "./context.js";
+import { txn } from "./etcd/kv.js";
 import { NotLeaderError } from "./errors.js";
 import { Holding } from "./holding.js";
-import type { Ticket } from "./queue.js";
-import type { Session } from "./session.js";
+import type { Ticket } from "./queue/queue.js";
 
 /** One term of leadership: from the campaign that won until resign, loss of the session, or loss of the key. */
 export class Term extends Holding {
+  private constructor(ctx: SessionContext, ticket: Ticket, leaveLine: () => void) {
+    super(ctx, ticket, (message, cause) => new NotLeaderError(`not the leader: ${message}`, { cause }), leaveLine);
+  }
+
   /** @internal */
-  constructor(session: Session, ticket: Ticket, leaveLine: () => void) {
-    super(session, ticket, (message, cause) => new NotLeaderError(`not the leader: ${message}`, { cause }), leaveLine);
+  static of(ctx: SessionContext, ticket: Ticket, leaveLine: () => void): Term {
+    return new Term(ctx, ticket, leaveLine);
   }
 
   /** The value last proclaimed (or campaigned with). */
@@ -24,14 +28,16 @@ export class Term extends Holding {
   async proclaim(value: string | Buffer | Uint8Array): Promise<void> {
     const buf = toValueBuffer(value);
     this.assertHeld();
-    const full = this.session.keyspace.full(this.key);
-    const res = await this.session.client.kv.txn(
+    const ctx = this.context;
+    const full = ctx.keyspace.full(this.key);
+    const res = await txn(
+      ctx,
       {
         compare: [{ key: full, result: "Equal", target: "Create", create_revision: this.token.toString() }],
-        success: [{ request_put: { key: full, value: buf, lease: this.session.leaseId } }],
+        success: [{ request_put: { key: full, value: buf, lease: ctx.lease.leaseId } }],
         failure: [],
       },
-      deadlineIn(this.session.callTimeoutMs),
+      `proclaim on ${this.key}`,
     );
     if (!res.succeeded) {
       const err = new NotLeaderError("not the leader: proclaim refused by etcd, the key is gone or belongs to a newer term");
@@ -41,7 +47,10 @@ export class Term extends Holding {
     this.currentValue = buf;
   }
 
-  /** Gives up leadership: deletes our key if it is still ours and aborts `signal`. Idempotent. */
+  /**
+   * Gives up leadership: aborts `signal` and deletes our key if it is still ours. Resolves once etcd
+   * confirmed the key gone (retrying through outages), or the session ended. Idempotent.
+   */
   resign(): Promise<void> {
     return this.release();
   }

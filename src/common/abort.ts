@@ -1,4 +1,5 @@
 /** Helpers that keep AbortSignal listeners from leaking: every link returns its own undo. */
+import { timerIn } from "./clock.js";
 
 /** Runs `onAbort` once when `signal` aborts; returns a function removing the listener. */
 export function onAbort(signal: AbortSignal | undefined, onAbort: (reason: unknown) => void): () => void {
@@ -56,15 +57,16 @@ export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefine
   });
 }
 
-/** Waits `ms`, or rejects with the signal's reason, leaving no timer or listener behind. */
+/** Waits `ms` (any length), or rejects with the signal's reason, leaving no timer or listener behind. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const timer = timerIn(ms, () => {
       undo();
       resolve();
-    }, ms);
+    });
     const undo = onAbort(signal, (reason) => {
-      clearTimeout(timer);
+      timer.cancel();
       reject(reason);
     });
   });
@@ -78,11 +80,11 @@ export function withTimeout(
 ): { signal: AbortSignal; dispose: () => void } {
   const { controller, dispose } = linkedController(signal);
   if (timeoutMs === undefined) return { signal: controller.signal, dispose };
-  const timer = setTimeout(() => controller.abort(onTimeout()), timeoutMs);
+  const timer = timerIn(timeoutMs, () => controller.abort(onTimeout()));
   return {
     signal: controller.signal,
     dispose: () => {
-      clearTimeout(timer);
+      timer.cancel();
       dispose();
     },
   };

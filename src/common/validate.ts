@@ -54,3 +54,13 @@ export function validateSignal(signal: unknown): AbortSignal | undefined {
 }
 
 const describe = (v: unknown): string => (typeof v === "number" || typeof v === "string" ? JSON.stringify(v) : typeof v);
+
+/** A semaphore's limit: how many may hold it at once. */
+export const MAX_SEMAPHORE_LIMIT = 10_000;
+
+export function validateLimit(limit: unknown): number {
+  if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 1 || limit > MAX_SEMAPHORE_LIMIT) {
+    throw new InvalidArgumentError(`semaphore limit must be a whole number from 1 to ${MAX_SEMAPHORE_LIMIT}, got ${describe(limit)}`);
+  }
+  return limit;
+}

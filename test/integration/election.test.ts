@@ -4,6 +4,7 @@ import { Election, Mutex, Session, type Leader, type Term } from "../../src/inde
 import { etcdctl } from "../support/etcdctl.js";
 import { collect, keysUnder } from "../support/observe.js";
 import { pausedHolderIsReplaced } from "../support/paused-holder.js";
+import { keyOf, leaseHex, watchCount } from "../support/internals.js";
 import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
 
 describe("Election on a single node", () => {
@@ -126,7 +127,7 @@ describe("Election on a single node", () => {
     const pending = new Election(waiter, name).campaign("b");
     pending.catch(() => {}); // it is meant to reject: judged below
     await waitFor(async () => (await keysUnder(client, name)).length === 2);
-    await client.delete().key(waiter.keyFor(name)); // its session lives on; only its key is gone
+    await client.delete().key(keyOf(waiter, name)); // its session lives on; only its key is gone
     await leader.resign();
     await expect(pending).rejects.toMatchObject({ code: "NOT_LEADER" });
     expect(await new Election(waiter, name).leader()).toBeUndefined();
@@ -227,8 +228,8 @@ describe("Election on a single node", () => {
 
   it("proclaim is seen by observers; observe starts with the current leader and never repeats or goes back", async () => {
     const name = `${etcd.prefix()}observe`;
-    const observerClient = etcd.client(); // its own client, so its watches can be counted
-    const observer = new Election(await Session.create(observerClient, { ttl: 10 }), name);
+    const observerSession = await Session.create(etcd.client(), { ttl: 10 });
+    const observer = new Election(observerSession, name);
     const ac = new AbortController();
     const seen = collect(observer.observe({ signal: ac.signal }));
     await waitFor(() => seen.items.length === 1);
@@ -243,17 +244,17 @@ describe("Election on a single node", () => {
     const b = await bPending;
     await waitFor(() => seen.items.at(-1)?.token === b.token);
     expect((await observer.leader())?.leaseId).toBe(seen.items.at(-1)?.leaseId);
-    expect(watchers(observerClient)).toBe(1);
+    expect(watchCount(observerSession)).toBe(1);
     ac.abort();
     await expect(seen.done).rejects.toThrow();
     assertLatestState(seen.items);
-    await waitFor(() => watchers(observerClient) === 0, { description: "the observer's watch removed on abort" });
+    await waitFor(() => watchCount(observerSession) === 0, { description: "the observer's watch removed on abort" });
     // Leaving the loop removes it too.
     for await (const leader of observer.observe()) {
       expect(leader?.token).toBe(b.token);
       break;
     }
-    await waitFor(() => watchers(observerClient) === 0, { description: "the observer's watch removed on break" });
+    await waitFor(() => watchCount(observerSession) === 0, { description: "the observer's watch removed on break" });
     await b.resign();
     await observer.session.close();
   });
@@ -287,7 +288,7 @@ describe("Election on a single node", () => {
     const session = await Session.create(nsClient, { ttl: 10 });
     sessions.push(session);
     const term = await new Election(session, "jobs").campaign("x");
-    expect(term.key).toBe(`jobs/${session.leaseHex}`);
+    expect(term.key).toBe(`jobs/${leaseHex(session)}`);
     expect(await client.get(`${ns}${term.key}`).string()).toBe("x");
     expect((await new Election(session, "jobs").leader())?.key).toBe(term.key);
     await term.txn().then(nsClient.put("data").value("1")).commit();
@@ -439,7 +440,6 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
   });
 });
 
-const watchers = (c: Etcd3): number => (c as unknown as { watchManager: { watchers: unknown[] } }).watchManager.watchers.length;
 
 /** The stream's promises: never two equal items in a row, and a leader's token never decreases. */
 function assertLatestState(items: (Leader | undefined)[]): void {

@@ -5,6 +5,8 @@ import { Mutex, RWLock, Semaphore, Session, type Lock } from "../../src/index.js
 import { etcdctl } from "../support/etcdctl.js";
 import { keysUnder } from "../support/observe.js";
 import { pausedHolderIsReplaced } from "../support/paused-holder.js";
+import { countCalls, keyOf, watchCount } from "../support/internals.js";
+import { watchersInEtcd } from "../support/metrics.js";
 import { startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
 
 describe("locks on a single node", () => {
@@ -64,14 +66,14 @@ describe("locks on a single node", () => {
   it("uncontended: one round trip to lock and one to unlock, nothing else on that path", async () => {
     const name = `${etcd.prefix()}one-rtt`;
     const c = etcd.client();
-    const mutex = new Mutex(await newSession(c), name);
+    const session = await newSession(c);
+    const mutex = new Mutex(session, name);
     await (await mutex.lock()).unlock(); // the session's watch of its own key is set up once, off this path
-    const txn = vi.spyOn(c.kv, "txn");
-    const range = vi.spyOn(c.kv, "range");
+    const calls = countCalls(session);
     const lock = await mutex.lock();
-    expect([txn.mock.calls.length, range.mock.calls.length]).toEqual([1, 0]);
+    expect(calls()).toEqual(["KV.txn"]);
     await lock.unlock();
-    expect([txn.mock.calls.length, range.mock.calls.length]).toEqual([2, 0]);
+    expect(calls()).toEqual(["KV.txn", "KV.txn"]);
   });
 
   it("waiters are served in the order they queued", async () => {
@@ -97,7 +99,7 @@ describe("locks on a single node", () => {
     expect(await keysUnder(client, name)).toEqual([held.key]);
     await held.unlock();
     const got = await new Mutex(other, name).tryLock();
-    expect(got?.key).toBe(other.keyFor(name));
+    expect(got?.key).toBe(keyOf(other, name));
     await got!.unlock();
   });
 
@@ -164,7 +166,7 @@ describe("locks on a single node", () => {
     const pending = new Mutex(waiter, name).lock();
     pending.catch(() => {}); // it is meant to reject: judged below
     await waitFor(async () => (await keysUnder(client, name)).length === 2);
-    await client.delete().key(waiter.keyFor(name));
+    await client.delete().key(keyOf(waiter, name));
     await holder.unlock();
     await expect(pending).rejects.toMatchObject({ code: "LOCK_LOST" });
     expect(await keysUnder(client, name)).toEqual([]);
@@ -254,8 +256,8 @@ describe("locks on a single node", () => {
     const holders = await Promise.all([0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()));
     const waiters = await Promise.all(
       [0, 1, 2].map(async () => {
-        const c = etcd.client();
-        return { client: c, sem: new Semaphore(await newSession(c, 30), name, { limit: 2 }) };
+        const session = await newSession(etcd.client(), 30);
+        return { session, sem: new Semaphore(session, name, { limit: 2 }) };
       }),
     );
     const pending: Promise<Lock>[] = [];
@@ -264,15 +266,15 @@ describe("locks on a single node", () => {
       await waitFor(async () => (await keysUnder(client, name)).length === 3 + i);
     }
     // Each waiter has done its reads and sits on its watch before we start counting.
-    const watching = (c: Etcd3): number => (c as unknown as { watchManager: { watchers: unknown[] } }).watchManager.watchers.length;
-    await waitFor(() => waiters.every((w) => watching(w.client) >= 1));
-    const spies = waiters.map((w) => vi.spyOn(w.client.kv, "txn"));
+    await waitFor(() => waiters.every((w) => watchCount(w.session) >= 1));
+    const calls = waiters.map((w) => countCalls(w.session));
+    const rereads = (): number[] => calls.map((c) => c().filter((call) => call === "KV.txn").length);
     await holders[0]!.release();
     const first = await pending[0]!;
-    expect(spies.map((s) => s.mock.calls.length)).toEqual([1, 0, 0]); // one re-read, by the first waiter only
+    expect(rereads()).toEqual([1, 0, 0]); // one re-read, by the first waiter only
     await holders[1]!.release();
     const second = await pending[1]!;
-    expect(spies.map((s) => s.mock.calls.length)).toEqual([1, 1, 0]);
+    expect(rereads()).toEqual([1, 1, 0]);
     expect(first.token).toBeLessThan(second.token); // FIFO
     await first.release();
     await second.release();
@@ -343,8 +345,8 @@ describe("locks on a single node", () => {
     const session = await newSession();
     // As if a reader's release had not got through: our key, on our lease, saying "read".
     const lease = session.leaseId;
-    await client.put(session.keyFor(name)).value("read").lease(lease).exec();
-    const leftover = BigInt((await client.get(session.keyFor(name)).exec()).kvs[0]!.create_revision);
+    await client.put(keyOf(session, name)).value("read").lease(lease).exec();
+    const leftover = BigInt((await client.get(keyOf(session, name)).exec()).kvs[0]!.create_revision);
     const writer = await new RWLock(session, name).writeLock();
     expect(writer.token).toBeGreaterThan(leftover);
     expect(await client.get(writer.key).string()).toBe("write");
@@ -358,7 +360,8 @@ describe("locks on a single node", () => {
     const session = await Session.create(c, { ttl: 10 });
     const mutex = new Mutex(session, name);
     const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
-    const watchers = (): number => (c as unknown as { watchManager: { watchers: unknown[] } }).watchManager.watchers.length;
+    const watchers = (): number => watchCount(session);
+    const inEtcd = await watchersInEtcd(etcd.members[0]!);
     const before = timers();
     for (let i = 0; i < 2000; i++) {
       const lock = await mutex.lock();
@@ -370,7 +373,8 @@ describe("locks on a single node", () => {
     expect(timers() - before).toBeLessThan(5);
     expect(await keysUnder(client, name)).toEqual([]);
     await session.close();
-    await waitFor(() => watchers() === 0, { timeoutMs: 10_000, description: "the session's watches cancelled" });
+    expect(watchers()).toBe(0);
+    await waitFor(async () => (await watchersInEtcd(etcd.members[0]!)) <= inEtcd, { timeoutMs: 10_000, description: "the session's watches gone from etcd" });
   });
 
   describe("Mutex interop with etcdctl lock", () => {

@@ -6,6 +6,7 @@ import { Election, Session } from "../../src/index.js";
 import { Worker } from "../support/child.js";
 import { collect } from "../support/observe.js";
 import { stallKeepAlives } from "../support/stall.js";
+import { leaseHex, keepAliveEndpoint, loseFirstAnswer } from "../support/internals.js";
 import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
 
 const serverTtl = async (client: Etcd3, leaseId: string): Promise<number> =>
@@ -64,7 +65,7 @@ describe("Session on a single node", () => {
       expect(session.ttl).toBeGreaterThanOrEqual(1);
       expect(session.remainingMs()).toBeGreaterThan(0);
       expect(session.remainingMs()).toBeLessThanOrEqual(session.ttl * 1000 - session.marginMs);
-      expect(session.leaseHex).toBe(BigInt(session.leaseId).toString(16));
+      expect(leaseHex(session)).toBe(BigInt(session.leaseId).toString(16));
     } finally {
       await session.close();
     }
@@ -125,9 +126,9 @@ describe("Session on a single node", () => {
 
   it("loss is final: a session whose keepalives stall stops renewing, revokes its lease, and never reconnects", async () => {
     const c = etcd.client();
-    const stall = stallKeepAlives(c);
     // Lost 5 s after the grant (the margin), while etcd would keep the lease for 10 s.
     const session = await Session.create(c, { ttl: 10, marginMs: 5000 });
+    const stall = stallKeepAlives(session); // before the first keepalive, due at TTL/3
     const counts = countEvents(session);
     const grantedAt = Date.now();
     try {
@@ -142,7 +143,7 @@ describe("Session on a single node", () => {
       expect(stall.writes()).toBe(writesAtLoss);
       expect(session.state).toBe("lost");
       expect([counts.reconnected, counts.lost]).toEqual([0, 1]);
-      expect(session.keepAliveEndpoint).toBeUndefined();
+      expect(keepAliveEndpoint(session)).toBeUndefined();
     } finally {
       stall.restore();
       await session.close();
@@ -152,7 +153,7 @@ describe("Session on a single node", () => {
   it("closing the client under a live session ends the session: it stops renewing and the lease expires", async () => {
     const c = etcd.client();
     const session = await Session.create(c, { ttl: 3 });
-    await waitFor(() => session.keepAliveEndpoint !== undefined); // a stream is open (gRPC keeps it past close)
+    await waitFor(() => keepAliveEndpoint(session) !== undefined); // a stream is open (gRPC keeps it past close)
     const lost = once(session, "lost", 10_000);
     c.close();
     await lost;
@@ -162,17 +163,11 @@ describe("Session on a single node", () => {
 
   it("a grant retried after its answer was lost adopts the lease it made instead of leaking a second one", async () => {
     const c = etcd.client();
-    const grant = c.leaseClient.leaseGrant.bind(c.leaseClient);
-    let grants = 0;
-    // The grant lands, but what comes back is the retry's answer: "lease already exists".
-    c.leaseClient.leaseGrant = async (req, options) => {
-      grants++;
-      await grant(req, options);
-      throw new Error("etcdserver: lease already exists");
-    };
+    // The grant lands, but its answer is lost: the library sends it again, and etcd says "lease already exists".
+    const grants = loseFirstAnswer(c, "leaseGrant");
     const session = await Session.create(c, { ttl: 7 });
     try {
-      expect(grants).toBe(1);
+      expect(grants.calls()).toBe(2);
       expect(session.ttl).toBe(7);
       const leases = (await direct.leaseClient.leaseLeases()).leases.map((l) => l.ID);
       expect(leases.filter((id) => id === session.leaseId)).toHaveLength(1);
@@ -196,7 +191,7 @@ describe("Session on a single node", () => {
     const opened: Session[] = [];
     for (let i = 0; i < 5; i++) {
       const session = await Session.create(client, { ttl: 1, signal: ac.signal });
-      await waitFor(() => session.keepAliveEndpoint !== undefined);
+      await waitFor(() => keepAliveEndpoint(session) !== undefined);
       await session.close();
       opened.push(session);
     }
@@ -353,7 +348,7 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
   afterAll(() => etcd?.close());
 
   const memberServing = (session: Session): EtcdMember | undefined =>
-    etcd.members.find((m) => m.clientUrl === session.keepAliveEndpoint);
+    etcd.members.find((m) => m.clientUrl === keepAliveEndpoint(session));
 
   /** A session whose keepalive stream runs through a member that `pick` accepts. */
   async function sessionOn(client: Etcd3, ttl: number, pick: (m: EtcdMember) => boolean | Promise<boolean>): Promise<{ session: Session; member: EtcdMember }> {
@@ -410,7 +405,7 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
       // Every endpoint the session's stream uses from now on, in order.
       const endpoints: string[] = [];
       const poll = setInterval(() => {
-        const e = session.keepAliveEndpoint;
+        const e = keepAliveEndpoint(session);
         if (e && e !== endpoints.at(-1)) endpoints.push(e);
       }, 5);
       try {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { getEventListeners } from "node:events";
-import { LocalLine } from "../../src/common/local-line.js";
+import { LocalLine } from "../../src/queue/local-line.js";
 
 describe("LocalLine", () => {
   it("grants in FIFO order and reports idle once everyone left", async () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { Etcd3 } from "etcd3";
-import { Election, Mutex, RWLock, Semaphore, Session } from "../../src/index.js";
-import { Keyspace } from "../../src/common/client.js";
-import { MAX_TTL_SECONDS } from "../../src/common/validate.js";
+import { Election, Mutex, RWLock, Session } from "../../src/index.js";
+import { Keyspace } from "../../src/etcd/keyspace.js";
+import { MAX_TTL_SECONDS, validateLimit } from "../../src/common/validate.js";
 
 // A client pointed at a port nothing listens on: every check below must fail before any RPC.
 const offline = new Etcd3({ hosts: "127.0.0.1:1" });
@@ -36,15 +36,15 @@ describe("primitives reject bad input", () => {
   });
 
   it.each(["", "a/", "x".repeat(1025), 42 as unknown as string])("name %#", (name) => {
-    const session = { leaseHex: "1", line: () => undefined, keyspace: new Keyspace(Buffer.alloc(0)) } as unknown as Session;
-    expect(() => new Election(session, name)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
-    expect(() => new Mutex(session, name)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
-    expect(() => new RWLock(session, name)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    // The name is checked first, so even a fake session gets the name's error.
+    const named = expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/name/) });
+    expect(() => new Election(fakeSession, name)).toThrow(named);
+    expect(() => new Mutex(fakeSession, name)).toThrow(named);
+    expect(() => new RWLock(fakeSession, name)).toThrow(named);
   });
 
-  it.each([0, -1, 2.5, undefined])("semaphore limit %s", (limit) => {
-    const session = { leaseHex: "1", line: () => undefined, keyspace: new Keyspace(Buffer.alloc(0)) } as unknown as Session;
-    expect(() => new Semaphore(session, "s", { limit: limit as number })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+  it.each([0, -1, 2.5, undefined, 10_001])("semaphore limit %s", (limit) => {
+    expect(() => validateLimit(limit)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/limit/) }));
   });
 });
 

@@ -1,4 +1,4 @@
-import { onAbort } from "./abort.js";
+import { onAbort } from "../common/abort.js";
 
 /**
  * An in-process FIFO for one name on one session (rule 6): the session holds at most one key under a

@@ -1,0 +1,175 @@
+import { ExponentialBackoff, type IBackoff } from "cockatiel";
+import { ClientClosedError, EtcdUnavailableError } from "../errors.js";
+import { sleep } from "../common/abort.js";
+import { now, timerIn, type Timer } from "../common/clock.js";
+import type { Logger } from "../common/logger.js";
+import { isInvalidToken, isTransient, toElectionError } from "./errors.js";
+import {
+  duplex,
+  unary,
+  type ClientDoor,
+  type Endpoint,
+  type GrpcChannel,
+  type GrpcDuplex,
+  type GrpcMetadata,
+  type GrpcServiceClient,
+  type ServiceName,
+} from "./internals.js";
+
+export interface CallOptions {
+  /** The whole call, all attempts together, ends within this. */
+  timeoutMs: number;
+  /**
+   * Safe to send more than once (every write of ours is: put-if-absent, guarded deletes, a grant with our
+   * own lease id). An idempotent call gets half its time per attempt and moves on to the next member
+   * after a failure; any other call is sent once, with the whole deadline.
+   */
+  idempotent: boolean;
+  /** Names the call in errors and logs. */
+  what: string;
+}
+
+interface Line {
+  channel: GrpcChannel;
+  clients: Map<ServiceName, GrpcServiceClient>;
+}
+
+/**
+ * The session's own channels to etcd: one per endpoint, made lazily with the user's credentials and
+ * options, each on its own TCP connection. No client-side circuit breaker stands between a blip and
+ * the keepalives (a blip shorter than the session's deadline never loses the session), resetting our
+ * channel never touches the user's, and close() leaves no handle behind.
+ */
+export class Connection {
+  readonly #door: ClientDoor;
+  readonly #logger: Logger;
+  readonly #lines = new Map<Endpoint, Line>();
+  #preferred = 0;
+  #closed = false;
+
+  constructor(door: ClientDoor, logger: Logger) {
+    this.#door = door;
+    this.#logger = logger;
+  }
+
+  /** The user closed their client (or we were closed): nothing more can be sent. */
+  get closed(): boolean {
+    if (!this.#closed && this.#door.closed()) this.close();
+    return this.#closed;
+  }
+
+  /** The endpoint calls and streams go to now. */
+  get endpoint(): Endpoint {
+    return this.#door.endpoints[this.#preferred % this.#door.endpoints.length]!;
+  }
+
+  /** A unary call, with deadlines per attempt and in all; rejects with an ElectionError. */
+  async call<Res>(service: ServiceName, method: string, req: object, options: CallOptions): Promise<Res> {
+    const end = now() + options.timeoutMs;
+    let backoff: IBackoff<unknown> | undefined;
+    let tokenRefreshed = false;
+    for (;;) {
+      const endpoint = this.endpoint;
+      try {
+        const left = end - now();
+        if (left <= 0) throw new EtcdUnavailableError(`${options.what}: no answer from etcd within ${options.timeoutMs} ms`);
+        const attemptMs = options.idempotent ? Math.min(left, options.timeoutMs / 2) : left;
+        const metadata = await this.#metadata(attemptMs, options.what);
+        return await this.#unary<Res>(endpoint, service, method, req, metadata, attemptMs);
+      } catch (raw) {
+        if (this.closed) throw new ClientClosedError(`${options.what}: the etcd3 client was closed`, { cause: raw });
+        if (isInvalidToken(raw) && !tokenRefreshed) {
+          // etcd refused the request before applying it: safe to send again with a fresh token.
+          tokenRefreshed = true;
+          this.#door.invalidateToken();
+          continue;
+        }
+        const err = toElectionError(raw, options.what);
+        if (!isTransient(err)) throw err;
+        this.failed(endpoint);
+        backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 25, maxDelay: 500 }).next();
+        if (!options.idempotent || now() + backoff.duration >= end) throw err;
+        this.#logger.debug({ err, endpoint: endpoint.address }, `${options.what}: retrying on ${this.endpoint.address}`);
+        await sleep(backoff.duration);
+      }
+    }
+  }
+
+  /** Opens a duplex stream on the preferred endpoint; rejects with an ElectionError. */
+  async stream<Req, Res>(service: ServiceName, method: string, timeoutMs: number): Promise<{ stream: GrpcDuplex<Req, Res>; endpoint: Endpoint }> {
+    const endpoint = this.endpoint;
+    try {
+      const metadata = await this.#metadata(timeoutMs, `open ${method} stream`);
+      return { stream: duplex<Req, Res>(this.#client(endpoint, service), method, metadata), endpoint };
+    } catch (raw) {
+      if (this.closed) throw new ClientClosedError(`open ${method} stream: the etcd3 client was closed`, { cause: raw });
+      throw toElectionError(raw, `open ${method} stream`);
+    }
+  }
+
+  /**
+   * `endpoint` failed us: prefer the next one. With `reset`, also drop our channel to it (a stream that
+   * stays open but silent means the connection is bad): the next call dials afresh.
+   */
+  failed(endpoint: Endpoint, options: { reset?: boolean } = {}): void {
+    if (this.endpoint === endpoint) this.#preferred = (this.#preferred + 1) % this.#door.endpoints.length;
+    if (options.reset) this.#drop(endpoint);
+  }
+
+  /** etcd refused our token (it expired): the next call or stream fetches a new one. */
+  refreshToken(): void {
+    this.#door.invalidateToken();
+  }
+
+  /** Closes every channel of ours. Idempotent. */
+  close(): void {
+    this.#closed = true;
+    for (const endpoint of [...this.#lines.keys()]) this.#drop(endpoint);
+  }
+
+  /** The auth token, within the attempt's time: etcd3 fetches it, and a black-holed fetch must not hang us. */
+  async #metadata(timeoutMs: number, what: string): Promise<GrpcMetadata> {
+    if (this.closed) throw new ClientClosedError(`${what}: the etcd3 client was closed`);
+    let timer: Timer | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = timerIn(timeoutMs, () => {
+        this.#door.invalidateToken(); // the next attempt asks again instead of waiting on this one
+        reject(new EtcdUnavailableError(`${what}: no auth token from etcd within ${Math.round(timeoutMs)} ms`));
+      });
+    });
+    try {
+      return await Promise.race([this.#door.metadata(), timeout]);
+    } finally {
+      timer?.cancel();
+    }
+  }
+
+  #unary<Res>(endpoint: Endpoint, service: ServiceName, method: string, req: object, metadata: GrpcMetadata, timeoutMs: number): Promise<Res> {
+    const client = this.#client(endpoint, service);
+    return new Promise<Res>((resolve, reject) => {
+      unary(client, method, req, metadata, new Date(Date.now() + timeoutMs), (err, res) => (err ? reject(err) : resolve(res as Res)));
+    });
+  }
+
+  #client(endpoint: Endpoint, service: ServiceName): GrpcServiceClient {
+    if (this.closed) throw new ClientClosedError();
+    let line = this.#lines.get(endpoint);
+    if (!line) {
+      line = { channel: endpoint.newChannel(), clients: new Map() };
+      this.#lines.set(endpoint, line);
+    }
+    let client = line.clients.get(service);
+    if (!client) {
+      client = endpoint.service(service, line.channel);
+      line.clients.set(service, client);
+    }
+    return client;
+  }
+
+  #drop(endpoint: Endpoint): void {
+    const line = this.#lines.get(endpoint);
+    if (!line) return;
+    this.#lines.delete(endpoint);
+    line.channel.close(); // ends the calls and streams on it; their owners see an error and carry on
+  }
+}

@@ -1,0 +1,63 @@
+import { castGrpcError } from "etcd3";
+import {
+  AuthFailedError,
+  ClientClosedError,
+  ElectionError,
+  EtcdError,
+  EtcdUnavailableError,
+  PermissionDeniedError,
+  RequestTooLargeError,
+} from "../errors.js";
+
+/** gRPC status codes we tell apart. */
+const CANCELLED = 1;
+const INVALID_ARGUMENT = 3;
+const DEADLINE_EXCEEDED = 4;
+const PERMISSION_DENIED = 7;
+const RESOURCE_EXHAUSTED = 8;
+const UNAVAILABLE = 14;
+const UNAUTHENTICATED = 16;
+
+const codeOf = (err: unknown): number | undefined => {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "number" ? code : undefined;
+};
+const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** etcd says the auth token expired or is unknown: fetch a new one and send again (nothing was applied). */
+export function isInvalidToken(err: unknown): boolean {
+  return /invalid auth token|auth token is expired|user name is empty/i.test(messageOf(err));
+}
+
+/**
+ * Turns whatever gRPC or etcd3 rejected with into an ElectionError with a string code, keeping the
+ * original (cast to etcd3's typed error) as `cause`. `what` names the call, for the message.
+ */
+export function toElectionError(err: unknown, what: string): ElectionError {
+  if (err instanceof ElectionError) return err;
+  const cause = err instanceof Error && err.constructor === Error ? castGrpcError(err) : err;
+  const message = messageOf(err);
+  const code = codeOf(err);
+  const say = (text: string): string => `${what}: ${text} (${message})`;
+  if (/authentication failed|invalid user ID or password/i.test(message)) return new AuthFailedError(say("etcd refused the username or password"), { cause });
+  if (code === PERMISSION_DENIED || /permission denied/i.test(message)) return new PermissionDeniedError(say("permission denied by etcd"), { cause });
+  if (/request is too large|larger than max/i.test(message) || (code === RESOURCE_EXHAUSTED && /message/i.test(message))) {
+    return new RequestTooLargeError(say("the request is larger than etcd accepts"), { cause });
+  }
+  if (/client was already closed|client was closed|Channel has been shut down/i.test(message)) return new ClientClosedError(say("the etcd3 client was closed"), { cause });
+  if (isTransientCode(code, message)) return new EtcdUnavailableError(say("etcd unavailable"), { cause });
+  if (code === UNAUTHENTICATED) return new AuthFailedError(say("etcd refused the credentials"), { cause });
+  return new EtcdError(say("etcd failed"), { cause });
+}
+
+function isTransientCode(code: number | undefined, message: string): boolean {
+  if (code === UNAVAILABLE || code === DEADLINE_EXCEEDED || code === CANCELLED) return true;
+  if (code === RESOURCE_EXHAUSTED) return /too many requests/i.test(message);
+  if (code === INVALID_ARGUMENT) return false;
+  return /leader changed|no leader|request timed out|timed out|too many requests|ECONNREFUSED|ECONNRESET|No connection established/i.test(message);
+}
+
+/** Worth trying again (an idempotent call, on this or another member): etcd may answer later. */
+export function isTransient(err: unknown): boolean {
+  return err instanceof ElectionError ? err.code === "ETCD_UNAVAILABLE" : isTransientCode(codeOf(err), messageOf(err));
+}

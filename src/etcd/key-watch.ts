@@ -1,0 +1,89 @@
+import { timerIn, type Timer } from "../common/clock.js";
+import type { Keyspace } from "./keyspace.js";
+import type { RawWatchEvent, WatchStream } from "./watch-stream.js";
+
+/** A change of one key, as a watch tells it (the key relative to the client's namespace). */
+export interface KeyEvent {
+  type: "put" | "delete";
+  key: string;
+  createRevision: bigint;
+  modRevision: bigint;
+  value: Buffer;
+}
+
+export interface KeyWatchHandlers {
+  event(event: KeyEvent): void;
+  /**
+   * The watch may have missed events (it was made again after a break or a compaction, or the periodic
+   * re-read is due): read the truth again. Watches are hints, reads are truth.
+   */
+  resync(): void;
+  /** The watch is in place (the first time only): from here on, no change goes untold. */
+  started?(): void;
+}
+
+export interface KeyWatchOptions {
+  /** Tell events from this revision on (default: from when the watch is in place). */
+  startRevision?: bigint;
+  /** Ask for a re-read at least this often. */
+  resyncMs: number;
+}
+
+/** One watch of a key or a prefix on the session's watch stream, with its periodic re-read. */
+export class KeyWatch {
+  readonly #cancel: () => void;
+  readonly #resyncMs: number;
+  readonly #handlers: KeyWatchHandlers;
+  #timer: Timer | undefined;
+  #closed = false;
+
+  constructor(stream: WatchStream, keyspace: Keyspace, target: { key: string } | { prefix: string }, options: KeyWatchOptions, handlers: KeyWatchHandlers) {
+    this.#handlers = handlers;
+    this.#resyncMs = options.resyncMs;
+    const key = "key" in target ? target.key : target.prefix;
+    this.#cancel = stream.add(
+      {
+        key: keyspace.full(key),
+        ...("prefix" in target ? { rangeEnd: keyspace.rangeEnd(target.prefix) } : {}),
+        ...(options.startRevision !== undefined ? { startRevision: options.startRevision } : {}),
+      },
+      {
+        events: (events) => {
+          for (const e of events) if (!this.#closed) handlers.event(toKeyEvent(keyspace, e));
+        },
+        created: (first) => {
+          if (this.#closed) return;
+          if (first) handlers.started?.();
+          else handlers.resync();
+        },
+      },
+    );
+    this.#arm();
+  }
+
+  /** Stops listening and cancels the watch and its timer. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#timer?.cancel();
+    this.#cancel();
+  }
+
+  #arm(): void {
+    this.#timer = timerIn(this.#resyncMs, () => {
+      if (this.#closed) return;
+      this.#handlers.resync();
+      this.#arm();
+    });
+  }
+}
+
+function toKeyEvent(keyspace: Keyspace, e: RawWatchEvent): KeyEvent {
+  return {
+    type: e.type === "Delete" ? "delete" : "put",
+    key: keyspace.relative(e.kv.key),
+    createRevision: BigInt(e.kv.create_revision),
+    modRevision: BigInt(e.kv.mod_revision),
+    value: e.kv.value,
+  };
+}

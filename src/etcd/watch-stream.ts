@@ -1,0 +1,236 @@
+import { ExponentialBackoff, type IBackoff } from "cockatiel";
+import { timerIn, type Timer } from "../common/clock.js";
+import type { Logger } from "../common/logger.js";
+import type { Connection } from "./connection.js";
+import { isTransient } from "./errors.js";
+import type { Endpoint, GrpcDuplex } from "./internals.js";
+
+/** A key-value as etcd's watch reports it (full keys, the namespace included). */
+export interface RawKeyValue {
+  key: Buffer;
+  value: Buffer;
+  create_revision: string;
+  mod_revision: string;
+  lease: string;
+}
+
+export interface RawWatchEvent {
+  /** etcd3's rpc.proto names them "Put" and "Delete". */
+  type: "Put" | "Delete";
+  kv: RawKeyValue;
+}
+
+export interface WatchTarget {
+  key: Buffer;
+  /** Watch [key, rangeEnd) instead of one key. */
+  rangeEnd?: Buffer;
+  /** Deliver events from this revision on (default: from now). */
+  startRevision?: bigint;
+}
+
+export interface WatchHandlers {
+  events(events: RawWatchEvent[]): void;
+  /**
+   * The watch is in place. `first`: from its start revision, nothing goes untold. Otherwise it was made
+   * again (the stream broke, or etcd canceled it for compaction) from now: events may have been missed,
+   * the owner should read again.
+   */
+  created(first: boolean): void;
+}
+
+interface Registration {
+  /** Our id for it on the stream; a new one each time it is made again after etcd canceled it. */
+  id: string;
+  readonly target: WatchTarget;
+  readonly handlers: WatchHandlers;
+  everCreated: boolean;
+  /** A re-make put off after an unexpected cancel. */
+  retry: Timer | undefined;
+}
+
+interface WatchRequest {
+  create_request?: { key: Buffer; range_end?: Buffer; start_revision?: string; watch_id: string };
+  cancel_request?: { watch_id: string };
+}
+
+interface WatchResponse {
+  watch_id: string;
+  created: boolean;
+  canceled: boolean;
+  compact_revision: string;
+  cancel_reason: string;
+  events: RawWatchEvent[];
+}
+
+/**
+ * One Watch stream per session, carrying every watch the session's primitives make, each under an id
+ * we choose (etcd ≥ 3.4 takes client-chosen watch ids, so creates need not be serialised). The stream
+ * is re-opened with backoff when it breaks, every watch made again from now and its owner told to read
+ * again; a watch etcd cancels (compaction) is made again the same way. Answers for a watch we already
+ * cancelled are dropped. Watches are hints: owners re-read on `created(false)` and periodically.
+ */
+export class WatchStream {
+  readonly #conn: Connection;
+  readonly #logger: Logger;
+  readonly #openTimeoutMs: number;
+  readonly #regs = new Map<string, Registration>();
+  #stream: GrpcDuplex<WatchRequest, WatchResponse> | undefined;
+  #opening = false;
+  #retry: Timer | undefined;
+  #backoff: IBackoff<unknown> | undefined;
+  #nextId = 1;
+  #closed = false;
+
+  constructor(conn: Connection, logger: Logger, openTimeoutMs: number) {
+    this.#conn = conn;
+    this.#logger = logger;
+    this.#openTimeoutMs = openTimeoutMs;
+  }
+
+  /** Number of watches in place or being made (for tests and metrics). */
+  get size(): number {
+    return this.#regs.size;
+  }
+
+  /** Starts watching; returns the cancel. */
+  add(target: WatchTarget, handlers: WatchHandlers): () => void {
+    if (this.#closed) return () => {};
+    const reg: Registration = { id: String(this.#nextId++), target, handlers, everCreated: false, retry: undefined };
+    this.#regs.set(reg.id, reg);
+    if (this.#stream) this.#create(reg);
+    else this.#open();
+    return () => this.#cancel(reg);
+  }
+
+  /** Ends the stream and every watch on it, and cancels the reconnect timer. */
+  close(): void {
+    this.#closed = true;
+    for (const reg of this.#regs.values()) reg.retry?.cancel();
+    this.#regs.clear();
+    this.#retry?.cancel();
+    this.#drop();
+  }
+
+  #cancel(reg: Registration): void {
+    if (this.#regs.get(reg.id) !== reg) return;
+    this.#regs.delete(reg.id);
+    reg.retry?.cancel();
+    // etcd answers the cancel (and maybe a compaction cancel crossing it); answers for unknown ids are dropped.
+    if (this.#stream) this.#stream.write({ cancel_request: { watch_id: reg.id } });
+  }
+
+  #open(): void {
+    if (this.#closed || this.#stream || this.#opening || this.#retry) return;
+    this.#opening = true;
+    this.#conn.stream<WatchRequest, WatchResponse>("Watch", "watch", this.#openTimeoutMs).then(
+      ({ stream, endpoint }) => {
+        this.#opening = false;
+        if (this.#closed) return quiet(stream);
+        this.#stream = stream;
+        stream.on("data", (res) => this.#onResponse(res));
+        stream.on("error", (err) => this.#broken(stream, endpoint, err));
+        stream.on("end", () => this.#broken(stream, endpoint, undefined));
+        for (const reg of this.#regs.values()) {
+          reg.retry?.cancel();
+          reg.retry = undefined;
+          this.#create(reg);
+        }
+      },
+      (err: unknown) => {
+        this.#opening = false;
+        this.#logger.debug({ err }, "watch stream could not be opened; retrying");
+        this.#scheduleOpen();
+      },
+    );
+  }
+
+  #create(reg: Registration): void {
+    const start = reg.everCreated ? undefined : reg.target.startRevision;
+    this.#stream?.write({
+      create_request: {
+        key: reg.target.key,
+        ...(reg.target.rangeEnd ? { range_end: reg.target.rangeEnd } : {}),
+        ...(start !== undefined ? { start_revision: start.toString() } : {}),
+        watch_id: reg.id,
+      },
+    });
+  }
+
+  #onResponse(res: WatchResponse): void {
+    const reg = this.#regs.get(String(res.watch_id));
+    if (!reg) return; // cancelled by us meanwhile
+    if (res.canceled) return this.#canceledByEtcd(reg, res);
+    if (res.created) {
+      this.#backoff = undefined;
+      const first = !reg.everCreated;
+      reg.everCreated = true;
+      reg.handlers.created(first);
+    }
+    if (res.events.length > 0) reg.handlers.events(res.events);
+  }
+
+  /**
+   * etcd canceled the watch: its start revision was compacted, or it refused or gave up on it. Make it
+   * again from now under a new id (etcd may still hold the old one), and let the owner read again.
+   */
+  #canceledByEtcd(reg: Registration, res: WatchResponse): void {
+    const compacted = res.compact_revision !== "0" && res.compact_revision !== "";
+    this.#logger.debug({ watchId: reg.id, reason: res.cancel_reason, compactRevision: res.compact_revision }, "etcd canceled a watch; watching again from now");
+    this.#regs.delete(reg.id);
+    this.#stream?.write({ cancel_request: { watch_id: reg.id } });
+    reg.id = String(this.#nextId++);
+    reg.everCreated = true;
+    this.#regs.set(reg.id, reg);
+    if (/permission denied|auth token/i.test(res.cancel_reason)) return this.#reauthenticate();
+    if (compacted) return this.#create(reg);
+    // Anything else: not at once, so a watch etcd keeps refusing cannot spin.
+    this.#logger.warn({ reason: res.cancel_reason }, "etcd canceled a watch; making it again in a second");
+    reg.retry?.cancel();
+    reg.retry = timerIn(1000, () => {
+      reg.retry = undefined;
+      if (this.#regs.get(reg.id) === reg && this.#stream) this.#create(reg);
+    });
+  }
+
+  /**
+   * etcd checks a watch against the token the stream was opened with, and that token may have expired
+   * since: open the stream again with a fresh one. A real lack of permission shows in the owners' reads.
+   */
+  #reauthenticate(): void {
+    const stream = this.#stream;
+    if (!stream) return;
+    this.#conn.refreshToken();
+    this.#broken(stream, this.#conn.endpoint, undefined);
+  }
+
+  #broken(stream: GrpcDuplex<WatchRequest, WatchResponse>, endpoint: Endpoint, err: unknown): void {
+    if (this.#stream !== stream) return;
+    this.#drop();
+    if (this.#closed) return;
+    if (err !== undefined && isTransient(err)) this.#conn.failed(endpoint);
+    this.#logger.debug({ err, endpoint: endpoint.address }, "watch stream broke; re-opening it");
+    this.#scheduleOpen();
+  }
+
+  #scheduleOpen(): void {
+    if (this.#closed || this.#retry) return;
+    this.#backoff = this.#backoff ? this.#backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }).next();
+    this.#retry = timerIn(this.#backoff.duration, () => {
+      this.#retry = undefined;
+      this.#open();
+    });
+  }
+
+  #drop(): void {
+    const stream = this.#stream;
+    this.#stream = undefined;
+    if (stream) quiet(stream);
+  }
+}
+
+/** Ends a stream we no longer listen to, swallowing its late errors. */
+export function quiet(stream: GrpcDuplex<unknown, unknown>): void {
+  stream.removeAllListeners();
+  stream.on("error", () => {});
+  stream.cancel();
+}

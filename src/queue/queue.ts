@@ -1,0 +1,249 @@
+import type { IKeyValue, IRangeRequest } from "etcd3";
+import { linkedController, onAbort } from "../common/abort.js";
+import { retryUntilAborted } from "../common/retry.js";
+import { assertUsable, type SessionContext } from "../context.js";
+import { isTransient } from "../etcd/errors.js";
+import { KeyWatch } from "../etcd/key-watch.js";
+import { inQueue, queueKey } from "../etcd/keyspace.js";
+import { range, txn } from "../etcd/kv.js";
+import type { Blocking, QueueEntry, QueuePolicy } from "./policies.js";
+import { removeOwnKey } from "./release.js";
+
+/**
+ * The one waiting algorithm of the library (elections, mutexes, semaphores, read-write locks).
+ *
+ * Every participant owns the key `<name>/<lease hex>` (put-if-absent, on its session's lease); the
+ * queue is exactly those keys under `<name>/`, ordered by create revision. A participant waits only on
+ * the keys its policy says block it, counting their deletes from a watch, re-reads linearizably when
+ * the count says its turn may have come (or the watch may have missed something), and confirms its own
+ * key still exists before reporting ownership (Design: "Re-check after waiting").
+ */
+
+export interface Ticket {
+  name: string;
+  key: string;
+  createRevision: bigint;
+  value: Buffer;
+  /** The store revision at which our turn was confirmed. */
+  revision: bigint;
+}
+
+export interface AcquireOptions {
+  signal?: AbortSignal | undefined;
+  /** Give up at once (removing our key) instead of waiting. */
+  tryOnly?: boolean;
+  /** The error to raise when our key vanishes while we wait (deleted by someone else). */
+  vanished: (message: string) => Error;
+}
+
+/**
+ * Joins the queue under `name` and resolves with our ticket once `policy` says it is our turn, confirmed
+ * by a linearizable read that also saw our own key. On abort, timeout, session loss or error, our key is
+ * removed (confirmed by etcd, or gone with the session) before the promise rejects; with `tryOnly`,
+ * resolves undefined instead of waiting. The caller holds the name's local line throughout.
+ */
+export async function acquire(ctx: SessionContext, name: string, value: Buffer, policy: QueuePolicy, options: AcquireOptions): Promise<Ticket | undefined> {
+  assertUsable(ctx);
+  const { controller, dispose } = linkedController(ctx.lease.signal, options.signal);
+  const signal = controller.signal;
+  let ticket: Ticket | undefined;
+  try {
+    const first = await enqueue(ctx, name, value, policy);
+    ticket = first.ticket;
+    policy.check?.(first.entries);
+    signal.throwIfAborted();
+    let ahead = first.ahead;
+    let revision = ticket.revision;
+    let confirmed = first.complete;
+    for (;;) {
+      if (confirmed) {
+        const blocking = policy.blocking(ahead);
+        if (!blocking) break;
+        if (options.tryOnly) {
+          await removeOwnKey(ctx, ticket.key, ticket.createRevision, "try");
+          return undefined;
+        }
+        await waitForDeletes(ctx, name, blocking, signal);
+      }
+      const read = await retryUntilAborted(() => readAhead(ctx, ticket!, policy), signal, ctx.logger);
+      signal.throwIfAborted();
+      if (!read.exists) throw ctx.lease.signal.aborted ? ctx.lease.signal.reason : options.vanished(`our key ${ticket.key} was deleted while waiting`);
+      ({ ahead, revision } = read);
+      confirmed = true;
+    }
+    // Re-check after waiting: the last read saw our key and nothing blocking, and we have not been told
+    // of a loss since (asking the lease's clock first, in case this process was paused).
+    assertUsable(ctx);
+    signal.throwIfAborted();
+    return { ...ticket, revision };
+  } catch (err) {
+    // Leave no key behind: without a ticket, the put may still have landed with its answer lost, unless
+    // etcd refused the transaction outright (no permission, too large...).
+    const reason: unknown = signal.aborted ? signal.reason : err;
+    ctx.logger.debug({ err: reason, name }, "wait ended without the turn; removing our key");
+    if (ticket || signal.aborted || isTransient(err)) {
+      await removeOwnKey(ctx, queueKey(name, ctx.leaseHex), ticket?.createRevision, `leaving the queue of "${name}"`);
+    }
+    throw reason;
+  } finally {
+    dispose();
+  }
+}
+
+/** Puts our key if absent and reads the head of the queue, in one transaction. */
+async function enqueue(
+  ctx: SessionContext,
+  name: string,
+  value: Buffer,
+  policy: QueuePolicy,
+  retried = false,
+): Promise<{ ticket: Ticket; entries: QueueEntry[]; ahead: QueueEntry[]; complete: boolean }> {
+  const key = queueKey(name, ctx.leaseHex);
+  const full = ctx.keyspace.full(key);
+  const head = { request_range: queueRange(ctx, name, { limit: policy.lookahead, values: policy.readValues }) };
+  const res = await txn(
+    ctx,
+    {
+      compare: [{ key: full, result: "Equal", target: "Create", create_revision: 0 }],
+      success: [{ request_put: { key: full, value, lease: ctx.lease.leaseId } }, head],
+      failure: [{ request_range: { key: full } }, head],
+    },
+    `join the queue of "${name}"`,
+  );
+  const revision = BigInt(res.header.revision);
+  let createRevision = revision;
+  if (!res.succeeded) {
+    const kv = res.responses[0]?.response_range.kvs[0];
+    if (!kv) throw new Error("etcd answered a failed put-if-absent without the key");
+    createRevision = BigInt(kv.create_revision);
+    // Our key is there already. With our value, it is an earlier attempt of this very call that was
+    // sent again: ours. Anything else is a leftover whose meaning differs (a reader's key for a
+    // writer): delete it (guarded) and queue afresh, at the back.
+    if (!kv.value.equals(value)) {
+      if (retried) throw new Error(`our key ${key} keeps coming back with another value`);
+      await removeOwnKey(ctx, key, createRevision, "replacing a leftover key");
+      return enqueue(ctx, name, value, policy, true);
+    }
+  }
+  const kvs = res.responses[1]?.response_range.kvs ?? [];
+  const entries = toEntries(ctx, name, kvs, policy.readValues);
+  const ahead = entries.filter((e) => e.createRevision < createRevision);
+  // The lookahead saw everything ahead of us when it reached our own key or the end of the queue (and
+  // no deeper key of another name took a place in it).
+  const complete =
+    policy.lookahead === 0 ||
+    (entries.length === kvs.length && (kvs.length < policy.lookahead || entries.some((e) => e.createRevision >= createRevision)));
+  return { ticket: { name, key, createRevision, value, revision }, entries, ahead, complete };
+}
+
+/**
+ * Resolves once `needed` of the blocking keys are deleted, or the watch asks for a re-read; rejects
+ * with the signal's reason on abort. Leaves no watch, timer or listener behind.
+ *
+ * The watch starts from now, not from the revision we read at: etcd feeds a watch that starts in the
+ * past from a sync loop that runs every 100 ms, which would make every hand-over that slow. What was
+ * deleted between our read and the watch's start, one read made once the watch is in place tells.
+ */
+function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, signal: AbortSignal): Promise<void> {
+  const waiting = new Set(blocking.keys.map((e) => e.key));
+  let gone = 0;
+  const count = (keys: Iterable<string>): void => {
+    for (const key of keys) if (waiting.delete(key)) gone++;
+    if (gone >= blocking.needed) finish();
+  };
+  let finish = (): void => {};
+  return new Promise<void>((resolve, reject) => {
+    const only = blocking.keys.length === 1 ? blocking.keys[0] : undefined;
+    const target = only ? { key: only.key } : { prefix: `${name}/` };
+    const watch = new KeyWatch(ctx.watches, ctx.keyspace, target, { resyncMs: ctx.resyncMs() }, {
+      event: (e) => e.type === "delete" && count([e.key]),
+      resync: () => finish(),
+      started: () => {
+        stillThere(ctx, name, blocking).then(
+          (present) => count([...waiting].filter((key) => !present.has(key))),
+          () => finish(), // let the caller's read, with its retries, decide
+        );
+      },
+    });
+    finish = (): void => {
+      undo();
+      watch.close();
+      resolve();
+    };
+    const undo = onAbort(signal, (reason) => {
+      watch.close();
+      reject(reason);
+    });
+  });
+}
+
+/** Reads (one linearizable txn) whether our key still exists and everything ahead of it. */
+async function readAhead(ctx: SessionContext, ticket: Ticket, policy: QueuePolicy): Promise<{ exists: boolean; ahead: QueueEntry[]; revision: bigint }> {
+  const res = await txn(
+    ctx,
+    {
+      compare: [],
+      success: [
+        { request_range: { key: ctx.keyspace.full(ticket.key), keys_only: true } },
+        { request_range: queueRange(ctx, ticket.name, { values: policy.readValues, maxCreateRevision: ticket.createRevision - 1n }) },
+      ],
+      failure: [],
+    },
+    `read the queue of "${ticket.name}"`,
+  );
+  const own = res.responses[0]?.response_range.kvs[0];
+  const exists = own !== undefined && BigInt(own.create_revision) === ticket.createRevision;
+  const ahead = toEntries(ctx, ticket.name, res.responses[1]?.response_range.kvs ?? [], policy.readValues);
+  policy.check?.(ahead);
+  return { exists, ahead, revision: BigInt(res.header.revision) };
+}
+
+/** Which of the keys up to the last blocking one still exist (keys only, linearizable). */
+async function stillThere(ctx: SessionContext, name: string, blocking: Blocking): Promise<Set<string>> {
+  const last = blocking.keys.reduce((max, e) => (e.createRevision > max ? e.createRevision : max), 0n);
+  const res = await range(ctx, queueRange(ctx, name, { values: false, maxCreateRevision: last }), `read the queue of "${name}"`);
+  return new Set(res.kvs.map((kv) => ctx.keyspace.relative(kv.key)));
+}
+
+/**
+ * The range of `name`'s queue, oldest first (by create revision). It covers every key under `<name>/`;
+ * `toEntries` keeps only the queue's own (deeper keys belong to other names).
+ */
+export function queueRange(ctx: SessionContext, name: string, opts: { limit?: number; values: boolean; maxCreateRevision?: bigint }): IRangeRequest {
+  const req: IRangeRequest = {
+    key: ctx.keyspace.full(`${name}/`),
+    range_end: ctx.keyspace.rangeEnd(`${name}/`),
+    sort_order: "Ascend",
+    sort_target: "Create",
+    keys_only: !opts.values,
+  };
+  if (opts.limit !== undefined && opts.limit > 0) req.limit = opts.limit;
+  if (opts.maxCreateRevision !== undefined) req.max_create_revision = opts.maxCreateRevision.toString();
+  return req;
+}
+
+/** The first `limit` entries of the queue (all with 0), and the revision read at. */
+export async function readQueue(ctx: SessionContext, name: string, opts: { limit: number; values: boolean }): Promise<{ entries: QueueEntry[]; revision: bigint }> {
+  const res = await range(ctx, queueRange(ctx, name, opts), `read the queue of "${name}"`);
+  const entries = toEntries(ctx, name, res.kvs, opts.values);
+  // Deeper keys took places in a limited read: read the whole range (only names that nest pay this).
+  if (opts.limit > 0 && entries.length < res.kvs.length && entries.length < opts.limit && res.more) {
+    return readQueue(ctx, name, { ...opts, limit: 0 });
+  }
+  return { entries: opts.limit > 0 ? entries.slice(0, opts.limit) : entries, revision: BigInt(res.header.revision) };
+}
+
+function toEntries(ctx: SessionContext, name: string, kvs: IKeyValue[], values: boolean): QueueEntry[] {
+  const entries: QueueEntry[] = [];
+  for (const kv of kvs) {
+    const key = ctx.keyspace.relative(kv.key);
+    if (!inQueue(name, key)) continue;
+    const entry: QueueEntry = { key, createRevision: BigInt(kv.create_revision) };
+    if (values) {
+      entry.value = kv.value;
+      entry.lease = kv.lease;
+    }
+    entries.push(entry);
+  }
+  return entries;
+}

@@ -1,0 +1,59 @@
+import { ExponentialBackoff, type IBackoff } from "cockatiel";
+import { sleep } from "../common/abort.js";
+import type { SessionContext } from "../context.js";
+import { isTransient } from "../etcd/errors.js";
+import { range, txn } from "../etcd/kv.js";
+
+/**
+ * Deletes `key` only if it is still the one we created (a newer holder's key is never touched): safe to
+ * send again, and safe to arrive late.
+ */
+export async function removeKeyOnce(ctx: SessionContext, key: string, createRevision: bigint): Promise<void> {
+  const full = ctx.keyspace.full(key);
+  await txn(
+    ctx,
+    {
+      compare: [{ key: full, result: "Equal", target: "Create", create_revision: createRevision.toString() }],
+      success: [{ request_delete_range: { key: full } }],
+      failure: [],
+    },
+    `remove ${key}`,
+  );
+}
+
+/**
+ * Removes a key of ours and resolves once etcd confirmed it gone, or once the session ended (its lease,
+ * and the key with it, goes then too). In between, the removal is retried with backoff: a release lost
+ * in a blip must not leave the key in the queue for the life of the session. `createRevision`
+ * undefined: whether our put landed is unknown; read the key first (the delete stays guarded). Errors
+ * that sending again cannot cure (no permission) end the retries, logged.
+ */
+export async function removeOwnKey(ctx: SessionContext, key: string, createRevision: bigint | undefined, why: string): Promise<void> {
+  let backoff: IBackoff<unknown> | undefined;
+  for (let attempt = 1; !ctx.lease.signal.aborted; attempt++) {
+    try {
+      let revision = createRevision;
+      if (revision === undefined) {
+        const res = await range(ctx, { key: ctx.keyspace.full(key), keys_only: true }, `read ${key}`);
+        const kv = res.kvs[0];
+        if (!kv) return;
+        revision = BigInt(kv.create_revision);
+      }
+      await removeKeyOnce(ctx, key, revision);
+      if (attempt > 1) ctx.logger.info({ key, attempts: attempt }, `${why}: our key is removed`);
+      return;
+    } catch (err) {
+      if (ctx.lease.signal.aborted) break;
+      if (!isTransient(err)) {
+        // No permission, a closed client...: sending it again cannot help. The lease takes the key.
+        ctx.logger.error({ err, key }, `${why}: etcd refused to remove our key; it stays until the session ends`);
+        return;
+      }
+      // Said once at warn; the retries that follow at debug, and the outcome at info.
+      ctx.logger[attempt === 1 ? "warn" : "debug"]({ err, key, attempt }, `${why}: removing our key failed; retrying until etcd confirms or the session ends`);
+      backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 50, maxDelay: 500 }).next();
+      await sleep(backoff.duration, ctx.lease.signal).catch(() => {});
+    }
+  }
+  ctx.logger.debug({ key }, `${why}: the session ended; its lease takes our key with it`);
+}

@@ -1,0 +1,81 @@
+/** What tests read of a session that users cannot: its keys, its lease in hex, its keepalive endpoint. */
+import type { Session } from "../../src/index.js";
+import type { Etcd3 } from "etcd3";
+import { contextOf } from "../../src/context.js";
+import { openDoor } from "../../src/etcd/internals.js";
+
+/** The lease id in lowercase hex, as it ends every key the session creates. */
+export const leaseHex = (session: Session): string => BigInt(session.leaseId).toString(16);
+
+/** The key `session` owns under `name`. */
+export const keyOf = (session: Session, name: string): string => `${name}/${leaseHex(session)}`;
+
+/** The endpoint ("host:port") serving the session's keepalive stream, when one is open. */
+export const keepAliveEndpoint = (session: Session): string | undefined => contextOf(session).lease.endpoint;
+
+/** Watches the session has on its watch stream now. */
+export const watchCount = (session: Session): number => contextOf(session).watches.size;
+
+/**
+ * The first `method` call made through our channels for `client` reaches etcd, but its answer is lost:
+ * the caller sees DEADLINE_EXCEEDED, as when the reply is dropped on the way back. Returns a count of
+ * the calls made.
+ */
+export function loseFirstAnswer(client: Etcd3, method: string): { calls: () => number } {
+  let calls = 0;
+  for (const endpoint of openDoor(client).endpoints) {
+    const service = endpoint.service.bind(endpoint);
+    (endpoint as { service: typeof endpoint.service }).service = (name, channel) => {
+      const real = service(name, channel);
+      const original = real[method] as ((...args: unknown[]) => unknown) | undefined;
+      if (typeof original !== "function") return real;
+      real[method] = (req: unknown, metadata: unknown, options: unknown, done: (err: Error | null, res?: unknown) => void) => {
+        calls++;
+        if (calls > 1) return original.call(real, req, metadata, options, done);
+        return original.call(real, req, metadata, options, () =>
+          done(Object.assign(new Error("4 DEADLINE_EXCEEDED: Deadline exceeded (answer lost)"), { code: 4 })),
+        );
+      };
+      return real;
+    };
+  }
+  return { calls: () => calls };
+}
+
+/** Records every unary call the session makes from now on ("KV.txn", "KV.range"...). */
+export function countCalls(session: Session): () => string[] {
+  const conn = contextOf(session).conn;
+  const original = conn.call.bind(conn);
+  const calls: string[] = [];
+  conn.call = ((service: string, method: string, ...rest: unknown[]) => {
+    calls.push(`${service}.${method}`);
+    return (original as (...args: unknown[]) => unknown)(service, method, ...rest);
+  }) as typeof conn.call;
+  return () => [...calls];
+}
+
+/**
+ * While on, every KV call our channels make for `client` fails as if etcd were unreachable (UNAVAILABLE),
+ * while keepalives and watches go on: "writes fail, keepalives succeed". Takes effect for channels
+ * made after this call.
+ */
+export function failKvCalls(client: Etcd3): { on: () => void; off: () => void } {
+  let failing = false;
+  for (const endpoint of openDoor(client).endpoints) {
+    const service = endpoint.service.bind(endpoint);
+    (endpoint as { service: typeof endpoint.service }).service = (name, channel) => {
+      const real = service(name, channel);
+      if (name !== "KV") return real;
+      for (const method of ["txn", "range"]) {
+        const original = real[method] as (...args: unknown[]) => unknown;
+        real[method] = (req: unknown, metadata: unknown, options: unknown, done: (err: Error | null) => void) => {
+          if (!failing) return original.call(real, req, metadata, options, done);
+          setImmediate(() => done(Object.assign(new Error("14 UNAVAILABLE: injected by the test"), { code: 14 })));
+          return { cancel: () => {} };
+        };
+      }
+      return real;
+    };
+  }
+  return { on: () => void (failing = true), off: () => void (failing = false) };
+}
