@@ -13,4 +13,4 @@ export { Mutex } from "./mutex.js";
 export { Semaphore } from "./semaphore.js";
 export { RWLock } from "./rwlock.js";
 export { LeaderElector } from "./leader-elector.js";
-export type { LeaderElectorOptions, ElectorMetrics, ElectorState } from "./leader-elector.js";
+export type { LeaderElectorOptions, ElectorEvents, ElectorMetrics, ElectorState } from "./leader-elector.js";

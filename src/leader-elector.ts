@@ -1,10 +1,12 @@
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
+import { EventEmitter } from "eventemitter3";
 import { linkedController, onAbort, sleep } from "./common/abort.js";
 import { now, timerIn, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
 import { toValueBuffer, validateName, validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
 import { contextOf } from "./context.js";
 import { Election } from "./election.js";
+import { toElectionError } from "./etcd/errors.js";
 import { openDoor, type EtcdClient } from "./etcd/internals.js";
 import { ElectionError, InvalidArgumentError, type ElectionErrorCode } from "./errors.js";
 import { sameLeader, type Leader } from "./leader.js";
@@ -75,6 +77,22 @@ export interface ElectorMetrics {
   lastError: { code: string; message: string; at: string } | undefined;
 }
 
+/** What an elector tells as it goes, for metrics adapters and logs (eventemitter3, typed). */
+export interface ElectorEvents {
+  /** This process won a term, `waitMs` after its campaign started. */
+  elected: (term: Term, waitMs: number) => void;
+  /** A term of ours ended (it has been resigned, or was lost). */
+  steppedDown: (term: Term) => void;
+  /** The leader changed; undefined: nobody leads. */
+  newLeader: (leader: Leader | undefined) => void;
+  /** A failure the elector handled itself: etcd unreachable, a callback that threw... */
+  failure: (error: ElectionError) => void;
+  /** A keepalive of the elector's session was acknowledged after `roundTripMs`. */
+  renewed: (roundTripMs: number) => void;
+  /** The elector's state changed. */
+  state: (state: ElectorState) => void;
+}
+
 /** Errors that trying again cannot cure: `run()` rejects with them instead of retrying forever. */
 const FATAL: ReadonlySet<ElectionErrorCode> = new Set([
   "INVALID_ARGUMENT",
@@ -93,7 +111,7 @@ const FATAL: ReadonlySet<ElectionErrorCode> = new Set([
  * again, with backoff after failures and a fresh session after a lost one. `run()` resolves once its
  * signal aborted and leadership is released, within max(TTL, 2 × callTimeoutMs) whatever etcd does.
  */
-export class LeaderElector {
+export class LeaderElector extends EventEmitter<ElectorEvents> {
   readonly name: string;
   readonly identity: string;
   readonly #options: LeaderElectorOptions;
@@ -117,6 +135,7 @@ export class LeaderElector {
   readonly #inflight = new Set<Promise<unknown>>();
 
   constructor(options: LeaderElectorOptions) {
+    super();
     const o = options as Partial<LeaderElectorOptions> | undefined;
     if (!o || typeof o !== "object") throw new InvalidArgumentError("LeaderElector needs options: { client or session, name, identity, onStartedLeading }");
     if (o.session && o.client) throw new InvalidArgumentError("give LeaderElector either client or session, not both");
@@ -193,10 +212,13 @@ export class LeaderElector {
     this.#setState("idle");
     let stoppedAt: number | undefined;
     const undo = onAbort(stop, () => (stoppedAt = now()));
+    const renewed = (ms: number): void => void this.emit("renewed", ms);
+    this.#options.session?.on("renewed", renewed);
     try {
       await this.#loop(stop);
     } finally {
       undo();
+      this.#options.session?.off("renewed", renewed);
       await this.#shutdown(stoppedAt ?? now());
     }
   }
@@ -211,8 +233,8 @@ export class LeaderElector {
         backoff = undefined;
       } catch (err) {
         if (stop.aborted) return;
-        const error = this.#record(err);
         if (!(err instanceof WorkFailed)) {
+          const error = this.#record(err);
           this.#counters.failures++;
           if (FATAL.has(error.code) || (this.#options.session && this.#options.session.signal.aborted)) {
             this.#logger.error({ err: error }, "leader election stopped: this error does not go away by trying again");
@@ -242,6 +264,7 @@ export class LeaderElector {
     }
     this.#session = session;
     this.#counters.sessions++;
+    session.on("renewed", (ms) => this.emit("renewed", ms));
     return session;
   }
 
@@ -252,6 +275,7 @@ export class LeaderElector {
     const observing = this.#observe(election, controller.signal);
     try {
       this.#setState("campaigning");
+      const campaignedAt = now();
       const campaign = election.campaign(this.identity, { signal: controller.signal });
       const term = await this.#untilStop(campaign, stop);
       if (!term) {
@@ -261,6 +285,7 @@ export class LeaderElector {
         return;
       }
       this.#won(term);
+      this.emit("elected", term, now() - campaignedAt);
       try {
         await this.#lead(term, stop);
       } finally {
@@ -268,6 +293,7 @@ export class LeaderElector {
         this.#leadingSince = undefined;
         this.#term = undefined;
         this.#setState(stop.aborted ? "stopping" : "idle");
+        this.emit("steppedDown", term);
         this.#call("onStoppedLeading", () => this.#options.onStoppedLeading?.());
       }
     } finally {
@@ -404,6 +430,7 @@ export class LeaderElector {
         const changed = last?.leader !== undefined && leader?.key !== last.leader.key;
         this.#lastLeader = { leader, goneAt: changed ? now() : last?.goneAt };
         this.#logger.debug({ leader: leader?.value.toString(), token: leader?.token.toString() }, "leader observed");
+        this.emit("newLeader", leader);
         const onNewLeader = this.#options.onNewLeader;
         if (onNewLeader) this.#call("onNewLeader", () => onNewLeader(leader));
       }
@@ -425,8 +452,9 @@ export class LeaderElector {
   }
 
   #record(err: unknown): ElectionError {
-    const error = err instanceof ElectionError ? err : err instanceof WorkFailed ? err : new WorkFailed(err, "elector");
+    const error = err instanceof ElectionError ? err : toElectionError(err, "leader election");
     this.#lastError = { code: error.code, message: error.message, at: new Date().toISOString() };
+    this.emit("failure", error);
     return error;
   }
 
@@ -439,6 +467,7 @@ export class LeaderElector {
     this.#logger.debug({ from: this.#state, to: state }, "elector state");
     this.#state = state;
     this.#stateSince = now();
+    this.emit("state", state);
   }
 }
 

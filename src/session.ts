@@ -17,6 +17,8 @@ import { OwnKeyWatches } from "./queue/own-key-watches.js";
 export type SessionState = "connected" | "suspended" | "lost" | "closed";
 
 export interface SessionEvents {
+  /** A keepalive was acknowledged, `roundTripMs` after it was sent. */
+  renewed: (roundTripMs: number) => void;
   /** Keepalives are failing; the lease still holds until the local deadline. Pause risky work. */
   suspended: () => void;
   /** A keepalive was acknowledged again after `suspended`. */
@@ -64,6 +66,7 @@ export class Session extends EventEmitter<SessionEvents> {
       conn,
       { leaseId: granted.id.toString(), ttl: granted.ttl, sentAt: granted.sentAt, minMarginMs: options.marginMs, callTimeoutMs, logger },
       {
+        renewed: (roundTripMs) => this.emit("renewed", roundTripMs),
         suspended: () => this.emit("suspended"),
         reconnected: () => this.emit("reconnected"),
         lost: (reason) => this.emit("lost", reason),

@@ -12,6 +12,8 @@ const DRIFT_RATIO = 0.05;
 export type LeaseState = "connected" | "suspended" | "lost" | "stopped";
 
 export interface LeaseListener {
+  /** A keepalive was acknowledged after `roundTripMs`. */
+  renewed(roundTripMs: number): void;
   suspended(): void;
   reconnected(): void;
   lost(reason: SessionLostError): void;
@@ -171,6 +173,7 @@ export class LeaseKeeper {
     this.#lastRoundTripMs = now() - sentAt;
     this.#ackedSentAt = Math.max(this.#ackedSentAt, sentAt);
     this.#armDeadline();
+    this.#listener.renewed(this.#lastRoundTripMs);
     if (this.#backoff) {
       this.#backoff = undefined;
       this.#scheduleTick(this.#intervalMs());

@@ -2,6 +2,7 @@ import type { IKeyValue, IRangeRequest } from "etcd3";
 import { linkedController, onAbort } from "../common/abort.js";
 import { retryUntilAborted } from "../common/retry.js";
 import { assertUsable, type SessionContext } from "../context.js";
+import { EtcdError } from "../errors.js";
 import { isTransient } from "../etcd/errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
 import { inQueue, queueKey } from "../etcd/keyspace.js";
@@ -114,13 +115,13 @@ async function enqueue(
   let createRevision = revision;
   if (!res.succeeded) {
     const kv = res.responses[0]?.response_range.kvs[0];
-    if (!kv) throw new Error("etcd answered a failed put-if-absent without the key");
+    if (!kv) throw new EtcdError(`join the queue of "${name}": etcd answered a failed put-if-absent without the key`);
     createRevision = BigInt(kv.create_revision);
     // Our key is there already. With our value, it is an earlier attempt of this very call that was
     // sent again: ours. Anything else is a leftover whose meaning differs (a reader's key for a
     // writer): delete it (guarded) and queue afresh, at the back.
     if (!kv.value.equals(value)) {
-      if (retried) throw new Error(`our key ${key} keeps coming back with another value`);
+      if (retried) throw new EtcdError(`join the queue of "${name}": our key ${key} keeps coming back with another value`);
       await removeOwnKey(ctx, key, createRevision, "replacing a leftover key");
       return enqueue(ctx, name, value, policy, true);
     }

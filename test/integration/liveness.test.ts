@@ -264,6 +264,24 @@ describe.skipIf(!!faultsUnavailableReason)("liveness on a single node", () => {
     await session.close();
   });
 
+  it("healthy() is false for a leader that has not renewed for 2 x TTL (a wedged process), and true again once it stepped down", async () => {
+    const name = `${etcd.prefix()}wedged`;
+    const stop = new AbortController();
+    const elector = new LeaderElector({ client: etcd.client(), name, identity: "wedged", ttl: 2, logger: false, onStartedLeading: () => {} });
+    const done = elector.run({ signal: stop.signal });
+    await waitFor(() => elector.isLeader());
+    expect(elector.healthy()).toBe(true);
+    busyWait(2 * 2000 + 200); // wedged: nothing of the elector runs, no keepalive is answered
+    expect(elector.healthy()).toBe(false);
+    // Once it runs again it notices its session is gone, steps down, and gets back in with a new one.
+    try {
+      await waitFor(() => elector.healthy() && elector.metrics().sessions === 2, { timeoutMs: 5000 });
+    } finally {
+      stop.abort();
+      await done;
+    }
+  });
+
   it("run() stops within max(TTL, 2 x callTimeoutMs) while keepalives succeed and every write fails, and its key goes with the lease", async () => {
     const name = `${etcd.prefix()}writes-fail`;
     const c = etcd.client();
