@@ -1,6 +1,6 @@
 import type { Logger } from "./common/logger.js";
 import type { Connection } from "./etcd/connection.js";
-import type { EtcdClient } from "./etcd/internals.js";
+import type { EtcdClient } from "./etcd/client.js";
 import type { Keyspace } from "./etcd/keyspace.js";
 import type { WatchStream } from "./etcd/watch-stream.js";
 import { InvalidArgumentError } from "./errors.js";

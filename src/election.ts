@@ -36,7 +36,7 @@ export class Election extends Primitive {
         signal,
         vanished: (m) => new NotLeaderError(`campaign failed: ${m}`),
       });
-      return Term.of(this.context, ticket!, leave);
+      return Term.of(this.context, ticket, leave);
     } catch (err) {
       leave();
       throw err;

@@ -29,6 +29,7 @@ export abstract class Holding {
   #value: Buffer;
   #releasing: Promise<void> | undefined;
 
+  /** @internal */
   protected constructor(ctx: SessionContext, ticket: Ticket, lost: LossError, leaveLine: () => void) {
     this.#ctx = ctx;
     this.key = ticket.key;
@@ -66,15 +67,17 @@ export abstract class Holding {
     if (signal.aborted) throw signal.reason;
   }
 
-  /** The value of our key (the candidate value of a term, as last proclaimed). */
+  /** @internal The value of our key (the candidate value of a term, as last proclaimed). */
   protected get currentValue(): Buffer {
     return this.#value;
   }
 
+  /** @internal */
   protected set currentValue(value: Buffer) {
     this.#value = value;
   }
 
+  /** @internal */
   protected get context(): SessionContext {
     return this.#ctx;
   }
@@ -134,7 +137,7 @@ export abstract class Holding {
     await this.release();
   }
 
-  /** Ends the hold locally after etcd refused a guarded write of ours. */
+  /** @internal Ends the hold locally after etcd refused a guarded write of ours. */
   protected abandon(reason: ElectionError): void {
     this.#end(reason);
   }

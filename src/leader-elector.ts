@@ -7,7 +7,8 @@ import { toValueBuffer, validateName, validateSignal, validateTimeout, validateT
 import { contextOf } from "./context.js";
 import { Election } from "./election.js";
 import { toElectionError } from "./etcd/errors.js";
-import { openDoor, type EtcdClient } from "./etcd/internals.js";
+import type { EtcdClient } from "./etcd/client.js";
+import { openDoor } from "./etcd/internals.js";
 import { ElectionError, InvalidArgumentError, type ElectionErrorCode } from "./errors.js";
 import { sameLeader, type Leader } from "./leader.js";
 import { Session, type SessionState } from "./session.js";
@@ -253,7 +254,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   async #ensureSession(stop: AbortSignal): Promise<Session> {
     const current = this.#currentSession();
     if (current && !current.signal.aborted) return current;
-    if (this.#options.session) throw current!.signal.reason;
+    if (this.#options.session) throw this.#options.session.signal.reason;
     if (current) void this.#track(current.close()); // a lost session of ours: let go of what it still holds locally
     this.#session = undefined;
     const creating = Session.create(this.#options.client!, { ttl: this.#ttl, callTimeoutMs: this.#callTimeoutMs, logger: this.#logger });

@@ -5,7 +5,7 @@ import { LockLostError, LockTimeoutError } from "./errors.js";
 import { Holding } from "./holding.js";
 import { Primitive } from "./primitive.js";
 import type { QueuePolicy } from "./queue/policies.js";
-import { acquire, type Ticket } from "./queue/queue.js";
+import { acquire, tryAcquire, type Ticket } from "./queue/queue.js";
 
 export interface LockOptions {
   /** Abort to give up waiting: our queue key is removed and the call rejects with the signal's reason. */
@@ -39,7 +39,7 @@ export class Lock extends Holding {
  * per name per session), then in etcd's queue under a policy, within one deadline.
  */
 export abstract class LockPrimitive extends Primitive {
-  /** Waits for the lock; rejects with LockTimeoutError after `timeoutMs`, or the abort reason. */
+  /** @internal Waits for the lock; rejects with LockTimeoutError after `timeoutMs`, or the abort reason. */
   protected async take(value: Buffer, policy: QueuePolicy, options: LockOptions): Promise<Lock> {
     const timeoutMs = validateTimeout(options.timeoutMs, "timeoutMs");
     const { signal, dispose } = withTimeout(
@@ -51,31 +51,30 @@ export abstract class LockPrimitive extends Primitive {
       signal.throwIfAborted();
       assertUsable(this.context);
       const leave = await this.context.names.line(this.name, this.kind).enter(signal);
-      return (await this.#join(value, policy, { signal }, leave))!;
+      const ticket = await this.#inLine(leave, () => acquire(this.context, this.name, value, policy, { signal, vanished: this.#vanished }));
+      return Lock.of(this.context, ticket, leave);
     } finally {
       dispose();
     }
   }
 
-  /** The lock if it is free now; undefined (leaving no key behind) when held elsewhere. */
+  /** @internal The lock if it is free now; undefined (leaving no key behind) when held elsewhere. */
   protected async tryTake(value: Buffer, policy: QueuePolicy): Promise<Lock | undefined> {
     assertUsable(this.context);
     const leave = this.context.names.line(this.name, this.kind).tryEnter();
     if (!leave) return undefined;
-    return this.#join(value, policy, { tryOnly: true }, leave);
+    const ticket = await this.#inLine(leave, () => tryAcquire(this.context, this.name, value, policy, { vanished: this.#vanished }));
+    if (ticket) return Lock.of(this.context, ticket, leave);
+    leave();
+    return undefined;
   }
 
-  async #join(value: Buffer, policy: QueuePolicy, options: { signal?: AbortSignal; tryOnly?: boolean }, leave: () => void): Promise<Lock | undefined> {
+  readonly #vanished = (message: string): Error => new LockLostError(`${this.kind} not acquired: ${message}`);
+
+  /** Runs `join` holding the name's local line, leaving the line if it fails. */
+  async #inLine<T>(leave: () => void, join: () => Promise<T>): Promise<T> {
     try {
-      const ticket = await acquire(this.context, this.name, value, policy, {
-        ...options,
-        vanished: (m) => new LockLostError(`${this.kind} not acquired: ${m}`),
-      });
-      if (!ticket) {
-        leave();
-        return undefined;
-      }
-      return Lock.of(this.context, ticket, leave);
+      return await join();
     } catch (err) {
       leave();
       throw err;

@@ -52,7 +52,7 @@ export async function* observeLeader(ctx: SessionContext, name: string, userSign
       const read = await retryUntilAborted(() => readLeader(ctx, name), signal, ctx.logger);
       current = read.leader;
       // The watch starts right after the first read, so no change after it is missed.
-      watch ??= new KeyWatch(ctx.watches, ctx.keyspace, { prefix: `${name}/` }, { startRevision: read.revision + 1n, resyncMs: ctx.resyncMs() }, {
+      watch ??= new KeyWatch(ctx, { prefix: `${name}/` }, { startRevision: read.revision + 1n, resyncMs: ctx.resyncMs() }, {
         event: (e) => mayChangeLeader(e) && poke(),
         resync: poke,
       });

@@ -10,6 +10,7 @@ export abstract class Primitive {
   readonly #ctx: SessionContext;
   readonly #kind: Kind;
 
+  /** @internal */
   protected constructor(session: Session, name: string, kind: Kind) {
     this.name = validateName(name, `${kind} name`);
     this.#ctx = contextOf(session);
@@ -17,10 +18,12 @@ export abstract class Primitive {
     this.#kind = kind;
   }
 
+  /** @internal */
   protected get context(): SessionContext {
     return this.#ctx;
   }
 
+  /** @internal */
   protected get kind(): Kind {
     return this.#kind;
   }

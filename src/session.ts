@@ -5,7 +5,8 @@ import { validateSignal, validateTimeout, validateTtl } from "./common/validate.
 import { attachContext, type SessionContext } from "./context.js";
 import type { Logger } from "./common/logger.js";
 import { Connection } from "./etcd/connection.js";
-import { openDoor, type EtcdClient } from "./etcd/internals.js";
+import type { EtcdClient } from "./etcd/client.js";
+import { openDoor } from "./etcd/internals.js";
 import { Keyspace } from "./etcd/keyspace.js";
 import { WatchStream } from "./etcd/watch-stream.js";
 import { InvalidArgumentError, SessionClosedError, type SessionLostError } from "./errors.js";

@@ -20,7 +20,7 @@
  * its watch manager starts timers that outlive `client.close()`. Our RPCs go through channels the
  * session owns and closes (see connection.ts).
  */
-import type { ComparatorBuilder, ICompare, IRequestOp, Namespace } from "etcd3";
+import type { ComparatorBuilder, ICompare, IRequestOp } from "etcd3";
 import { InvalidClientError } from "../errors.js";
 
 /** The part of @grpc/grpc-js's Metadata we use. */
@@ -189,6 +189,3 @@ export async function builderContents(builder: ComparatorBuilder): Promise<{
     callOptions: b.callOptions,
   };
 }
-
-/** The user's etcd3 client, or a namespace of it (`client.namespace("app/")`). */
-export type EtcdClient = Namespace;

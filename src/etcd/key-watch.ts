@@ -37,7 +37,9 @@ export class KeyWatch {
   #timer: Timer | undefined;
   #closed = false;
 
-  constructor(stream: WatchStream, keyspace: Keyspace, target: { key: string } | { prefix: string }, options: KeyWatchOptions, handlers: KeyWatchHandlers) {
+  /** `on`: the session's watch stream and keyspace (a SessionContext has both). */
+  constructor(on: { watches: WatchStream; keyspace: Keyspace }, target: { key: string } | { prefix: string }, options: KeyWatchOptions, handlers: KeyWatchHandlers) {
+    const { watches: stream, keyspace } = on;
     this.#handlers = handlers;
     this.#resyncMs = options.resyncMs;
     const key = "key" in target ? target.key : target.prefix;

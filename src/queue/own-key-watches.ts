@@ -63,7 +63,7 @@ export class OwnKeyWatches {
 
   #add(key: string, startRevision: bigint): Entry {
     const listeners = new Set<KeyListener>();
-    const watch = new KeyWatch(this.#stream, this.#keyspace, { key }, { startRevision, resyncMs: this.#resyncMs() }, {
+    const watch = new KeyWatch({ watches: this.#stream, keyspace: this.#keyspace }, { key }, { startRevision, resyncMs: this.#resyncMs() }, {
       event: (e) => {
         for (const l of listeners) if (e.modRevision > l.fromRevision) l.event(e);
       },

@@ -31,8 +31,6 @@ export interface Ticket {
 
 export interface AcquireOptions {
   signal?: AbortSignal | undefined;
-  /** Give up at once (removing our key) instead of waiting. */
-  tryOnly?: boolean;
   /** The error to raise when our key vanishes while we wait (deleted by someone else). */
   vanished: (message: string) => Error;
 }
@@ -40,17 +38,26 @@ export interface AcquireOptions {
 /**
  * Joins the queue under `name` and resolves with our ticket once `policy` says it is our turn, confirmed
  * by a linearizable read that also saw our own key. On abort, timeout, session loss or error, our key is
- * removed (confirmed by etcd, or gone with the session) before the promise rejects; with `tryOnly`,
- * resolves undefined instead of waiting. The caller holds the name's local line throughout.
+ * removed (confirmed by etcd, or gone with the session) before the promise rejects. The caller holds the
+ * name's local line throughout.
  */
-export async function acquire(ctx: SessionContext, name: string, value: Buffer, policy: QueuePolicy, options: AcquireOptions): Promise<Ticket | undefined> {
+export function acquire(ctx: SessionContext, name: string, value: Buffer, policy: QueuePolicy, options: AcquireOptions): Promise<Ticket> {
+  return join(ctx, name, value, policy, options, false) as Promise<Ticket>;
+}
+
+/** As `acquire`, but resolves undefined (our key removed) instead of waiting when it is not our turn. */
+export function tryAcquire(ctx: SessionContext, name: string, value: Buffer, policy: QueuePolicy, options: AcquireOptions): Promise<Ticket | undefined> {
+  return join(ctx, name, value, policy, options, true);
+}
+
+async function join(ctx: SessionContext, name: string, value: Buffer, policy: QueuePolicy, options: AcquireOptions, tryOnly: boolean): Promise<Ticket | undefined> {
   assertUsable(ctx);
   const { controller, dispose } = linkedController(ctx.lease.signal, options.signal);
   const signal = controller.signal;
   let ticket: Ticket | undefined;
   try {
     const first = await enqueue(ctx, name, value, policy);
-    ticket = first.ticket;
+    const own = (ticket = first.ticket);
     policy.check?.(first.entries);
     signal.throwIfAborted();
     let ahead = first.ahead;
@@ -60,15 +67,15 @@ export async function acquire(ctx: SessionContext, name: string, value: Buffer, 
       if (confirmed) {
         const blocking = policy.blocking(ahead);
         if (!blocking) break;
-        if (options.tryOnly) {
-          await removeOwnKey(ctx, ticket.key, ticket.createRevision, "try");
+        if (tryOnly) {
+          await removeOwnKey(ctx, own.key, own.createRevision, "try");
           return undefined;
         }
         await waitForDeletes(ctx, name, blocking, signal);
       }
-      const read = await retryUntilAborted(() => readAhead(ctx, ticket!, policy), signal, ctx.logger);
+      const read = await retryUntilAborted(() => readAhead(ctx, own, policy), signal, ctx.logger);
       signal.throwIfAborted();
-      if (!read.exists) throw ctx.lease.signal.aborted ? ctx.lease.signal.reason : options.vanished(`our key ${ticket.key} was deleted while waiting`);
+      if (!read.exists) throw ctx.lease.signal.aborted ? ctx.lease.signal.reason : options.vanished(`our key ${own.key} was deleted while waiting`);
       ({ ahead, revision } = read);
       confirmed = true;
     }
@@ -76,7 +83,7 @@ export async function acquire(ctx: SessionContext, name: string, value: Buffer, 
     // of a loss since (asking the lease's clock first, in case this process was paused).
     assertUsable(ctx);
     signal.throwIfAborted();
-    return { ...ticket, revision };
+    return { ...own, revision };
   } catch (err) {
     // Leave no key behind: without a ticket, the put may still have landed with its answer lost, unless
     // etcd refused the transaction outright (no permission, too large...).
@@ -156,7 +163,7 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
   return new Promise<void>((resolve, reject) => {
     const only = blocking.keys.length === 1 ? blocking.keys[0] : undefined;
     const target = only ? { key: only.key } : { prefix: `${name}/` };
-    const watch = new KeyWatch(ctx.watches, ctx.keyspace, target, { resyncMs: ctx.resyncMs() }, {
+    const watch = new KeyWatch(ctx, target, { resyncMs: ctx.resyncMs() }, {
       event: (e) => e.type === "delete" && count([e.key]),
       resync: () => finish(),
       started: () => {

@@ -21,7 +21,7 @@ describe("the session's watch stream (under every waiter, holder and observer)",
     try {
       const key = `${etcd.prefix()}k`;
       const otherSeen: string[] = [];
-      const other = new KeyWatch(ctx.watches, ctx.keyspace, { key: `${key}-other` }, { resyncMs: 60_000 }, {
+      const other = new KeyWatch(ctx, { key: `${key}-other` }, { resyncMs: 60_000 }, {
         event: (e) => otherSeen.push(e.value.toString()),
         resync: () => {},
       });
@@ -29,7 +29,7 @@ describe("the session's watch stream (under every waiter, holder and observer)",
       const last = await client.put(key).value("2").exec();
       await client.kv.compact({ revision: last.header.revision, physical: true });
       const seen: string[] = [];
-      const watch = new KeyWatch(ctx.watches, ctx.keyspace, { key }, { startRevision: BigInt(first.header.revision), resyncMs: 60_000 }, {
+      const watch = new KeyWatch(ctx, { key }, { startRevision: BigInt(first.header.revision), resyncMs: 60_000 }, {
         event: (e) => seen.push(`${e.type}:${e.value.toString()}`),
         resync: () => seen.push("resync"),
         started: () => seen.push("started"),
@@ -54,7 +54,7 @@ describe("the session's watch stream (under every waiter, holder and observer)",
     try {
       const key = `${etcd.prefix()}cut`;
       const seen: string[] = [];
-      const watch = new KeyWatch(ctx.watches, ctx.keyspace, { key }, { resyncMs: 60_000 }, {
+      const watch = new KeyWatch(ctx, { key }, { resyncMs: 60_000 }, {
         event: (e) => seen.push(`${e.type}:${e.value.toString()}`),
         resync: () => seen.push("resync"),
         started: () => seen.push("started"),
