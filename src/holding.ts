@@ -88,7 +88,7 @@ export abstract class Holding {
    * than resolving `{ succeeded: false }`, and none of the caller's operations ran (not even its
    * `.else()`); it also rejects without sending once the hold may be gone. The caller's own comparisons
    * decide between its `.then()` and `.else()` as usual. It is sent once: a transaction of yours is not
-   * ours to repeat.
+   * ours to repeat (design: Fencing; Safe to retry).
    */
   txn(): ComparatorBuilder {
     const builder = this.#ctx.client.if(this.key, "Create", "==", this.token.toString());

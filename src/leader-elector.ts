@@ -339,7 +339,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     if (failure) throw failure;
   }
 
-  /** The previous term's work must settle before we campaign again: one term's work at a time. */
+  /** The previous term's work must settle before we campaign again (design: Work never overlaps). */
   async #settleWork(stop: AbortSignal): Promise<void> {
     const work = this.#work;
     if (!work) return;

@@ -1,3 +1,4 @@
+/** Input checks made before any RPC (design: Bad input fails first). */
 import { InvalidArgumentError } from "../errors.js";
 
 /** etcd's largest lease TTL (seconds), from lease.MaxLeaseTTL. */

@@ -38,7 +38,8 @@ interface Line {
  * The session's own channels to etcd: one per endpoint, made lazily with the user's credentials and
  * options, each on its own TCP connection. No client-side circuit breaker stands between a blip and
  * the keepalives (a blip shorter than the session's deadline never loses the session), resetting our
- * channel never touches the user's, and close() leaves no handle behind.
+ * channel never touches the user's, and close() leaves no handle behind (design: Talking to etcd;
+ * Every call has a deadline).
  */
 export class Connection {
   readonly #door: ClientDoor;

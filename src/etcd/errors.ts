@@ -31,7 +31,8 @@ export function isInvalidToken(err: unknown): boolean {
 
 /**
  * Turns whatever gRPC or etcd3 rejected with into an ElectionError with a string code, keeping the
- * original (cast to etcd3's typed error) as `cause`. `what` names the call, for the message.
+ * original (cast to etcd3's typed error) as `cause`. `what` names the call, for the message (design:
+ * Every failure is visible).
  */
 export function toElectionError(err: unknown, what: string): ElectionError {
   if (err instanceof ElectionError) return err;

@@ -15,7 +15,7 @@ export interface KeyWatchHandlers {
   event(event: KeyEvent): void;
   /**
    * The watch may have missed events (it was made again after a break or a compaction, or the periodic
-   * re-read is due): read the truth again. Watches are hints, reads are truth.
+   * re-read is due): read the truth again (design: Watches are hints, reads are truth).
    */
   resync(): void;
   /** The watch is in place (the first time only): from here on, no change goes untold. */

@@ -4,7 +4,7 @@
  *
  * The queue of a name is exactly the keys `<name>/<lease id in lowercase hex>` (as etcd's Go
  * `concurrency` package writes them): a deeper key such as `<name>/sub/<lease hex>` belongs to the name
- * `<name>/sub` and never counts in the queue of `<name>`.
+ * `<name>/sub` and never counts in the queue of `<name>` (design: Names are exact; Interoperable keys).
  */
 export class Keyspace {
   constructor(readonly prefix: Buffer) {}

@@ -5,7 +5,7 @@ import type { Connection } from "../etcd/connection.js";
 /**
  * Grants a lease under an id we choose at random: if the grant's answer is lost and it is sent again,
  * the second one fails with "lease already exists" instead of leaking a second lease, and we adopt the
- * one we made (Design: "Safe to retry").
+ * one we made (design: Safe to retry).
  */
 export interface Grant {
   id: bigint;

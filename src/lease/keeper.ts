@@ -5,9 +5,7 @@ import type { Connection } from "../etcd/connection.js";
 import { SessionLostError } from "../errors.js";
 import { KeepAliveStream } from "./keepalive-stream.js";
 import { revokeLease } from "./grant.js";
-
-/** Share of the TTL kept back for clock-rate drift between us and the etcd leader. */
-const DRIFT_RATIO = 0.05;
+import { ackTimeoutMs, leaseDeadline, renewIntervalMs, safetyMarginMs } from "./timing.js";
 
 export type LeaseState = "connected" | "suspended" | "lost" | "stopped";
 
@@ -35,7 +33,7 @@ export interface LeaseKeeperOptions {
  *
  * The deadline counts from when the last acknowledged keepalive was *sent*: the etcd leader renewed the
  * lease after that moment, so it cannot expire it before sent + TTL. We give up `marginMs` earlier and
- * abort `signal` then (Design: "Step down first, and for good"). Loss is final: no more renewals, and a
+ * abort `signal` then (design: Step down first). Loss is final: no more renewals, and a
  * best-effort revoke so etcd keeps no key that nobody acts on.
  */
 export class LeaseKeeper {
@@ -89,7 +87,7 @@ export class LeaseKeeper {
 
   /** Safety margin subtracted from the TTL: the larger of 5% of it (clock-rate drift) and `minMarginMs`. */
   get marginMs(): number {
-    return Math.max(this.#minMarginMs, Math.ceil(this.#ttl * 1000 * DRIFT_RATIO));
+    return safetyMarginMs(this.#ttl, this.#minMarginMs);
   }
 
   /** Milliseconds since the last acknowledged keepalive was sent (monotonic). */
@@ -135,17 +133,15 @@ export class LeaseKeeper {
   }
 
   #deadline(): number {
-    return this.#ackedSentAt + this.#ttl * 1000 - this.marginMs;
+    return leaseDeadline(this.#ackedSentAt, this.#ttl, this.marginMs);
   }
 
-  /** Go's client renews every TTL/3: two renewals can fail before the lease runs short. */
   #intervalMs(): number {
-    return Math.max(100, (this.#ttl * 1000) / 3);
+    return renewIntervalMs(this.#ttl);
   }
 
-  /** How long an open stream may leave a keepalive unanswered before we replace it. */
   #ackTimeoutMs(): number {
-    return Math.min(5000, Math.max(500, (this.#ttl * 1000) / 6));
+    return ackTimeoutMs(this.#ttl);
   }
 
   #scheduleTick(delayMs: number): void {

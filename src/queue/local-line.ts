@@ -1,7 +1,7 @@
 import { onAbort } from "../common/abort.js";
 
 /**
- * An in-process FIFO for one name on one session (rule 6): the session holds at most one key under a
+ * An in-process FIFO for one name on one session (design: One key per name per session): the session holds at most one key under a
  * name, so local contenders wait here, behind whoever uses that key, instead of adding keys to etcd.
  */
 export class LocalLine {

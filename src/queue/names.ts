@@ -5,7 +5,7 @@ import { LocalLine } from "./local-line.js";
 export type Kind = "election" | "mutex" | "semaphore" | "read-write lock";
 
 /**
- * One key per name per session: the session holds at most one key under a name, so local contenders
+ * One key per name per session (design section of that name): the session holds at most one key under a name, so local contenders
  * wait in an in-process line behind whoever uses that key, instead of adding keys to etcd (etcd's Go
  * package gets this wrong: etcd #11360). A name is used as one kind of primitive only; the entry goes
  * away once its line is idle.

@@ -1,7 +1,7 @@
 /**
  * Who waits on whom, for each kind of primitive. Pure functions of the queue ahead of a participant,
- * so each rule is unit-tested without etcd. A release wakes only those who can now proceed (Design:
- * "No herd"): the next in line for an election or mutex, the run of readers behind a writer.
+ * so each rule is unit-tested without etcd. A release wakes only those who can now proceed (design:
+ * No herd): the next in line for an election or mutex, the run of readers behind a writer.
  */
 
 export interface QueueEntry {

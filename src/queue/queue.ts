@@ -5,8 +5,9 @@ import { assertUsable, type SessionContext } from "../context.js";
 import { EtcdError } from "../errors.js";
 import { isTransient } from "../etcd/errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
-import { inQueue, queueKey } from "../etcd/keyspace.js";
+import { inQueue, queueKey, type Keyspace } from "../etcd/keyspace.js";
 import { range, txn } from "../etcd/kv.js";
+import { judgeJoin } from "./join.js";
 import type { Blocking, QueueEntry, QueuePolicy } from "./policies.js";
 import { removeOwnKey } from "./release.js";
 
@@ -17,7 +18,7 @@ import { removeOwnKey } from "./release.js";
  * queue is exactly those keys under `<name>/`, ordered by create revision. A participant waits only on
  * the keys its policy says block it, counting their deletes from a watch, re-reads linearizably when
  * the count says its turn may have come (or the watch may have missed something), and confirms its own
- * key still exists before reporting ownership (Design: "Re-check after waiting").
+ * key still exists before reporting ownership (design: The queue; Re-check after waiting).
  */
 
 export interface Ticket {
@@ -108,7 +109,8 @@ async function enqueue(
 ): Promise<{ ticket: Ticket; entries: QueueEntry[]; ahead: QueueEntry[]; complete: boolean }> {
   const key = queueKey(name, ctx.leaseHex);
   const full = ctx.keyspace.full(key);
-  const head = { request_range: queueRange(ctx, name, { limit: policy.lookahead, values: policy.readValues }) };
+  const head = { request_range: queueRange(ctx.keyspace, name, { limit: policy.lookahead, values: policy.readValues }) };
+  const what = `join the queue of "${name}"`;
   const res = await txn(
     ctx,
     {
@@ -116,31 +118,31 @@ async function enqueue(
       success: [{ request_put: { key: full, value, lease: ctx.lease.leaseId } }, head],
       failure: [{ request_range: { key: full } }, head],
     },
-    `join the queue of "${name}"`,
+    what,
   );
-  const revision = BigInt(res.header.revision);
-  let createRevision = revision;
-  if (!res.succeeded) {
-    const kv = res.responses[0]?.response_range.kvs[0];
-    if (!kv) throw new EtcdError(`join the queue of "${name}": etcd answered a failed put-if-absent without the key`);
-    createRevision = BigInt(kv.create_revision);
-    // Our key is there already. With our value, it is an earlier attempt of this very call that was
-    // sent again: ours. Anything else is a leftover whose meaning differs (a reader's key for a
-    // writer): delete it (guarded) and queue afresh, at the back.
-    if (!kv.value.equals(value)) {
-      if (retried) throw new EtcdError(`join the queue of "${name}": our key ${key} keeps coming back with another value`);
-      await removeOwnKey(ctx, key, createRevision, "replacing a leftover key");
-      return enqueue(ctx, name, value, policy, true);
-    }
-  }
+  const found = res.succeeded ? undefined : res.responses[0]?.response_range.kvs[0];
+  if (!res.succeeded && !found) throw new EtcdError(`${what}: etcd answered a failed put-if-absent without the key`);
   const kvs = res.responses[1]?.response_range.kvs ?? [];
-  const entries = toEntries(ctx, name, kvs, policy.readValues);
-  const ahead = entries.filter((e) => e.createRevision < createRevision);
-  // The lookahead saw everything ahead of us when it reached our own key or the end of the queue (and
-  // no deeper key of another name took a place in it).
-  const complete =
-    policy.lookahead === 0 ||
-    (entries.length === kvs.length && (kvs.length < policy.lookahead || entries.some((e) => e.createRevision >= createRevision)));
+  const entries = toEntries(ctx.keyspace, name, kvs, policy.readValues);
+  const revision = BigInt(res.header.revision);
+  const outcome = judgeJoin(
+    {
+      succeeded: res.succeeded,
+      revision,
+      own: found && { createRevision: BigInt(found.create_revision), value: found.value },
+      entries,
+      rangeCount: kvs.length,
+      lookahead: policy.lookahead,
+    },
+    value,
+  );
+  if (outcome.kind === "leftover") {
+    // A key of ours whose meaning differs: delete it (guarded) and queue afresh, at the back.
+    if (retried) throw new EtcdError(`${what}: our key ${key} keeps coming back with another value`);
+    await removeOwnKey(ctx, key, outcome.createRevision, "replacing a leftover key");
+    return enqueue(ctx, name, value, policy, true);
+  }
+  const { createRevision, ahead, complete } = outcome;
   return { ticket: { name, key, createRevision, value, revision }, entries, ahead, complete };
 }
 
@@ -193,7 +195,7 @@ async function readAhead(ctx: SessionContext, ticket: Ticket, policy: QueuePolic
       compare: [],
       success: [
         { request_range: { key: ctx.keyspace.full(ticket.key), keys_only: true } },
-        { request_range: queueRange(ctx, ticket.name, { values: policy.readValues, maxCreateRevision: ticket.createRevision - 1n }) },
+        { request_range: queueRange(ctx.keyspace, ticket.name, { values: policy.readValues, maxCreateRevision: ticket.createRevision - 1n }) },
       ],
       failure: [],
     },
@@ -201,7 +203,7 @@ async function readAhead(ctx: SessionContext, ticket: Ticket, policy: QueuePolic
   );
   const own = res.responses[0]?.response_range.kvs[0];
   const exists = own !== undefined && BigInt(own.create_revision) === ticket.createRevision;
-  const ahead = toEntries(ctx, ticket.name, res.responses[1]?.response_range.kvs ?? [], policy.readValues);
+  const ahead = toEntries(ctx.keyspace, ticket.name, res.responses[1]?.response_range.kvs ?? [], policy.readValues);
   policy.check?.(ahead);
   return { exists, ahead, revision: BigInt(res.header.revision) };
 }
@@ -209,7 +211,7 @@ async function readAhead(ctx: SessionContext, ticket: Ticket, policy: QueuePolic
 /** Which of the keys up to the last blocking one still exist (keys only, linearizable). */
 async function stillThere(ctx: SessionContext, name: string, blocking: Blocking): Promise<Set<string>> {
   const last = blocking.keys.reduce((max, e) => (e.createRevision > max ? e.createRevision : max), 0n);
-  const res = await range(ctx, queueRange(ctx, name, { values: false, maxCreateRevision: last }), `read the queue of "${name}"`);
+  const res = await range(ctx, queueRange(ctx.keyspace, name, { values: false, maxCreateRevision: last }), `read the queue of "${name}"`);
   return new Set(res.kvs.map((kv) => ctx.keyspace.relative(kv.key)));
 }
 
@@ -217,10 +219,10 @@ async function stillThere(ctx: SessionContext, name: string, blocking: Blocking)
  * The range of `name`'s queue, oldest first (by create revision). It covers every key under `<name>/`;
  * `toEntries` keeps only the queue's own (deeper keys belong to other names).
  */
-export function queueRange(ctx: SessionContext, name: string, opts: { limit?: number; values: boolean; maxCreateRevision?: bigint }): IRangeRequest {
+export function queueRange(keyspace: Keyspace, name: string, opts: { limit?: number; values: boolean; maxCreateRevision?: bigint }): IRangeRequest {
   const req: IRangeRequest = {
-    key: ctx.keyspace.full(`${name}/`),
-    range_end: ctx.keyspace.rangeEnd(`${name}/`),
+    key: keyspace.full(`${name}/`),
+    range_end: keyspace.rangeEnd(`${name}/`),
     sort_order: "Ascend",
     sort_target: "Create",
     keys_only: !opts.values,
@@ -232,8 +234,8 @@ export function queueRange(ctx: SessionContext, name: string, opts: { limit?: nu
 
 /** The first `limit` entries of the queue (all with 0), and the revision read at. */
 export async function readQueue(ctx: SessionContext, name: string, opts: { limit: number; values: boolean }): Promise<{ entries: QueueEntry[]; revision: bigint }> {
-  const res = await range(ctx, queueRange(ctx, name, opts), `read the queue of "${name}"`);
-  const entries = toEntries(ctx, name, res.kvs, opts.values);
+  const res = await range(ctx, queueRange(ctx.keyspace, name, opts), `read the queue of "${name}"`);
+  const entries = toEntries(ctx.keyspace, name, res.kvs, opts.values);
   // Deeper keys took places in a limited read: read the whole range (only names that nest pay this).
   if (opts.limit > 0 && entries.length < res.kvs.length && entries.length < opts.limit && res.more) {
     return readQueue(ctx, name, { ...opts, limit: 0 });
@@ -241,10 +243,11 @@ export async function readQueue(ctx: SessionContext, name: string, opts: { limit
   return { entries: opts.limit > 0 ? entries.slice(0, opts.limit) : entries, revision: BigInt(res.header.revision) };
 }
 
-function toEntries(ctx: SessionContext, name: string, kvs: IKeyValue[], values: boolean): QueueEntry[] {
+/** The queue's own entries among `kvs` (deeper keys belong to other names). */
+export function toEntries(keyspace: Keyspace, name: string, kvs: IKeyValue[], values: boolean): QueueEntry[] {
   const entries: QueueEntry[] = [];
   for (const kv of kvs) {
-    const key = ctx.keyspace.relative(kv.key);
+    const key = keyspace.relative(kv.key);
     if (!inQueue(name, key)) continue;
     const entry: QueueEntry = { key, createRevision: BigInt(kv.create_revision) };
     if (values) {

@@ -24,7 +24,8 @@ export async function removeKeyOnce(ctx: SessionContext, key: string, createRevi
 /**
  * Removes a key of ours and resolves once etcd confirmed it gone, or once the session ended (its lease,
  * and the key with it, goes then too). In between, the removal is retried with backoff: a release lost
- * in a blip must not leave the key in the queue for the life of the session. `createRevision`
+ * in a blip must not leave the key in the queue for the life of the session (design: Every outage ends
+ * in a working state). `createRevision`
  * undefined: whether our put landed is unknown; read the key first (the delete stays guarded). Errors
  * that sending again cannot cure (no permission) end the retries, logged.
  */

@@ -1,39 +1,23 @@
-import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, Mutex, Session, type Leader, type Term } from "../../src/index.js";
 import { etcdctl } from "../support/etcdctl.js";
 import { collect, keysUnder } from "../support/observe.js";
 import { pausedHolderIsReplaced } from "../support/paused-holder.js";
 import { keyOf, leaseHex, watchCount } from "../support/internals.js";
-import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
+import { aborted, faultsUnavailableReason, startCluster, useEtcd, waitFor, type EtcdEnv } from "../support/index.js";
 
 describe("Election on a single node", () => {
-  let etcd: EtcdEnv;
-  let client: Etcd3;
-  const sessions: Session[] = [];
-  const newSession = async (ttl = 10): Promise<Session> => {
-    const s = await Session.create(client, { ttl });
-    sessions.push(s);
-    return s;
-  };
-
-  beforeAll(async () => {
-    etcd = await startEtcd();
-    client = etcd.client();
-  });
-  afterAll(async () => {
-    await Promise.all(sessions.map((s) => s.close()));
-    await etcd?.close();
-  });
+  const fx = useEtcd();
+  const newSession = (ttl = 10): Promise<Session> => fx.newSession({ ttl });
 
   it("5 candidates campaigning at once win in the order of their create revisions, with increasing tokens", async () => {
-    const name = `${etcd.prefix()}five`;
+    const name = `${fx.etcd.prefix()}five`;
     const elections = await Promise.all([0, 1, 2, 3, 4].map(async () => new Election(await newSession(), name)));
     const order: Term[] = [];
     const campaigns = elections.map((e, i) => e.campaign(`c${i}`).then((t) => (order.push(t), t)));
     // Everyone is queued while the first winner holds.
     const queued = await waitFor(async () => {
-      const res = await client.getAll().prefix(`${name}/`).sort("Create", "Ascend").exec();
+      const res = await fx.client.getAll().prefix(`${name}/`).sort("Create", "Ascend").exec();
       return res.kvs.length === 5 ? res.kvs : undefined;
     });
     for (let i = 0; i < 5; i++) {
@@ -47,16 +31,16 @@ describe("Election on a single node", () => {
       await term.resign();
     }
     await Promise.all(campaigns);
-    expect(await keysUnder(client, name)).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
   });
 
   it("resign hands over to the next in line, and the old term's signal aborts", async () => {
-    const name = `${etcd.prefix()}resign`;
+    const name = `${fx.etcd.prefix()}resign`;
     const a = new Election(await newSession(), name);
     const b = new Election(await newSession(), name);
     const first = await a.campaign("a");
     const second = b.campaign("b");
-    await waitFor(async () => (await keysUnder(client, name)).length === 2);
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 2);
     await first.resign();
     await first.resign(); // idempotent
     expect(first.signal.aborted).toBe(true);
@@ -66,107 +50,107 @@ describe("Election on a single node", () => {
     await next.resign();
   });
 
-  it("leader's lease revoked by another client: the next candidate takes over and the old term aborts", async () => {
-    const name = `${etcd.prefix()}revoked`;
+  it("leader's lease revoked by another fx.client: the next candidate takes over and the old term aborts", async () => {
+    const name = `${fx.etcd.prefix()}revoked`;
     const s1 = await newSession();
     const first = await new Election(s1, name).campaign("a");
     const second = new Election(await newSession(), name).campaign("b");
-    await waitFor(async () => (await keysUnder(client, name)).length === 2);
-    await etcd.client().leaseClient.leaseRevoke({ ID: s1.leaseId });
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 2);
+    await fx.etcd.client().leaseClient.leaseRevoke({ ID: s1.leaseId });
     const next = await second;
-    await waitFor(() => first.signal.aborted, { timeoutMs: 10_000 });
+    await aborted(first.signal, 10_000);
     expect(first.signal.reason).toMatchObject({ code: "NOT_LEADER" });
     // A stale term's guarded write is refused, by etcd or before it is sent: never silent.
-    await expect(first.txn().then(client.put(`${name}-data`).value("stale")).commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
+    await expect(first.txn().then(fx.client.put(`${name}-data`).value("stale")).commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
     await expect(first.proclaim("again")).rejects.toMatchObject({ code: "NOT_LEADER" });
-    expect(await client.get(`${name}-data`).string()).toBeNull();
+    expect(await fx.client.get(`${name}-data`).string()).toBeNull();
     expect(next.token).toBeGreaterThan(first.token);
     await next.resign();
   });
 
   it("a guarded write whose key was deleted behind its back is refused by etcd itself", async () => {
-    const name = `${etcd.prefix()}guard`;
+    const name = `${fx.etcd.prefix()}guard`;
     const term = await new Election(await newSession(), name).campaign("a");
-    const ok = await term.txn().then(client.put(`${name}-data`).value("1")).commit();
+    const ok = await term.txn().then(fx.client.put(`${name}-data`).value("1")).commit();
     expect(ok.succeeded).toBe(true);
-    // Another client deletes the key and we commit at once, before our watch can tell us.
-    await client.delete().key(term.key);
-    const stale = term.txn().then(client.put(`${name}-data`).value("2")).else(client.put(`${name}-else`).value("stale"));
+    // Another fx.client deletes the key and we commit at once, before our watch can tell us.
+    await fx.client.delete().key(term.key);
+    const stale = term.txn().then(fx.client.put(`${name}-data`).value("2")).else(fx.client.put(`${name}-else`).value("stale"));
     await expect(stale.commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
-    expect(await client.get(`${name}-data`).string()).toBe("1");
-    expect(await client.get(`${name}-else`).string()).toBeNull(); // not even the caller's .else() ran
+    expect(await fx.client.get(`${name}-data`).string()).toBe("1");
+    expect(await fx.client.get(`${name}-else`).string()).toBeNull(); // not even the caller's .else() ran
     expect(term.signal.aborted).toBe(true);
   });
 
   it("a caller's own failed comparison resolves { succeeded: false } while the term holds", async () => {
-    const name = `${etcd.prefix()}usercmp`;
+    const name = `${fx.etcd.prefix()}usercmp`;
     const term = await new Election(await newSession(), name).campaign("a");
     const res = await term
       .txn()
       .and(`${name}-missing`, "Version", ">", 0)
-      .then(client.put(`${name}-x`).value("1"))
-      .else(client.put(`${name}-else`).value("ran"))
+      .then(fx.client.put(`${name}-x`).value("1"))
+      .else(fx.client.put(`${name}-else`).value("ran"))
       .commit();
     expect(res.succeeded).toBe(false);
-    expect(await client.get(`${name}-x`).string()).toBeNull();
-    expect(await client.get(`${name}-else`).string()).toBe("ran");
+    expect(await fx.client.get(`${name}-x`).string()).toBeNull();
+    expect(await fx.client.get(`${name}-else`).string()).toBe("ran");
     expect(term.signal.aborted).toBe(false);
     await term.resign();
   });
 
   it("a leader in a child process paused past its deadline is replaced; after resuming its term aborts and its writes are refused", async () => {
-    const name = `${etcd.prefix()}paused`;
+    const name = `${fx.etcd.prefix()}paused`;
     const takeOver = async () => new Election(await newSession(), name).campaign("parent");
-    await pausedHolderIsReplaced({ etcd, client, name, role: "campaign", code: "NOT_LEADER", takeOver });
+    await pausedHolderIsReplaced({ etcd: fx.etcd, client: fx.client, name, role: "campaign", code: "NOT_LEADER", takeOver });
   });
 
   it("rule 3: a waiter whose key was deleted behind its back does not win when its turn comes", async () => {
-    const name = `${etcd.prefix()}rule3`;
+    const name = `${fx.etcd.prefix()}rule3`;
     const leader = await new Election(await newSession(30), name).campaign("a");
     const waiter = await newSession(30);
     const pending = new Election(waiter, name).campaign("b");
     pending.catch(() => {}); // it is meant to reject: judged below
-    await waitFor(async () => (await keysUnder(client, name)).length === 2);
-    await client.delete().key(keyOf(waiter, name)); // its session lives on; only its key is gone
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 2);
+    await fx.client.delete().key(keyOf(waiter, name)); // its session lives on; only its key is gone
     await leader.resign();
     await expect(pending).rejects.toMatchObject({ code: "NOT_LEADER" });
     expect(await new Election(waiter, name).leader()).toBeUndefined();
-    expect(await keysUnder(client, name)).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
   });
 
   it("a term's signal aborts at once when its key is deleted, or deleted and created anew by someone else", async () => {
-    const name = `${etcd.prefix()}watched`;
+    const name = `${fx.etcd.prefix()}watched`;
     const session = await newSession(30); // the periodic re-read is 15 s away: only the watch can tell
     const term = await new Election(session, name).campaign("a");
-    await client.delete().key(term.key);
-    await waitFor(() => term.signal.aborted, { timeoutMs: 3000 });
+    await fx.client.delete().key(term.key);
+    await aborted(term.signal, 3000);
     expect(term.signal.reason).toMatchObject({ code: "NOT_LEADER" });
 
     const again = await new Election(session, name).campaign("b");
-    await client.delete().key(again.key);
-    await client.put(again.key).value("someone else").exec(); // same key, new create revision
-    await waitFor(() => again.signal.aborted, { timeoutMs: 3000 });
-    await expect(again.txn().then(client.put(`${name}-data`).value("x")).commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
-    expect(await client.get(`${name}-data`).string()).toBeNull();
-    await client.delete().key(again.key);
+    await fx.client.delete().key(again.key);
+    await fx.client.put(again.key).value("someone else").exec(); // same key, new create revision
+    await aborted(again.signal, 3000);
+    await expect(again.txn().then(fx.client.put(`${name}-data`).value("x")).commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
+    expect(await fx.client.get(`${name}-data`).string()).toBeNull();
+    await fx.client.delete().key(again.key);
   });
 
   it("proclaim keeps the key on the session's lease, and etcd itself refuses a stale proclaim", async () => {
-    const name = `${etcd.prefix()}proclaim`;
+    const name = `${fx.etcd.prefix()}proclaim`;
     const session = await newSession(30);
     const term = await new Election(session, name).campaign("a");
     await term.proclaim("b");
-    const kv = (await client.get(term.key).exec()).kvs[0]!;
+    const kv = (await fx.client.get(term.key).exec()).kvs[0]!;
     expect(kv.value.toString()).toBe("b");
     expect(kv.lease).toBe(session.leaseId);
     expect(term.value.toString()).toBe("b");
-    await client.delete().key(term.key);
+    await fx.client.delete().key(term.key);
     await expect(term.proclaim("c")).rejects.toMatchObject({ code: "NOT_LEADER" }); // sent before the watch tells us
-    expect(await client.get(term.key).string()).toBeNull(); // not put back
+    expect(await fx.client.get(term.key).string()).toBeNull(); // not put back
   });
 
   it("a second campaign through one session while the first is still waiting fails clearly", async () => {
-    const name = `${etcd.prefix()}pending-twice`;
+    const name = `${fx.etcd.prefix()}pending-twice`;
     const leader = await new Election(await newSession(), name).campaign("a");
     const session = await newSession();
     const pending = new Election(session, name).campaign("b");
@@ -177,45 +161,45 @@ describe("Election on a single node", () => {
 
   it("a candidate value over 1 MiB is refused before anything is sent", async () => {
     const session = await newSession();
-    await expect(new Election(session, `${etcd.prefix()}big`).campaign("x".repeat(1024 * 1024 + 1))).rejects.toMatchObject({
+    await expect(new Election(session, `${fx.etcd.prefix()}big`).campaign("x".repeat(1024 * 1024 + 1))).rejects.toMatchObject({
       code: "INVALID_ARGUMENT",
     });
   });
 
   it("abort of a waiting campaign rejects with the reason and leaves no key", async () => {
-    const name = `${etcd.prefix()}abort`;
+    const name = `${fx.etcd.prefix()}abort`;
     const leader = await new Election(await newSession(), name).campaign("a");
     const s2 = await newSession();
     const ac = new AbortController();
     const pending = new Election(s2, name).campaign("b", { signal: ac.signal });
-    await waitFor(async () => (await keysUnder(client, name)).length === 2);
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 2);
     const reason = new Error("give up");
     ac.abort(reason);
     await expect(pending).rejects.toBe(reason);
-    expect(await keysUnder(client, name)).toEqual([leader.key]);
+    expect(await keysUnder(fx.client, name)).toEqual([leader.key]);
     // Nothing of the aborted campaign comes back when the leader goes away: nobody leads.
     await leader.resign();
-    expect(await keysUnder(client, name)).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
     // And the session can campaign again on the name.
     const again = await new Election(s2, name).campaign("b2");
     await again.resign();
   });
 
   it("session loss while waiting rejects the campaign and removes its key", async () => {
-    const name = `${etcd.prefix()}loss-waiting`;
+    const name = `${fx.etcd.prefix()}loss-waiting`;
     const leader = await new Election(await newSession(), name).campaign("a");
     const s2 = await newSession();
     const pending = new Election(s2, name).campaign("b");
     pending.catch(() => {}); // it is meant to reject: judged below
-    await waitFor(async () => (await keysUnder(client, name)).length === 2);
-    await etcd.client().leaseClient.leaseRevoke({ ID: s2.leaseId });
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 2);
+    await fx.etcd.client().leaseClient.leaseRevoke({ ID: s2.leaseId });
     await expect(pending).rejects.toMatchObject({ code: expect.stringMatching(/SESSION_LOST|NOT_LEADER/) });
-    expect(await keysUnder(client, name)).toEqual([leader.key]);
+    expect(await keysUnder(fx.client, name)).toEqual([leader.key]);
     await leader.resign();
   });
 
   it("rule 6: a second campaign on one name through one session, or a Mutex of the same name, fails clearly", async () => {
-    const name = `${etcd.prefix()}twice`;
+    const name = `${fx.etcd.prefix()}twice`;
     const session = await newSession();
     const term = await new Election(session, name).campaign("a");
     await expect(new Election(session, name).campaign("b")).rejects.toMatchObject({ code: "NAME_CONFLICT" });
@@ -227,8 +211,8 @@ describe("Election on a single node", () => {
   });
 
   it("proclaim is seen by observers; observe starts with the current leader and never repeats or goes back", async () => {
-    const name = `${etcd.prefix()}observe`;
-    const observerSession = await Session.create(etcd.client(), { ttl: 10 });
+    const name = `${fx.etcd.prefix()}observe`;
+    const observerSession = await Session.create(fx.etcd.client(), { ttl: 10 });
     const observer = new Election(observerSession, name);
     const ac = new AbortController();
     const seen = collect(observer.observe({ signal: ac.signal }));
@@ -260,20 +244,19 @@ describe("Election on a single node", () => {
   });
 
   it("observe ends with its session, throwing the session's reason", async () => {
-    const session = await Session.create(client, { ttl: 10 });
-    const seen = collect(new Election(session, `${etcd.prefix()}observe-ends`).observe());
+    const session = await Session.create(fx.client, { ttl: 10 });
+    const seen = collect(new Election(session, `${fx.etcd.prefix()}observe-ends`).observe());
     await waitFor(() => seen.items.length === 1);
     await session.close();
     await expect(seen.done).rejects.toMatchObject({ code: "SESSION_CLOSED" });
   });
 
   it("waiters on a namespaced client are woken by their watch, not only by the periodic re-read", async () => {
-    const nsClient = client.namespace(etcd.prefix("ns-wait"));
-    const [s1, s2] = [await Session.create(nsClient, { ttl: 30 }), await Session.create(nsClient, { ttl: 30 })];
-    sessions.push(s1, s2);
+    const nsClient = fx.client.namespace(fx.etcd.prefix("ns-wait"));
+    const [s1, s2] = [await fx.newSession({ client: nsClient, ttl: 30 }), await fx.newSession({ client: nsClient, ttl: 30 })];
     const first = await new Election(s1, "jobs").campaign("a");
     const second = new Election(s2, "jobs").campaign("b");
-    await waitFor(async () => (await keysUnder(client, `${nsClient.prefix.toString()}jobs`)).length === 2);
+    await waitFor(async () => (await keysUnder(fx.client, `${nsClient.prefix.toString()}jobs`)).length === 2);
     await first.resign();
     // The periodic re-read comes only every 15 s (TTL/2); the watch must wake the waiter long before.
     let won = false;
@@ -283,43 +266,42 @@ describe("Election on a single node", () => {
   });
 
   it("works through a namespaced client, with keys under the namespace", async () => {
-    const ns = etcd.prefix("ns");
-    const nsClient = client.namespace(ns);
-    const session = await Session.create(nsClient, { ttl: 10 });
-    sessions.push(session);
+    const ns = fx.etcd.prefix("ns");
+    const nsClient = fx.client.namespace(ns);
+    const session = await fx.newSession({ client: nsClient });
     const term = await new Election(session, "jobs").campaign("x");
     expect(term.key).toBe(`jobs/${leaseHex(session)}`);
-    expect(await client.get(`${ns}${term.key}`).string()).toBe("x");
+    expect(await fx.client.get(`${ns}${term.key}`).string()).toBe("x");
     expect((await new Election(session, "jobs").leader())?.key).toBe(term.key);
     await term.txn().then(nsClient.put("data").value("1")).commit();
-    expect(await client.get(`${ns}data`).string()).toBe("1");
+    expect(await fx.client.get(`${ns}data`).string()).toBe("1");
     await term.resign();
-    expect(await keysUnder(client, `${ns}jobs`)).toEqual([]);
+    expect(await keysUnder(fx.client, `${ns}jobs`)).toEqual([]);
   });
 
   it("closing the sessions leaves no key or lease behind", async () => {
-    const name = `${etcd.prefix()}cleanup`;
-    const s1 = await Session.create(client, { ttl: 10 });
-    const s2 = await Session.create(client, { ttl: 10 });
+    const name = `${fx.etcd.prefix()}cleanup`;
+    const s1 = await Session.create(fx.client, { ttl: 10 });
+    const s2 = await Session.create(fx.client, { ttl: 10 });
     await new Election(s1, name).campaign("a");
     const ac = new AbortController();
     const pending = new Election(s2, name).campaign("b", { signal: ac.signal });
     const observed = collect(new Election(s2, name).observe({ signal: ac.signal }));
-    await waitFor(async () => (await keysUnder(client, name)).length === 2 && observed.items.length > 0);
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 2 && observed.items.length > 0);
     ac.abort();
     await expect(pending).rejects.toThrow();
     await expect(observed.done).rejects.toThrow();
     await s1.close();
     await s2.close();
-    expect(await keysUnder(client, name)).toEqual([]);
-    for (const s of [s1, s2]) expect(Number((await client.leaseClient.leaseTimeToLive({ ID: s.leaseId })).TTL)).toBe(-1);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
+    for (const s of [s1, s2]) expect(Number((await fx.client.leaseClient.leaseTimeToLive({ ID: s.leaseId })).TTL)).toBe(-1);
   });
 
   describe("Election interop with etcdctl elect", () => {
     it("an etcdctl leader makes us wait, our observer sees its value, and we win when it exits on SIGINT", async () => {
-      const name = `${etcd.prefix()}ctl-leads`;
-      const ctl = etcdctl(etcd.endpoints, "elect", name, "from-etcdctl");
-      const session = await Session.create(client, { ttl: 10 });
+      const name = `${fx.etcd.prefix()}ctl-leads`;
+      const ctl = etcdctl(fx.etcd.endpoints, "elect", name, "from-etcdctl");
+      const session = await Session.create(fx.client, { ttl: 10 });
       try {
         await ctl.printed("from-etcdctl");
         const election = new Election(session, name);
@@ -328,7 +310,7 @@ describe("Election on a single node", () => {
         await waitFor(() => seen.items.at(-1)?.value.toString() === "from-etcdctl");
         let won = false;
         const campaign = election.campaign("ours").then((t) => ((won = true), t));
-        await waitFor(async () => (await keysUnder(client, name)).length === 2);
+        await waitFor(async () => (await keysUnder(fx.client, name)).length === 2);
         expect(won).toBe(false);
         await ctl.interrupt();
         const term = await campaign;
@@ -343,10 +325,10 @@ describe("Election on a single node", () => {
     });
 
     it("etcdctl elect -l sees our leader's value", async () => {
-      const name = `${etcd.prefix()}we-lead`;
-      const session = await Session.create(client, { ttl: 10 });
+      const name = `${fx.etcd.prefix()}we-lead`;
+      const session = await Session.create(fx.client, { ttl: 10 });
       const term = await new Election(session, name).campaign("ours-value");
-      const ctl = etcdctl(etcd.endpoints, "elect", "-l", name);
+      const ctl = etcdctl(fx.etcd.endpoints, "elect", "-l", name);
       try {
         await ctl.printed("ours-value");
         await term.proclaim("proclaimed");

@@ -1,71 +1,57 @@
 import { getEventListeners } from "node:events";
 import type { Etcd3 } from "etcd3";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { Mutex, RWLock, Semaphore, Session, type Lock } from "../../src/index.js";
 import { etcdctl } from "../support/etcdctl.js";
 import { keysUnder } from "../support/observe.js";
 import { pausedHolderIsReplaced } from "../support/paused-holder.js";
 import { countCalls, keyOf, watchCount } from "../support/internals.js";
 import { watchersInEtcd } from "../support/metrics.js";
-import { startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
+import { aborted, useEtcd, waitFor } from "../support/index.js";
 
 describe("locks on a single node", () => {
-  let etcd: EtcdEnv;
-  let client: Etcd3;
-  const sessions: Session[] = [];
-  const newSession = async (c: Etcd3 = client, ttl = 10): Promise<Session> => {
-    const s = await Session.create(c, { ttl });
-    sessions.push(s);
-    return s;
-  };
+  const fx = useEtcd();
+  const newSession = (c: Etcd3 = fx.client, ttl = 10): Promise<Session> => fx.newSession({ client: c, ttl });
   /** Compare-and-set increment of an integer key; `guard` wraps the txn (a permit's guarded txn). */
   async function casAdd(key: string, delta: number, permit: Lock): Promise<number> {
     for (;;) {
-      const res = await client.get(key).exec();
+      const res = await fx.client.get(key).exec();
       const kv = res.kvs[0];
       const value = Number(kv?.value.toString() ?? "0") + delta;
       const rev = kv?.mod_revision ?? "0";
-      const txn = await permit.txn().and(key, "Mod", "==", rev).then(client.put(key).value(String(value))).commit();
+      const txn = await permit.txn().and(key, "Mod", "==", rev).then(fx.client.put(key).value(String(value))).commit();
       if (txn.succeeded) return value;
     }
   }
 
-  beforeAll(async () => {
-    etcd = await startEtcd();
-    client = etcd.client();
-  });
-  afterAll(async () => {
-    await Promise.all(sessions.map((s) => s.close()));
-    await etcd?.close();
-  });
   afterEach(() => vi.restoreAllMocks());
 
   it("8 clients x 50 critical sections: a blind counter guarded only by lock.txn() ends exact, in FIFO token order", async () => {
-    const name = `${etcd.prefix()}counter`;
+    const name = `${fx.etcd.prefix()}counter`;
     const counterKey = `${name}-value`;
-    await client.put(counterKey).value("0");
+    await fx.client.put(counterKey).value("0");
     const grants: bigint[] = [];
     await Promise.all(
       Array.from({ length: 8 }, async () => {
-        const mutex = new Mutex(await newSession(etcd.client()), name);
+        const mutex = new Mutex(await newSession(fx.etcd.client()), name);
         for (let i = 0; i < 50; i++) {
           await mutex.withLock(async (lock) => {
             grants.push(lock.token);
-            const v = Number(await client.get(counterKey).string());
-            await lock.txn().then(client.put(counterKey).value(String(v + 1))).commit();
+            const v = Number(await fx.client.get(counterKey).string());
+            await lock.txn().then(fx.client.put(counterKey).value(String(v + 1))).commit();
           });
         }
       }),
     );
-    expect(await client.get(counterKey).string()).toBe("400");
+    expect(await fx.client.get(counterKey).string()).toBe("400");
     // FIFO by create revision: each holder's token is larger than the one before it.
     for (let i = 1; i < grants.length; i++) expect(grants[i]!).toBeGreaterThan(grants[i - 1]!);
-    expect(await keysUnder(client, name)).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
   });
 
   it("uncontended: one round trip to lock and one to unlock, nothing else on that path", async () => {
-    const name = `${etcd.prefix()}one-rtt`;
-    const c = etcd.client();
+    const name = `${fx.etcd.prefix()}one-rtt`;
+    const c = fx.etcd.client();
     const session = await newSession(c);
     const mutex = new Mutex(session, name);
     await (await mutex.lock()).unlock(); // the session's watch of its own key is set up once, off this path
@@ -77,14 +63,14 @@ describe("locks on a single node", () => {
   });
 
   it("waiters are served in the order they queued", async () => {
-    const name = `${etcd.prefix()}fifo`;
+    const name = `${fx.etcd.prefix()}fifo`;
     const holder = await new Mutex(await newSession(), name).lock();
     const order: number[] = [];
     const waiters: Promise<Lock>[] = [];
     for (let i = 0; i < 4; i++) {
       const mutex = new Mutex(await newSession(), name);
       waiters.push(mutex.lock().then((l) => (order.push(i), l)));
-      await waitFor(async () => (await keysUnder(client, name)).length === i + 2);
+      await waitFor(async () => (await keysUnder(fx.client, name)).length === i + 2);
     }
     await holder.unlock();
     for (const w of waiters) await (await w).unlock();
@@ -92,11 +78,11 @@ describe("locks on a single node", () => {
   });
 
   it("tryLock resolves undefined at once when held elsewhere, leaving no key", async () => {
-    const name = `${etcd.prefix()}try`;
+    const name = `${fx.etcd.prefix()}try`;
     const held = await new Mutex(await newSession(), name).lock();
     const other = await newSession();
     expect(await new Mutex(other, name).tryLock()).toBeUndefined();
-    expect(await keysUnder(client, name)).toEqual([held.key]);
+    expect(await keysUnder(fx.client, name)).toEqual([held.key]);
     await held.unlock();
     const got = await new Mutex(other, name).tryLock();
     expect(got?.key).toBe(keyOf(other, name));
@@ -104,24 +90,24 @@ describe("locks on a single node", () => {
   });
 
   it("timeout and abort remove the waiter key and reject with typed errors", async () => {
-    const name = `${etcd.prefix()}timeout`;
+    const name = `${fx.etcd.prefix()}timeout`;
     const held = await new Mutex(await newSession(), name).lock();
     const mutex = new Mutex(await newSession(), name);
     await expect(mutex.lock({ timeoutMs: 300 })).rejects.toMatchObject({ code: "LOCK_TIMEOUT", name: "LockTimeoutError" });
-    expect(await keysUnder(client, name)).toEqual([held.key]);
+    expect(await keysUnder(fx.client, name)).toEqual([held.key]);
     const ac = new AbortController();
     const pending = mutex.lock({ signal: ac.signal });
-    await waitFor(async () => (await keysUnder(client, name)).length === 2);
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 2);
     const reason = new Error("stop waiting");
     ac.abort(reason);
     await expect(pending).rejects.toBe(reason);
-    expect(await keysUnder(client, name)).toEqual([held.key]);
+    expect(await keysUnder(fx.client, name)).toEqual([held.key]);
     expect(getEventListeners(ac.signal, "abort")).toHaveLength(0);
     await held.unlock();
   });
 
   it("rule 6: two Mutex objects (and two lock() calls) on one session exclude each other behind one key", async () => {
-    const name = `${etcd.prefix()}local`;
+    const name = `${fx.etcd.prefix()}local`;
     const session = await newSession();
     const a = new Mutex(session, name);
     const b = new Mutex(session, name);
@@ -130,95 +116,95 @@ describe("locks on a single node", () => {
     const second = b.lock().then((l) => ((secondHeld = true), l));
     const third = a.lock();
     expect(await b.tryLock()).toBeUndefined();
-    expect(await keysUnder(client, name)).toEqual([first.key]);
+    expect(await keysUnder(fx.client, name)).toEqual([first.key]);
     expect(secondHeld).toBe(false);
     await first.unlock();
     const s = await second;
     expect(s.token).toBeGreaterThan(first.token);
-    expect(await keysUnder(client, name)).toEqual([s.key]);
+    expect(await keysUnder(fx.client, name)).toEqual([s.key]);
     expect(await a.tryLock()).toBeUndefined(); // the third still waits behind the second
     await s.unlock();
     await (await third).unlock();
-    expect(await keysUnder(client, name)).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
   });
 
   it("a late unlock never deletes a newer holder's key (etcd #22082), and unlock is idempotent", async () => {
-    const name = `${etcd.prefix()}late-unlock`;
+    const name = `${fx.etcd.prefix()}late-unlock`;
     const session = await newSession();
     const mutex = new Mutex(session, name);
     const old = await mutex.lock();
-    await client.delete().key(old.key); // someone removes it behind our back
-    await waitFor(() => old.signal.aborted);
+    await fx.client.delete().key(old.key); // someone removes it behind our back
+    await aborted(old.signal);
     expect(old.signal.reason).toMatchObject({ code: "LOCK_LOST" });
     const newer = await mutex.lock(); // same session, same key name, new create revision
     expect(newer.key).toBe(old.key);
     expect(newer.token).toBeGreaterThan(old.token);
     await old.unlock();
     await old.unlock();
-    expect(await keysUnder(client, name)).toEqual([newer.key]);
+    expect(await keysUnder(fx.client, name)).toEqual([newer.key]);
     await newer.unlock();
   });
 
   it("rule 3: a mutex waiter whose key was deleted behind its back does not get the lock", async () => {
-    const name = `${etcd.prefix()}rule3`;
-    const holder = await new Mutex(await newSession(client, 30), name).lock();
-    const waiter = await newSession(client, 30);
+    const name = `${fx.etcd.prefix()}rule3`;
+    const holder = await new Mutex(await newSession(fx.client, 30), name).lock();
+    const waiter = await newSession(fx.client, 30);
     const pending = new Mutex(waiter, name).lock();
     pending.catch(() => {}); // it is meant to reject: judged below
-    await waitFor(async () => (await keysUnder(client, name)).length === 2);
-    await client.delete().key(keyOf(waiter, name));
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 2);
+    await fx.client.delete().key(keyOf(waiter, name));
     await holder.unlock();
     await expect(pending).rejects.toMatchObject({ code: "LOCK_LOST" });
-    expect(await keysUnder(client, name)).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
   });
 
   it("etcd itself refuses a lock's guarded transaction once its key is gone", async () => {
-    const name = `${etcd.prefix()}refused`;
-    const lock = await new Mutex(await newSession(client, 30), name).lock();
-    await client.delete().key(lock.key);
-    await expect(lock.txn().then(client.put(`${name}-data`).value("x")).commit()).rejects.toMatchObject({ code: "LOCK_LOST" });
-    expect(await client.get(`${name}-data`).string()).toBeNull();
+    const name = `${fx.etcd.prefix()}refused`;
+    const lock = await new Mutex(await newSession(fx.client, 30), name).lock();
+    await fx.client.delete().key(lock.key);
+    await expect(lock.txn().then(fx.client.put(`${name}-data`).value("x")).commit()).rejects.toMatchObject({ code: "LOCK_LOST" });
+    expect(await fx.client.get(`${name}-data`).string()).toBeNull();
     expect(lock.signal.aborted).toBe(true);
   });
 
   it("withLock releases on both outcomes and rejects with LockLostError when the lock was lost meanwhile", async () => {
-    const name = `${etcd.prefix()}withlock`;
+    const name = `${fx.etcd.prefix()}withlock`;
     const mutex = new Mutex(await newSession(), name);
     expect(await mutex.withLock(() => 42)).toBe(42);
     await expect(mutex.withLock(() => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
-    expect(await keysUnder(client, name)).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
     const lostSession = await newSession();
     const lost = new Mutex(lostSession, name).withLock(async (lock) => {
-      await etcd.client().leaseClient.leaseRevoke({ ID: lostSession.leaseId });
-      await waitFor(() => lock.signal.aborted, { timeoutMs: 15_000 });
+      await fx.etcd.client().leaseClient.leaseRevoke({ ID: lostSession.leaseId });
+      await aborted(lock.signal, 15_000);
       return "finished anyway";
     });
     await expect(lost).rejects.toMatchObject({ code: "LOCK_LOST" });
   });
 
   it("await using releases the lock", async () => {
-    const name = `${etcd.prefix()}using`;
+    const name = `${fx.etcd.prefix()}using`;
     const mutex = new Mutex(await newSession(), name);
     {
       await using lock = await mutex.lock();
-      expect(await keysUnder(client, name)).toEqual([lock.key]);
+      expect(await keysUnder(fx.client, name)).toEqual([lock.key]);
     }
-    expect(await keysUnder(client, name)).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
   });
 
   it("a holder in a child process paused past its deadline loses the lock; after resuming its signal aborts and its writes are refused", async () => {
-    const name = `${etcd.prefix()}paused`;
+    const name = `${fx.etcd.prefix()}paused`;
     const takeOver = async () => new Mutex(await newSession(), name).lock();
-    await pausedHolderIsReplaced({ etcd, client, name, role: "lock", code: "LOCK_LOST", takeOver });
+    await pausedHolderIsReplaced({ etcd: fx.etcd, client: fx.client, name, role: "lock", code: "LOCK_LOST", takeOver });
   });
 
   it("semaphore: at most `limit` holders at once (counted with a guarded counter), FIFO, no key left", async () => {
-    const name = `${etcd.prefix()}sem`;
+    const name = `${fx.etcd.prefix()}sem`;
     const inside = `${name}-inside`;
     let max = 0;
     await Promise.all(
       Array.from({ length: 6 }, async () => {
-        const sem = new Semaphore(await newSession(etcd.client()), name, { limit: 3 });
+        const sem = new Semaphore(await newSession(fx.etcd.client()), name, { limit: 3 });
         for (let i = 0; i < 8; i++) {
           await sem.withPermit(async (permit) => {
             max = Math.max(max, await casAdd(inside, 1, permit));
@@ -229,41 +215,41 @@ describe("locks on a single node", () => {
     );
     expect(max).toBeLessThanOrEqual(3);
     expect(max).toBeGreaterThan(1);
-    expect(await client.get(inside).string()).toBe("0");
-    expect(await keysUnder(client, name)).toEqual([]);
+    expect(await fx.client.get(inside).string()).toBe("0");
+    expect(await keysUnder(fx.client, name)).toEqual([]);
   });
 
   it("semaphore: a waiter gets in when any permit ahead frees; tryAcquire and limit mismatch", async () => {
-    const name = `${etcd.prefix()}sem2`;
+    const name = `${fx.etcd.prefix()}sem2`;
     const permits = await Promise.all([0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()));
     const third = new Semaphore(await newSession(), name, { limit: 2 });
     expect(await third.tryAcquire()).toBeUndefined();
-    expect(await keysUnder(client, name)).toHaveLength(2);
+    expect(await keysUnder(fx.client, name)).toHaveLength(2);
     const waiting = third.acquire();
-    await waitFor(async () => (await keysUnder(client, name)).length === 3);
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 3);
     await permits[1]!.release(); // not the oldest: any permit ahead frees a place
     const got = await waiting;
     await expect(new Semaphore(await newSession(), name, { limit: 5 }).acquire({ timeoutMs: 2000 })).rejects.toMatchObject({
       code: "LIMIT_MISMATCH",
     });
-    expect(await keysUnder(client, name)).toHaveLength(2);
+    expect(await keysUnder(fx.client, name)).toHaveLength(2);
     await got.release();
     await permits[0]!.release();
   });
 
   it("semaphore: a release makes only the waiter whose turn came re-read", async () => {
-    const name = `${etcd.prefix()}sem-herd`;
+    const name = `${fx.etcd.prefix()}sem-herd`;
     const holders = await Promise.all([0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()));
     const waiters = await Promise.all(
       [0, 1, 2].map(async () => {
-        const session = await newSession(etcd.client(), 30);
+        const session = await newSession(fx.etcd.client(), 30);
         return { session, sem: new Semaphore(session, name, { limit: 2 }) };
       }),
     );
     const pending: Promise<Lock>[] = [];
     for (const [i, w] of waiters.entries()) {
       pending.push(w.sem.acquire());
-      await waitFor(async () => (await keysUnder(client, name)).length === 3 + i);
+      await waitFor(async () => (await keysUnder(fx.client, name)).length === 3 + i);
     }
     // Each waiter has done its reads and sits on its watch before we start counting.
     await waitFor(() => waiters.every((w) => watchCount(w.session) >= 1));
@@ -279,11 +265,11 @@ describe("locks on a single node", () => {
     await first.release();
     await second.release();
     await (await pending[2]!).release();
-    expect(await keysUnder(client, name)).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
   });
 
   it("read-write lock: readers share, a waiting writer is not starved by later readers, and its release wakes the readers behind it", async () => {
-    const name = `${etcd.prefix()}rw`;
+    const name = `${fx.etcd.prefix()}rw`;
     const rw = async () => new RWLock(await newSession(), name);
     const r1 = await (await rw()).readLock();
     const r2 = await (await rw()).readLock(); // readers share
@@ -291,13 +277,13 @@ describe("locks on a single node", () => {
     let readersReleased = false;
     let writerEarly = false;
     const writer = (await rw()).writeLock().then((l) => ((writerEarly = !readersReleased), events.push("writer"), l));
-    await waitFor(async () => (await keysUnder(client, name)).length === 3);
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 3);
     const lateReaders = [await rw(), await rw()].map((l) => l.readLock().then((r) => (events.push("reader"), r)));
-    await waitFor(async () => (await keysUnder(client, name)).length === 5);
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 5);
     const second = await rw();
     expect(await second.tryReadLock()).toBeUndefined(); // a writer is queued: readers wait behind it
     await r1.unlock();
-    await waitFor(async () => (await keysUnder(client, name)).length === 4);
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 4);
     expect(events).toEqual([]);
     readersReleased = true;
     await r2.unlock();
@@ -310,28 +296,28 @@ describe("locks on a single node", () => {
     const writer2 = (await rw()).tryWriteLock();
     expect(await writer2).toBeUndefined();
     for (const r of readers) await r.unlock();
-    expect(await keysUnder(client, name)).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
   });
 
   for (const kind of ["mutex", "rwlock writer"] as const) {
     it(`${kind}: a waiter whose session expires mid-queue lets nobody past the holder (etcd #16221)`, async () => {
-      const name = `${etcd.prefix()}midqueue-${kind.replace(" ", "-")}`;
+      const name = `${fx.etcd.prefix()}midqueue-${kind.replace(" ", "-")}`;
       const take = (session: Session, signal?: AbortSignal): Promise<Lock> =>
         kind === "mutex" ? new Mutex(session, name).lock({ signal }) : new RWLock(session, name).writeLock({ signal });
       const holder = await take(await newSession());
       const s2 = await newSession();
       const middle = take(s2);
       middle.catch(() => {}); // it is meant to reject: judged below
-      await waitFor(async () => (await keysUnder(client, name)).length === 2);
+      await waitFor(async () => (await keysUnder(fx.client, name)).length === 2);
       let holderReleased = false;
       let lastHeldEarly = false;
       const last = take(await newSession()).then((l) => ((lastHeldEarly = !holderReleased), l));
-      await waitFor(async () => (await keysUnder(client, name)).length === 3);
-      await etcd.client().leaseClient.leaseRevoke({ ID: s2.leaseId });
+      await waitFor(async () => (await keysUnder(fx.client, name)).length === 3);
+      await fx.etcd.client().leaseClient.leaseRevoke({ ID: s2.leaseId });
       // The middle waiter's key is gone at once; by the time its own session notices, the last waiter
       // has long had its wake-up and re-read, and must have found the holder still there.
       await expect(middle).rejects.toMatchObject({ code: expect.stringMatching(/SESSION_LOST|LOCK_LOST/) });
-      expect(await keysUnder(client, name)).toHaveLength(2);
+      expect(await keysUnder(fx.client, name)).toHaveLength(2);
       holderReleased = true;
       await holder.unlock();
       const l = await last;
@@ -341,27 +327,27 @@ describe("locks on a single node", () => {
   }
 
   it("a leftover key of ours with another mode is never taken over: a writer queues afresh", async () => {
-    const name = `${etcd.prefix()}leftover`;
+    const name = `${fx.etcd.prefix()}leftover`;
     const session = await newSession();
     // As if a reader's release had not got through: our key, on our lease, saying "read".
     const lease = session.leaseId;
-    await client.put(keyOf(session, name)).value("read").lease(lease).exec();
-    const leftover = BigInt((await client.get(keyOf(session, name)).exec()).kvs[0]!.create_revision);
+    await fx.client.put(keyOf(session, name)).value("read").lease(lease).exec();
+    const leftover = BigInt((await fx.client.get(keyOf(session, name)).exec()).kvs[0]!.create_revision);
     const writer = await new RWLock(session, name).writeLock();
     expect(writer.token).toBeGreaterThan(leftover);
-    expect(await client.get(writer.key).string()).toBe("write");
+    expect(await fx.client.get(writer.key).string()).toBe("write");
     expect(await new RWLock(await newSession(), name).tryReadLock()).toBeUndefined();
     await writer.unlock();
   });
 
   it("2,000 lock/unlock cycles leave no listeners, timers or watchers behind", async () => {
-    const name = `${etcd.prefix()}cycles`;
-    const c = etcd.client();
+    const name = `${fx.etcd.prefix()}cycles`;
+    const c = fx.etcd.client();
     const session = await Session.create(c, { ttl: 10 });
     const mutex = new Mutex(session, name);
     const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
     const watchers = (): number => watchCount(session);
-    const inEtcd = await watchersInEtcd(etcd.members[0]!);
+    const inEtcd = await watchersInEtcd(fx.etcd.members[0]!);
     const before = timers();
     for (let i = 0; i < 2000; i++) {
       const lock = await mutex.lock();
@@ -371,36 +357,36 @@ describe("locks on a single node", () => {
     // One watch of the session's own key serves every successive holder; it stays with the session.
     expect(watchers()).toBeLessThanOrEqual(1);
     expect(timers() - before).toBeLessThan(5);
-    expect(await keysUnder(client, name)).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
     await session.close();
     expect(watchers()).toBe(0);
-    await waitFor(async () => (await watchersInEtcd(etcd.members[0]!)) <= inEtcd, { timeoutMs: 10_000, description: "the session's watches gone from etcd" });
+    await waitFor(async () => (await watchersInEtcd(fx.etcd.members[0]!)) <= inEtcd, { timeoutMs: 10_000, description: "the session's watches gone from etcd" });
   });
 
   describe("Mutex interop with etcdctl lock", () => {
     it("etcdctl lock and our Mutex exclude each other in both directions", async () => {
-      const name = `${etcd.prefix()}ctl`;
-      const session = await Session.create(client, { ttl: 10 });
-      const ctl = etcdctl(etcd.endpoints, "lock", name);
+      const name = `${fx.etcd.prefix()}ctl`;
+      const session = await Session.create(fx.client, { ttl: 10 });
+      const ctl = etcdctl(fx.etcd.endpoints, "lock", name);
       let ctl2: ReturnType<typeof etcdctl> | undefined;
       try {
         // etcdctl holds: we wait until it exits.
         await ctl.printed(name);
         let ours = false;
         const pending = new Mutex(session, name).lock().then((l) => ((ours = true), l));
-        await waitFor(async () => (await keysUnder(client, name)).length === 2);
+        await waitFor(async () => (await keysUnder(fx.client, name)).length === 2);
         expect(ours).toBe(false);
         await ctl.interrupt();
         const lock = await pending;
 
         // We hold: etcdctl (running a put while it holds the lock) gets in only after we unlock.
         const marker = `${name}-marker`;
-        ctl2 = etcdctl(etcd.endpoints, "lock", name, "etcdctl", "put", marker, "by-etcdctl");
-        await waitFor(async () => (await keysUnder(client, name)).length === 2);
-        const beforeUnlock = BigInt((await client.get(marker).exec()).header.revision);
+        ctl2 = etcdctl(fx.etcd.endpoints, "lock", name, "etcdctl", "put", marker, "by-etcdctl");
+        await waitFor(async () => (await keysUnder(fx.client, name)).length === 2);
+        const beforeUnlock = BigInt((await fx.client.get(marker).exec()).header.revision);
         await lock.unlock();
-        await waitFor(async () => (await client.get(marker).string()) === "by-etcdctl", { timeoutMs: 15_000 });
-        const written = BigInt((await client.get(marker).exec()).kvs[0]!.mod_revision);
+        await waitFor(async () => (await fx.client.get(marker).string()) === "by-etcdctl", { timeoutMs: 15_000 });
+        const written = BigInt((await fx.client.get(marker).exec()).kvs[0]!.mod_revision);
         expect(written).toBeGreaterThan(beforeUnlock);
       } finally {
         ctl.kill();

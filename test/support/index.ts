@@ -1,8 +1,10 @@
 export { startEtcd, startCluster, faultsUnavailableReason } from "./etcd.js";
 export type { EtcdEnv, EtcdMember } from "./etcd.js";
-export { waitFor } from "./wait.js";
+export { aborted, waitFor } from "./wait.js";
 export type { WaitForOptions } from "./wait.js";
 export { TcpProxy } from "./tcp-proxy.js";
 export type { ProxyMode, TcpProxyOptions } from "./tcp-proxy.js";
 export { freePort, freePorts } from "./ports.js";
 export { etcdImage, DEFAULT_ETCD_IMAGE, LOCAL_ETCD_IMAGE } from "./etcd-image.js";
+export { useEtcd } from "./fixture.js";
+export type { EtcdFixture } from "./fixture.js";

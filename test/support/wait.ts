@@ -50,3 +50,19 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
+
+/** Resolves with the signal's reason once it aborts (at once if it has), or rejects after `timeoutMs`. */
+export function aborted(signal: AbortSignal, timeoutMs = 10_000): Promise<unknown> {
+  if (signal.aborted) return Promise.resolve(signal.reason);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      reject(new Error(`signal not aborted within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

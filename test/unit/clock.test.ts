@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import { MAX_TIMER_MS, now, timerAt } from "../../src/common/clock.js";
+import { sleep, withTimeout } from "../../src/common/abort.js";
 
 describe("timerAt", () => {
   it("re-arms in steps instead of firing at once for delays over 2^31-1 ms", () => {
@@ -30,5 +31,33 @@ describe("timerAt", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe("sleep and withTimeout take any length", () => {
+  it("a 2^31 ms sleep and timeout do not fire at once (Node's setTimeout would after 1 ms)", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+    try {
+      let slept = false;
+      void sleep(2 ** 31).then(() => (slept = true));
+      const { signal, dispose } = withTimeout(undefined, 2 ** 31, () => new Error("timed out"));
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(slept).toBe(false);
+      expect(signal.aborted).toBe(false);
+      await vi.advanceTimersByTimeAsync(2 ** 31);
+      expect(slept).toBe(true);
+      expect(signal.aborted).toBe(true);
+      dispose();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("sleep rejects with the signal's reason and leaves no listener", async () => {
+    const ac = new AbortController();
+    const slept = sleep(60_000, ac.signal);
+    ac.abort(new Error("stop"));
+    await expect(slept).rejects.toThrow("stop");
+    await expect(sleep(1, AbortSignal.abort(new Error("already")))).rejects.toThrow("already");
   });
 });

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Etcd3 } from "etcd3";
 import { Election, Mutex, RWLock, Session } from "../../src/index.js";
-import { Keyspace } from "../../src/etcd/keyspace.js";
 import { MAX_TTL_SECONDS, validateLimit } from "../../src/common/validate.js";
 
 // A client pointed at a port nothing listens on: every check below must fail before any RPC.
@@ -45,19 +44,5 @@ describe("primitives reject bad input", () => {
 
   it.each([0, -1, 2.5, undefined, 10_001])("semaphore limit %s", (limit) => {
     expect(() => validateLimit(limit)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/limit/) }));
-  });
-});
-
-describe("Keyspace", () => {
-  it("prefixes keys for raw RPCs and strips them for users", () => {
-    const ks = new Keyspace(Buffer.from("app/"));
-    expect(ks.full("jobs/1").toString()).toBe("app/jobs/1");
-    expect(ks.relative(Buffer.from("app/jobs/1"))).toBe("jobs/1");
-    expect(ks.rangeEnd("jobs/").toString()).toBe("app/jobs0");
-  });
-
-  it("range end of a prefix ending in 0xff bytes", () => {
-    const ks = new Keyspace(Buffer.from([0x61, 0xff]));
-    expect([...ks.rangeEnd("")]).toEqual([0x62]);
   });
 });

@@ -1,0 +1,29 @@
+import { describe, expect, it } from "vitest";
+import { isInvalidToken, isTransient, toElectionError } from "../../src/etcd/errors.js";
+
+const grpc = (code: number, details: string): Error => Object.assign(new Error(`${code} ${details}`), { code, details });
+
+describe("failures from etcd become typed errors, the original kept as cause (design: Every failure is visible)", () => {
+  it.each([
+    [grpc(14, "UNAVAILABLE: No connection established"), "ETCD_UNAVAILABLE", true],
+    [grpc(4, "DEADLINE_EXCEEDED: Deadline exceeded"), "ETCD_UNAVAILABLE", true],
+    [grpc(14, "UNAVAILABLE: etcdserver: leader changed"), "ETCD_UNAVAILABLE", true],
+    [grpc(8, "RESOURCE_EXHAUSTED: etcdserver: too many requests"), "ETCD_UNAVAILABLE", true],
+    [grpc(7, "PERMISSION_DENIED: etcdserver: permission denied"), "PERMISSION_DENIED", false],
+    [grpc(3, "INVALID_ARGUMENT: etcdserver: authentication failed, invalid user ID or password"), "AUTH_FAILED", false],
+    [grpc(3, "INVALID_ARGUMENT: etcdserver: request is too large"), "REQUEST_TOO_LARGE", false],
+    [grpc(8, "RESOURCE_EXHAUSTED: Received message larger than max (2097182 vs. 2097152)"), "REQUEST_TOO_LARGE", false],
+    [grpc(13, "INTERNAL: something odd"), "ETCD_ERROR", false],
+  ])("%s -> %s", (raw, code, transient) => {
+    const err = toElectionError(raw, "a call");
+    expect(err.code).toBe(code);
+    expect(err.message).toContain("a call");
+    expect(err.cause).toBeInstanceOf(Error);
+    expect(isTransient(err)).toBe(transient);
+  });
+
+  it("an expired token is told apart: the request was refused before it was applied", () => {
+    expect(isInvalidToken(grpc(3, "INVALID_ARGUMENT: etcdserver: invalid auth token"))).toBe(true);
+    expect(isInvalidToken(grpc(7, "PERMISSION_DENIED: etcdserver: permission denied"))).toBe(false);
+  });
+});
