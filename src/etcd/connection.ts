@@ -90,7 +90,7 @@ export class Connection {
         this.failed(endpoint);
         backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 25, maxDelay: 500 }).next();
         if (!options.idempotent || now() + backoff.duration >= end) throw err;
-        this.#logger.debug({ err, endpoint: endpoint.address }, `${options.what}: retrying on ${this.endpoint.address}`);
+        this.#logger.warn({ err, endpoint: endpoint.address }, `${options.what}: failed; sending it again to ${this.endpoint.address}`);
         await sleep(backoff.duration);
       }
     }

@@ -21,7 +21,7 @@
  * session owns and closes (see connection.ts).
  */
 import type { ComparatorBuilder, ICompare, IRequestOp } from "etcd3";
-import { InvalidClientError } from "../errors.js";
+import { ClientClosedError, InvalidClientError } from "../errors.js";
 
 /** The part of @grpc/grpc-js's Metadata we use. */
 export interface GrpcMetadata {
@@ -129,7 +129,7 @@ function makeDoor(prefix: Buffer, pool: Etcd3Pool): ClientDoor {
     // connection until the user calls), which etcd3 would do on the user's first call anyway.
     let ctors: { service: Map<ServiceName, new (...args: unknown[]) => GrpcServiceClient>; channel: new (...args: unknown[]) => GrpcChannel } | undefined;
     const constructors = (name: ServiceName): { service: new (...args: unknown[]) => GrpcServiceClient; channel: new (...args: unknown[]) => GrpcChannel } => {
-      if (host.closed) throw new InvalidClientError("the etcd3 client was closed");
+      if (host.closed) throw new ClientClosedError();
       const sample = host.getServiceClient(name);
       ctors ??= { service: new Map(), channel: sample.getChannel().constructor };
       if (!ctors.service.has(name)) ctors.service.set(name, sample.constructor);

@@ -138,7 +138,7 @@ export class WatchStream {
       },
       (err: unknown) => {
         this.#opening = false;
-        this.#logger.debug({ err }, "watch stream could not be opened; retrying");
+        this.#logger.warn({ err }, "watch stream could not be opened; retrying");
         this.#scheduleOpen();
       },
     );
@@ -208,7 +208,7 @@ export class WatchStream {
     this.#drop();
     if (this.#closed) return;
     if (err !== undefined && isTransient(err)) this.#conn.failed(endpoint);
-    this.#logger.debug({ err, endpoint: endpoint.address }, "watch stream broke; re-opening it");
+    this.#logger.warn({ err, endpoint: endpoint.address }, "watch stream broke; re-opening it (watchers read again)");
     this.#scheduleOpen();
   }
 

@@ -87,7 +87,7 @@ export class KeepAliveStream {
       stream.on("data", (res) => this.#onData(res));
       const fail = (err?: unknown): void => {
         if (this.#stream !== stream) return;
-        this.#logger.debug({ err, endpoint: endpoint.address }, "keepalive stream broke");
+        this.#logger.warn({ err, endpoint: endpoint.address }, "keepalive stream broke; opening another");
         // Whatever broke this stream may break the next one there too: prefer another endpoint.
         this.#conn.failed(endpoint);
         this.#drop();
@@ -98,7 +98,7 @@ export class KeepAliveStream {
       stream.on("close", fail);
       this.#write();
     } catch (err) {
-      this.#logger.debug({ err }, "keepalive stream could not be opened");
+      this.#logger.warn({ err }, "keepalive stream could not be opened; retrying");
       if (!this.#closed) this.#handlers.failed();
     } finally {
       this.#opening = false;
