@@ -24,6 +24,8 @@ export interface SessionContext {
   /** The lease id in lowercase hex: the last segment of every key this session creates. */
   readonly leaseHex: string;
   readonly callTimeoutMs: number;
+  /** The largest value a key of this session may carry (bad input beyond it, before any RPC). */
+  readonly maxValueBytes: number;
   readonly logger: Logger;
   /** How often waiters, holders and observers re-read what their watches tell them (TTL/2). */
   resyncMs(): number;

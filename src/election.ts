@@ -25,7 +25,7 @@ export class Election extends Primitive {
    * leading, rejects with NameConflictError (one key per name per session).
    */
   async campaign(value: string | Buffer | Uint8Array, options: { signal?: AbortSignal } = {}): Promise<Term> {
-    const buf = toValueBuffer(value, "candidate value");
+    const buf = toValueBuffer(value, "candidate value", this.context.maxValueBytes);
     const signal = validateSignal(options.signal);
     signal?.throwIfAborted();
     assertUsable(this.context);

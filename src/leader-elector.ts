@@ -3,7 +3,7 @@ import { EventEmitter } from "eventemitter3";
 import { linkedController, onAbort, sleep } from "./common/abort.js";
 import { now, timerIn, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
-import { toValueBuffer, validateName, validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
+import { DEFAULT_MAX_VALUE_BYTES, toValueBuffer, validateName, validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
 import { contextOf } from "./context.js";
 import { Election } from "./election.js";
 import { toElectionError } from "./etcd/errors.js";
@@ -148,7 +148,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
       if (o[cb] !== undefined && typeof o[cb] !== "function") throw new InvalidArgumentError(`${cb} must be a function`);
     }
     if (typeof o.identity !== "string") throw new InvalidArgumentError("identity must be a string");
-    toValueBuffer(o.identity, "identity");
+    toValueBuffer(o.identity, "identity", o.session ? contextOf(o.session).maxValueBytes : DEFAULT_MAX_VALUE_BYTES);
     this.name = validateName(o.name, "election name");
     this.identity = o.identity;
     if (o.session && (o.ttl !== undefined || o.callTimeoutMs !== undefined)) {

@@ -1,7 +1,7 @@
 import { EventEmitter } from "eventemitter3";
 import { onAbort } from "./common/abort.js";
 import { silentLogger, toLogger, withFields } from "./common/logger.js";
-import { validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
+import { validateByteLimit, validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
 import { attachContext, type SessionContext } from "./context.js";
 import type { Logger } from "./common/logger.js";
 import { Connection } from "./etcd/connection.js";
@@ -42,6 +42,11 @@ export interface SessionOptions {
    * expire the lease. The margin used is the larger of this and 5% of the TTL.
    */
   marginMs?: number;
+  /**
+   * The largest candidate value or proclaim a key may carry, in bytes. Default: etcd's default request
+   * limit (1.5 MiB) less 8 KiB; set it to your etcd's --max-request-bytes less 8 KiB if you changed it.
+   */
+  maxValueBytes?: number;
   /** Where the session and everything made from it log (pino's shape); silent by default. */
   logger?: Logger | false;
 }
@@ -58,7 +63,12 @@ export class Session extends EventEmitter<SessionEvents> {
   #closing: Promise<void> | undefined;
   #undoSignal: () => void = () => {};
 
-  private constructor(client: EtcdClient, conn: Connection, granted: Grant, options: { callTimeoutMs: number; marginMs: number; logger: Logger }) {
+  private constructor(
+    client: EtcdClient,
+    conn: Connection,
+    granted: Grant,
+    options: { callTimeoutMs: number; marginMs: number; maxValueBytes: number; logger: Logger },
+  ) {
     super();
     const { callTimeoutMs, logger } = options;
     const keyspace = new Keyspace(openDoor(client).prefix);
@@ -85,6 +95,7 @@ export class Session extends EventEmitter<SessionEvents> {
       lease,
       leaseHex: granted.id.toString(16),
       callTimeoutMs,
+      maxValueBytes: options.maxValueBytes,
       logger,
       resyncMs,
       closed: this.#closed.signal,
@@ -100,6 +111,7 @@ export class Session extends EventEmitter<SessionEvents> {
     const signal = validateSignal(options.signal);
     const callTimeoutMs = validateTimeout(options.callTimeoutMs, "callTimeoutMs") ?? 5000;
     const marginMs = validateTimeout(options.marginMs, "marginMs") ?? 250;
+    const maxValueBytes = validateByteLimit(options.maxValueBytes);
     if (marginMs >= ttl * 1000) throw new InvalidArgumentError(`marginMs (${marginMs}) must be shorter than the TTL (${ttl * 1000} ms)`);
     const baseLogger = toLogger(options.logger, silentLogger);
     signal?.throwIfAborted();
@@ -114,7 +126,7 @@ export class Session extends EventEmitter<SessionEvents> {
       throw err;
     }
     const logger = withFields(baseLogger, { lease: granted.id.toString(16) });
-    const session = new Session(client, conn, granted, { callTimeoutMs, marginMs, logger });
+    const session = new Session(client, conn, granted, { callTimeoutMs, marginMs, maxValueBytes, logger });
     logger.info({ leaseId: session.leaseId, ttl: session.ttl }, "session created");
     if (signal?.aborted) {
       await session.close();

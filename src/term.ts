@@ -26,7 +26,7 @@ export class Term extends Holding {
    * Rejects with NotLeaderError when the term is gone. Safe to retry: the same put again changes nothing.
    */
   async proclaim(value: string | Buffer | Uint8Array): Promise<void> {
-    const buf = toValueBuffer(value);
+    const buf = toValueBuffer(value, "proclaimed value", this.context.maxValueBytes);
     this.assertHeld();
     const ctx = this.context;
     const full = ctx.keyspace.full(this.key);

@@ -5,8 +5,12 @@ import { InvalidArgumentError } from "../errors.js";
 export const MAX_TTL_SECONDS = 9_000_000_000;
 /** Names become key prefixes; etcd keys are small by convention and must fit a request. */
 export const MAX_NAME_BYTES = 1024;
-/** Values ride in one put; etcd rejects requests over 1.5 MiB by default (--max-request-bytes). */
-export const MAX_VALUE_BYTES = 1024 * 1024;
+/**
+ * Values ride in one put, with the key and the request around it. etcd refuses requests over its
+ * --max-request-bytes, 1.5 MiB by default: the default value limit leaves 8 KiB of that for the rest.
+ * A server set lower answers "request is too large" (REQUEST_TOO_LARGE); `maxValueBytes` follows it.
+ */
+export const DEFAULT_MAX_VALUE_BYTES = 1.5 * 1024 * 1024 - 8 * 1024;
 
 export function validateTtl(ttl: unknown): number {
   if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl < 1 || ttl > MAX_TTL_SECONDS) {
@@ -15,29 +19,44 @@ export function validateTtl(ttl: unknown): number {
   return ttl;
 }
 
+/**
+ * A name becomes the key prefix `<name>/`: segments separated by single "/", none empty, no leading or
+ * trailing "/" or whitespace, no control characters (NUL included: etcdctl could not name such a key,
+ * and it would only hide mistakes), at most MAX_NAME_BYTES bytes of UTF-8.
+ */
 export function validateName(name: unknown, what = "name"): string {
-  if (typeof name !== "string" || name.length === 0) {
-    throw new InvalidArgumentError(`${what} must be a non-empty string`);
-  }
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
-    throw new InvalidArgumentError(`${what} must be at most ${MAX_NAME_BYTES} bytes, got ${Buffer.byteLength(name)}`);
-  }
-  if (name.endsWith("/")) {
-    throw new InvalidArgumentError(`${what} must not end with "/" (keys are "<name>/<lease id>"): ${JSON.stringify(name)}`);
-  }
+  const bad = (why: string): never => {
+    throw new InvalidArgumentError(`${what} ${why}, got ${typeof name === "string" ? JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}...` : name) : typeof name}`);
+  };
+  if (typeof name !== "string" || name.length === 0) return bad("must be a non-empty string");
+  if (name.trim() !== name) return bad("must not start or end with whitespace");
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) return bad(`must be at most ${MAX_NAME_BYTES} bytes of UTF-8 (it has ${Buffer.byteLength(name)})`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) return bad("must not contain control characters (NUL, newline...)");
+  if (name.startsWith("/") || name.endsWith("/")) return bad('must not start or end with "/" (keys are "<name>/<lease id>")');
+  if (name.includes("//")) return bad('must not contain "//" (an empty segment)');
   return name;
 }
 
-export function toValueBuffer(value: unknown, what = "value"): Buffer {
+export function toValueBuffer(value: unknown, what: string, maxBytes: number): Buffer {
   let buf: Buffer;
   if (typeof value === "string") buf = Buffer.from(value);
   else if (Buffer.isBuffer(value)) buf = value;
   else if (value instanceof Uint8Array) buf = Buffer.from(value);
-  else throw new InvalidArgumentError(`${what} must be a string, Buffer or Uint8Array`);
-  if (buf.length > MAX_VALUE_BYTES) {
-    throw new InvalidArgumentError(`${what} must be at most ${MAX_VALUE_BYTES} bytes, got ${buf.length}`);
+  else throw new InvalidArgumentError(`${what} must be a string, Buffer or Uint8Array, got ${describe(value)}`);
+  if (buf.length > maxBytes) {
+    throw new InvalidArgumentError(`${what} must be at most ${maxBytes} bytes (the session's maxValueBytes), got ${buf.length}`);
   }
   return buf;
+}
+
+/** `maxValueBytes`: a whole number of bytes, at most etcd's largest --max-request-bytes (2 GiB). */
+export function validateByteLimit(bytes: unknown): number {
+  if (bytes === undefined) return DEFAULT_MAX_VALUE_BYTES;
+  if (typeof bytes !== "number" || !Number.isInteger(bytes) || bytes < 1 || bytes > 2 ** 31) {
+    throw new InvalidArgumentError(`maxValueBytes must be a whole number of bytes from 1 to 2^31, got ${describe(bytes)}`);
+  }
+  return bytes;
 }
 
 export function validateTimeout(ms: unknown, what: string): number | undefined {
@@ -54,7 +73,8 @@ export function validateSignal(signal: unknown): AbortSignal | undefined {
   return signal;
 }
 
-const describe = (v: unknown): string => (typeof v === "number" || typeof v === "string" ? JSON.stringify(v) : typeof v);
+const describe = (v: unknown): string =>
+  typeof v === "number" ? (Number.isNaN(v) ? "NaN" : String(v)) : typeof v === "string" ? JSON.stringify(v) : v === null ? "null" : typeof v;
 
 /** A semaphore's limit: how many may hold it at once. */
 export const MAX_SEMAPHORE_LIMIT = 10_000;
