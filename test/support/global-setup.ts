@@ -123,6 +123,7 @@ export default async function setup(): Promise<() => Promise<void>> {
     if (process.env.CI) throw new Error("ETCD_ENDPOINTS is set in CI: fault tests would be skipped; CI must run them");
     log(`using the external cluster ETCD_ENDPOINTS=${process.env.ETCD_ENDPOINTS}; fault tests are skipped: they need members the harness runs itself`);
     const version = await externalVersion(process.env.ETCD_ENDPOINTS);
+    process.env.ETCD_SERVER_VERSION = version;
     // etcdctl for the interop tests: the cached one of the cluster's series, if there is one.
     const cached = cachedBinaries(seriesOf(version))?.etcdctl;
     if (cached && !process.env.ETCDCTL_BINARY) process.env.ETCDCTL_BINARY = cached;

@@ -44,7 +44,13 @@ async function localOrOfficialImage(release: string, log: Log): Promise<string> 
     // CI tests what it says it tests: no silent switch to another build of etcd.
     if (process.env.CI || !official) throw new Error(`etcd harness: cannot build the local etcd ${release} image`, { cause: error });
     log(`cannot build the local etcd ${release} image; trying the official ${official} (pull: at most 20 s)`);
-    if ((await tryDocker(["image", "inspect", official], 15_000)) === undefined) await docker(["pull", official], 20_000);
+    if ((await tryDocker(["image", "inspect", official], 15_000)) === undefined) {
+      await docker(["pull", official], 20_000).catch((pullError: unknown) => {
+        throw new Error(`etcd harness: cannot build the local etcd ${release} image (${(error as Error).message}), nor pull ${official}`, {
+          cause: pullError,
+        });
+      });
+    }
     return official;
   }
 }
