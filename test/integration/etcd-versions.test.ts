@@ -27,7 +27,9 @@ describe("the etcd under test", () => {
     const { version } = await client.maintenance.status();
     expect(version).toBe(process.env.ETCD_SERVER_VERSION);
     const etcdctl = execFileSync(process.env.ETCDCTL_BINARY ?? "etcdctl", ["version"], { encoding: "utf8" });
-    expect(seriesOf(parseVersion(etcdctl) ?? "")).toBe(seriesOf(version));
+    expect(seriesOf(parseVersion(etcdctl) ?? ""), "the interop tests need the etcdctl of the server's release: set ETCDCTL_BINARY").toBe(
+      seriesOf(version),
+    );
   });
 
   // The harness runs --election-timeout=1000 --heartbeat-interval=100: the same rule in 3.4 and 3.5.
