@@ -3,19 +3,13 @@
  * harness and its global setup agree on.
  */
 
-/** Pinned official image; used when it is present locally or can be pulled. */
-export const DEFAULT_ETCD_IMAGE = "gcr.io/etcd-development/etcd:v3.5.17";
-
-/** Built by .ci/build-etcd-image from Debian's etcd when no registry is reachable. */
-export const LOCAL_ETCD_IMAGE = "etcd-election/etcd:3.4.23-local";
-
 /**
  * The etcd binary inside the image. The official image keeps it here and has
  * a shell entrypoint, so the harness replaces the entrypoint with this path;
- * the local image carries /usr/local/bin/etcd (a link to /usr/bin/etcd) so one
- * path serves both.
+ * the local images (.ci/build-etcd-image) keep etcd and etcdctl here too.
  */
 export const ETCD_BINARY_IN_IMAGE = "/usr/local/bin/etcd";
+export const ETCDCTL_IN_IMAGE = "/usr/local/bin/etcdctl";
 
 /** Every harness container carries this label (value "true"). */
 export const TEST_LABEL = "etcd-election.test";
@@ -24,8 +18,9 @@ export const PID_LABEL = "etcd-election.pid";
 /** Hostname of that process: a pid only says something on the host (pid namespace) that made it. */
 export const HOST_LABEL = "etcd-election.host";
 
-/** The image tests use: ETCD_IMAGE (global setup publishes its choice there), else the pinned default. */
+/** The image tests use: global setup (select-etcd.ts) publishes its choice in ETCD_IMAGE. */
 export function etcdImage(): string {
   const fromEnv = process.env.ETCD_IMAGE?.trim();
-  return fromEnv ? fromEnv : DEFAULT_ETCD_IMAGE;
+  if (!fromEnv) throw new Error("ETCD_IMAGE is not set: run the integration tests through vitest, whose global setup picks the image");
+  return fromEnv;
 }

@@ -4,14 +4,15 @@
  *
  * Backends (chosen by global-setup.ts through ETCD_BACKEND):
  * - docker (default): one container per member, host networking, image from etcdImage();
- * - process: /usr/bin/etcd (or ETCD_BINARY) as child processes.
+ * - process: the cached binary of ETCD_VERSION (or ETCD_BINARY, else /usr/bin/etcd) as child processes.
  * With ETCD_ENDPOINTS set, tests run against that external cluster instead and
  * fault injection is unavailable.
  *
  * Files: api.ts (EtcdEnv, EtcdMember), launch.ts (members and their etcd
  * flags), etcd-env.ts, etcd-member.ts, runtime*.ts (docker / process),
  * probe.ts (harness clients), rafthttp-sender.ts (peer partitions),
- * external-endpoints.ts (ETCD_ENDPOINTS).
+ * external-endpoints.ts (ETCD_ENDPOINTS). Which etcd release, and its etcdctl:
+ * etcd-release.ts, select-etcd.ts (global setup), etcd-image.ts, docker-cli.ts.
  */
 import type { EtcdEnv } from "./api.js";
 import { Env } from "./etcd-env.js";

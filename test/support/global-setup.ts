@@ -5,30 +5,27 @@
  * global setup, with the main process's environment), and removes leftovers
  * of this run and of interrupted earlier runs.
  */
-import { execFile, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { DEFAULT_ETCD_IMAGE, HOST_LABEL, LOCAL_ETCD_IMAGE, PID_LABEL, TEST_LABEL } from "./etcd-image.js";
+import { tryDocker } from "./docker-cli.js";
+import { HOST_LABEL, PID_LABEL, TEST_LABEL } from "./etcd-image.js";
+import { cachedBinaries, seriesOf } from "./etcd-release.js";
+import { externalVersion } from "./external-version.js";
+import { selectBinary, selectImage, type EtcdSelection } from "./select-etcd.js";
 
-const run = promisify(execFile);
-const LOCAL_ETCD_BINARY = "/usr/bin/etcd";
-const BUILD_SCRIPT = fileURLToPath(new URL("../../.ci/build-etcd-image", import.meta.url));
 const RUN_DIR_PREFIX = "etcd-election-test-";
 
 function log(message: string): void {
   console.log(`[etcd harness] ${message}`);
 }
 
-async function docker(args: string[], timeoutMs: number): Promise<string | undefined> {
-  try {
-    const { stdout } = await run("docker", args, { timeout: timeoutMs, maxBuffer: 16 << 20 });
-    return stdout.trim();
-  } catch {
-    return undefined;
-  }
+/** Names the etcd the run tests against (CI checks this line), and publishes it and its etcdctl to the workers. */
+function announce(selection: EtcdSelection): void {
+  process.env.ETCD_SERVER_VERSION = selection.version;
+  process.env.ETCDCTL_BINARY = selection.etcdctl;
+  log(`etcd ${selection.version} (${selection.source}); etcdctl ${selection.etcdctlVersion} (${selection.etcdctl})`);
 }
 
 function isAlive(pid: number): boolean {
@@ -110,30 +107,6 @@ function sweepStaleContainers(): void {
   removeContainersSync(stale.map((c) => c.id));
 }
 
-/** ETCD_IMAGE, else the pinned official image if present or pullable, else the locally built one. */
-async function resolveImage(): Promise<string> {
-  const requested = process.env.ETCD_IMAGE?.trim();
-  if (requested) {
-    log(`image ${requested} (from ETCD_IMAGE)`);
-    return requested;
-  }
-  if ((await docker(["image", "inspect", DEFAULT_ETCD_IMAGE], 15_000)) !== undefined) {
-    log(`image ${DEFAULT_ETCD_IMAGE} (present locally)`);
-    return DEFAULT_ETCD_IMAGE;
-  }
-  log(`pulling ${DEFAULT_ETCD_IMAGE} (at most 20 s)`);
-  if ((await docker(["pull", DEFAULT_ETCD_IMAGE], 20_000)) !== undefined) {
-    log(`image ${DEFAULT_ETCD_IMAGE} (pulled)`);
-    return DEFAULT_ETCD_IMAGE;
-  }
-  if ((await docker(["image", "inspect", LOCAL_ETCD_IMAGE], 15_000)) === undefined) {
-    log(`cannot pull ${DEFAULT_ETCD_IMAGE}; building ${LOCAL_ETCD_IMAGE} with .ci/build-etcd-image`);
-    execFileSync("bash", [BUILD_SCRIPT], { stdio: "inherit", timeout: 600_000 });
-  }
-  log(`image ${LOCAL_ETCD_IMAGE} (local build: ${DEFAULT_ETCD_IMAGE} could not be pulled)`);
-  return LOCAL_ETCD_IMAGE;
-}
-
 /** Returns the teardown. */
 export default async function setup(): Promise<() => Promise<void>> {
   const pid = process.pid;
@@ -149,29 +122,37 @@ export default async function setup(): Promise<() => Promise<void>> {
     // CI runs everything: a skipped fault test there would hide a missing harness.
     if (process.env.CI) throw new Error("ETCD_ENDPOINTS is set in CI: fault tests would be skipped; CI must run them");
     log(`using the external cluster ETCD_ENDPOINTS=${process.env.ETCD_ENDPOINTS}; fault tests are skipped: they need members the harness runs itself`);
+    const version = await externalVersion(process.env.ETCD_ENDPOINTS);
+    process.env.ETCD_SERVER_VERSION = version;
+    // etcdctl for the interop tests: the cached one of the cluster's series, if there is one.
+    const cached = cachedBinaries(seriesOf(version))?.etcdctl;
+    if (cached && !process.env.ETCDCTL_BINARY) process.env.ETCDCTL_BINARY = cached;
+    log(`etcd ${version} (the external cluster); etcdctl ${process.env.ETCDCTL_BINARY ?? "from PATH"}`);
     return async () => undefined;
   }
 
   sweepStaleRunDirs();
   let useDocker = process.env.ETCD_BACKEND !== "process";
-  if (useDocker && (await docker(["info", "--format", "{{.ServerVersion}}"], 15_000)) === undefined) {
+  if (useDocker && (await tryDocker(["info", "--format", "{{.ServerVersion}}"], 15_000)) === undefined) {
     if (process.env.CI === "true" || process.env.ETCD_BACKEND === "docker") {
       throw new Error("etcd harness: Docker engine not reachable (`docker info` failed); CI and ETCD_BACKEND=docker require it");
     }
-    if (!existsSync(LOCAL_ETCD_BINARY)) {
-      throw new Error(`etcd harness: Docker engine not reachable and ${LOCAL_ETCD_BINARY} missing; start dockerd or install etcd-server`);
-    }
-    log(`Docker engine not reachable (\`docker info\` failed): running ${LOCAL_ETCD_BINARY} as local processes instead`);
+    log("Docker engine not reachable (`docker info` failed): running etcd as local processes instead");
     useDocker = false;
   }
 
   if (useDocker) {
     sweepStaleContainers();
     process.env.ETCD_BACKEND = "docker";
-    process.env.ETCD_IMAGE = await resolveImage();
+    const selection = await selectImage(runDir, log);
+    process.env.ETCD_IMAGE = selection.image;
+    announce(selection);
   } else {
     process.env.ETCD_BACKEND = "process";
-    log(`backend: local processes (${process.env.ETCD_BINARY ?? LOCAL_ETCD_BINARY})`);
+    const selection = selectBinary(log);
+    process.env.ETCD_BINARY = selection.binary;
+    log("backend: local processes");
+    announce(selection);
   }
 
   const sweepThisRun = (): void => {

@@ -5,6 +5,6 @@ export type { WaitForOptions } from "./wait.js";
 export { TcpProxy } from "./tcp-proxy.js";
 export type { ProxyMode, TcpProxyOptions } from "./tcp-proxy.js";
 export { freePort, freePorts } from "./ports.js";
-export { etcdImage, DEFAULT_ETCD_IMAGE, LOCAL_ETCD_IMAGE } from "./etcd-image.js";
+export { etcdImage } from "./etcd-image.js";
 export { useEtcd } from "./fixture.js";
 export type { EtcdFixture } from "./fixture.js";

@@ -4,6 +4,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { READY_LOG, START_TIMEOUT_MS, type Runtime } from "./runtime.js";
 
+// Global setup (select-etcd.ts) publishes the binary of the release under test.
 const ETCD_BINARY = process.env.ETCD_BINARY ?? "/usr/bin/etcd";
 
 // Children die with this worker even if a test forgot close().

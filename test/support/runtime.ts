@@ -12,8 +12,9 @@ export interface Runtime {
   remove(): Promise<void>;
 }
 
-// Logged once etcd serves clients (it needs quorum for that). 3.5 logs both
-// messages; 3.4 with --logger=zap only the second.
-export const READY_LOG = /ready to serve client requests|serving client traffic insecurely/;
+// Logged once etcd serves clients (it needs quorum for that). With --logger=zap
+// 3.4 and 3.5 both log this as the client listener starts serving; 3.5 logs
+// "ready to serve client requests" just before (before gRPC serves), 3.4 not at all.
+export const READY_LOG = /serving client traffic (?:in)?securely/;
 export const START_TIMEOUT_MS = 60_000;
 export const OWNER_PID = process.env.ETCD_ELECTION_TEST_PID ?? String(process.pid);
