@@ -1,0 +1,108 @@
+/**
+ * What a chaos run records: every worker's reports, every signal and fault the runner applied, the
+ * runner's own recovery checks, and at the end what etcd holds. One clock for all of it (see mono()).
+ */
+
+/**
+ * Milliseconds on CLOCK_MONOTONIC. process.hrtime is CLOCK_MONOTONIC on Linux, one clock for every process
+ * on the machine, so a worker's timestamps and the runner's can be compared; performance.now() counts
+ * from each process's own start and cannot.
+ */
+export const mono = (): number => Number(process.hrtime.bigint() / 1000n) / 1000;
+
+/** What is held: a term of the LeaderElector's election, or the Mutex. Each has its own counter and log. */
+export type HoldKind = "election" | "mutex";
+export const HOLD_KINDS: readonly HoldKind[] = ["election", "mutex"];
+
+/** The nemeses (README, "Guarantees and how we test them"). */
+export const FAULT_KINDS = [
+  "pause-worker",
+  "kill-worker",
+  "term-worker",
+  "cut-worker",
+  "pause-raft-leader",
+  "restart-member",
+  "isolate-member",
+  "partition",
+  "compaction",
+  "outage",
+] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/** What a worker reports (test/chaos/worker.ts), one JSON line each; `t` is mono() in the worker. */
+export type WorkerReport =
+  | { e: "ready" }
+  /** A session of ours was made, or (`lost`) was lost: the elector's (seen through its logger) or the mutex loop's. */
+  | { e: "session"; kind: HoldKind; lease: string; lost?: boolean }
+  /** Believed hold begins: onStartedLeading was called, or lock() resolved. */
+  | { e: "start"; kind: HoldKind; token: string; key: string }
+  /** Believed hold ends: its signal aborted. `cause` is the reason's cause (a lost session's message). */
+  | { e: "end"; kind: HoldKind; token: string; code: string; message: string; cause?: string }
+  /** About to commit `counter = value` and `log/<value>` under `token`. */
+  | { e: "op"; kind: HoldKind; op: string; token: string; value: number }
+  | { e: "ok"; kind: HoldKind; op: string }
+  /** Definitely not applied: refused by etcd's guard (`stale`), or refused locally before sending. */
+  | { e: "rejected"; kind: HoldKind; op: string; stale: boolean; code: string }
+  /** The worker cannot know whether it was applied (timeout, unreachable etcd): the log decides. */
+  | { e: "unknown"; kind: HoldKind; op: string; code: string; message: string }
+  /** The elector's onNewLeader. */
+  | { e: "observed"; key: string | null; token: string | null }
+  /** Sampled every 250 ms: elector.isLeader(), elector.healthy(). */
+  | { e: "status"; leader: boolean; healthy: boolean }
+  /** A warning or error the library logged. */
+  | { e: "log"; level: string; msg: string; code?: string }
+  /** run() resolved and everything is closed after SIGTERM; the process should now exit by itself. */
+  | { e: "stopped" };
+
+/** What the runner did to a worker process. */
+export type ProcessAct = "spawn" | "sigstop" | "sigcont" | "sigkill" | "sigterm" | "exit";
+
+export type HistoryEvent = { t: number } & (
+  | ({ w: string } & WorkerReport)
+  | { e: ProcessAct; w: string; code?: number | null; signal?: string | null; stderr?: string }
+  /**
+   * A fault: "start" when it is applied, "heal" when undone; `n` numbers faults in the run; `target` is
+   * the worker it hit, if it hit one.
+   */
+  | { e: "fault"; n: number; kind: FaultKind; phase: "start" | "heal"; detail: string; target?: string }
+  /** The raft leader member was resumed (the window where etcd #15247 may strike). */
+  | { e: "raft-resume"; member: string }
+  /** A recovery check the runner made after a heal, with how long it took (or its bound, if it failed). */
+  | { e: "check"; n: number; rule: RecoveryRule; ok: boolean; ms: number; detail: string }
+);
+
+export type RecoveryRule = "leader-again" | "mutex-again" | "dead-keys-gone" | "observers-agree" | "worker-exits" | "nothing-left";
+
+/** One log entry as stored: `log/<seq>` = JSON of the entry. */
+export interface LogEntry {
+  token: string;
+  worker: string;
+  op: string;
+  value: number;
+}
+
+/** A counter and its log as etcd holds them at the end: values, and etcd's own versions and revisions. */
+export interface RegisterData {
+  counter: { value: number; version: number; modRevision: number } | null;
+  log: { seq: number; version: number; modRevision: number; entry: LogEntry }[];
+}
+
+export interface History {
+  seed: number;
+  etcdVersion: string;
+  /** The image (or binary) etcd ran from. */
+  image: string;
+  /** Worker processes at a time. */
+  workers: number;
+  ttlMs: number;
+  electionTimeoutMs: number;
+  /** The bound of "a leader exists again": TTL + election timeout + 0.5 s + the elector's backoff cap. */
+  recoveryBoundMs: number;
+  startedAt: number;
+  endedAt: number;
+  events: HistoryEvent[];
+  data: Record<HoldKind, RegisterData>;
+}
+
+/** Log keys sort by seq as strings too. */
+export const logKey = (prefix: string, seq: number): string => `${prefix}log/${String(seq).padStart(9, "0")}`;
