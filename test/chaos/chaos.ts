@@ -1,0 +1,205 @@
+/**
+ * One chaos run: a 3-member cluster, worker processes (LeaderElector + Mutex loop, each through its own
+ * proxies), a seeded schedule of faults with recovery checked after each heal, then every worker
+ * stopped, what is left checked, etcd's data read, the history checked, and the report written.
+ * Used by `npm run chaos` (run.ts) and by CI (chaos.test.ts).
+ */
+import { randomBytes } from "node:crypto";
+import { connect } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Etcd3 } from "etcd3";
+import { tryDocker } from "../support/docker-cli.js";
+import { PID_LABEL, TEST_LABEL } from "../support/etcd-image.js";
+import { startCluster } from "../support/etcd.js";
+import { OWNER_PID } from "../support/runtime.js";
+import { waitFor } from "../support/wait.js";
+import { check, type Verdict } from "./checker.js";
+import { Fleet } from "./fleet.js";
+import { HOLD_KINDS, mono, type History, type HistoryEvent, type HoldKind, type LogEntry, type RegisterData } from "./history.js";
+import { applyFault, type NemesisContext } from "./nemesis.js";
+import { checkRecovery, type RecoveryContext } from "./recovery.js";
+import { writeReport } from "./report.js";
+import { everyFaultOnce, soak, type FaultPlan } from "./schedule.js";
+import { CALL_TIMEOUT_MS, DEFAULT_TTL, ELECTION_TIMEOUT_MS, recoveryBoundMs as boundFor } from "./settings.js";
+
+
+export interface ChaosOptions {
+  seed: number;
+  /** Soak: faults from the endless schedule until this much time has passed. Omitted: every fault once. */
+  durationMs?: number;
+  /** Worker processes at a time (default 3). */
+  workers?: number;
+  /** Session TTL of every worker, seconds (default DEFAULT_TTL). */
+  ttl?: number;
+  /** Where the report goes. */
+  out: string;
+  /** The command that replays this run, for the report and failure messages. */
+  replay: string;
+  log?: (line: string) => void;
+}
+
+export interface ChaosResult {
+  verdict: Verdict;
+  history: History;
+  report: string;
+}
+
+const DEADLINE = (): { deadline: Date } => ({ deadline: new Date(Date.now() + 5000) });
+
+async function readRegister(client: Etcd3, prefix: string): Promise<RegisterData> {
+  const counter = await client.get(`${prefix}counter`).options(DEADLINE()).exec();
+  const log = await client.getAll().prefix(`${prefix}log/`).options(DEADLINE()).exec();
+  const c = counter.kvs[0];
+  return {
+    counter: c ? { value: Number(c.value.toString()), version: Number(c.version), modRevision: Number(c.mod_revision) } : null,
+    log: log.kvs.map((kv) => ({
+      seq: Number(kv.key.toString().slice(`${prefix}log/`.length)),
+      version: Number(kv.version),
+      modRevision: Number(kv.mod_revision),
+      entry: JSON.parse(kv.value.toString()) as LogEntry,
+    })),
+  };
+}
+
+const ourContainers = async (): Promise<string[]> =>
+  ((await tryDocker(["ps", "--all", "--filter", `label=${TEST_LABEL}=true`, "--filter", `label=${PID_LABEL}=${OWNER_PID}`, "--format", "{{.Names}}"], 30_000)) ?? "")
+    .split("\n")
+    .filter(Boolean);
+
+const portClosed = (url: string): Promise<boolean> =>
+  new Promise((resolve) => {
+    const [host, port] = url.split(":");
+    const socket = connect({ host, port: Number(port) });
+    socket.once("connect", () => (socket.destroy(), resolve(false)));
+    socket.once("error", () => resolve(true));
+  });
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const ttl = options.ttl ?? DEFAULT_TTL;
+  const ttlMs = ttl * 1000;
+  const recoveryBoundMs = boundFor(ttlMs);
+  const events: HistoryEvent[] = [];
+  const record = (e: HistoryEvent): void => void events.push(e);
+  const startedAt = mono();
+  const say = (line: string): void => log(`[chaos ${((mono() - startedAt) / 1000).toFixed(1).padStart(6)} s] ${line}`);
+  const base = `chaos/${options.seed}-${randomBytes(3).toString("hex")}/`;
+  const names: Record<HoldKind, string> = { election: `${base}leader`, mutex: `${base}lock` };
+  const data: Record<HoldKind, string> = { election: `${base}data/election/`, mutex: `${base}data/mutex/` };
+  const docker = process.env.ETCD_BACKEND !== "process";
+
+  const history: History = {
+    seed: options.seed,
+    etcdVersion: "unknown",
+    image: docker ? (process.env.ETCD_IMAGE ?? "") : `binary ${process.env.ETCD_BINARY ?? "etcd"}`,
+    workers: options.workers ?? 3,
+    ttlMs,
+    electionTimeoutMs: ELECTION_TIMEOUT_MS,
+    recoveryBoundMs,
+    startedAt,
+    endedAt: startedAt,
+    events: [],
+    data: { election: { counter: null, log: [] }, mutex: { counter: null, log: [] } },
+  };
+
+  say(`seed ${options.seed}; replay: ${options.replay}`);
+  const before = docker ? new Set(await ourContainers()) : new Set<string>();
+  const env = await startCluster(3);
+  const mine = docker ? (await ourContainers()).filter((c) => !before.has(c)) : [];
+  const client = env.client();
+  const fleet = new Fleet(env, { ttl, election: names.election, mutex: names.mutex, data, writeEveryMs: 100 }, record);
+  const nothingLeft = (ok: boolean, detail: string): void => record({ t: mono(), e: "check", n: -1, rule: "nothing-left", ok, ms: 0, detail });
+  try {
+    history.etcdVersion = (await client.maintenance.status()).version;
+    say(`etcd ${history.etcdVersion}, ${options.workers ?? 3} workers, TTL ${ttl} s, recovery bound ${recoveryBoundMs} ms`);
+    for (let i = 0; i < (options.workers ?? 3); i++) await fleet.spawn();
+    await waitFor(() => fleet.holder("election") && fleet.live().every((w) => w.leases.size === 2), { timeoutMs: 60_000, description: "workers up and a leader" });
+    await sleep(1000); // calm before the first fault: the baseline the figures compare with
+
+    const nemesis: NemesisContext = {
+      env,
+      fleet,
+      record,
+      ttlMs,
+      electionTimeoutMs: ELECTION_TIMEOUT_MS,
+      recoveryBoundMs,
+      missed: (n, what) => record({ t: mono(), e: "check", n, rule: "leader-again", ok: false, ms: 0, detail: what }),
+    };
+    const recovery: RecoveryContext = { client, fleet, names, record, ttlMs, electionTimeoutMs: ELECTION_TIMEOUT_MS, recoveryBoundMs };
+    const plans: Iterable<FaultPlan> = options.durationMs === undefined ? everyFaultOnce(options.seed) : soak(options.seed);
+    const endAt = startedAt + (options.durationMs ?? Infinity);
+    let n = 0;
+    for (const plan of plans) {
+      if (mono() >= endAt) break;
+      n++;
+      try {
+        await applyFault(nemesis, plan, n);
+      } catch (error) {
+        record({ t: mono(), e: "check", n, rule: "leader-again", ok: false, ms: 0, detail: `the nemesis failed: ${String(error)}` });
+      }
+      const fault = events.filter((e) => e.e === "fault" && e.n === n);
+      const healedAt = fault.find((e) => e.e === "fault" && e.phase === "heal")?.t ?? mono();
+      await checkRecovery(recovery, n, healedAt);
+      const checks = events.filter((e): e is Extract<HistoryEvent, { e: "check" }> => e.e === "check" && e.n === n);
+      say(`fault ${n} ${plan.kind} ${fault[0]?.e === "fault" ? fault[0].detail : ""}: ${checks.map((c) => `${c.rule} ${c.ok ? `${c.ms} ms` : "FAILED"}`).join(", ")}`);
+      await sleep(1000); // calm between faults, so each one starts from a working system
+    }
+
+    // The end: every worker stopped (they hand over and exit by themselves), then nothing may be left.
+    say("stopping the workers");
+    const live = fleet.live();
+    for (const w of live) fleet.terminate(w);
+    const stopBound = Math.max(ttlMs, 2 * CALL_TIMEOUT_MS) + 2000;
+    await Promise.all(
+      live.map(async (w) => {
+        const from = mono();
+        const exited = await Promise.race([w.exited, sleep(stopBound).then(() => undefined)]);
+        const ms = Math.round(mono() - from);
+        record({ t: mono(), e: "check", n: -1, rule: "worker-exits", ok: exited?.code === 0, ms, detail: exited ? `${w.id} exited with ${exited.code ?? exited.signal} in ${ms} ms` : `${w.id} still running after ${stopBound} ms` });
+        if (!exited) await fleet.kill(w);
+      }),
+    );
+    const leftovers = async (): Promise<string[]> => {
+      const leases = (await client.leaseClient.leaseLeases(DEADLINE())).leases.map((l) => `lease ${l.ID}`);
+      const keys = (await Promise.all(HOLD_KINDS.map((k) => client.getAll().prefix(`${names[k]}/`).options(DEADLINE()).keys()))).flat();
+      return [...leases, ...keys];
+    };
+    try {
+      await waitFor(async () => (await leftovers()).length === 0, { timeoutMs: ttlMs + ELECTION_TIMEOUT_MS + 1000, description: "no lease or key left" });
+      nothingLeft(true, "no lease, no key under our names");
+    } catch {
+      nothingLeft(false, `left in etcd after every worker stopped: ${(await leftovers().catch(() => [])).join(", ")}`);
+    }
+    history.endedAt = mono();
+    for (const kind of HOLD_KINDS) history.data[kind] = await readRegister(client, data[kind]);
+    await client.delete().prefix(base).options(DEADLINE()).exec();
+  } finally {
+    if (history.endedAt === startedAt) history.endedAt = mono();
+    await fleet.close();
+    await env.close();
+  }
+
+  const gone = await Promise.all(fleet.workers.flatMap((w) => w.proxies.map((p) => portClosed(p.url))));
+  nothingLeft(gone.every(Boolean), `${gone.filter((g) => !g).length} worker proxies still listening`);
+  const alive = fleet.workers.filter((w) => w.pid !== undefined && isRunning(w.pid)).map((w) => w.id);
+  nothingLeft(alive.length === 0, alive.length ? `worker processes still running: ${alive.join(", ")}` : "no worker process left");
+  if (docker) {
+    const still = (await ourContainers()).filter((c) => mine.includes(c));
+    nothingLeft(still.length === 0, still.length ? `containers left: ${still.join(", ")}` : `the ${mine.length} etcd containers are gone`);
+  }
+
+  history.events = [...events].sort((a, b) => a.t - b.t);
+  const verdict = check(history);
+  const report = writeReport(options.out, history, verdict, options.replay);
+  say(`${verdict.ok ? "no violation" : `${verdict.violations.length} VIOLATION(S)`}; etcd #15247: ${verdict.etcdRevokes.length} revoke(s), ${verdict.etcdBugs.length} overlap(s); report in ${options.out}`);
+  return { verdict, history, report };
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * The chaos runner's worker processes: each is a real child process (worker.ts) that reaches every etcd
+ * member through proxies of its own, so one worker can be cut off while the others are not. The fleet
+ * records what the runner does to them and what they report, and keeps a live view of who holds what
+ * for the nemeses and the recovery checks.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import type { EtcdEnv } from "../support/api.js";
+import { TcpProxy } from "../support/tcp-proxy.js";
+import { mono, type HistoryEvent, type HoldKind, type WorkerReport } from "./history.js";
+import type { WorkerConfig } from "./worker.js";
+
+const WORKER = fileURLToPath(new URL("./worker.ts", import.meta.url));
+
+export type WorkerSettings = Omit<WorkerConfig, "id" | "hosts">;
+
+export class ChaosWorker {
+  /** What it believes it holds now, by kind; and when it last began to hold each. */
+  readonly holds = new Map<HoldKind, { token: string; key: string; since: number }>();
+  readonly lastStart = new Map<HoldKind, number>();
+  /** Its current, live session lease by kind (a lost or replaced one is dead). */
+  readonly leases = new Map<HoldKind, string>();
+  /** The last leader its elector observed (onNewLeader). */
+  observed: { key: string | null } | undefined;
+  paused = false;
+  readonly exited: Promise<{ code: number | null; signal: string | null; at: number }>;
+  #exitedAt: number | undefined;
+  #stderr = "";
+  #listeners = new Set<(r: WorkerReport) => void>();
+
+  constructor(
+    readonly id: string,
+    readonly proxies: TcpProxy[],
+    private readonly child: ChildProcess,
+    record: (e: HistoryEvent) => void,
+  ) {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      let report: WorkerReport & { t: number };
+      try {
+        report = JSON.parse(line) as WorkerReport & { t: number };
+      } catch {
+        this.#stderr += `${line}\n`; // not ours (a stray console line): keep it for diagnostics
+        return;
+      }
+      this.#apply(report);
+      record({ ...report, w: id });
+      for (const listener of this.#listeners) listener(report);
+    });
+    child.stderr!.on("data", (d: Buffer) => (this.#stderr = (this.#stderr + d.toString()).slice(-4000)));
+    this.exited = new Promise((resolve) =>
+      child.once("exit", (code, signal) => {
+        this.#exitedAt = mono();
+        for (const p of proxies) void p.close(); // no proxy outlives its worker
+        this.holds.clear();
+        resolve({ code, signal, at: this.#exitedAt });
+      }),
+    );
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get alive(): boolean {
+    return this.#exitedAt === undefined;
+  }
+
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Calls `fn` with each report (until the returned undo). */
+  onReport(fn: (r: WorkerReport) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  signal(signal: "SIGSTOP" | "SIGCONT" | "SIGKILL" | "SIGTERM"): void {
+    if (this.alive) this.child.kill(signal);
+  }
+
+  #apply(r: WorkerReport & { t: number }): void {
+    if (r.e === "start") {
+      this.holds.set(r.kind, { token: r.token, key: r.key, since: r.t });
+      this.lastStart.set(r.kind, r.t);
+    }
+    else if (r.e === "end" && this.holds.get(r.kind)?.token === r.token) this.holds.delete(r.kind);
+    else if (r.e === "observed") this.observed = { key: r.key };
+    else if (r.e === "session" && !r.lost) this.leases.set(r.kind, r.lease);
+    else if (r.e === "session" && this.leases.get(r.kind) === r.lease) this.leases.delete(r.kind);
+  }
+}
+
+export class Fleet {
+  readonly workers: ChaosWorker[] = [];
+  #next = 1;
+
+  constructor(
+    private readonly env: EtcdEnv,
+    private readonly settings: WorkerSettings,
+    private readonly record: (e: HistoryEvent) => void,
+  ) {}
+
+  /** Starts a worker with a proxy of its own to each member. */
+  async spawn(): Promise<ChaosWorker> {
+    const id = `w${this.#next++}`;
+    const proxies = await Promise.all(
+      this.env.members.map((m) => TcpProxy.start({ targetPort: Number(m.directClientUrl.split(":")[1]) })),
+    );
+    const config: WorkerConfig = { ...this.settings, id, hosts: proxies.map((p) => p.url) };
+    const child = spawn(process.execPath, ["--import", "tsx", WORKER], {
+      env: { ...process.env, CHAOS_WORKER: JSON.stringify(config) },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    const worker = new ChaosWorker(id, proxies, child, this.record);
+    this.workers.push(worker);
+    this.record({ t: mono(), e: "spawn", w: id });
+    void worker.exited.then(({ code, signal, at }) =>
+      this.record({ t: at, e: "exit", w: id, code, signal, stderr: code === 0 || signal === "SIGKILL" ? undefined : worker.stderr.slice(-1500) }),
+    );
+    return worker;
+  }
+
+  live(): ChaosWorker[] {
+    return this.workers.filter((w) => w.alive);
+  }
+
+  /** The live worker that believes it holds `kind` now (the first, if, wrongly, several do). */
+  holder(kind: HoldKind = "election"): ChaosWorker | undefined {
+    return this.live().find((w) => !w.paused && w.holds.has(kind));
+  }
+
+  pause(w: ChaosWorker): void {
+    this.record({ t: mono(), e: "sigstop", w: w.id });
+    w.signal("SIGSTOP");
+    w.paused = true;
+  }
+
+  /**
+   * SIGSTOPs `w` the moment it reports that it is about to commit a write of `kind` (or after
+   * `timeoutMs`), as a GC pause in the middle of a request would: the write may not have left yet, and
+   * then goes out after the resume, late. Resolves with the op id it caught, if any.
+   */
+  pauseAtNextWrite(w: ChaosWorker, kind: HoldKind, timeoutMs: number): Promise<string | undefined> {
+    return new Promise((resolve) => {
+      const stop = (op: string | undefined): void => {
+        undo();
+        clearTimeout(timer);
+        this.pause(w);
+        resolve(op);
+      };
+      const undo = w.onReport((r) => {
+        if (r.e === "op" && r.kind === kind) stop(r.op);
+      });
+      const timer = setTimeout(() => stop(undefined), timeoutMs);
+    });
+  }
+
+  resume(w: ChaosWorker): void {
+    w.signal("SIGCONT");
+    w.paused = false;
+    this.record({ t: mono(), e: "sigcont", w: w.id });
+  }
+
+  /** SIGKILL; its believed holds end now (it cannot act after). */
+  async kill(w: ChaosWorker): Promise<void> {
+    this.record({ t: mono(), e: "sigkill", w: w.id });
+    w.signal("SIGKILL");
+    if (w.paused) w.signal("SIGCONT");
+    await w.exited;
+  }
+
+  /** SIGTERM: the worker hands over and should exit by itself. */
+  terminate(w: ChaosWorker): void {
+    this.record({ t: mono(), e: "sigterm", w: w.id });
+    w.signal("SIGTERM");
+  }
+
+  /** Cuts the worker off from the given members (all by default), or opens them again. */
+  cut(w: ChaosWorker, members: number[] = w.proxies.map((_, i) => i)): void {
+    for (const i of members) w.proxies[i]?.cut();
+  }
+
+  open(w: ChaosWorker): void {
+    for (const p of w.proxies) p.open();
+  }
+
+  /** Kills whatever still runs (an interrupted run). */
+  async close(): Promise<void> {
+    await Promise.all(this.live().map((w) => this.kill(w)));
+  }
+}

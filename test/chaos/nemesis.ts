@@ -1,0 +1,199 @@
+/**
+ * The nemeses: each applies one fault, records when it started and when it healed, and returns healed.
+ * Where a fault must last "until someone else has taken over", it waits for that condition (bounded);
+ * where its length is the scenario itself (an outage longer than the TTL), it sleeps that long.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import type { EtcdEnv, EtcdMember } from "../support/api.js";
+import { waitFor } from "../support/wait.js";
+import type { ChaosWorker, Fleet } from "./fleet.js";
+import { mono, type FaultKind, type HistoryEvent } from "./history.js";
+import type { FaultPlan } from "./schedule.js";
+import { CALL_TIMEOUT_MS } from "./settings.js";
+
+export interface NemesisContext {
+  env: EtcdEnv;
+  fleet: Fleet;
+  record: (e: HistoryEvent) => void;
+  ttlMs: number;
+  electionTimeoutMs: number;
+  /** TTL + election timeout + 0.5 s + the elector's backoff cap. */
+  recoveryBoundMs: number;
+  /** Called when a liveness bound was missed while the fault was on (recorded, the run goes on). */
+  missed: (n: number, what: string) => void;
+}
+
+type Nemesis = (ctx: NemesisContext, plan: FaultPlan, n: number) => Promise<void>;
+
+const start = (ctx: NemesisContext, n: number, kind: FaultKind, detail: string, target?: ChaosWorker): void =>
+  ctx.record({ t: mono(), e: "fault", n, kind, phase: "start", detail, target: target?.id });
+const heal = (ctx: NemesisContext, n: number, kind: FaultKind, detail = ""): void =>
+  ctx.record({ t: mono(), e: "fault", n, kind, phase: "heal", detail });
+
+/** The worker leading the election (waits for one, bounded). */
+async function leaderWorker(ctx: NemesisContext): Promise<ChaosWorker> {
+  return waitFor(() => ctx.fleet.holder("election"), { timeoutMs: ctx.recoveryBoundMs, description: "a leader worker to target" });
+}
+
+/** Waits (bounded) until a worker other than `w` believes it leads; false if none did in time. */
+async function someoneElseLeads(ctx: NemesisContext, w: ChaosWorker, n: number): Promise<boolean> {
+  try {
+    await waitFor(() => ctx.fleet.live().some((o) => o !== w && !o.paused && o.holds.has("election")), {
+      timeoutMs: ctx.recoveryBoundMs + ctx.ttlMs,
+      description: `another worker leading while ${w.id} is out`,
+    });
+    return true;
+  } catch {
+    ctx.missed(n, `nobody took over from ${w.id} within ${ctx.recoveryBoundMs + ctx.ttlMs} ms while it was out`);
+    return false;
+  }
+}
+
+async function memberOf(ctx: NemesisContext, plan: FaultPlan): Promise<EtcdMember> {
+  return plan.member < 0 ? ctx.env.leader() : ctx.env.members[plan.member]!;
+}
+
+const NEMESES: Record<FaultKind, Nemesis> = {
+  /**
+   * SIGSTOP the leader past its TTL, until someone else leads and a little longer. It is stopped the
+   * moment it reports a write it is about to commit, as a GC pause would catch it: if the write had not
+   * left yet, it leaves after the resume, late, and etcd must refuse it (fencing).
+   */
+  "pause-worker": async (ctx, plan, n) => {
+    const w = await leaderWorker(ctx);
+    const op = await ctx.fleet.pauseAtNextWrite(w, "election", 1000);
+    start(ctx, n, "pause-worker", `${w.id}, stopped ${op ? `as it committed ${op}` : "(no write seen)"}`, w);
+    await someoneElseLeads(ctx, w, n);
+    await sleep(plan.extraMs / 2); // how long past the take-over it stays paused: part of the scenario
+    ctx.fleet.resume(w);
+    heal(ctx, n, "pause-worker", w.id);
+  },
+
+  /** SIGKILL the leader; a replacement starts. */
+  "kill-worker": async (ctx, _plan, n) => {
+    const w = await leaderWorker(ctx);
+    start(ctx, n, "kill-worker", w.id, w);
+    await ctx.fleet.kill(w);
+    const replacement = await ctx.fleet.spawn();
+    heal(ctx, n, "kill-worker", `${w.id} replaced by ${replacement.id}`);
+  },
+
+  /** SIGTERM the leader: it hands over and exits by itself; a replacement starts. */
+  "term-worker": async (ctx, _plan, n) => {
+    const w = await leaderWorker(ctx);
+    start(ctx, n, "term-worker", w.id, w);
+    const sentAt = mono();
+    ctx.fleet.terminate(w);
+    // run() is bounded by max(TTL, 2 x callTimeoutMs); the process must then exit by itself.
+    const boundMs = Math.max(ctx.ttlMs, 2 * CALL_TIMEOUT_MS) + 2000;
+    const exited = await Promise.race([w.exited, sleep(boundMs).then(() => undefined)]);
+    const ms = Math.round(mono() - sentAt);
+    ctx.record({
+      t: mono(),
+      e: "check",
+      n,
+      rule: "worker-exits",
+      ok: exited?.code === 0,
+      ms,
+      detail: exited ? `${w.id} exited with ${exited.code ?? exited.signal} ${ms} ms after SIGTERM` : `${w.id} still running ${boundMs} ms after SIGTERM`,
+    });
+    if (!exited) await ctx.fleet.kill(w);
+    const replacement = await ctx.fleet.spawn();
+    heal(ctx, n, "term-worker", `${w.id} replaced by ${replacement.id}`);
+  },
+
+  /** Cut the leader off from every member until someone else leads, then a little longer. */
+  "cut-worker": async (ctx, plan, n) => {
+    const w = await leaderWorker(ctx);
+    start(ctx, n, "cut-worker", w.id, w);
+    ctx.fleet.cut(w);
+    await someoneElseLeads(ctx, w, n);
+    await sleep(plan.extraMs / 2); // part of the scenario: how long past the take-over it stays cut off
+    ctx.fleet.open(w);
+    heal(ctx, n, "cut-worker", w.id);
+  },
+
+  /** Pause the raft leader past a lease's TTL, then resume it: etcd #15247's trigger. */
+  "pause-raft-leader": async (ctx, plan, n) => {
+    const m = await ctx.env.leader();
+    start(ctx, n, "pause-raft-leader", m.name);
+    await m.pause();
+    await sleep(ctx.ttlMs + ctx.electionTimeoutMs + plan.extraMs); // the pause's length is the scenario
+    await m.unpause();
+    ctx.record({ t: mono(), e: "raft-resume", member: m.name });
+    heal(ctx, n, "pause-raft-leader", m.name);
+  },
+
+  /** SIGKILL a member, keep it down a while, start it again with its data. */
+  "restart-member": async (ctx, plan, n) => {
+    const m = await memberOf(ctx, plan);
+    start(ctx, n, "restart-member", m.name);
+    await m.kill();
+    await sleep(500 + plan.extraMs); // downtime: the scenario
+    await m.restart();
+    heal(ctx, n, "restart-member", m.name);
+  },
+
+  /** Cut a member off from its peers; clients still reach it. */
+  "isolate-member": async (ctx, plan, n) => {
+    const m = await memberOf(ctx, plan);
+    start(ctx, n, "isolate-member", m.name);
+    await m.isolate();
+    await sleep(ctx.ttlMs + plan.extraMs); // the partition's length: the scenario
+    await m.heal();
+    heal(ctx, n, "isolate-member", m.name);
+  },
+
+  /**
+   * A minority member with some workers (the leader half the time) on one side, the majority with the
+   * rest on the other: each worker reaches only its side's members.
+   */
+  "partition": async (ctx, plan, n) => {
+    const m = await memberOf(ctx, plan);
+    const minority = ctx.env.members.indexOf(m);
+    const majority = ctx.env.members.map((_, i) => i).filter((i) => i !== minority);
+    const leader = ctx.fleet.holder("election");
+    const live = ctx.fleet.live();
+    const small = live.filter((w, i) => (w === leader ? (plan.draws[0] ?? 0) < 0.5 : (plan.draws[i + 1] ?? 0) < 0.34));
+    start(ctx, n, "partition", `${m.name} with [${small.map((w) => w.id).join(" ")}], the rest apart`);
+    for (const w of live) ctx.fleet.cut(w, small.includes(w) ? majority : [minority]);
+    await m.isolate();
+    await sleep(ctx.ttlMs + ctx.electionTimeoutMs + plan.extraMs); // the scenario: the minority's leases run out
+    await m.heal();
+    for (const w of live) ctx.fleet.open(w);
+    heal(ctx, n, "partition", m.name);
+  },
+
+  /**
+   * Compact (physically, at the current revision) every 250 ms for 2 s while everyone observes and
+   * writes; a follower is cut off for 0.8 s meanwhile, so its watches come back to a compacted history.
+   */
+  "compaction": async (ctx, plan, n) => {
+    const followers = ctx.fleet.live().filter((w) => !w.holds.has("election"));
+    const cut = followers[Math.floor((plan.draws[0] ?? 0) * followers.length)];
+    start(ctx, n, "compaction", cut ? `follower ${cut.id} cut off 0.8 s meanwhile` : "");
+    const until = mono() + 2000;
+    const reopenAt = mono() + 800;
+    if (cut) ctx.fleet.cut(cut);
+    while (mono() < until) {
+      await ctx.env.compact();
+      if (cut && mono() >= reopenAt) ctx.fleet.open(cut);
+      await sleep(250); // the compaction rate: the scenario
+    }
+    if (cut) ctx.fleet.open(cut);
+    heal(ctx, n, "compaction");
+  },
+
+  /** Every member down for longer than the TTL, then all back with their data. */
+  "outage": async (ctx, plan, n) => {
+    start(ctx, n, "outage", "all members");
+    await Promise.all(ctx.env.members.map((m) => m.kill()));
+    await sleep(ctx.ttlMs + 1000 + plan.extraMs); // the outage's length: the scenario
+    await Promise.all(ctx.env.members.map((m) => m.restart()));
+    heal(ctx, n, "outage");
+  },
+};
+
+export function applyFault(ctx: NemesisContext, plan: FaultPlan, n: number): Promise<void> {
+  return NEMESES[plan.kind](ctx, plan, n);
+}

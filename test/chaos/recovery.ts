@@ -1,0 +1,92 @@
+/**
+ * Recovery, checked after each fault heals (design: Every outage ends in a working state), each as a
+ * bounded wait on a condition that reads etcd and the workers' reports:
+ * - leader-again: a live worker leads, and etcd agrees (the election's head key is that worker's), within
+ *   TTL + election timeout + 0.5 s + the elector's backoff cap of the heal;
+ * - mutex-again: someone takes the mutex after the heal, within the same bound;
+ * - observers-agree: every live worker's last onNewLeader names etcd's head key, within the same bound;
+ * - dead-keys-gone: no key under our names belongs to a dead session (a killed worker's, a lost one's)
+ *   once its lease could have run out: TTL + election timeout + 1 s.
+ * Followers' health is checked from the workers' own samples, afterwards (checker.ts).
+ */
+import type { Etcd3 } from "etcd3";
+import { waitFor } from "../support/wait.js";
+import type { Fleet } from "./fleet.js";
+import { mono, type HistoryEvent, type HoldKind, type RecoveryRule } from "./history.js";
+
+export interface RecoveryContext {
+  client: Etcd3;
+  fleet: Fleet;
+  names: Record<HoldKind, string>;
+  record: (e: HistoryEvent) => void;
+  ttlMs: number;
+  electionTimeoutMs: number;
+  recoveryBoundMs: number;
+}
+
+const DEADLINE = (): { deadline: Date } => ({ deadline: new Date(Date.now() + 2000) });
+
+/** The keys under `<name>/`, oldest first, with their leases (decimal). */
+async function queue(client: Etcd3, name: string): Promise<{ key: string; lease: string }[]> {
+  const res = await client.getAll().prefix(`${name}/`).sort("Create", "Ascend").options(DEADLINE()).exec();
+  return res.kvs.map((kv) => ({ key: kv.key.toString(), lease: kv.lease }));
+}
+
+/**
+ * Waits for `condition` (truthy: met, with a detail) until `boundMs` after `from` (monotonic ms), and
+ * records the check with the time it took from `from`.
+ */
+async function check(
+  ctx: RecoveryContext,
+  n: number,
+  rule: RecoveryRule,
+  from: number,
+  boundMs: number,
+  condition: () => Promise<string | undefined>,
+  describe: () => Promise<string>,
+): Promise<void> {
+  try {
+    // At least one attempt, even when an earlier check used up the time.
+    const detail = await waitFor(condition, { timeoutMs: Math.max(300, from + boundMs - mono()), description: rule });
+    ctx.record({ t: mono(), e: "check", n, rule, ok: true, ms: Math.round(mono() - from), detail });
+  } catch {
+    const detail = await describe().catch((e: unknown) => `(could not read etcd: ${String(e)})`);
+    ctx.record({ t: mono(), e: "check", n, rule, ok: false, ms: Math.round(mono() - from), detail: `not within ${boundMs} ms: ${detail}` });
+  }
+}
+
+export async function checkRecovery(ctx: RecoveryContext, n: number, healedAt: number): Promise<void> {
+  const { client, fleet, names } = ctx;
+  const bound = ctx.recoveryBoundMs;
+  const heads = async (): Promise<string> => `etcd's election queue ${JSON.stringify(await queue(client, names.election))}`;
+
+  await check(ctx, n, "leader-again", healedAt, bound, async () => {
+    const head = (await queue(client, names.election))[0];
+    const w = fleet.live().find((x) => !x.paused && x.holds.get("election")?.key === head?.key);
+    return w && head ? `${w.id} leads (${head.key})` : undefined;
+  }, heads);
+
+  await check(ctx, n, "mutex-again", healedAt, bound, async () => {
+    const w = fleet.live().find((x) => (x.lastStart.get("mutex") ?? -Infinity) >= healedAt);
+    return w ? `${w.id} took the mutex` : undefined;
+  }, async () => `etcd's mutex queue ${JSON.stringify(await queue(client, names.mutex))}`);
+
+  await check(ctx, n, "observers-agree", healedAt, bound, async () => {
+    const head = (await queue(client, names.election))[0]?.key ?? null;
+    const all = fleet.live();
+    return all.every((w) => w.observed?.key === head) ? `all ${all.length} observe ${head}` : undefined;
+  }, async () => `${await heads()}; observed ${fleet.live().map((w) => `${w.id}=${w.observed?.key}`).join(" ")}`);
+
+  const current = (kind: HoldKind): Set<string> => new Set(fleet.live().flatMap((w) => w.leases.get(kind) ?? []));
+  const strays = async (): Promise<string[]> => {
+    const out: string[] = [];
+    for (const kind of ["election", "mutex"] as const) {
+      const mine = current(kind);
+      for (const { key, lease } of await queue(client, names[kind])) if (!mine.has(lease)) out.push(`${key} (lease ${lease})`);
+    }
+    return out;
+  };
+  await check(ctx, n, "dead-keys-gone", mono(), ctx.ttlMs + ctx.electionTimeoutMs + 1000, async () => ((await strays()).length === 0 ? "none" : undefined), async () =>
+    `keys of sessions no live worker holds: ${(await strays()).join(", ")}`,
+  );
+}

@@ -1,0 +1,187 @@
+/**
+ * A chaos worker: a library user in its own process, which the runner pauses, kills, stops and cuts
+ * off. It runs a LeaderElector and a Mutex loop side by side; whoever holds does blind writes
+ * `counter = v + 1` (v read once, at the start of the hold) guarded only by the holding's txn(), and in
+ * the same transaction puts `log/<v + 1>` = (token, worker, op id, value). It reports everything it
+ * believes, as JSON lines on stdout, timestamped with the system-wide monotonic clock (history.ts).
+ *
+ * Config comes in CHAOS_WORKER (WorkerConfig). SIGTERM stops it: it resigns, unlocks, closes, and must
+ * then exit by itself.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { Etcd3 } from "etcd3";
+import { LeaderElector, Mutex, Session, type Holding, type Logger } from "../../src/index.js";
+import { logKey, mono, type HoldKind, type WorkerReport } from "./history.js";
+
+export interface WorkerConfig {
+  id: string;
+  /** This worker's own proxies, one per member. */
+  hosts: string[];
+  ttl: number;
+  /** The library's default (5 s) unless set. */
+  callTimeoutMs?: number;
+  election: string;
+  mutex: string;
+  /** Where each kind's counter and log live: `<prefix>counter`, `<prefix>log/<seq>`. */
+  data: Record<HoldKind, string>;
+  /** Pause between writes while holding. */
+  writeEveryMs: number;
+}
+
+const config = JSON.parse(process.env.CHAOS_WORKER ?? "{}") as WorkerConfig;
+const report = (r: WorkerReport): void => void process.stdout.write(`${JSON.stringify({ ...r, t: mono() })}\n`);
+const codeOf = (e: unknown): string => {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" || typeof code === "number" ? String(code) : "ERROR";
+};
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+// The runner owns us: if it goes away (our stdin closes), so do we. Unref'd, so stdin alone does not
+// keep a stopped worker alive.
+process.stdin.on("end", () => process.exit(3)).resume();
+(process.stdin as unknown as { unref?: () => void }).unref?.();
+
+/**
+ * Warnings and errors become reports. The elector makes its sessions itself: we learn their lease ids
+ * from the lines a session logs when it is created and when it is lost.
+ */
+const logLease = (fields: object, msg: string, kind: HoldKind): void => {
+  const leaseId = (fields as { leaseId?: unknown }).leaseId;
+  if (typeof leaseId !== "string") return;
+  if (msg === "session created") report({ e: "session", kind, lease: leaseId });
+  else if (msg === "session lost") report({ e: "session", kind, lease: leaseId, lost: true });
+};
+const loggerFor = (kind: HoldKind): Logger => ({
+  debug: () => {},
+  info: (fields, msg) => logLease(fields, msg, kind),
+  warn: (fields, msg) => report({ e: "log", level: "warn", msg, code: codeOf((fields as { err?: unknown }).err) }),
+  error: (fields, msg) => {
+    logLease(fields, msg, kind);
+    report({ e: "log", level: "error", msg, code: codeOf((fields as { err?: unknown }).err) });
+  },
+});
+
+// Reconnect fast after an outage (grpc-js's default backoff grows to 2 minutes); the library's own
+// channels take the client's gRPC options.
+const client = new Etcd3({
+  hosts: config.hosts,
+  grpcOptions: { "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 1000 },
+});
+const stop = new AbortController();
+process.once("SIGTERM", () => stop.abort());
+let ops = 0;
+
+/** Thrown by a hold whose write outcome is unknown: the next hold must start from what etcd has. */
+class StepDown extends Error {}
+
+/** Whether the hold is over: the holding's own loss error. */
+const isLoss = (e: unknown): boolean => ["NOT_LEADER", "LOCK_LOST"].includes(codeOf(e));
+
+/**
+ * Reports the hold, reads the counter once (guarded), then writes blindly until the hold ends or
+ * `until` (monotonic ms) passes. After a write whose outcome is unknown it throws StepDown: another
+ * write from the remembered v could overwrite the unknown one if that landed.
+ */
+async function hold(kind: HoldKind, holding: Holding, until = Infinity): Promise<void> {
+  const token = holding.token.toString();
+  report({ e: "start", kind, token, key: holding.key });
+  const ended = (): void => {
+    const reason = holding.signal.reason as { code?: string; message?: string; cause?: unknown };
+    report({ e: "end", kind, token, code: codeOf(reason), message: messageOf(reason), cause: reason?.cause === undefined ? undefined : messageOf(reason.cause) });
+  };
+  if (holding.signal.aborted) ended();
+  else holding.signal.addEventListener("abort", ended, { once: true });
+
+  const prefix = config.data[kind];
+  const read = await readCounter(holding, prefix);
+  if (read === undefined) return;
+  let v: number = read;
+  while (!holding.signal.aborted && mono() < until) {
+    const op = `${config.id}-${++ops}`;
+    const value = v + 1;
+    report({ e: "op", kind, op, token, value });
+    try {
+      await holding
+        .txn()
+        .then(
+          client.put(`${prefix}counter`).value(String(value)),
+          client.put(logKey(prefix, value)).value(JSON.stringify({ token, worker: config.id, op, value })),
+        )
+        .commit();
+      report({ e: "ok", kind, op });
+      v = value;
+    } catch (e) {
+      if (isLoss(e)) {
+        // The guard failing in etcd is what fencing is for; a refusal before sending is the clock's.
+        report({ e: "rejected", kind, op, stale: /refused by etcd/.test(messageOf(e)), code: codeOf(e) });
+        return;
+      }
+      report({ e: "unknown", kind, op, code: codeOf(e), message: messageOf(e) });
+      throw new StepDown(`write ${op} outcome unknown (${codeOf(e)}): stepping down`);
+    }
+    await sleep(config.writeEveryMs * (0.5 + Math.random()), undefined, { signal: holding.signal }).catch(() => {});
+  }
+}
+
+/** The counter, read under the hold's guard (retried: a read is harmless to repeat); undefined once the hold ends. */
+async function readCounter(holding: Holding, prefix: string): Promise<number | undefined> {
+  while (!holding.signal.aborted) {
+    try {
+      const res = await holding.txn().then(client.get(`${prefix}counter`)).commit();
+      const kv = res.responses[0]?.response_range.kvs[0];
+      return kv ? Number(kv.value.toString()) : 0;
+    } catch (e) {
+      if (isLoss(e)) return undefined;
+      await sleep(100);
+    }
+  }
+  return undefined;
+}
+
+const elector = new LeaderElector({
+  client,
+  name: config.election,
+  identity: config.id,
+  ttl: config.ttl,
+  callTimeoutMs: config.callTimeoutMs,
+  logger: loggerFor("election"),
+  // Throwing (StepDown) makes the elector resign and campaign again.
+  onStartedLeading: (term) => hold("election", term),
+  onNewLeader: (leader) => report({ e: "observed", key: leader?.key ?? null, token: leader?.token.toString() ?? null }),
+});
+
+/** Lock, hold for a while, unlock, again; a new session (with backoff) after a lost one. */
+async function mutexLoop(): Promise<void> {
+  let session: Session | undefined;
+  let backoff = 100;
+  while (!stop.signal.aborted) {
+    try {
+      if (!session || session.signal.aborted) {
+        void session?.close();
+        session = await Session.create(client, { ttl: config.ttl, callTimeoutMs: config.callTimeoutMs, logger: loggerFor("mutex") });
+      }
+      const lock = await new Mutex(session, config.mutex).lock({ signal: AbortSignal.any([stop.signal, session.signal]) });
+      try {
+        await hold("mutex", lock, mono() + 300 + Math.random() * 600);
+      } finally {
+        await lock.unlock();
+      }
+      backoff = 100;
+      await sleep(50 + Math.random() * 250, undefined, { signal: stop.signal }).catch(() => {});
+    } catch (e) {
+      if (stop.signal.aborted) break;
+      if (!(e instanceof StepDown) && !isLoss(e) && codeOf(e) !== "SESSION_LOST") report({ e: "log", level: "warn", msg: `mutex loop: ${messageOf(e)}`, code: codeOf(e) });
+      await sleep(backoff, undefined, { signal: stop.signal }).catch(() => {});
+      backoff = Math.min(backoff * 2, config.ttl * 1000);
+    }
+  }
+  await session?.close();
+}
+
+const status = setInterval(() => report({ e: "status", leader: elector.isLeader(), healthy: elector.healthy() }), 250);
+report({ e: "ready" });
+await Promise.all([elector.run({ signal: stop.signal }), mutexLoop()]);
+clearInterval(status);
+client.close();
+report({ e: "stopped" });
+// Nothing else: the process must now exit by itself (design: Every outage ends in a working state).
