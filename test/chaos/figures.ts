@@ -1,0 +1,128 @@
+/**
+ * Figures from a checked history, per fault and per fault kind: what a reader wants to know about
+ * failover and recovery, measured, not asserted (the checker and the recovery bounds assert).
+ */
+import type { Interval, Op, Verdict } from "./checker.js";
+import { FAULT_KINDS, type FaultKind, type History, type HistoryEvent } from "./history.js";
+
+export interface WriteCounts {
+  /** Acknowledged by etcd. */
+  ok: number;
+  /** Refused by etcd's guard: a stale holder's write, stopped by fencing. */
+  stale: number;
+  /** Refused by the library before sending (assertHeld: the hold had already ended by its clock). */
+  refused: number;
+  /** Outcome unknown to the worker; and how many of those the log shows committed. */
+  unknown: number;
+  unknownCommitted: number;
+}
+
+export interface FaultFigures {
+  n: number;
+  kind: FaultKind;
+  detail: string;
+  target: string | undefined;
+  start: number;
+  heal: number | undefined;
+  /** From the fault (kill, SIGTERM, cut, SIGSTOP) to the next worker's first believed term. */
+  failoverMs: number | undefined;
+  /** Paused leader: from SIGCONT to the end of its believed term. */
+  noticeAfterResumeMs: number | undefined;
+  /** Cut-off leader: from the end of its term to the start of the next one (positive: no overlap). */
+  gapBeforeNextMs: number | undefined;
+  /** From the heal to a leader etcd agrees with (the recovery check). */
+  recoveryMs: number | undefined;
+  writes: Record<"election" | "mutex", WriteCounts>;
+  /** Holds etcd #15247 ended after this fault's raft-leader resume; and of those, how many overlapped. */
+  etcdRevokes: number;
+  etcdBugs: number;
+}
+
+export interface KindFigures {
+  kind: FaultKind;
+  count: number;
+  failoverMs: number[];
+  noticeAfterResumeMs: number[];
+  gapBeforeNextMs: number[];
+  recoveryMs: number[];
+  writes: WriteCounts;
+  etcdRevokes: number;
+  etcdBugs: number;
+}
+
+const zero = (): WriteCounts => ({ ok: 0, stale: 0, refused: 0, unknown: 0, unknownCommitted: 0 });
+
+function countWrites(ops: Op[], from: number, to: number, kind: "election" | "mutex"): WriteCounts {
+  const out = zero();
+  for (const o of ops) {
+    if (o.kind !== kind || o.t < from || o.t >= to) continue;
+    if (o.outcome === "unknown") {
+      out.unknown++;
+      if (o.committed) out.unknownCommitted++;
+    } else out[o.outcome]++;
+  }
+  return out;
+}
+
+const firstStartAfter = (intervals: Interval[], t: number, notBy: string | undefined): Interval | undefined =>
+  intervals.find((i) => i.kind === "election" && i.start >= t && i.w !== notBy);
+
+export function faultFigures(history: History, verdict: Verdict): FaultFigures[] {
+  const faults = history.events.filter((e): e is Extract<HistoryEvent, { e: "fault" }> => e.e === "fault");
+  const starts = faults.filter((f) => f.phase === "start");
+  const election = verdict.intervals.filter((i) => i.kind === "election");
+  return starts.map((f, idx) => {
+    const until = starts[idx + 1]?.t ?? history.endedAt;
+    const heal = faults.find((h) => h.n === f.n && h.phase === "heal")?.t;
+    const target = f.target;
+    const byTarget = election.find((i) => i.w === target && i.start <= f.t && i.end >= f.t);
+    const next = firstStartAfter(election, f.t, target);
+    const acts = history.events.filter((e) => e.t >= f.t && e.t < until && "w" in e && e.w === target);
+    const sigcont = acts.find((e) => e.e === "sigcont")?.t;
+    const recovery = history.events.find((e) => e.e === "check" && e.n === f.n && e.rule === "leader-again");
+    return {
+      n: f.n,
+      kind: f.kind,
+      detail: f.detail,
+      target,
+      start: f.t,
+      heal,
+      failoverMs: target && next ? next.start - f.t : undefined,
+      noticeAfterResumeMs: f.kind === "pause-worker" && sigcont !== undefined && byTarget ? byTarget.end - sigcont : undefined,
+      gapBeforeNextMs: f.kind === "cut-worker" && byTarget && next ? next.start - byTarget.end : undefined,
+      recoveryMs: recovery && recovery.e === "check" && recovery.ok ? recovery.ms : undefined,
+      writes: { election: countWrites(verdict.ops, f.t, until, "election"), mutex: countWrites(verdict.ops, f.t, until, "mutex") },
+      etcdRevokes: verdict.etcdRevokes.filter((r) => r.resumeAt >= f.t && r.resumeAt < until).length,
+      etcdBugs: verdict.etcdBugs.filter((b) => b.resumeAt >= f.t && b.resumeAt < until).length,
+    };
+  });
+}
+
+export function kindFigures(perFault: FaultFigures[]): KindFigures[] {
+  return FAULT_KINDS.map((kind) => {
+    const list = perFault.filter((f) => f.kind === kind);
+    const writes = zero();
+    for (const f of list) for (const w of [f.writes.election, f.writes.mutex]) for (const k of Object.keys(writes) as (keyof WriteCounts)[]) writes[k] += w[k];
+    const values = (pick: (f: FaultFigures) => number | undefined): number[] => list.map(pick).filter((x): x is number => x !== undefined);
+    return {
+      kind,
+      count: list.length,
+      failoverMs: values((f) => f.failoverMs),
+      noticeAfterResumeMs: values((f) => f.noticeAfterResumeMs),
+      gapBeforeNextMs: values((f) => f.gapBeforeNextMs),
+      recoveryMs: values((f) => f.recoveryMs),
+      writes,
+      etcdRevokes: list.reduce((s, f) => s + f.etcdRevokes, 0),
+      etcdBugs: list.reduce((s, f) => s + f.etcdBugs, 0),
+    };
+  });
+}
+
+/** "median (min–max)" of a list of ms, or "–". */
+export function spread(values: number[]): string {
+  if (values.length === 0) return "–";
+  const sorted = [...values].sort((a, b) => a - b);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+  const fmt = (ms: number): string => (Math.abs(ms) >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`);
+  return sorted.length === 1 ? fmt(median) : `${fmt(median)} (${fmt(sorted[0]!)}–${fmt(sorted.at(-1)!)})`;
+}

@@ -1,0 +1,165 @@
+/**
+ * The timeline of a run as an SVG, drawn the way Jepsen draws histories: one lane per worker, its
+ * believed terms as bars labelled with their fencing tokens (and, thinner, its mutex holds), SIGSTOP
+ * windows hatched, kills and stops marked, stale writes etcd refused marked in red, fault windows shaded
+ * across all lanes, violations as red lines and etcd bug sightings as purple diamonds. Hand-written SVG:
+ * no dependencies. Hover an element for its details.
+ */
+import type { Verdict } from "./checker.js";
+import type { History, HistoryEvent } from "./history.js";
+
+const WIDTH = 1400;
+const LEFT = 64;
+const RIGHT = 16;
+const TOP = 44;
+const LANE = 30;
+const PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#eeca3b"];
+const FAULT_COLOR: Record<string, string> = {
+  "pause-worker": "#f2a541",
+  "kill-worker": "#d1495b",
+  "term-worker": "#66a182",
+  "cut-worker": "#edae49",
+  "pause-raft-leader": "#00798c",
+  "restart-member": "#30638e",
+  "isolate-member": "#8e7dbe",
+  "partition": "#6a4c93",
+  "compaction": "#7f7f7f",
+  "outage": "#a4243b",
+};
+
+const esc = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+const title = (s: string): string => `<title>${esc(s)}</title>`;
+
+export function timelineSvg(history: History, verdict: Verdict): string {
+  const t0 = history.startedAt;
+  const span = Math.max(1, history.endedAt - t0);
+  const x = (t: number): number => LEFT + ((Math.min(Math.max(t, t0), history.endedAt) - t0) / span) * (WIDTH - LEFT - RIGHT);
+  const workers = [...new Set(history.events.flatMap((e) => ("w" in e ? [e.w] : [])))];
+  const lane = new Map(workers.map((w, i) => [w, TOP + i * LANE]));
+  const bottom = TOP + workers.length * LANE;
+  const height = bottom + 70;
+  const out: string[] = [];
+  const secs = (t: number): string => `${((t - t0) / 1000).toFixed(2)} s`;
+
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="10">`,
+    `<defs><pattern id="hatch" width="5" height="5" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="5" stroke="#333" stroke-width="2"/></pattern></defs>`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+  );
+
+  // Fault windows, shaded across every lane, labelled on two alternating rows above.
+  const faults = history.events.filter((e): e is Extract<HistoryEvent, { e: "fault" }> => e.e === "fault");
+  faults
+    .filter((f) => f.phase === "start")
+    .forEach((f, i) => {
+      const healAt = faults.find((h) => h.n === f.n && h.phase === "heal")?.t ?? f.t;
+      const x1 = x(f.t);
+      const w = Math.max(2, x(healAt) - x1);
+      const color = FAULT_COLOR[f.kind] ?? "#999";
+      out.push(
+        `<g>${title(`fault ${f.n}: ${f.kind} ${f.detail} (${secs(f.t)} – ${secs(healAt)})`)}<rect x="${x1}" y="${TOP - 4}" width="${w}" height="${bottom - TOP + 8}" fill="${color}" opacity="0.18"/>`,
+        `<text x="${x1 + 1}" y="${i % 2 ? 26 : 14}" fill="${color}">${f.n} ${esc(f.kind)}</text></g>`,
+      );
+    });
+
+  // Lanes.
+  for (const w of workers) {
+    const y = lane.get(w)!;
+    out.push(`<text x="4" y="${y + 15}">${esc(w)}</text><line x1="${LEFT}" x2="${WIDTH - RIGHT}" y1="${y + LANE - 2}" y2="${y + LANE - 2}" stroke="#eee"/>`);
+  }
+
+  for (const i of verdict.intervals) {
+    const y = lane.get(i.w)!;
+    const x1 = x(i.start);
+    const w = Math.max(1, x(i.end) - x1);
+    const tip = title(`${i.w} ${i.kind} token ${i.token}: ${secs(i.start)} – ${secs(i.end)}; ended by ${i.reason}`);
+    if (i.kind === "election") {
+      const color = PALETTE[Number(BigInt(i.token) % BigInt(PALETTE.length))]!;
+      out.push(`<g>${tip}<rect x="${x1}" y="${y + 3}" width="${w}" height="14" fill="${color}"/>`);
+      if (w > 34) out.push(`<text x="${x1 + 2}" y="${y + 14}" fill="white">${esc(i.token)}</text>`);
+      out.push("</g>");
+    } else {
+      out.push(`<g>${tip}<rect x="${x1}" y="${y + 20}" width="${w}" height="5" fill="#999"/></g>`);
+    }
+  }
+
+  // What the runner did to each worker: SIGSTOP windows hatched, SIGKILL as a cross, SIGTERM as a bar.
+  const stops = new Map<string, number>();
+  for (const e of history.events) {
+    if (!("w" in e)) continue;
+    const y = lane.get(e.w)!;
+    if (e.e === "sigstop") stops.set(e.w, e.t);
+    else if ((e.e === "sigcont" || e.e === "sigkill") && stops.has(e.w)) {
+      const from = stops.get(e.w)!;
+      stops.delete(e.w);
+      out.push(`<g>${title(`${e.w} SIGSTOPped ${secs(from)} – ${secs(e.t)}`)}<rect x="${x(from)}" y="${y + 1}" width="${Math.max(1, x(e.t) - x(from))}" height="${LANE - 4}" fill="url(#hatch)" opacity="0.5"/></g>`);
+    }
+    if (e.e === "sigkill") {
+      const cx = x(e.t);
+      out.push(`<g stroke="black" stroke-width="2">${title(`${e.w} SIGKILL at ${secs(e.t)}`)}<line x1="${cx - 5}" y1="${y + 4}" x2="${cx + 5}" y2="${y + 16}"/><line x1="${cx - 5}" y1="${y + 16}" x2="${cx + 5}" y2="${y + 4}"/></g>`);
+    } else if (e.e === "sigterm") {
+      out.push(`<g>${title(`${e.w} SIGTERM at ${secs(e.t)}`)}<rect x="${x(e.t) - 1}" y="${y}" width="3" height="${LANE - 4}" fill="black"/></g>`);
+    } else if (e.e === "spawn") {
+      out.push(`<g>${title(`${e.w} started at ${secs(e.t)}`)}<circle cx="${x(e.t)}" cy="${y + 10}" r="3" fill="none" stroke="black"/></g>`);
+    }
+  }
+
+  // Writes etcd refused as stale (fencing at work), and writes whose outcome the worker could not learn.
+  for (const o of verdict.ops) {
+    const y = lane.get(o.w)!;
+    const cx = x(o.t);
+    if (o.outcome === "stale") {
+      out.push(`<g>${title(`${o.w} ${o.kind} write ${o.op} (token ${o.token}) refused by etcd as stale at ${secs(o.t)}`)}<path d="M${cx - 5} ${y - 2} L${cx + 5} ${y - 2} L${cx} ${y + 7} Z" fill="#d62728"/></g>`);
+    } else if (o.outcome === "unknown") {
+      out.push(`<g>${title(`${o.w} ${o.kind} write ${o.op}: outcome unknown to it; ${o.committed ? "committed" : "not committed"} (log)`)}<circle cx="${cx}" cy="${y + 27}" r="2" fill="${o.committed ? "#2ca02c" : "#ff7f0e"}"/></g>`);
+    }
+  }
+
+  for (const r of verdict.etcdRevokes) {
+    const y = lane.get(r.hold.w)!;
+    const cx = x(r.hold.end);
+    out.push(
+      `<g>${title(`etcd #15247: etcd ended ${r.hold.w}'s ${r.hold.kind} hold (token ${r.hold.token}) ${r.afterResumeMs.toFixed(0)} ms after a raft-leader resume: ${r.hold.reason}`)}` +
+        `<path d="M${cx} ${y + 1} L${cx + 5} ${y + 9} L${cx} ${y + 17} L${cx - 5} ${y + 9} Z" fill="white" stroke="#9467bd" stroke-width="2"/></g>`,
+    );
+  }
+  for (const b of verdict.etcdBugs) {
+    const y = lane.get(b.told.w)!;
+    const cx = x(b.next.start);
+    out.push(
+      `<g>${title(`etcd #15247: ${b.told.w} (token ${b.told.token}) was told by etcd ${b.overlapMs.toFixed(0)} ms after ${b.next.w} (token ${b.next.token}) began, ${b.afterResumeMs.toFixed(0)} ms after a raft-leader resume; fencing held`)}` +
+        `<path d="M${cx} ${y - 1} L${cx + 6} ${y + 9} L${cx} ${y + 19} L${cx - 6} ${y + 9} Z" fill="#9467bd" stroke="white"/></g>`,
+    );
+  }
+  for (const v of verdict.violations) {
+    if (v.at === undefined) continue;
+    out.push(`<g>${title(`VIOLATION ${v.rule}: ${v.message}`)}<line x1="${x(v.at)}" x2="${x(v.at)}" y1="${TOP - 6}" y2="${bottom}" stroke="#d62728" stroke-width="2"/></g>`);
+  }
+
+  // Time axis.
+  const step = [1, 2, 5, 10, 15, 30, 60, 120, 300].find((s) => span / 1000 / s <= 14) ?? 600;
+  out.push(`<line x1="${LEFT}" x2="${WIDTH - RIGHT}" y1="${bottom + 4}" y2="${bottom + 4}" stroke="#333"/>`);
+  for (let s = 0; s * 1000 <= span; s += step) {
+    const tx = x(t0 + s * 1000);
+    out.push(`<line x1="${tx}" x2="${tx}" y1="${bottom + 4}" y2="${bottom + 9}" stroke="#333"/><text x="${tx}" y="${bottom + 20}" text-anchor="middle">${s} s</text>`);
+  }
+
+  // Legend.
+  const ly = bottom + 40;
+  out.push(
+    `<g transform="translate(${LEFT},${ly})">`,
+    `<rect width="24" height="10" fill="${PALETTE[0]}"/><text x="28" y="9">believed leader (token)</text>`,
+    `<rect x="150" y="3" width="24" height="5" fill="#999"/><text x="178" y="9">holds the mutex</text>`,
+    `<rect x="280" width="24" height="10" fill="url(#hatch)" opacity="0.5"/><text x="308" y="9">SIGSTOPped</text>`,
+    `<path d="M395 0 L405 0 L400 9 Z" fill="#d62728"/><text x="410" y="9">stale write refused by etcd</text>`,
+    `<circle cx="560" cy="5" r="3" fill="#ff7f0e"/><text x="566" y="9">outcome unknown, not committed</text>`,
+    `<circle cx="740" cy="5" r="3" fill="#2ca02c"/><text x="746" y="9">unknown, committed</text>`,
+    `<path d="M870 -1 L875 5 L870 11 L865 5 Z" fill="white" stroke="#9467bd" stroke-width="2"/><text x="880" y="9">etcd #15247 revoke (filled: overlap)</text>`,
+    `<line x1="1050" x2="1050" y1="-2" y2="12" stroke="#d62728" stroke-width="2"/><text x="1056" y="9">violation</text>`,
+    `<text x="1110" y="9">✕ SIGKILL ▮ SIGTERM ○ start</text>`,
+    `</g>`,
+    `<text x="${LEFT}" y="${height - 6}" fill="#555">seed ${history.seed}, etcd ${esc(history.etcdVersion)}, TTL ${history.ttlMs / 1000} s, ${verdict.ok ? "no violation" : `${verdict.violations.length} violation(s)`}, etcd #15247: ${verdict.etcdRevokes.length} revoke(s), ${verdict.etcdBugs.length} overlap(s); shaded: faults</text>`,
+    `</svg>`,
+  );
+  return out.join("\n");
+}
