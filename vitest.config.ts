@@ -26,6 +26,20 @@ export default defineConfig({
           hookTimeout: 180_000,
         },
       },
+      {
+        test: {
+          name: "chaos",
+          include: ["test/chaos/**/*.test.ts"],
+          environment: "node",
+          // Last, and alone: its timing rules should not share two cores with other clusters.
+          sequence: { groupOrder: 2 },
+          globalSetup: ["test/support/global-setup.ts"],
+          pool: "forks",
+          maxWorkers: 1,
+          testTimeout: 300_000,
+          hookTimeout: 180_000,
+        },
+      },
     ],
   },
 });

@@ -1,0 +1,23 @@
+/**
+ * The fault suite in CI: every nemesis once, in the order a fixed seed gives, on a 3-member cluster with
+ * three worker processes; the history must break no rule (test/chaos/checker.ts) and every recovery
+ * check must pass. Runs alone, after the integration files (vitest.config.ts): its timing rules (a resumed
+ * worker steps down within 100 ms of SIGCONT) should not share two cores with other clusters.
+ * CHAOS_SEED replays another schedule; `npm run chaos` runs longer ones.
+ */
+import { describe, expect, it } from "vitest";
+import { faultsUnavailableReason } from "../support/index.js";
+import { runChaos } from "./chaos.js";
+
+const SEED = Number(process.env.CHAOS_SEED ?? 1126);
+
+describe.skipIf(!!faultsUnavailableReason)("chaos: every fault once, seeded", () => {
+  it(`keeps every rule and recovers after each fault (seed ${SEED})`, async () => {
+    const out = `chaos-report/ci-etcd-${process.env.ETCD_SERVER_VERSION ?? "unknown"}`;
+    const replay = `npm run chaos -- --seed ${SEED}${process.env.ETCD_VERSION ? ` (with ETCD_VERSION=${process.env.ETCD_VERSION})` : ""}`;
+    // One block of output at the end (vitest heads every console.log with the test's name).
+    const lines: string[] = [];
+    const { verdict } = await runChaos({ seed: SEED, out, replay, log: (line) => lines.push(line) }).finally(() => console.log(lines.join("\n")));
+    expect(verdict.violations, `seed ${SEED}: replay with \`${replay}\`; report in ${out}/report.md`).toEqual([]);
+  }, 300_000);
+});
