@@ -36,7 +36,7 @@ export default defineConfig({
           globalSetup: ["test/support/global-setup.ts"],
           pool: "forks",
           maxWorkers: 1,
-          testTimeout: 300_000,
+          testTimeout: 600_000,
           hookTimeout: 180_000,
         },
       },

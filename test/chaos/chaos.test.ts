@@ -19,5 +19,5 @@ describe.skipIf(!!faultsUnavailableReason)("chaos: every fault once, seeded", ()
     const lines: string[] = [];
     const { verdict } = await runChaos({ seed: SEED, out, replay, log: (line) => lines.push(line) }).finally(() => console.log(lines.join("\n")));
     expect(verdict.violations, `seed ${SEED}: replay with \`${replay}\`; report in ${out}/report.md`).toEqual([]);
-  }, 300_000);
+  }, 600_000);
 });

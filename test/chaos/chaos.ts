@@ -142,7 +142,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       await checkRecovery(recovery, n, healedAt);
       const checks = events.filter((e): e is Extract<HistoryEvent, { e: "check" }> => e.e === "check" && e.n === n);
       say(`fault ${n} ${plan.kind} ${fault[0]?.e === "fault" ? fault[0].detail : ""}: ${checks.map((c) => `${c.rule} ${c.ok ? `${c.ms} ms` : "FAILED"}`).join(", ")}`);
-      await sleep(1000); // calm between faults, so each one starts from a working system
+      // Calm between faults, so that each starts from a working system: every member serving again
+      // (bounded by the harness), then a second of normal work.
+      await env.waitHealthy().catch((error: unknown) =>
+        record({ t: mono(), e: "check", n, rule: "leader-again", ok: false, ms: 0, detail: `etcd members not all serving after the fault: ${String(error)}` }),
+      );
+      await sleep(1000);
     }
 
     // The end: every worker stopped (they hand over and exit by themselves), then nothing may be left.

@@ -48,6 +48,8 @@ export interface Op {
   token: string;
   value: number;
   t: number;
+  /** When the worker learned the outcome (undefined if it never did). */
+  settledAt?: number;
   /** "unknown" also for an op whose worker died before it learned the outcome. */
   outcome: OpOutcome;
   /** Whether it is in etcd's log. */
@@ -167,13 +169,13 @@ export function opsOf(history: History): Op[] {
     if (is(e, "op")) {
       const o = e as Report<"op">;
       ops.set(o.op, { w: o.w, kind: o.kind, op: o.op, token: o.token, value: o.value, t: o.t, outcome: "unknown", committed: inLog.has(o.op) });
-    } else if (is(e, "ok")) {
-      const op = ops.get((e as Report<"ok">).op);
-      if (op) op.outcome = "ok";
-    } else if (is(e, "rejected")) {
-      const r = e as Report<"rejected">;
+    } else if (is(e, "ok") || is(e, "rejected") || is(e, "unknown")) {
+      const r = e as Report<"ok" | "rejected" | "unknown">;
       const op = ops.get(r.op);
-      if (op) op.outcome = r.stale ? "stale" : "refused";
+      if (!op) continue;
+      op.settledAt = r.t;
+      if (r.e === "ok") op.outcome = "ok";
+      else if (r.e === "rejected") op.outcome = r.stale ? "stale" : "refused";
     }
   }
   return [...ops.values()];

@@ -132,10 +132,14 @@ export class Fleet {
     return this.live().find((w) => !w.paused && w.holds.has(kind));
   }
 
+  /**
+   * The recorded times are the conservative ones for the checker, which excuses a paused worker from
+   * SIGSTOP to 100 ms after SIGCONT: SIGSTOP is timed once sent, SIGCONT before it is sent.
+   */
   pause(w: ChaosWorker): void {
-    this.record({ t: mono(), e: "sigstop", w: w.id });
     w.signal("SIGSTOP");
     w.paused = true;
+    this.record({ t: mono(), e: "sigstop", w: w.id });
   }
 
   /**
@@ -159,9 +163,9 @@ export class Fleet {
   }
 
   resume(w: ChaosWorker): void {
+    this.record({ t: mono(), e: "sigcont", w: w.id });
     w.signal("SIGCONT");
     w.paused = false;
-    this.record({ t: mono(), e: "sigcont", w: w.id });
   }
 
   /** SIGKILL; its believed holds end now (it cannot act after). */

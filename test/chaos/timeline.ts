@@ -13,6 +13,8 @@ const LEFT = 64;
 const RIGHT = 16;
 const TOP = 44;
 const LANE = 30;
+/** Width of a character of the 10 px labels, roughly. */
+const CHAR_PX = 5.6;
 const PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#eeca3b"];
 const FAULT_COLOR: Record<string, string> = {
   "pause-worker": "#f2a541",
@@ -37,7 +39,7 @@ export function timelineSvg(history: History, verdict: Verdict): string {
   const workers = [...new Set(history.events.flatMap((e) => ("w" in e ? [e.w] : [])))];
   const lane = new Map(workers.map((w, i) => [w, TOP + i * LANE]));
   const bottom = TOP + workers.length * LANE;
-  const height = bottom + 70;
+  const height = bottom + 80;
   const out: string[] = [];
   const secs = (t: number): string => `${((t - t0) / 1000).toFixed(2)} s`;
 
@@ -47,20 +49,27 @@ export function timelineSvg(history: History, verdict: Verdict): string {
     `<rect width="100%" height="100%" fill="white"/>`,
   );
 
-  // Fault windows, shaded across every lane, labelled on two alternating rows above.
+  // Fault windows, shaded across every lane, labelled on two alternating rows above: "n kind", or only
+  // "n" when faults are dense (the colours are in the legend, each window's details in its tooltip).
   const faults = history.events.filter((e): e is Extract<HistoryEvent, { e: "fault" }> => e.e === "fault");
-  faults
-    .filter((f) => f.phase === "start")
-    .forEach((f, i) => {
-      const healAt = faults.find((h) => h.n === f.n && h.phase === "heal")?.t ?? f.t;
-      const x1 = x(f.t);
-      const w = Math.max(2, x(healAt) - x1);
-      const color = FAULT_COLOR[f.kind] ?? "#999";
-      out.push(
-        `<g>${title(`fault ${f.n}: ${f.kind} ${f.detail} (${secs(f.t)} – ${secs(healAt)})`)}<rect x="${x1}" y="${TOP - 4}" width="${w}" height="${bottom - TOP + 8}" fill="${color}" opacity="0.18"/>`,
-        `<text x="${x1 + 1}" y="${i % 2 ? 26 : 14}" fill="${color}">${f.n} ${esc(f.kind)}</text></g>`,
-      );
-    });
+  const starts = faults.filter((e) => e.phase === "start");
+  const dense = (WIDTH - LEFT - RIGHT) / Math.max(1, starts.length) < 70;
+  const rowEnds = [-Infinity, -Infinity];
+  starts.forEach((f, i) => {
+    const healAt = faults.find((h) => h.n === f.n && h.phase === "heal")?.t ?? f.t;
+    const x1 = x(f.t);
+    const color = FAULT_COLOR[f.kind] ?? "#999";
+    const label = dense ? `${f.n}` : `${f.n} ${f.kind}`;
+    const row = i % 2;
+    const fits = x1 >= rowEnds[row]! + 2;
+    if (fits) rowEnds[row] = x1 + label.length * CHAR_PX;
+    out.push(
+      `<g>${title(`fault ${f.n}: ${f.kind} ${f.detail} (${secs(f.t)} – ${secs(healAt)})`)}` +
+        `<rect x="${x1}" y="${TOP - 4}" width="${Math.max(2, x(healAt) - x1)}" height="${bottom - TOP + 8}" fill="${color}" opacity="0.18"/>` +
+        (fits ? `<text x="${x1 + 1}" y="${row ? 26 : 14}" fill="${color}">${esc(label)}</text>` : "") +
+        `</g>`,
+    );
+  });
 
   // Lanes.
   for (const w of workers) {
@@ -109,7 +118,12 @@ export function timelineSvg(history: History, verdict: Verdict): string {
     const y = lane.get(o.w)!;
     const cx = x(o.t);
     if (o.outcome === "stale") {
-      out.push(`<g>${title(`${o.w} ${o.kind} write ${o.op} (token ${o.token}) refused by etcd as stale at ${secs(o.t)}`)}<path d="M${cx - 5} ${y - 2} L${cx + 5} ${y - 2} L${cx} ${y + 7} Z" fill="#d62728"/></g>`);
+      // From when it was issued to when etcd's refusal came back: how late it landed.
+      const rx = x(o.settledAt ?? o.t);
+      out.push(
+        `<g>${title(`${o.w} ${o.kind} write ${o.op} (token ${o.token}) issued at ${secs(o.t)}, refused by etcd as stale at ${secs(o.settledAt ?? o.t)}`)}` +
+          `<line x1="${cx}" x2="${rx}" y1="${y}" y2="${y}" stroke="#d62728"/><path d="M${rx - 5} ${y - 2} L${rx + 5} ${y - 2} L${rx} ${y + 7} Z" fill="#d62728"/></g>`,
+      );
     } else if (o.outcome === "unknown") {
       out.push(`<g>${title(`${o.w} ${o.kind} write ${o.op}: outcome unknown to it; ${o.committed ? "committed" : "not committed"} (log)`)}<circle cx="${cx}" cy="${y + 27}" r="2" fill="${o.committed ? "#2ca02c" : "#ff7f0e"}"/></g>`);
     }
@@ -144,19 +158,29 @@ export function timelineSvg(history: History, verdict: Verdict): string {
     out.push(`<line x1="${tx}" x2="${tx}" y1="${bottom + 4}" y2="${bottom + 9}" stroke="#333"/><text x="${tx}" y="${bottom + 20}" text-anchor="middle">${s} s</text>`);
   }
 
-  // Legend.
-  const ly = bottom + 40;
+  // Legend: the marks, then the fault colours; each item placed after the previous one's text.
+  const ly = bottom + 34;
+  const marks: [string, number, string][] = [
+    [`<rect width="24" height="10" fill="${PALETTE[0]}"/>`, 28, "believed leader (token)"],
+    [`<rect y="3" width="24" height="5" fill="#999"/>`, 28, "holds the mutex"],
+    [`<rect width="24" height="10" fill="url(#hatch)" opacity="0.5"/>`, 28, "SIGSTOPped"],
+    [`<line x1="0" x2="13" y1="0" y2="0" stroke="#d62728"/><path d="M8 0 L18 0 L13 9 Z" fill="#d62728"/>`, 22, "stale write: issued — refused by etcd"],
+    [`<circle cx="4" cy="5" r="3" fill="#ff7f0e"/>`, 12, "unknown outcome, not committed"],
+    [`<circle cx="4" cy="5" r="3" fill="#2ca02c"/>`, 12, "committed"],
+    [`<path d="M5 -1 L10 5 L5 11 L0 5 Z" fill="white" stroke="#9467bd" stroke-width="2"/>`, 14, "etcd #15247 revoke (filled: overlap)"],
+    [`<line x1="2" x2="2" y1="-2" y2="12" stroke="#d62728" stroke-width="2"/>`, 8, "violation"],
+    ["", 0, "✕ SIGKILL  ▮ SIGTERM  ○ start"],
+  ];
+  let lx = 0;
+  out.push(`<g transform="translate(${LEFT},${ly})">`);
+  for (const [mark, markWidth, text] of marks) {
+    out.push(`<g transform="translate(${lx},0)">${mark}<text x="${markWidth}" y="9">${esc(text)}</text></g>`);
+    lx += markWidth + text.length * CHAR_PX + 10;
+  }
   out.push(
-    `<g transform="translate(${LEFT},${ly})">`,
-    `<rect width="24" height="10" fill="${PALETTE[0]}"/><text x="28" y="9">believed leader (token)</text>`,
-    `<rect x="150" y="3" width="24" height="5" fill="#999"/><text x="178" y="9">holds the mutex</text>`,
-    `<rect x="280" width="24" height="10" fill="url(#hatch)" opacity="0.5"/><text x="308" y="9">SIGSTOPped</text>`,
-    `<path d="M395 0 L405 0 L400 9 Z" fill="#d62728"/><text x="410" y="9">stale write refused by etcd</text>`,
-    `<circle cx="560" cy="5" r="3" fill="#ff7f0e"/><text x="566" y="9">outcome unknown, not committed</text>`,
-    `<circle cx="740" cy="5" r="3" fill="#2ca02c"/><text x="746" y="9">unknown, committed</text>`,
-    `<path d="M870 -1 L875 5 L870 11 L865 5 Z" fill="white" stroke="#9467bd" stroke-width="2"/><text x="880" y="9">etcd #15247 revoke (filled: overlap)</text>`,
-    `<line x1="1050" x2="1050" y1="-2" y2="12" stroke="#d62728" stroke-width="2"/><text x="1056" y="9">violation</text>`,
-    `<text x="1110" y="9">✕ SIGKILL ▮ SIGTERM ○ start</text>`,
+    `</g>`,
+    `<g transform="translate(${LEFT},${ly + 16})">`,
+    ...Object.entries(FAULT_COLOR).map(([kind, color], i) => `<rect x="${i * 128}" width="10" height="10" fill="${color}" opacity="0.5"/><text x="${i * 128 + 14}" y="9">${kind}</text>`),
     `</g>`,
     `<text x="${LEFT}" y="${height - 6}" fill="#555">seed ${history.seed}, etcd ${esc(history.etcdVersion)}, TTL ${history.ttlMs / 1000} s, ${verdict.ok ? "no violation" : `${verdict.violations.length} violation(s)`}, etcd #15247: ${verdict.etcdRevokes.length} revoke(s), ${verdict.etcdBugs.length} overlap(s); shaded: faults</text>`,
     `</svg>`,
