@@ -135,7 +135,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       try {
         await applyFault(nemesis, plan, n);
       } catch (error) {
-        record({ t: mono(), e: "check", n, rule: "leader-again", ok: false, ms: 0, detail: `the nemesis failed: ${String(error)}` });
+        record({ t: mono(), e: "check", n, rule: "nemesis", ok: false, ms: 0, detail: `the nemesis failed: ${String(error)}` });
       }
       const fault = events.filter((e) => e.e === "fault" && e.n === n);
       const healedAt = fault.find((e) => e.e === "fault" && e.phase === "heal")?.t ?? mono();
@@ -145,7 +145,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       // Calm between faults, so that each starts from a working system: every member serving again
       // (bounded by the harness), then a second of normal work.
       await env.waitHealthy().catch((error: unknown) =>
-        record({ t: mono(), e: "check", n, rule: "leader-again", ok: false, ms: 0, detail: `etcd members not all serving after the fault: ${String(error)}` }),
+        record({ t: mono(), e: "check", n, rule: "members-serving", ok: false, ms: 0, detail: `etcd members not all serving after the fault: ${String(error)}` }),
       );
       await sleep(1000);
     }

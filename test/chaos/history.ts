@@ -71,7 +71,16 @@ export type HistoryEvent = { t: number } & (
   | { e: "check"; n: number; rule: RecoveryRule; ok: boolean; ms: number; detail: string }
 );
 
-export type RecoveryRule = "leader-again" | "mutex-again" | "dead-keys-gone" | "observers-agree" | "worker-exits" | "nothing-left";
+export type RecoveryRule =
+  | "leader-again"
+  | "mutex-again"
+  | "dead-keys-gone"
+  | "observers-agree"
+  | "members-serving"
+  | "worker-exits"
+  | "nothing-left"
+  /** The nemesis itself could not do its work (no leader to target, etcd's leader not found). */
+  | "nemesis";
 
 /** One log entry as stored: `log/<seq>` = JSON of the entry. */
 export interface LogEntry {
