@@ -54,12 +54,13 @@ describe.skipIf(!!faultsUnavailableReason)("etcd over TLS with client certificat
     await everyPrimitive(fx.etcd, fx.client, fx.etcd.prefix("tls"));
   });
 
-  it("a client certificate from a CA etcd does not trust, or none: a typed error in bounded time, no lease left", async () => {
+  it("a client certificate from a CA etcd does not trust, none, or a server certificate we do not trust: AUTH_FAILED in bounded time, no lease left", async () => {
     const tls = fx.etcd.security.tls!;
     const leasesBefore = (await fx.client.leaseClient.leaseLeases()).leases.length;
     for (const credentials of [
       { rootCertificate: tls.ca, certChain: tls.strangerCert, privateKey: tls.strangerKey },
       { rootCertificate: tls.ca },
+      { rootCertificate: tls.strangerCa, certChain: tls.clientCert, privateKey: tls.clientKey }, // etcd's certificate not trusted
     ]) {
       const bad = fx.etcd.client({ credentials });
       const started = Date.now();

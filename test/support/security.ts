@@ -26,8 +26,9 @@ export interface TlsMaterial {
   ca: Buffer;
   clientCert: Buffer;
   clientKey: Buffer;
-  /** A client certificate signed by a CA etcd does not trust. */
+  /** A client certificate signed by a CA etcd does not trust, and that CA. */
   strangerCert: Buffer;
+  strangerCa: Buffer;
   strangerKey: Buffer;
 }
 
@@ -61,6 +62,7 @@ export function tlsMaterial(): TlsMaterial {
     clientKey: read("client.key"),
     strangerCert: read("stranger.pem"),
     strangerKey: read("stranger.key"),
+    strangerCa: read("stranger-ca.pem"),
   };
   return material;
 }
