@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Election, Session } from "../../src/index.js";
+import { contextOf } from "../../src/context.js";
 import { Worker } from "../support/child.js";
 import { collect } from "../support/observe.js";
 import { stallKeepAlives } from "../support/stall.js";
@@ -177,6 +178,23 @@ describe("Session on a single node", () => {
       await session.close();
     }
     expect(await serverTtl(direct, session.leaseId)).toBe(-1);
+  });
+
+  it("sessions of one client share its channels and watch stream; the last to close closes them", async () => {
+    const c = etcd.client();
+    const [a, b] = [await Session.create(c, { ttl: 5 }), await Session.create(c, { ttl: 5 })];
+    const logged = await Session.create(c, { ttl: 5, logger: false });
+    const [ca, cb, cl] = [contextOf(a), contextOf(b), contextOf(logged)];
+    expect(ca.conn).toBe(cb.conn);
+    expect(ca.watches).toBe(cb.watches);
+    expect(cl.conn).not.toBe(ca.conn); // another logger: channels of its own, so its lines reach it
+    await a.close();
+    expect(cb.conn.closed).toBe(false);
+    expect(await new Election(b, `${etcd.prefix()}shared`).leader()).toBeUndefined();
+    await b.close();
+    expect(cb.conn.closed).toBe(true);
+    await logged.close();
+    expect(cl.conn.closed).toBe(true);
   });
 
   it("1,000 create/close cycles leave no timers or listeners behind", async () => {
