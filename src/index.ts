@@ -14,3 +14,5 @@ export { Semaphore } from "./semaphore.js";
 export { RWLock } from "./rwlock.js";
 export { LeaderElector } from "./leader-elector.js";
 export type { LeaderElectorOptions, ElectorEvents, ElectorMetrics, ElectorState } from "./leader-elector.js";
+export { healthHandler, healthPaths } from "./health.js";
+export type { HealthHandler, HealthSource } from "./health.js";
