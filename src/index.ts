@@ -1,3 +1,9 @@
+/**
+ * Leader election, fenced locks and leader-watch on etcd. Metrics adapters are separate entry points:
+ * `etcd-election/prometheus` and `etcd-election/opentelemetry`.
+ *
+ * @module etcd-election
+ */
 export * from "./errors.js";
 export { Session } from "./session.js";
 export type { SessionEvents, SessionOptions, SessionState } from "./session.js";

@@ -2,6 +2,8 @@
  * OpenTelemetry metrics for a LeaderElector through a `Meter` of `@opentelemetry/api`: `import {
  * instrument } from "etcd-election/opentelemetry"`. Only the API's types are used: the meter you pass
  * (from your SDK's MeterProvider) does the work, so nothing of OpenTelemetry is loaded by this package.
+ *
+ * @module etcd-election/opentelemetry
  */
 import type { Attributes, BatchObservableCallback, Meter } from "@opentelemetry/api";
 import { InvalidArgumentError } from "../errors.js";

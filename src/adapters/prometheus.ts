@@ -1,6 +1,8 @@
 /**
  * Prometheus metrics for a LeaderElector through prom-client: `import { registerMetrics } from
  * "etcd-election/prometheus"`. prom-client is an optional peer dependency; only this entry point loads it.
+ *
+ * @module etcd-election/prometheus
  */
 import { Counter, Gauge, Histogram, type Registry, type RegistryContentType } from "prom-client";
 import { InvalidArgumentError } from "../errors.js";
