@@ -42,6 +42,8 @@ interface Worker {
 
 interface Summary {
   etcd: string;
+  /** The throwaway cluster's data directory (gone when the demo ends). */
+  dataDir: string | undefined;
   ttlSeconds: number;
   terms: Term[];
   failovers: { after: string; ms: number }[];
@@ -57,7 +59,7 @@ async function main(): Promise<void> {
   const client = new Etcd3({ hosts: endpoints });
   const election = `demo/${Date.now().toString(36)}`;
   const workers: Worker[] = [];
-  const summary: Summary = { etcd: cluster?.version ?? "yours", ttlSeconds: TTL, terms, failovers: [], memberRestart: undefined };
+  const summary: Summary = { etcd: cluster?.version ?? "yours", dataDir: cluster?.dataDir, ttlSeconds: TTL, terms, failovers: [], memberRestart: undefined };
   const queued = async (n: number): Promise<void> => {
     for (;;) {
       if ((await client.getAll().prefix(`${election}/`).keys()).length >= n) return;

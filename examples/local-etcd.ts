@@ -27,6 +27,8 @@ export interface LocalMember {
 
 export interface LocalCluster {
   readonly endpoints: string[];
+  /** Where the members keep their data (removed by stop()). */
+  readonly dataDir: string;
   readonly members: LocalMember[];
   readonly version: string;
   /** Kills every member and removes their data. */
@@ -99,7 +101,7 @@ export async function startLocalCluster(size: number, log: (msg: string) => void
     throw error;
   }
   log(`started a throwaway etcd ${version} cluster of ${size} (${binary}) on ${members.map((m) => m.endpoint).join(", ")}`);
-  return { endpoints: members.map((m) => m.endpoint), members, version, stop };
+  return { endpoints: members.map((m) => m.endpoint), dataDir: dir, members, version, stop };
 }
 
 /** A single etcd member (the quickstart and the benchmark). */

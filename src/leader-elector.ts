@@ -1,6 +1,6 @@
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
 import { EventEmitter } from "eventemitter3";
-import { linkedController, onAbort, sleep } from "./common/abort.js";
+import { linkedController, onAbort, raceAbort, sleep } from "./common/abort.js";
 import { now, timerIn, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
 import { DEFAULT_MAX_VALUE_BYTES, toValueBuffer, validateName, validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
@@ -399,19 +399,9 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
 
   /** Resolves with the promise's value, or undefined as soon as `stop` aborts (the promise goes on). */
   #untilStop<T>(promise: Promise<T>, stop: AbortSignal): Promise<T | undefined> {
-    return new Promise<T | undefined>((resolve, reject) => {
-      const undo = onAbort(stop, () => resolve(undefined));
-      promise.then(
-        (v) => {
-          undo();
-          resolve(v);
-        },
-        (e: unknown) => {
-          undo();
-          if (stop.aborted) resolve(undefined);
-          else reject(e instanceof Error ? e : new Error(String(e)));
-        },
-      );
+    return raceAbort(promise, stop).catch((err: unknown) => {
+      if (stop.aborted) return undefined;
+      throw err;
     });
   }
 

@@ -1,6 +1,5 @@
 import { execFileSync, spawn } from "node:child_process";
-import { readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEtcd, type EtcdEnv } from "../support/index.js";
@@ -39,14 +38,10 @@ describe("the examples run against real etcd", () => {
   });
 
   it("demo: on its own 3-member cluster, one leader at a time with rising tokens, SIGKILL and SIGTERM failovers, a member restart", async () => {
-    const dirs = (): string[] => readdirSync(tmpdir()).filter((d) => d.startsWith("etcd-election-example-"));
-    const before = dirs();
     const { code, out } = await runExample("demo.ts", [], ["--json"]);
     expect(code, out).toBe(0);
-    // Nothing left behind: its etcd members' directories and processes are gone.
-    expect(dirs().filter((d) => !before.includes(d))).toEqual([]);
-    expect(execFileSync("ps", ["-eo", "args"], { encoding: "utf8" })).not.toMatch(/etcd-election-example-/);
     const summary = JSON.parse(out.trim().split("\n").at(-1)!) as {
+      dataDir: string;
       terms: { worker: string; token: string; fromMs: number; toMs?: number }[];
       failovers: { after: string; ms: number }[];
       memberRestart?: { leaderKeptTerm: boolean };
@@ -62,6 +57,10 @@ describe("the examples run against real etcd", () => {
     // A resign hands over before the lease could run out; a kill has to wait for it.
     expect(failover.SIGTERM).toBeLessThan(failover.SIGKILL!);
     expect(summary.memberRestart?.leaderKeptTerm).toBe(true);
+    // Nothing left behind: its etcd members' data and processes are gone.
+    expect(summary.dataDir).toMatch(/etcd-election-example-/);
+    expect(existsSync(summary.dataDir)).toBe(false);
+    expect(execFileSync("ps", ["-eo", "args"], { encoding: "utf8" })).not.toContain(summary.dataDir);
     expect(out).toContain("demo done");
   });
 });
