@@ -81,7 +81,10 @@ export class Session extends EventEmitter<SessionEvents> {
         renewed: (roundTripMs) => this.emit("renewed", roundTripMs),
         suspended: () => this.emit("suspended"),
         reconnected: () => this.emit("reconnected"),
-        lost: (reason) => this.emit("lost", reason),
+        lost: (reason) => {
+          this.#ctx.ownKeys.close(); // no key of ours can hold any more: nothing to watch for
+          this.emit("lost", reason);
+        },
       },
     );
     const resyncMs = (): number => Math.max(250, (lease.ttl * 1000) / 2);

@@ -225,6 +225,9 @@ export class WatchStream {
 
   #scheduleOpen(): void {
     if (this.#closed || this.#retry) return;
+    // The user closed the client: nothing will ever open again, and no timer of ours may keep the
+    // process alive for it.
+    if (this.#conn.closed) return this.close();
     this.#backoff = this.#backoff ? this.#backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }).next();
     this.#retry = timerIn(this.#backoff.duration, () => {
       this.#retry = undefined;
