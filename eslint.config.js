@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "coverage/", ".scratch/"] },
+  { ignores: ["dist/", "node_modules/", "coverage/", ".scratch/", "docs/api/"] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -26,5 +26,7 @@ export default tseslint.config(
       "@typescript-eslint/no-unsafe-member-access": "off",
     },
   },
-  { files: ["eslint.config.js"], ...tseslint.configs.disableTypeChecked },
+  { files: ["eslint.config.js", ".ci/**/*.mjs"], ...tseslint.configs.disableTypeChecked },
+  // Plain Node scripts of CI.
+  { files: [".ci/**/*.mjs"], languageOptions: { globals: { console: "readonly" } } },
 );

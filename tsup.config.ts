@@ -1,13 +1,18 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: ["src/index.ts"],
+  entry: {
+    index: "src/index.ts",
+    // Subpath entry points: each loads its optional peer, the main entry loads neither.
+    prometheus: "src/adapters/prometheus.ts",
+    opentelemetry: "src/adapters/opentelemetry.ts",
+  },
   format: ["esm", "cjs"],
   // Only the public API in the published types: members marked @internal are stripped.
   dts: { compilerOptions: { stripInternal: true } },
   sourcemap: true,
   clean: true,
   target: "node20",
-  // etcd3 is a peer: the user's copy must be the one we talk through.
-  external: ["etcd3"],
+  // etcd3 is a peer: the user's copy must be the one we talk through; so are the metrics libraries.
+  external: ["etcd3", "prom-client", "@opentelemetry/api"],
 });

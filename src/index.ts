@@ -1,3 +1,9 @@
+/**
+ * Leader election, fenced locks and leader-watch on etcd. Metrics adapters are separate entry points:
+ * `etcd-election/prometheus` and `etcd-election/opentelemetry`.
+ *
+ * @module etcd-election
+ */
 export * from "./errors.js";
 export { Session } from "./session.js";
 export type { SessionEvents, SessionOptions, SessionState } from "./session.js";
@@ -14,3 +20,5 @@ export { Semaphore } from "./semaphore.js";
 export { RWLock } from "./rwlock.js";
 export { LeaderElector } from "./leader-elector.js";
 export type { LeaderElectorOptions, ElectorEvents, ElectorMetrics, ElectorState } from "./leader-elector.js";
+export { healthHandler, healthPaths } from "./health.js";
+export type { HealthHandler, HealthSource } from "./health.js";

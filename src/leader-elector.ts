@@ -1,6 +1,6 @@
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
 import { EventEmitter } from "eventemitter3";
-import { linkedController, onAbort, sleep } from "./common/abort.js";
+import { linkedController, onAbort, raceAbort, sleep } from "./common/abort.js";
 import { now, timerIn, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
 import { DEFAULT_MAX_VALUE_BYTES, toValueBuffer, validateName, validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
@@ -66,8 +66,9 @@ export interface ElectorMetrics {
   /** Milliseconds this process has led, all terms together (the current one included). */
   leadingMs: number;
   /**
-   * From the moment the previous leader's key was gone (resigned, or its lease expired) to the moment
-   * this process led, for the last term it won after another leader; undefined if none yet.
+   * For the last term this process won by taking over from a predecessor: from the moment the
+   * predecessor's key was gone (resigned, or its lease expired in etcd) to the moment this process led.
+   * A crash costs the TTL before the key goes; this is the part after. Undefined if none yet.
    */
   lastFailoverMs: number | undefined;
   /** The session's state (undefined between sessions). */
@@ -129,7 +130,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   #leadingSince: number | undefined;
   #lastFailoverMs: number | undefined;
   #lastError: ElectorMetrics["lastError"];
-  #lastLeader: { leader: Leader | undefined; goneAt: number | undefined } | undefined;
+  #lastLeader: { leader: Leader | undefined } | undefined;
   /** The last term's work, until it settles: the next campaign waits for it. */
   #work: Promise<void> | undefined;
   /** Campaigns and releases still finishing after a stop (bounded by the stop). */
@@ -308,8 +309,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     this.#term = term;
     this.#counters.termsLed++;
     this.#leadingSince = now();
-    const goneAt = this.#lastLeader?.goneAt;
-    if (goneAt !== undefined) this.#lastFailoverMs = Math.round(now() - goneAt);
+    if (term.predecessorGoneAt !== undefined) this.#lastFailoverMs = Math.round((now() - term.predecessorGoneAt) * 10) / 10;
     this.#setState("leading");
     this.#logger.info({ token: term.token.toString(), key: term.key }, "started leading");
   }
@@ -399,19 +399,9 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
 
   /** Resolves with the promise's value, or undefined as soon as `stop` aborts (the promise goes on). */
   #untilStop<T>(promise: Promise<T>, stop: AbortSignal): Promise<T | undefined> {
-    return new Promise<T | undefined>((resolve, reject) => {
-      const undo = onAbort(stop, () => resolve(undefined));
-      promise.then(
-        (v) => {
-          undo();
-          resolve(v);
-        },
-        (e: unknown) => {
-          undo();
-          if (stop.aborted) resolve(undefined);
-          else reject(e instanceof Error ? e : new Error(String(e)));
-        },
-      );
+    return raceAbort(promise, stop).catch((err: unknown) => {
+      if (stop.aborted) return undefined;
+      throw err;
     });
   }
 
@@ -428,8 +418,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
         // Each term observes afresh: tell only of changes since the last report.
         const last = this.#lastLeader;
         if (last && sameLeader(leader, last.leader)) continue;
-        const changed = last?.leader !== undefined && leader?.key !== last.leader.key;
-        this.#lastLeader = { leader, goneAt: changed ? now() : last?.goneAt };
+        this.#lastLeader = { leader };
         this.#logger.debug({ leader: leader?.value.toString(), token: leader?.token.toString() }, "leader observed");
         this.emit("newLeader", leader);
         const onNewLeader = this.#options.onNewLeader;

@@ -4,11 +4,10 @@ import { silentLogger, toLogger, withFields } from "./common/logger.js";
 import { validateByteLimit, validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
 import { attachContext, type SessionContext } from "./context.js";
 import type { Logger } from "./common/logger.js";
-import { Connection } from "./etcd/connection.js";
 import type { EtcdClient } from "./etcd/client.js";
 import { openDoor } from "./etcd/internals.js";
 import { Keyspace } from "./etcd/keyspace.js";
-import { WatchStream } from "./etcd/watch-stream.js";
+import { acquireChannels, type Channels } from "./etcd/shared.js";
 import { InvalidArgumentError, SessionClosedError, type SessionLostError } from "./errors.js";
 import { grantLease, revokeLease, type Grant } from "./lease/grant.js";
 import { LeaseKeeper } from "./lease/keeper.js";
@@ -60,19 +59,21 @@ export class Session extends EventEmitter<SessionEvents> {
   readonly leaseId: string;
   readonly #ctx: SessionContext;
   readonly #closed: AbortController;
+  readonly #releaseChannels: () => void;
   #closing: Promise<void> | undefined;
   #undoSignal: () => void = () => {};
 
   private constructor(
     client: EtcdClient,
-    conn: Connection,
+    channels: Channels,
     granted: Grant,
     options: { callTimeoutMs: number; marginMs: number; maxValueBytes: number; logger: Logger },
   ) {
     super();
     const { callTimeoutMs, logger } = options;
+    const { conn, watches } = channels;
+    this.#releaseChannels = channels.release;
     const keyspace = new Keyspace(openDoor(client).prefix);
-    const watches = new WatchStream(conn, logger, callTimeoutMs);
     const lease = new LeaseKeeper(
       conn,
       { leaseId: granted.id.toString(), ttl: granted.ttl, sentAt: granted.sentAt, minMarginMs: options.marginMs, callTimeoutMs, logger },
@@ -80,7 +81,10 @@ export class Session extends EventEmitter<SessionEvents> {
         renewed: (roundTripMs) => this.emit("renewed", roundTripMs),
         suspended: () => this.emit("suspended"),
         reconnected: () => this.emit("reconnected"),
-        lost: (reason) => this.emit("lost", reason),
+        lost: (reason) => {
+          this.#ctx.ownKeys.close(); // no key of ours can hold any more: nothing to watch for
+          this.emit("lost", reason);
+        },
       },
     );
     const resyncMs = (): number => Math.max(250, (lease.ttl * 1000) / 2);
@@ -116,17 +120,17 @@ export class Session extends EventEmitter<SessionEvents> {
     const baseLogger = toLogger(options.logger, silentLogger);
     signal?.throwIfAborted();
 
-    const conn = new Connection(door, baseLogger);
+    const channels = acquireChannels(door, options.logger, baseLogger, callTimeoutMs);
     let granted: Grant;
     try {
-      granted = await grantLease(conn, ttl, callTimeoutMs);
+      granted = await grantLease(channels.conn, ttl, callTimeoutMs);
     } catch (err) {
-      conn.close();
+      channels.release();
       baseLogger.warn({ err }, "session not created: the lease grant failed");
       throw err;
     }
     const logger = withFields(baseLogger, { lease: granted.id.toString(16) });
-    const session = new Session(client, conn, granted, { callTimeoutMs, marginMs, maxValueBytes, logger });
+    const session = new Session(client, channels, granted, { callTimeoutMs, marginMs, maxValueBytes, logger });
     logger.info({ leaseId: session.leaseId, ttl: session.ttl }, "session created");
     if (signal?.aborted) {
       await session.close();
@@ -187,8 +191,7 @@ export class Session extends EventEmitter<SessionEvents> {
       );
     }
     ctx.ownKeys.close();
-    ctx.watches.close();
-    ctx.conn.close();
+    this.#releaseChannels(); // the last session of the client to go closes them
     this.removeAllListeners();
   }
 }

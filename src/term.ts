@@ -9,7 +9,11 @@ import type { Ticket } from "./queue/queue.js";
 export class Term extends Holding {
   private constructor(ctx: SessionContext, ticket: Ticket, leaveLine: () => void) {
     super(ctx, ticket, (message, cause) => new NotLeaderError(`not the leader: ${message}`, { cause }), leaveLine);
+    this.predecessorGoneAt = ticket.blockerGoneAt;
   }
+
+  /** @internal When (monotonic ms) the campaign saw its predecessor's key go; undefined if it never waited. */
+  readonly predecessorGoneAt: number | undefined;
 
   /** @internal */
   static of(ctx: SessionContext, ticket: Ticket, leaveLine: () => void): Term {

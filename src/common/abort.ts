@@ -1,16 +1,40 @@
 /** Helpers that keep AbortSignal listeners from leaking: every link returns its own undo. */
 import { timerIn } from "./clock.js";
 
-/** Runs `onAbort` once when `signal` aborts; returns a function removing the listener. */
+/**
+ * One real listener per signal, fanned out to everything of ours that waits on it: 10,000 locks held
+ * through one session (or waiting on one signal of yours) add one listener, not 10,000, so Node never
+ * warns "Possible EventTarget memory leak detected" because of us. The listener goes when the last
+ * waiter does.
+ */
+const fanOuts = new WeakMap<AbortSignal, { listener: () => void; waiters: Set<(reason: unknown) => void> }>();
+
+/** Runs `onAbort` once when `signal` aborts; returns a function removing it. */
 export function onAbort(signal: AbortSignal | undefined, onAbort: (reason: unknown) => void): () => void {
   if (!signal) return () => {};
   if (signal.aborted) {
     onAbort(signal.reason);
     return () => {};
   }
-  const listener = (): void => onAbort(signal.reason);
-  signal.addEventListener("abort", listener, { once: true });
-  return () => signal.removeEventListener("abort", listener);
+  let fanOut = fanOuts.get(signal);
+  if (!fanOut) {
+    const waiters = new Set<(reason: unknown) => void>();
+    const listener = (): void => {
+      fanOuts.delete(signal);
+      for (const waiter of [...waiters]) waiter(signal.reason);
+    };
+    fanOut = { listener, waiters };
+    fanOuts.set(signal, fanOut);
+    signal.addEventListener("abort", listener, { once: true });
+  }
+  const current = fanOut;
+  const waiter = (reason: unknown): void => onAbort(reason); // its own identity: one function may wait twice
+  current.waiters.add(waiter);
+  return () => {
+    if (!current.waiters.delete(waiter) || current.waiters.size > 0 || fanOuts.get(signal) !== current) return;
+    fanOuts.delete(signal);
+    signal.removeEventListener("abort", current.listener);
+  };
 }
 
 /**

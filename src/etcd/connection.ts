@@ -45,12 +45,14 @@ export class Connection {
   readonly #door: ClientDoor;
   readonly #logger: Logger;
   readonly #lines = new Map<Endpoint, Line>();
-  #preferred = 0;
+  /** Starts at a random endpoint, as etcd3 shuffles its hosts: sessions spread over the members. */
+  #preferred: number;
   #closed = false;
 
-  constructor(door: ClientDoor, logger: Logger) {
+  constructor(door: ClientDoor, logger: Logger, first = Math.floor(Math.random() * door.endpoints.length)) {
     this.#door = door;
     this.#logger = logger;
+    this.#preferred = first;
   }
 
   /** The user closed their client (or we were closed): nothing more can be sent. */

@@ -41,6 +41,11 @@ export function toElectionError(err: unknown, what: string): ElectionError {
   const code = codeOf(err);
   const say = (text: string): string => `${what}: ${text} (${message})`;
   if (/authentication failed|invalid user ID or password/i.test(message)) return new AuthFailedError(say("etcd refused the username or password"), { cause });
+  // A TLS handshake refused (an untrusted or missing client certificate, a server certificate we do not
+  // trust): no retry will change that.
+  if (/SSL alert|alert (unknown ca|bad certificate|certificate required|certificate unknown)|certificate verify failed|unable to (get local issuer|verify)|self[- ]signed certificate/i.test(message)) {
+    return new AuthFailedError(say("the TLS handshake with etcd failed: check the client certificate and the CA"), { cause });
+  }
   if (code === PERMISSION_DENIED || /permission denied/i.test(message)) return new PermissionDeniedError(say("permission denied by etcd"), { cause });
   if (/request is too large|larger than max/i.test(message) || (code === RESOURCE_EXHAUSTED && /message/i.test(message))) {
     return new RequestTooLargeError(say("the request is larger than etcd accepts"), { cause });

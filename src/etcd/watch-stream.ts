@@ -48,6 +48,9 @@ interface Registration {
   retry: Timer | undefined;
 }
 
+/** The watch id etcd answers a refused create with (clientv3.InvalidWatchID). */
+const INVALID_WATCH_ID = "-1";
+
 interface WatchRequest {
   create_request?: { key: Buffer; range_end?: Buffer; start_revision?: string; watch_id: string };
   cancel_request?: { watch_id: string };
@@ -75,6 +78,8 @@ export class WatchStream {
   readonly #openTimeoutMs: number;
   readonly #regs = new Map<string, Registration>();
   #stream: GrpcDuplex<WatchRequest, WatchResponse> | undefined;
+  /** Creates sent on this stream and not answered yet, in order: etcd answers a refused one with id -1. */
+  #unanswered: Registration[] = [];
   #opening = false;
   #retry: Timer | undefined;
   #backoff: IBackoff<unknown> | undefined;
@@ -145,8 +150,10 @@ export class WatchStream {
   }
 
   #create(reg: Registration): void {
+    if (!this.#stream) return;
+    this.#unanswered.push(reg);
     const start = reg.everCreated ? undefined : reg.target.startRevision;
-    this.#stream?.write({
+    this.#stream.write({
       create_request: {
         key: reg.target.key,
         ...(reg.target.rangeEnd ? { range_end: reg.target.rangeEnd } : {}),
@@ -157,8 +164,12 @@ export class WatchStream {
   }
 
   #onResponse(res: WatchResponse): void {
-    const reg = this.#regs.get(String(res.watch_id));
-    if (!reg) return; // cancelled by us meanwhile
+    // A create etcd refused before making the watch (no permission, an expired token) comes back under
+    // id -1: it answers the oldest create still unanswered.
+    const refused = res.created && res.canceled && String(res.watch_id) === INVALID_WATCH_ID;
+    const reg = refused ? this.#unanswered[0] : this.#regs.get(String(res.watch_id));
+    if (res.created && reg) this.#unanswered = this.#unanswered.filter((r) => r !== reg);
+    if (!reg || this.#regs.get(reg.id) !== reg) return; // cancelled by us meanwhile
     if (res.canceled) return this.#canceledByEtcd(reg, res);
     if (res.created) {
       this.#backoff = undefined;
@@ -214,6 +225,9 @@ export class WatchStream {
 
   #scheduleOpen(): void {
     if (this.#closed || this.#retry) return;
+    // The user closed the client: nothing will ever open again, and no timer of ours may keep the
+    // process alive for it.
+    if (this.#conn.closed) return this.close();
     this.#backoff = this.#backoff ? this.#backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }).next();
     this.#retry = timerIn(this.#backoff.duration, () => {
       this.#retry = undefined;
@@ -224,6 +238,7 @@ export class WatchStream {
   #drop(): void {
     const stream = this.#stream;
     this.#stream = undefined;
+    this.#unanswered = [];
     if (stream) quiet(stream);
   }
 }

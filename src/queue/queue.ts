@@ -1,5 +1,6 @@
 import type { IKeyValue, IRangeRequest } from "etcd3";
 import { linkedController, onAbort } from "../common/abort.js";
+import { now } from "../common/clock.js";
 import { retryUntilAborted } from "../common/retry.js";
 import { assertUsable, type SessionContext } from "../context.js";
 import { EtcdError } from "../errors.js";
@@ -28,6 +29,8 @@ export interface Ticket {
   value: Buffer;
   /** The store revision at which our turn was confirmed. */
   revision: bigint;
+  /** When (monotonic ms) we saw the last key that blocked us go; undefined if nothing ever did. */
+  blockerGoneAt?: number | undefined;
 }
 
 export interface AcquireOptions {
@@ -62,8 +65,9 @@ async function join(ctx: SessionContext, name: string, value: Buffer, policy: Qu
     policy.check?.(first.entries);
     signal.throwIfAborted();
     let ahead = first.ahead;
-    let revision = ticket.revision;
+    let revision = own.revision;
     let confirmed = first.complete;
+    let blockerGoneAt: number | undefined;
     for (;;) {
       if (confirmed) {
         const blocking = policy.blocking(ahead);
@@ -72,7 +76,7 @@ async function join(ctx: SessionContext, name: string, value: Buffer, policy: Qu
           await removeOwnKey(ctx, own.key, own.createRevision, "try");
           return undefined;
         }
-        await waitForDeletes(ctx, name, blocking, signal);
+        blockerGoneAt = (await waitForDeletes(ctx, name, blocking, signal)) ?? blockerGoneAt;
       }
       const read = await retryUntilAborted(() => readAhead(ctx, own, policy), signal, ctx.logger);
       signal.throwIfAborted();
@@ -84,7 +88,7 @@ async function join(ctx: SessionContext, name: string, value: Buffer, policy: Qu
     // of a loss since (asking the lease's clock first, in case this process was paused).
     assertUsable(ctx);
     signal.throwIfAborted();
-    return { ...own, revision };
+    return { ...own, revision, blockerGoneAt };
   } catch (err) {
     // Leave no key behind: without a ticket, the put may still have landed with its answer lost, unless
     // etcd refused the transaction outright (no permission, too large...).
@@ -147,22 +151,23 @@ async function enqueue(
 }
 
 /**
- * Resolves once `needed` of the blocking keys are deleted, or the watch asks for a re-read; rejects
- * with the signal's reason on abort. Leaves no watch, timer or listener behind.
+ * Resolves once `needed` of the blocking keys are deleted (with the monotonic time that was seen), or
+ * the watch asks for a re-read (undefined); rejects with the signal's reason on abort. Leaves no watch,
+ * timer or listener behind.
  *
  * The watch starts from now, not from the revision we read at: etcd feeds a watch that starts in the
  * past from a sync loop that runs every 100 ms, which would make every hand-over that slow. What was
  * deleted between our read and the watch's start, one read made once the watch is in place tells.
  */
-function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, signal: AbortSignal): Promise<void> {
+function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, signal: AbortSignal): Promise<number | undefined> {
   const waiting = new Set(blocking.keys.map((e) => e.key));
   let gone = 0;
   const count = (keys: Iterable<string>): void => {
     for (const key of keys) if (waiting.delete(key)) gone++;
-    if (gone >= blocking.needed) finish();
+    if (gone >= blocking.needed) finish(now());
   };
-  let finish = (): void => {};
-  return new Promise<void>((resolve, reject) => {
+  let finish = (_goneAt?: number): void => {};
+  return new Promise<number | undefined>((resolve, reject) => {
     const only = blocking.keys.length === 1 ? blocking.keys[0] : undefined;
     const target = only ? { key: only.key } : { prefix: `${name}/` };
     const watch = new KeyWatch(ctx, target, { resyncMs: ctx.resyncMs() }, {
@@ -175,10 +180,10 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
         );
       },
     });
-    finish = (): void => {
+    finish = (goneAt?: number): void => {
       undo();
       watch.close();
-      resolve();
+      resolve(goneAt);
     };
     const undo = onAbort(signal, (reason) => {
       watch.close();

@@ -1,7 +1,7 @@
 /** Every failure is typed: what etcd and the network do to calls comes back as an ElectionError with a code. */
 import { describe, expect, it } from "vitest";
 import { Election, LeaderElector, Mutex, Session } from "../../src/index.js";
-import { faultsUnavailableReason, useEtcd, waitFor } from "../support/index.js";
+import { faultsUnavailableReason, startEtcd, useEtcd, waitFor } from "../support/index.js";
 
 describe("failures talking to etcd are typed", () => {
   const fx = useEtcd();
@@ -65,5 +65,23 @@ describe("failures talking to etcd are typed", () => {
     expect(typeof metrics.keepaliveRoundTripMs).toBe("number");
     stop.abort();
     await done;
+  });
+});
+
+describe.skipIf(!!faultsUnavailableReason)("a value over etcd's request limit (--max-request-bytes=65536)", () => {
+  const fx = useEtcd(() => startEtcd({ extraArgs: ["--max-request-bytes=65536"] }));
+
+  it("is REQUEST_TOO_LARGE from etcd (its own check, and gRPC's), and leaves nothing behind", async () => {
+    const session = await fx.newSession({ ttl: 5 });
+    const name = `${fx.etcd.prefix()}big`;
+    for (const size of [100 * 1024, 700 * 1024]) {
+      const err = await new Election(session, name).campaign(Buffer.alloc(size, 1)).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "REQUEST_TOO_LARGE" });
+      expect(await fx.client.getAll().prefix(`${name}/`).keys()).toEqual([]);
+    }
+    // Set to the server's limit, the session refuses it before sending anything.
+    const bounded = await Session.create(fx.client, { ttl: 5, maxValueBytes: 64 * 1024 - 8 * 1024 });
+    await expect(new Election(bounded, name).campaign(Buffer.alloc(100 * 1024))).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await bounded.close();
   });
 });

@@ -1,13 +1,16 @@
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEtcd, type EtcdEnv } from "../support/index.js";
 
 /** Runs an example to its end against the test's etcd; resolves with its exit code and output. */
-function runExample(file: string, endpoints: string[]): Promise<{ code: number | null; out: string }> {
+function runExample(file: string, endpoints: string[], args: string[] = []): Promise<{ code: number | null; out: string }> {
   const path = fileURLToPath(new URL(`../../examples/${file}`, import.meta.url));
-  const child = spawn(process.execPath, ["--import", "tsx", path], {
-    env: { ...process.env, ETCD_ENDPOINTS: endpoints.join(",") },
+  const env: NodeJS.ProcessEnv = { ...process.env, ETCD_ENDPOINTS: endpoints.join(",") };
+  if (endpoints.length === 0) delete env.ETCD_ENDPOINTS; // the example starts its own etcd
+  const child = spawn(process.execPath, ["--import", "tsx", path, ...args], {
+    env,
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -34,15 +37,30 @@ describe("the examples run against real etcd", () => {
     expect(out).toContain("done");
   });
 
-  it("demo: three worker processes fail over after SIGKILL (the lease runs out) and SIGTERM (a resign)", async () => {
-    const { code, out } = await runExample("demo.ts", etcd.endpoints);
+  it("demo: on its own 3-member cluster, one leader at a time with rising tokens, SIGKILL and SIGTERM failovers, a member restart", async () => {
+    const { code, out } = await runExample("demo.ts", [], ["--json"]);
     expect(code, out).toBe(0);
-    const killed = /took over after SIGKILL in (\d+) ms/.exec(out);
-    const stopped = /took over after SIGTERM in (\d+) ms/.exec(out);
-    expect(killed, out).not.toBeNull();
-    expect(stopped, out).not.toBeNull();
+    const summary = JSON.parse(out.trim().split("\n").at(-1)!) as {
+      dataDir: string;
+      terms: { worker: string; token: string; fromMs: number; toMs?: number }[];
+      failovers: { after: string; ms: number }[];
+      memberRestart?: { leaderKeptTerm: boolean };
+    };
+    expect(summary.terms.length).toBeGreaterThanOrEqual(3);
+    for (const [i, term] of summary.terms.entries()) {
+      const next = summary.terms[i + 1];
+      if (!next) continue;
+      expect(BigInt(next.token)).toBeGreaterThan(BigInt(term.token));
+      expect(next.fromMs).toBeGreaterThanOrEqual(term.toMs!); // one leader at a time, as the workers told it
+    }
+    const failover = Object.fromEntries(summary.failovers.map((f) => [f.after, f.ms]));
     // A resign hands over before the lease could run out; a kill has to wait for it.
-    expect(Number(stopped![1])).toBeLessThan(Number(killed![1]));
+    expect(failover.SIGTERM).toBeLessThan(failover.SIGKILL!);
+    expect(summary.memberRestart?.leaderKeptTerm).toBe(true);
+    // Nothing left behind: its etcd members' data and processes are gone.
+    expect(summary.dataDir).toMatch(/etcd-election-example-/);
+    expect(existsSync(summary.dataDir)).toBe(false);
+    expect(execFileSync("ps", ["-eo", "args"], { encoding: "utf8" })).not.toContain(summary.dataDir);
     expect(out).toContain("demo done");
   });
 });

@@ -61,7 +61,7 @@ describe("LeaderElector", () => {
     expect(first.started).toBe(1);
     const id = first.elector.identity;
     for (const r of rs) await waitFor(() => r.leaders.at(-1)?.value.toString() === id);
-    expect(first.elector.metrics()).toMatchObject({ state: "leading", termsLed: 1, sessions: 1 });
+    expect(first.elector.metrics()).toMatchObject({ state: "leading", termsLed: 1, sessions: 1, lastFailoverMs: undefined });
     expect(first.elector.healthy()).toBe(true);
 
     // Stop the leader (what SIGTERM does in a worker): it resigns, so the next one does not wait a TTL.
@@ -71,6 +71,8 @@ describe("LeaderElector", () => {
     const next = (await waitFor(() => leaders(rs).length === 1 && leaders(rs)))[0]!;
     expect(Date.now() - stoppedAt).toBeLessThan(5000); // well inside the 10 s TTL a crash would cost
     expect(next).not.toBe(first);
+    // It took over from a predecessor: how long from that key's delete to leading, as it saw it.
+    expect(next.elector.metrics().lastFailoverMs).toBeGreaterThanOrEqual(0);
     expect(first.stopped).toBe(1);
     expect(first.elector.isLeader()).toBe(false);
     expect(first.elector.metrics().state).toBe("stopped");

@@ -3,31 +3,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Election, Session } from "../../src/index.js";
+import { contextOf } from "../../src/context.js";
 import { Worker } from "../support/child.js";
 import { collect } from "../support/observe.js";
 import { stallKeepAlives } from "../support/stall.js";
 import { leaseHex, keepAliveEndpoint, loseFirstAnswer } from "../support/internals.js";
-import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
+import { faultsUnavailableReason, startEtcd, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
 
-const serverTtl = async (client: Etcd3, leaseId: string): Promise<number> =>
-  Number((await client.leaseClient.leaseTimeToLive({ ID: leaseId })).TTL);
-
-/** Resolves with the first emission of `event` (rejects after `timeoutMs`). */
-function once(session: Session, event: "suspended" | "reconnected" | "lost" | "closed", timeoutMs = 30_000): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "${event}" within ${timeoutMs} ms (state ${session.state})`)), timeoutMs);
-    session.once(event, () => {
-      clearTimeout(timer);
-      resolve(Date.now());
-    });
-  });
-}
-
-function countEvents(session: Session): Record<string, number> {
-  const counts: Record<string, number> = { suspended: 0, reconnected: 0, lost: 0 };
-  for (const e of ["suspended", "reconnected", "lost"] as const) session.on(e, () => counts[e]!++);
-  return counts;
-}
+import { countEvents, once, serverTtl } from "../support/session-events.js";
 
 describe("Session on a single node", () => {
   let etcd: EtcdEnv;
@@ -179,11 +162,28 @@ describe("Session on a single node", () => {
     expect(await serverTtl(direct, session.leaseId)).toBe(-1);
   });
 
-  it("1,000 create/close cycles leave no timers or listeners behind", async () => {
+  it("sessions of one client share its channels and watch stream; the last to close closes them", async () => {
+    const c = etcd.client();
+    const [a, b] = [await Session.create(c, { ttl: 5 }), await Session.create(c, { ttl: 5 })];
+    const logged = await Session.create(c, { ttl: 5, logger: false });
+    const [ca, cb, cl] = [contextOf(a), contextOf(b), contextOf(logged)];
+    expect(ca.conn).toBe(cb.conn);
+    expect(ca.watches).toBe(cb.watches);
+    expect(cl.conn).not.toBe(ca.conn); // another logger: channels of its own, so its lines reach it
+    await a.close();
+    expect(cb.conn.closed).toBe(false);
+    expect(await new Election(b, `${etcd.prefix()}shared`).leader()).toBeUndefined();
+    await b.close();
+    expect(cb.conn.closed).toBe(true);
+    await logged.close();
+    expect(cl.conn.closed).toBe(true);
+  });
+
+  it("300 create/close cycles leave no timers or listeners behind", async () => {
     const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
     const ac = new AbortController();
     const before = timers();
-    for (let i = 0; i < 1000; i++) {
+    for (let i = 0; i < 300; i++) {
       const session = await Session.create(client, { ttl: 5, signal: ac.signal });
       await session.close();
     }
@@ -335,135 +335,6 @@ describe.skipIf(!!faultsUnavailableReason)("Session under faults on a single nod
       expect(lost.at - resumedAt).toBeLessThan(100);
     } finally {
       await worker.kill();
-    }
-  });
-});
-
-describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () => {
-  let etcd: EtcdEnv;
-
-  beforeAll(async () => {
-    etcd = await startCluster(3);
-  });
-  afterAll(() => etcd?.close());
-
-  const memberServing = (session: Session): EtcdMember | undefined =>
-    etcd.members.find((m) => m.clientUrl === keepAliveEndpoint(session));
-
-  /** A session whose keepalive stream runs through a member that `pick` accepts. */
-  async function sessionOn(client: Etcd3, ttl: number, pick: (m: EtcdMember) => boolean | Promise<boolean>): Promise<{ session: Session; member: EtcdMember }> {
-    for (let i = 0; i < 30; i++) {
-      const session = await Session.create(client, { ttl });
-      const member = await waitFor(() => memberServing(session), { timeoutMs: ttl * 1000 });
-      if (await pick(member)) return { session, member };
-      await session.close();
-    }
-    throw new Error("no session landed on the wanted member");
-  }
-
-  it("the member serving the keepalive stream is isolated from its peers: the session moves or is lost in time", async () => {
-    const client = etcd.client();
-    const leader = await etcd.leader();
-    const { session, member } = await sessionOn(client, 5, (m) => m !== leader);
-    const healthy = etcd.members.find((m) => m !== member)!;
-    const direct = etcd.client({}, [healthy.directClientUrl]);
-    let ttlAtLoss: Promise<number> | undefined;
-    session.on("lost", () => {
-        ttlAtLoss = serverTtl(direct, session.leaseId);
-      });
-    try {
-      await member.isolate();
-      // Either it rides over to a healthy member...
-      await waitFor(() => session.state === "lost" || (memberServing(session) !== member && memberServing(session) !== undefined && session.state === "connected"), {
-        timeoutMs: 30_000,
-      });
-      if (session.state === "lost") {
-        // ...or it gives up before etcd could expire the lease: never late.
-        expect(await ttlAtLoss).toBeGreaterThan(0);
-      } else {
-        // Still alive as etcd's majority sees it, and it keeps being renewed there.
-        const ttl = session.ttl;
-        const until = Date.now() + ttl * 2000;
-        while (Date.now() < until) {
-          expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
-          await sleep(500); // sampling a duration
-        }
-        expect(session.state).toBe("connected");
-      }
-    } finally {
-      await member.heal();
-      await session.close();
-      await etcd.waitHealthy();
-    }
-  });
-
-  it("a keepalive stream that stays open but stops answering is replaced, on another member first", async () => {
-    for (let round = 0; round < 3; round++) {
-      const client = etcd.client();
-      const { session, member } = await sessionOn(client, 6, () => true);
-      const counts = countEvents(session);
-      // Every endpoint the session's stream uses from now on, in order.
-      const endpoints: string[] = [];
-      const poll = setInterval(() => {
-        const e = keepAliveEndpoint(session);
-        if (e && e !== endpoints.at(-1)) endpoints.push(e);
-      }, 5);
-      try {
-        endpoints.push(member.clientUrl);
-        member.clientProxy.blackhole();
-        await waitFor(() => endpoints.length >= 2 && session.state === "connected", { timeoutMs: 20_000 });
-        expect(endpoints[1]).not.toBe(member.clientUrl);
-        expect(counts.lost).toBe(0);
-      } finally {
-        clearInterval(poll);
-        member.clientProxy.open();
-        await session.close();
-      }
-    }
-  });
-
-  it("the member serving the keepalive stream is killed: the session rides over", async () => {
-    const client = etcd.client();
-    const { session, member } = await sessionOn(client, 5, () => true);
-    const counts = countEvents(session);
-    try {
-      await member.kill();
-      await waitFor(() => memberServing(session) !== undefined && memberServing(session) !== member && session.state === "connected", {
-        timeoutMs: 20_000,
-      });
-      expect(counts.lost).toBe(0);
-      const direct = etcd.client({}, [etcd.members.find((m) => m !== member)!.directClientUrl]);
-      expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
-    } finally {
-      await member.restart();
-      await session.close();
-      await etcd.waitHealthy();
-    }
-  });
-
-  it("the raft leader is killed: the session rides over", async () => {
-    const client = etcd.client();
-    const session = await Session.create(client, { ttl: 5 });
-    const counts = countEvents(session);
-    const leader = await etcd.leader();
-    try {
-      await leader.kill();
-      const others = etcd.members.filter((m) => m !== leader);
-      const direct = etcd.client({}, others.map((m) => m.directClientUrl));
-      await waitFor(async () => (await etcd.leader()) !== leader, { timeoutMs: 20_000 });
-      // Ride over: for two TTLs after the new leader is in, the session is never lost.
-      const until = Date.now() + session.ttl * 2000;
-      while (Date.now() < until) {
-        expect(session.state).not.toBe("lost");
-        await sleep(250); // sampling a duration
-      }
-      expect(session.state).toBe("connected");
-      expect(counts.lost).toBe(0);
-      expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
-    } finally {
-      await leader.restart();
-      await session.close();
-      await etcd.waitHealthy();
     }
   });
 });

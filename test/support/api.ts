@@ -1,5 +1,6 @@
 /** What tests get from startEtcd() and startCluster(). */
 import type { Etcd3, IOptions } from "etcd3";
+import type { Security } from "./security.js";
 import type { TcpProxy } from "./tcp-proxy.js";
 
 export interface EtcdMember {
@@ -28,8 +29,13 @@ export interface EtcdEnv {
   readonly endpoints: string[];
   /** [] with ETCD_ENDPOINTS. */
   readonly members: EtcdMember[];
-  /** A new client (default hosts = endpoints), closed by close(). */
+  /**
+   * A new client (default hosts = endpoints), closed by close(). On a secured etcd it carries the test
+   * CA's client certificate and root's credentials unless `options` say otherwise.
+   */
   client(options?: Partial<IOptions>, hosts?: string[]): Etcd3;
+  /** How the members are secured (TLS material, authentication), as launched. */
+  readonly security: Security;
   /** A unique key prefix, "t/<random>/<label>/". */
   prefix(label?: string): string;
   /** The current raft leader (waits up to 15 s for one). */

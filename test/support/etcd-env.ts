@@ -4,11 +4,12 @@ import type { EtcdEnv, EtcdMember } from "./api.js";
 import type { Member } from "./etcd-member.js";
 import { faultsUnavailableReason } from "./external-endpoints.js";
 import { FAST_RECONNECT, PROBE_DEADLINE_MS, SERVE_TIMEOUT_MS, deadline, hexId, probeClient, servesLinearizableGet } from "./probe.js";
+import { clientOptions, enableAuth, type Security } from "./security.js";
 import { waitFor } from "./wait.js";
 
 export class Env implements EtcdEnv {
   private readonly clients = new Set<Etcd3>();
-  private readonly admin: Etcd3;
+  private admin: Etcd3;
   /** External endpoints only: one probe client per endpoint. */
   private readonly externalProbes: Etcd3[];
   private closed = false;
@@ -17,13 +18,23 @@ export class Env implements EtcdEnv {
     readonly endpoints: string[],
     readonly members: Member[],
     private readonly onClose: () => Promise<void> = async () => undefined,
+    readonly security: Security = {},
   ) {
-    this.admin = new Etcd3({ hosts: endpoints, grpcOptions: FAST_RECONNECT });
+    this.admin = new Etcd3({ ...clientOptions(security, false), hosts: endpoints, grpcOptions: FAST_RECONNECT });
     this.externalProbes = members.length === 0 ? endpoints.map((e) => probeClient([e])) : [];
+  }
+
+  /** Turns authentication on (root, and `app` on `app/`); from then on the harness's clients are root. */
+  async enableAuth(): Promise<void> {
+    await enableAuth(this.admin);
+    this.admin.close();
+    this.admin = new Etcd3({ ...clientOptions(this.security), hosts: this.endpoints, grpcOptions: FAST_RECONNECT });
+    for (const m of this.members) m.reconnectAdmin(clientOptions(this.security));
   }
 
   client(options: Partial<IOptions> = {}, hosts?: string[]): Etcd3 {
     const client = new Etcd3({
+      ...clientOptions(this.security),
       ...options,
       hosts: hosts ?? options.hosts ?? this.endpoints,
       grpcOptions: { ...FAST_RECONNECT, ...options.grpcOptions },

@@ -1,4 +1,4 @@
-import type { Etcd3 } from "etcd3";
+import type { Etcd3, IOptions } from "etcd3";
 import type { EtcdMember } from "./api.js";
 import { SERVE_TIMEOUT_MS, deadline, hexId, probeClient, servesLinearizableGet } from "./probe.js";
 import type { Runtime } from "./runtime.js";
@@ -10,7 +10,7 @@ type MemberState = "running" | "paused" | "killed";
 export class Member implements EtcdMember {
   state: MemberState = "running";
   /** Talks to etcd directly, for health and status. */
-  readonly admin: Etcd3;
+  admin: Etcd3;
   private id: string | undefined;
 
   constructor(
@@ -20,12 +20,21 @@ export class Member implements EtcdMember {
     readonly directClientUrl: string,
     readonly runtime: Runtime,
     private readonly cluster: () => Member[],
+    /** "https://" when the member serves clients over TLS, else "". */
+    private readonly scheme = "",
+    adminOptions: Partial<IOptions> = {},
   ) {
-    this.admin = probeClient([directClientUrl]);
+    this.admin = probeClient([`${scheme}${directClientUrl}`], adminOptions);
   }
 
   get clientUrl(): string {
-    return this.clientProxy.url;
+    return `${this.scheme}${this.clientProxy.url}`;
+  }
+
+  /** The admin client again, with other options (root's credentials once auth is on). */
+  reconnectAdmin(options: Partial<IOptions>): void {
+    this.admin.close();
+    this.admin = probeClient([`${this.scheme}${this.directClientUrl}`], options);
   }
 
   async pause(): Promise<void> {

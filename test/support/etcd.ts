@@ -17,13 +17,20 @@
 import type { EtcdEnv } from "./api.js";
 import { Env } from "./etcd-env.js";
 import { EXTERNAL_ENDPOINTS, faultsUnavailableReason } from "./external-endpoints.js";
-import { launch } from "./launch.js";
+import { launch, type LaunchOptions } from "./launch.js";
 
 export type { EtcdEnv, EtcdMember } from "./api.js";
 export { faultsUnavailableReason } from "./external-endpoints.js";
 
-/** A single node, or the external cluster when ETCD_ENDPOINTS is set. */
-export async function startEtcd(): Promise<EtcdEnv> {
+/**
+ * A single node, or the external cluster when ETCD_ENDPOINTS is set. A secured one (`options`: TLS,
+ * authentication, more flags) is always the harness's own.
+ */
+export async function startEtcd(options?: LaunchOptions): Promise<EtcdEnv> {
+  if (options) {
+    if (faultsUnavailableReason) throw new Error(`startEtcd(options): ${faultsUnavailableReason}`);
+    return launch(1, options);
+  }
   if (EXTERNAL_ENDPOINTS.length > 0) {
     const env = new Env([...EXTERNAL_ENDPOINTS], []);
     await env.waitHealthy();
@@ -33,7 +40,9 @@ export async function startEtcd(): Promise<EtcdEnv> {
 }
 
 /** A cluster of `size` members (default 3); not available with ETCD_ENDPOINTS. */
-export async function startCluster(size = 3): Promise<EtcdEnv> {
+export async function startCluster(size = 3, options: LaunchOptions = {}): Promise<EtcdEnv> {
   if (faultsUnavailableReason) throw new Error(`startCluster(): ${faultsUnavailableReason}`);
-  return launch(size);
+  return launch(size, options);
 }
+
+export type { LaunchOptions } from "./launch.js";

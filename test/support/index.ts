@@ -1,5 +1,7 @@
 export { startEtcd, startCluster, faultsUnavailableReason } from "./etcd.js";
-export type { EtcdEnv, EtcdMember } from "./etcd.js";
+export type { EtcdEnv, EtcdMember, LaunchOptions } from "./etcd.js";
+export { APP, APP_PREFIX, ROOT } from "./security.js";
+export type { Credentials, Security } from "./security.js";
 export { aborted, waitFor } from "./wait.js";
 export type { WaitForOptions } from "./wait.js";
 export { TcpProxy } from "./tcp-proxy.js";

@@ -10,6 +10,7 @@ import { rafthttpSender } from "./rafthttp-sender.js";
 import { OWNER_PID } from "./runtime.js";
 import { DockerRuntime } from "./runtime-docker.js";
 import { ProcessRuntime } from "./runtime-process.js";
+import { clientOptions, tlsArgs, tlsMaterial, type Security } from "./security.js";
 import { TcpProxy } from "./tcp-proxy.js";
 
 const RUN_DIR = process.env.ETCD_ELECTION_RUN_DIR ?? join(tmpdir(), `etcd-election-test-${OWNER_PID}`);
@@ -22,14 +23,28 @@ interface MemberPlan {
   peerProxy: TcpProxy;
 }
 
-function etcdArgs(plan: MemberPlan, dataDir: string, initialCluster: string, token: string): string[] {
+/** How to start the members: secured (TLS with client certificates; authentication), or with more flags. */
+export interface LaunchOptions {
+  /** Clients reach etcd over TLS and must present a certificate from the test CA (--client-cert-auth). */
+  tls?: boolean;
+  /** Authentication on: root, and `app` with read-write on `app/` only (see security.ts). */
+  auth?: boolean;
+  /** More etcd flags, e.g. --auth-token-ttl=2 or --max-request-bytes=65536. */
+  extraArgs?: string[];
+}
+
+/** Where a member's TLS files are, as etcd sees them: mounted in a container, or on this host. */
+const CERTS_IN_CONTAINER = "/certs";
+
+function etcdArgs(plan: MemberPlan, dataDir: string, initialCluster: string, token: string, options: LaunchOptions, certDir: string): string[] {
   const url = (port: number): string => `http://127.0.0.1:${port}`;
+  const clientUrl = (port: number): string => `${options.tls ? "https" : "http"}://127.0.0.1:${port}`;
   return [
     `--name=${plan.name}`,
     `--data-dir=${dataDir}`,
-    `--listen-client-urls=${url(plan.clientPort)}`,
+    `--listen-client-urls=${clientUrl(plan.clientPort)}`,
     // Advertise the proxies, so whatever discovers members goes through the fault switches.
-    `--advertise-client-urls=${url(plan.clientProxy.listenPort)}`,
+    `--advertise-client-urls=${clientUrl(plan.clientProxy.listenPort)}`,
     `--listen-peer-urls=${url(plan.peerPort)}`,
     `--initial-advertise-peer-urls=${url(plan.peerProxy.listenPort)}`,
     `--initial-cluster=${initialCluster}`,
@@ -41,11 +56,15 @@ function etcdArgs(plan: MemberPlan, dataDir: string, initialCluster: string, tok
     "--pre-vote=true",
     "--logger=zap",
     "--log-outputs=stderr",
+    ...(options.tls ? tlsArgs(certDir) : []),
+    ...(options.extraArgs ?? []),
   ];
 }
 
-export async function launch(size: number): Promise<Env> {
+export async function launch(size: number, options: LaunchOptions = {}): Promise<Env> {
   const token = randomBytes(4).toString("hex");
+  const security: Security = { ...(options.tls ? { tls: tlsMaterial() } : {}), ...(options.auth ? { auth: true } : {}) };
+  const scheme = options.tls ? "https://" : "";
   const useDocker = process.env.ETCD_BACKEND !== "process";
   const plans: MemberPlan[] = [];
   try {
@@ -69,11 +88,12 @@ export async function launch(size: number): Promise<Env> {
     const runtime = useDocker
       ? new DockerRuntime(
           `etcd-election-${OWNER_PID}-${token}-${plan.name}`,
-          etcdArgs(plan, `/var/lib/etcd/${plan.name}`, initialCluster, token),
+          etcdArgs(plan, `/var/lib/etcd/${plan.name}`, initialCluster, token, options, CERTS_IN_CONTAINER),
+          security.tls ? [{ source: security.tls.dir, target: CERTS_IN_CONTAINER }] : [],
         )
-      : new ProcessRuntime(plan.name, etcdArgs(plan, join(memberDir, "data"), initialCluster, token), memberDir);
+      : new ProcessRuntime(plan.name, etcdArgs(plan, join(memberDir, "data"), initialCluster, token, options, security.tls?.dir ?? ""), memberDir);
     const directUrl = `127.0.0.1:${plan.clientPort}`;
-    return new Member(plan.name, plan.clientProxy, plan.peerProxy, directUrl, runtime, () => members);
+    return new Member(plan.name, plan.clientProxy, plan.peerProxy, directUrl, runtime, () => members, scheme, clientOptions(security, false));
   });
   const env = new Env(
     members.map((m) => m.clientUrl),
@@ -81,6 +101,7 @@ export async function launch(size: number): Promise<Env> {
     async () => {
       if (!useDocker) rmSync(join(RUN_DIR, token), { recursive: true, force: true });
     },
+    security,
   );
   try {
     // Concurrently: a member only reports ready once a quorum is up.
@@ -88,6 +109,7 @@ export async function launch(size: number): Promise<Env> {
     for (const result of started) if (result.status === "rejected") throw result.reason;
     await Promise.all(members.map((m) => m.memberId()));
     await env.waitHealthy();
+    if (options.auth) await env.enableAuth();
     return env;
   } catch (error) {
     await env.close();

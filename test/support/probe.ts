@@ -1,6 +1,6 @@
 /** The harness's own clients and health probes, separate from the clients tests make. */
 import { noop } from "cockatiel";
-import { Etcd3 } from "etcd3";
+import { Etcd3, type IOptions } from "etcd3";
 
 export const SERVE_TIMEOUT_MS = 30_000;
 export const PROBE_DEADLINE_MS = 2_000;
@@ -14,8 +14,8 @@ export function deadline(ms: number): { deadline: Date } {
 }
 
 /** Harness-internal client: no retries or circuit breakers, so probes see each failure as it is. */
-export function probeClient(hosts: string[]): Etcd3 {
-  return new Etcd3({ hosts, grpcOptions: FAST_RECONNECT, faultHandling: { host: () => noop, global: noop } });
+export function probeClient(hosts: string[], options: Partial<IOptions> = {}): Etcd3 {
+  return new Etcd3({ ...options, hosts, grpcOptions: FAST_RECONNECT, faultHandling: { host: () => noop, global: noop } });
 }
 
 export async function servesLinearizableGet(client: Etcd3): Promise<boolean> {

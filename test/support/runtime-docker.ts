@@ -12,6 +12,8 @@ export class DockerRuntime implements Runtime {
   constructor(
     private readonly containerName: string,
     private readonly args: string[],
+    /** Host directories mounted read-only (the TLS files). */
+    private readonly mounts: { source: string; target: string }[] = [],
   ) {}
 
   async start(): Promise<void> {
@@ -21,6 +23,7 @@ export class DockerRuntime implements Runtime {
       // The official image has a shell entrypoint; call the binary directly.
       .withEntrypoint([ETCD_BINARY_IN_IMAGE])
       .withCommand(this.args)
+      .withBindMounts(this.mounts.map((m) => ({ ...m, mode: "ro" as const })))
       .withLabels({ [TEST_LABEL]: "true", [PID_LABEL]: OWNER_PID, [HOST_LABEL]: hostname() })
       .withWaitStrategy(Wait.forLogMessage(READY_LOG))
       .withStartupTimeout(START_TIMEOUT_MS)

@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { MAX_TIMER_MS, now, timerAt } from "../../src/common/clock.js";
-import { sleep, withTimeout } from "../../src/common/abort.js";
+import { getEventListeners } from "node:events";
+import { onAbort, sleep, withTimeout } from "../../src/common/abort.js";
 
 describe("timerAt", () => {
   it("re-arms in steps instead of firing at once for delays over 2^31-1 ms", () => {
@@ -59,5 +60,30 @@ describe("sleep and withTimeout take any length", () => {
     ac.abort(new Error("stop"));
     await expect(slept).rejects.toThrow("stop");
     await expect(sleep(1, AbortSignal.abort(new Error("already")))).rejects.toThrow("already");
+  });
+});
+
+describe("onAbort fans one listener out (no MaxListenersExceededWarning because of us)", () => {
+  it("10,000 waiters on one signal add one listener, removed with the last; all are told once", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on("warning", onWarning);
+    try {
+      const ac = new AbortController();
+      let told = 0;
+      const undos = Array.from({ length: 10_000 }, () => onAbort(ac.signal, () => told++));
+      expect(getEventListeners(ac.signal, "abort")).toHaveLength(1);
+      for (const undo of undos.slice(0, 5_000)) undo();
+      ac.abort();
+      expect(told).toBe(5_000);
+      const other = new AbortController();
+      const undo = onAbort(other.signal, () => {});
+      undo();
+      expect(getEventListeners(other.signal, "abort")).toHaveLength(0);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter((w) => w.name === "MaxListenersExceededWarning")).toEqual([]);
+    } finally {
+      process.off("warning", onWarning);
+    }
   });
 });

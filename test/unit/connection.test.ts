@@ -37,7 +37,7 @@ function fakeDoor(n: number, scripts: Answer[][]): { door: ClientDoor; calls: st
 describe("the session's own channels", () => {
   it("an idempotent call moves on to the next endpoint after a transient failure, and that endpoint is preferred from then on", async () => {
     const { door, calls } = fakeDoor(3, [[grpc(14, "UNAVAILABLE: down")], [{ ok: 1 }, { ok: 2 }], []]);
-    const conn = new Connection(door, silentLogger);
+    const conn = new Connection(door, silentLogger, 0);
     expect(await conn.call("KV", "txn", {}, { timeoutMs: 2000, idempotent: true, what: "t" })).toEqual({ ok: 1 });
     expect(await conn.call("KV", "txn", {}, { timeoutMs: 2000, idempotent: true, what: "t" })).toEqual({ ok: 2 });
     expect(calls).toEqual(["e0", "e1", "e1"]);
@@ -46,14 +46,14 @@ describe("the session's own channels", () => {
 
   it("a call that is not idempotent is sent once: a transient failure is the caller's to judge", async () => {
     const { door, calls } = fakeDoor(2, [[grpc(14, "UNAVAILABLE: down")], [{ ok: 1 }]]);
-    const conn = new Connection(door, silentLogger);
+    const conn = new Connection(door, silentLogger, 0);
     await expect(conn.call("KV", "txn", {}, { timeoutMs: 2000, idempotent: false, what: "user txn" })).rejects.toMatchObject({ code: "ETCD_UNAVAILABLE" });
     expect(calls).toEqual(["e0"]);
   });
 
   it("an expired token is fetched anew and the call sent again, once; a refusal etcd means is not retried", async () => {
     const { door, calls, tokens } = fakeDoor(1, [[grpc(3, "INVALID_ARGUMENT: etcdserver: invalid auth token"), { ok: 1 }, grpc(7, "PERMISSION_DENIED: etcdserver: permission denied")]]);
-    const conn = new Connection(door, silentLogger);
+    const conn = new Connection(door, silentLogger, 0);
     expect(await conn.call("KV", "txn", {}, { timeoutMs: 2000, idempotent: true, what: "t" })).toEqual({ ok: 1 });
     expect(tokens()).toBe(1);
     await expect(conn.call("KV", "txn", {}, { timeoutMs: 2000, idempotent: true, what: "t" })).rejects.toMatchObject({ code: "PERMISSION_DENIED" });
@@ -62,7 +62,7 @@ describe("the session's own channels", () => {
 
   it("a failure reported for an endpoint that is no longer preferred does not move the preference back", () => {
     const { door } = fakeDoor(3, []);
-    const conn = new Connection(door, silentLogger);
+    const conn = new Connection(door, silentLogger, 0);
     const [e0, e1] = door.endpoints;
     conn.failed(e0!);
     expect(conn.endpoint.address).toBe("e1");
@@ -74,7 +74,7 @@ describe("the session's own channels", () => {
 
   it("the call deadline bounds all attempts together", async () => {
     const { door } = fakeDoor(2, []); // every attempt fails: UNAVAILABLE
-    const conn = new Connection(door, silentLogger);
+    const conn = new Connection(door, silentLogger, 0);
     const started = performance.now();
     await expect(conn.call("KV", "txn", {}, { timeoutMs: 300, idempotent: true, what: "t" })).rejects.toMatchObject({ code: "ETCD_UNAVAILABLE" });
     expect(performance.now() - started).toBeLessThan(300 + 200);

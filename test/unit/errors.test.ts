@@ -27,3 +27,13 @@ describe("failures from etcd become typed errors, the original kept as cause (de
     expect(isInvalidToken(grpc(7, "PERMISSION_DENIED: etcdserver: permission denied"))).toBe(false);
   });
 });
+
+describe("TLS handshake failures are AUTH_FAILED: no retry changes a certificate", () => {
+  it.each([
+    "14 UNAVAILABLE: No connection established. Last error: 801C...:SSL routines:ssl3_read_bytes:tlsv1 alert unknown ca:...:SSL alert number 48",
+    "14 UNAVAILABLE: No connection established. Last error: ...:tlsv13 alert certificate required:...:SSL alert number 116",
+    "14 UNAVAILABLE: No connection established. Last error: Error: unable to verify the first certificate",
+  ])("%s", (details) => {
+    expect(toElectionError(grpc(14, details), "grant lease")).toMatchObject({ code: "AUTH_FAILED", message: expect.stringMatching(/TLS handshake/) });
+  });
+});

@@ -1,0 +1,77 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { LeaderElector } from "./leader-elector.js";
+
+/** The paths `healthHandler` serves, for probes and checks to refer to. */
+export const healthPaths = {
+  /** Liveness: 503 only for a wedged leader (no keepalive acknowledged for 2 × TTL), as client-go's. */
+  liveness: "/healthz",
+  /** Readiness: 200 while `run()` runs and is not stopping. */
+  readiness: "/readyz",
+  /** 200 only while this process leads: for checks that must reach the leader, never for liveness. */
+  leader: "/leader",
+  /** `metrics()` as JSON, with the election's name and this candidate's identity. */
+  metrics: "/metrics.json",
+} as const;
+
+/** What the health handler reads of an elector (any object of this shape will do). */
+export type HealthSource = Pick<LeaderElector, "name" | "identity" | "healthy" | "ready" | "isLeader" | "metrics">;
+
+/** A `node:http` request listener (also fits Express and Connect as a plain handler). */
+export type HealthHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * A `node:http` request listener serving the elector's health: `GET` or `HEAD` `/healthz` (liveness),
+ * `/readyz` (readiness), `/leader` (200 only while leading) with 200 or 503 and a small JSON body, and
+ * `/metrics.json`; 404 for other paths, 405 for other methods.
+ *
+ * ```ts
+ * http.createServer(healthHandler(elector)).listen(8080);
+ * ```
+ */
+export function healthHandler(elector: HealthSource): HealthHandler {
+  const routes: Record<string, () => [status: number, body: object]> = {
+    [healthPaths.liveness]: () => {
+      const healthy = elector.healthy();
+      return [healthy ? 200 : 503, { healthy, state: elector.metrics().state }];
+    },
+    [healthPaths.readiness]: () => {
+      const ready = elector.ready();
+      return [ready ? 200 : 503, { ready, state: elector.metrics().state }];
+    },
+    [healthPaths.leader]: () => {
+      const leader = elector.isLeader();
+      const { state, token } = elector.metrics();
+      return [leader ? 200 : 503, { leader, state, token }];
+    },
+    [healthPaths.metrics]: () => [200, { name: elector.name, identity: elector.identity, ...elector.metrics() }],
+  };
+
+  return (req, res) => {
+    const path = (req.url ?? "/").split("?", 1)[0]!;
+    const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
+    if (!route) return send(req, res, 404, { error: `not found: ${path}` });
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.setHeader("Allow", "GET, HEAD");
+      return send(req, res, 405, { error: `method not allowed: ${req.method}` });
+    }
+    let answer: [number, object];
+    try {
+      answer = route();
+    } catch (err) {
+      // A probe must get an answer; a throwing elector is a bug to see, not a hung probe.
+      answer = [500, { error: err instanceof Error ? err.message : String(err) }];
+    }
+    send(req, res, ...answer);
+  };
+}
+
+function send(req: IncomingMessage, res: ServerResponse, status: number, body: object): void {
+  const text = `${JSON.stringify(body, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value))}\n`;
+  res.writeHead(status, {
+    "Content-Type": "application/json; charset=utf-8",
+    "Content-Length": Buffer.byteLength(text),
+    // Probes and load balancers must see the state now, never a cached one.
+    "Cache-Control": "no-store",
+  });
+  res.end(req.method === "HEAD" ? undefined : text);
+}

@@ -1,0 +1,139 @@
+/**
+ * Against a secured etcd: TLS with client certificates (--client-cert-auth), and, separately,
+ * authentication with a least-privilege user whose role may read and write `app/` only.
+ */
+import { describe, expect, it } from "vitest";
+import { Election, LeaderElector, Mutex, RWLock, Semaphore, Session, type EtcdClient } from "../../src/index.js";
+import { collect, keysUnder } from "../support/observe.js";
+import { APP, APP_PREFIX, faultsUnavailableReason, startEtcd, useEtcd, waitFor, type EtcdEnv } from "../support/index.js";
+
+/** Every primitive, start to finish, under `prefix`: what an application does with the library. */
+async function everyPrimitive(env: EtcdEnv, client: EtcdClient, prefix: string): Promise<void> {
+  const a = await Session.create(client, { ttl: 5 });
+  const b = await Session.create(client, { ttl: 5 });
+  try {
+    const election = new Election(a, `${prefix}election`);
+    const seen = collect(new Election(b, `${prefix}election`).observe());
+    const term = await election.campaign("a");
+    const next = new Election(b, `${prefix}election`).campaign("b");
+    await term.proclaim("a2");
+    expect((await election.leader())?.value.toString()).toBe("a2");
+    await waitFor(() => seen.items.at(-1)?.value.toString() === "a2");
+    await term.resign();
+    const second = await next;
+    await waitFor(() => seen.items.at(-1)?.token === second.token);
+    await second.resign();
+
+    const lock = await new Mutex(a, `${prefix}mutex`).lock();
+    const waiting = new Mutex(b, `${prefix}mutex`).lock();
+    await lock.txn().then(env.client({}).put(`${prefix}data`).value("fenced")).commit();
+    await lock.unlock();
+    await (await waiting).unlock();
+    await new Semaphore(a, `${prefix}sem`, { limit: 2 }).withPermit(() => new Semaphore(b, `${prefix}sem`, { limit: 2 }).withPermit(() => {}));
+    await new RWLock(a, `${prefix}rw`).withReadLock(() => new RWLock(b, `${prefix}rw`).withReadLock(() => {}));
+
+    const stop = new AbortController();
+    const elector = new LeaderElector({ session: a, name: `${prefix}elector`, identity: "a", logger: false, onStartedLeading: () => {} });
+    const done = elector.run({ signal: stop.signal });
+    await waitFor(() => elector.isLeader());
+    stop.abort();
+    await done;
+  } finally {
+    await a.close();
+    await b.close();
+  }
+  const root = env.client();
+  for (const name of ["election", "mutex", "sem", "rw", "elector"]) expect(await keysUnder(root, `${prefix}${name}`)).toEqual([]);
+  expect(await root.get(`${prefix}data`).string()).toBe("fenced");
+}
+
+describe.skipIf(!!faultsUnavailableReason)("etcd over TLS with client certificates", () => {
+  const fx = useEtcd(() => startEtcd({ tls: true }));
+
+  it("every primitive works over TLS with a client certificate", async () => {
+    await everyPrimitive(fx.etcd, fx.client, fx.etcd.prefix("tls"));
+  });
+
+  it("a client certificate from a CA etcd does not trust, none, or a server certificate we do not trust: AUTH_FAILED in bounded time, no lease left", async () => {
+    const tls = fx.etcd.security.tls!;
+    const leasesBefore = (await fx.client.leaseClient.leaseLeases()).leases.length;
+    for (const credentials of [
+      { rootCertificate: tls.ca, certChain: tls.strangerCert, privateKey: tls.strangerKey },
+      { rootCertificate: tls.ca },
+      { rootCertificate: tls.strangerCa, certChain: tls.clientCert, privateKey: tls.clientKey }, // etcd's certificate not trusted
+    ]) {
+      const bad = fx.etcd.client({ credentials });
+      const started = Date.now();
+      const err = await Session.create(bad, { ttl: 5, callTimeoutMs: 2000 }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "AUTH_FAILED", message: expect.stringMatching(/TLS/) });
+      expect(Date.now() - started).toBeLessThan(2000 + 1000);
+      bad.close();
+    }
+    expect((await fx.client.leaseClient.leaseLeases()).leases.length).toBe(leasesBefore);
+  });
+});
+
+describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth tokens live 2 s idle)", () => {
+  const fx = useEtcd(() => startEtcd({ auth: true, extraArgs: ["--auth-token-ttl=2"] }));
+  const leases = async (): Promise<string[]> => (await fx.client.leaseClient.leaseLeases()).leases.map((l) => l.ID);
+
+  it("every primitive works as the least-privilege user, whose role may read and write its prefix only", async () => {
+    await everyPrimitive(fx.etcd, fx.etcd.client({ auth: APP }), `${APP_PREFIX}${fx.etcd.prefix("app")}`);
+  });
+
+  it("a name outside the user's prefix: the campaign fails with PERMISSION_DENIED naming the key, nothing left", async () => {
+    const before = await leases();
+    const session = await Session.create(fx.etcd.client({ auth: APP }), { ttl: 5 });
+    const name = `elsewhere/${fx.etcd.prefix("denied")}jobs`;
+    const err = await new Election(session, name).campaign("x").catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "PERMISSION_DENIED", message: expect.stringContaining(name) });
+    expect(await keysUnder(fx.client, name)).toEqual([]);
+    const lockErr = await new Mutex(session, name).lock().catch((e: unknown) => e);
+    expect(lockErr).toMatchObject({ code: "PERMISSION_DENIED" });
+    await session.close();
+    expect(await leases()).toEqual(before);
+  });
+
+  it("a wrong password: AUTH_FAILED for a session, and LeaderElector.run() rejects instead of retrying; no lease left", async () => {
+    const before = await leases();
+    const wrong = fx.etcd.client({ auth: { username: APP.username, password: "not-the-password" } });
+    await expect(Session.create(wrong, { ttl: 5 })).rejects.toMatchObject({ code: "AUTH_FAILED" });
+    const elector = new LeaderElector({ client: wrong, name: `${APP_PREFIX}x`, identity: "a", logger: false, onStartedLeading: () => {} });
+    await expect(elector.run()).rejects.toMatchObject({ code: "AUTH_FAILED" });
+    expect(await leases()).toEqual(before);
+  });
+
+  it("streams outlive an expired token: after a blip, the keepalive and every watch (holder, waiter, observer) work again", async () => {
+    const member = fx.etcd.members[0]!;
+    const app = fx.etcd.client({ auth: APP }, [member.clientUrl]);
+    const prefix = `${APP_PREFIX}${fx.etcd.prefix("expiry")}`;
+    // TTL 20: the periodic re-reads come every 10 s, so anything sooner is the watches' doing.
+    const [a, b, c] = await Promise.all([0, 1, 2].map(() => Session.create(app, { ttl: 20 })));
+    try {
+      const held = await new Mutex(a!, `${prefix}mutex`).lock();
+      const waiting = new Mutex(b!, `${prefix}mutex`).lock();
+      waiting.catch(() => {}); // awaited below; a failed test must not leave it unhandled
+      const term = await new Election(a!, `${prefix}election`).campaign("a");
+      const seen = collect(new Election(c!, `${prefix}election`).observe());
+      await waitFor(async () => (await keysUnder(fx.client, `${prefix}mutex`)).length === 2 && seen.items.length === 1);
+      await new Promise((resolve) => setTimeout(resolve, 3000)); // idle past the token's 2 s: the scenario
+      member.clientProxy.cut();
+      member.clientProxy.open();
+      // The holder's watch: its key deleted behind its back (by root) ends the hold, well before a re-read.
+      const cutAt = Date.now();
+      await fx.client.delete().key(held.key);
+      await waitFor(() => held.signal.aborted, { timeoutMs: 5000, description: "the holder's watch told it" });
+      // The waiter's watch woke it.
+      const next = await waiting;
+      // The observer's watch saw the leader go.
+      await term.resign();
+      await waitFor(() => seen.items.at(-1) === undefined, { timeoutMs: 5000, description: "the observer's watch told it" });
+      expect(Date.now() - cutAt).toBeLessThan(9000);
+      // The keepalive stream renews again.
+      await waitFor(() => a!.state === "connected" && a!.remainingMs() > 15_000, { timeoutMs: 10_000 });
+      await next.unlock();
+    } finally {
+      for (const s of [a, b, c]) await s?.close();
+    }
+  });
+});

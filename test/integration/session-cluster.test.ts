@@ -1,0 +1,137 @@
+/** Sessions on a 3-member cluster: members isolated, stalled, killed; the raft leader killed. */
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Session } from "../../src/index.js";
+import { keepAliveEndpoint } from "../support/internals.js";
+import { faultsUnavailableReason, startCluster, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
+import { countEvents, serverTtl } from "../support/session-events.js";
+
+describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () => {
+  let etcd: EtcdEnv;
+
+  beforeAll(async () => {
+    etcd = await startCluster(3);
+  });
+  afterAll(() => etcd?.close());
+
+  const memberServing = (session: Session): EtcdMember | undefined =>
+    etcd.members.find((m) => m.clientUrl === keepAliveEndpoint(session));
+
+  /** A session whose keepalive stream runs through a member that `pick` accepts. */
+  async function sessionOn(client: Etcd3, ttl: number, pick: (m: EtcdMember) => boolean | Promise<boolean>): Promise<{ session: Session; member: EtcdMember }> {
+    for (let i = 0; i < 30; i++) {
+      const session = await Session.create(client, { ttl });
+      const member = await waitFor(() => memberServing(session), { timeoutMs: ttl * 1000 });
+      if (await pick(member)) return { session, member };
+      await session.close();
+    }
+    throw new Error("no session landed on the wanted member");
+  }
+
+  it("the member serving the keepalive stream is isolated from its peers: the session moves or is lost in time", async () => {
+    const client = etcd.client();
+    const leader = await etcd.leader();
+    const { session, member } = await sessionOn(client, 5, (m) => m !== leader);
+    const healthy = etcd.members.find((m) => m !== member)!;
+    const direct = etcd.client({}, [healthy.directClientUrl]);
+    let ttlAtLoss: Promise<number> | undefined;
+    session.on("lost", () => {
+        ttlAtLoss = serverTtl(direct, session.leaseId);
+      });
+    try {
+      await member.isolate();
+      // Either it rides over to a healthy member...
+      await waitFor(() => session.state === "lost" || (memberServing(session) !== member && memberServing(session) !== undefined && session.state === "connected"), {
+        timeoutMs: 30_000,
+      });
+      if (session.state === "lost") {
+        // ...or it gives up before etcd could expire the lease: never late.
+        expect(await ttlAtLoss).toBeGreaterThan(0);
+      } else {
+        // Still alive as etcd's majority sees it, and it keeps being renewed there.
+        const ttl = session.ttl;
+        const until = Date.now() + ttl * 2000;
+        while (Date.now() < until) {
+          expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
+          await sleep(500); // sampling a duration
+        }
+        expect(session.state).toBe("connected");
+      }
+    } finally {
+      await member.heal();
+      await session.close();
+      await etcd.waitHealthy();
+    }
+  });
+
+  it("a keepalive stream that stays open but stops answering is replaced, on another member first", async () => {
+    for (let round = 0; round < 3; round++) {
+      const client = etcd.client();
+      const { session, member } = await sessionOn(client, 6, () => true);
+      const counts = countEvents(session);
+      // Every endpoint the session's stream uses from now on, in order.
+      const endpoints: string[] = [];
+      const poll = setInterval(() => {
+        const e = keepAliveEndpoint(session);
+        if (e && e !== endpoints.at(-1)) endpoints.push(e);
+      }, 5);
+      try {
+        endpoints.push(member.clientUrl);
+        member.clientProxy.blackhole();
+        await waitFor(() => endpoints.length >= 2 && session.state === "connected", { timeoutMs: 20_000 });
+        expect(endpoints[1]).not.toBe(member.clientUrl);
+        expect(counts.lost).toBe(0);
+      } finally {
+        clearInterval(poll);
+        member.clientProxy.open();
+        await session.close();
+      }
+    }
+  });
+
+  it("the member serving the keepalive stream is killed: the session rides over", async () => {
+    const client = etcd.client();
+    const { session, member } = await sessionOn(client, 5, () => true);
+    const counts = countEvents(session);
+    try {
+      await member.kill();
+      await waitFor(() => memberServing(session) !== undefined && memberServing(session) !== member && session.state === "connected", {
+        timeoutMs: 20_000,
+      });
+      expect(counts.lost).toBe(0);
+      const direct = etcd.client({}, [etcd.members.find((m) => m !== member)!.directClientUrl]);
+      expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
+    } finally {
+      await member.restart();
+      await session.close();
+      await etcd.waitHealthy();
+    }
+  });
+
+  it("the raft leader is killed: the session rides over", async () => {
+    const client = etcd.client();
+    const session = await Session.create(client, { ttl: 5 });
+    const counts = countEvents(session);
+    const leader = await etcd.leader();
+    try {
+      await leader.kill();
+      const others = etcd.members.filter((m) => m !== leader);
+      const direct = etcd.client({}, others.map((m) => m.directClientUrl));
+      await waitFor(async () => (await etcd.leader()) !== leader, { timeoutMs: 20_000 });
+      // Ride over: for two TTLs after the new leader is in, the session is never lost.
+      const until = Date.now() + session.ttl * 2000;
+      while (Date.now() < until) {
+        expect(session.state).not.toBe("lost");
+        await sleep(250); // sampling a duration
+      }
+      expect(session.state).toBe("connected");
+      expect(counts.lost).toBe(0);
+      expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
+    } finally {
+      await leader.restart();
+      await session.close();
+      await etcd.waitHealthy();
+    }
+  });
+});
