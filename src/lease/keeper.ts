@@ -68,7 +68,9 @@ export class LeaseKeeper {
       failed: () => this.#onStreamFailed(),
     }, options.logger);
     this.#armDeadline();
-    this.#scheduleTick(this.#intervalMs());
+    // The deadline counts from when the grant was first sent (that attempt may have made the lease), so
+    // a grant answered only after retries can leave less than TTL/3: renew before half of it is gone.
+    this.#scheduleTick(Math.min(this.#intervalMs(), Math.max(0, (this.#deadline() - now()) / 2)));
   }
 
   get ttl(): number {

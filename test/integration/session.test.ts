@@ -162,6 +162,24 @@ describe("Session on a single node", () => {
     expect(await serverTtl(direct, session.leaseId)).toBe(-1);
   });
 
+  it("a grant answered only when sent again, late in its TTL, renews at once rather than being lost before its first keepalive", async () => {
+    // Found by the fault suite (test/chaos) after partitions: the deadline counts from the first send (that
+    // grant may have made the lease), so the first keepalive must not wait a whole TTL/3.
+    const c = etcd.client();
+    const grants = loseFirstAnswer(c, "leaseGrant", 1500);
+    const session = await Session.create(c, { ttl: 2 });
+    const events = countEvents(session);
+    try {
+      expect(grants.calls()).toBe(2);
+      await sleep(1500); // past the deadline counted from the first send (1.75 s), and past the lease's first TTL
+      expect(events).toMatchObject({ lost: 0 });
+      expect(session.state).toBe("connected");
+      expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
+    } finally {
+      await session.close();
+    }
+  });
+
   it("sessions of one client share its channels and watch stream; the last to close closes them", async () => {
     const c = etcd.client();
     const [a, b] = [await Session.create(c, { ttl: 5 }), await Session.create(c, { ttl: 5 })];

@@ -18,10 +18,10 @@ export const watchCount = (session: Session): number => contextOf(session).watch
 
 /**
  * The first `method` call made through our channels for `client` reaches etcd, but its answer is lost:
- * the caller sees DEADLINE_EXCEEDED, as when the reply is dropped on the way back. Returns a count of
- * the calls made.
+ * the caller sees DEADLINE_EXCEEDED (`afterMs` after etcd answered), as when the reply is dropped on the
+ * way back. Returns a count of the calls made.
  */
-export function loseFirstAnswer(client: Etcd3, method: string): { calls: () => number } {
+export function loseFirstAnswer(client: Etcd3, method: string, afterMs = 0): { calls: () => number } {
   let calls = 0;
   for (const endpoint of openDoor(client).endpoints) {
     const service = endpoint.service.bind(endpoint);
@@ -33,7 +33,7 @@ export function loseFirstAnswer(client: Etcd3, method: string): { calls: () => n
         calls++;
         if (calls > 1) return original.call(real, req, metadata, options, done);
         return original.call(real, req, metadata, options, () =>
-          done(Object.assign(new Error("4 DEADLINE_EXCEEDED: Deadline exceeded (answer lost)"), { code: 4 })),
+          setTimeout(() => done(Object.assign(new Error("4 DEADLINE_EXCEEDED: Deadline exceeded (answer lost)"), { code: 4 })), afterMs),
         );
       };
       return real;
