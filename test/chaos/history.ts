@@ -49,8 +49,8 @@ export type WorkerReport =
   | { e: "observed"; key: string | null; token: string | null }
   /** Sampled every 250 ms: elector.isLeader(), elector.healthy(). */
   | { e: "status"; leader: boolean; healthy: boolean }
-  /** A warning or error the library logged. */
-  | { e: "log"; level: string; msg: string; code?: string }
+  /** A warning or error the library logged, with its error's code and message. */
+  | { e: "log"; level: string; msg: string; code?: string; err?: string }
   /** run() resolved and everything is closed after SIGTERM; the process should now exit by itself. */
   | { e: "stopped" };
 

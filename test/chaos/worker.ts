@@ -51,13 +51,17 @@ const logLease = (fields: object, msg: string, kind: HoldKind): void => {
   if (msg === "session created") report({ e: "session", kind, lease: leaseId });
   else if (msg === "session lost") report({ e: "session", kind, lease: leaseId, lost: true });
 };
+const logLine = (level: string, fields: object, msg: string): void => {
+  const err = (fields as { err?: unknown }).err;
+  report({ e: "log", level, msg, code: codeOf(err), err: err === undefined ? undefined : messageOf(err).slice(0, 300) });
+};
 const loggerFor = (kind: HoldKind): Logger => ({
   debug: () => {},
   info: (fields, msg) => logLease(fields, msg, kind),
-  warn: (fields, msg) => report({ e: "log", level: "warn", msg, code: codeOf((fields as { err?: unknown }).err) }),
+  warn: (fields, msg) => logLine("warn", fields, msg),
   error: (fields, msg) => {
     logLease(fields, msg, kind);
-    report({ e: "log", level: "error", msg, code: codeOf((fields as { err?: unknown }).err) });
+    logLine("error", fields, msg);
   },
 });
 
