@@ -182,9 +182,12 @@ export class Fleet {
     w.signal("SIGTERM");
   }
 
-  /** Cuts the worker off from the given members (all by default), or opens them again. */
-  cut(w: ChaosWorker, members: number[] = w.proxies.map((_, i) => i)): void {
-    for (const i of members) w.proxies[i]?.cut();
+  /**
+   * Cuts the worker off from the given members (all by default): "cut" resets every connection (calls fail
+   * at once), "blackhole" drops every byte (calls hang until their deadlines, as on a dead network path).
+   */
+  cut(w: ChaosWorker, members: number[] = w.proxies.map((_, i) => i), how: "cut" | "blackhole" = "cut"): void {
+    for (const i of members) w.proxies[i]?.[how]();
   }
 
   open(w: ChaosWorker): void {

@@ -106,11 +106,15 @@ const NEMESES: Record<FaultKind, Nemesis> = {
     heal(ctx, n, "term-worker", `${w.id} replaced by ${replacement.id}`);
   },
 
-  /** Cut the leader off from every member until someone else leads, then a little longer. */
+  /**
+   * Cut the leader off from every member until someone else leads, then a little longer. Its proxies drop
+   * every byte: its writes hang rather than fail, so its term ends by the session's own deadline (a write
+   * that fails at once would make it step down by itself).
+   */
   "cut-worker": async (ctx, plan, n) => {
     const w = await leaderWorker(ctx);
     start(ctx, n, "cut-worker", w.id, w);
-    ctx.fleet.cut(w);
+    ctx.fleet.cut(w, undefined, "blackhole");
     try {
       await someoneElseLeads(ctx, w, n);
       await sleep(plan.extraMs / 2); // part of the scenario: how long past the take-over it stays cut off
