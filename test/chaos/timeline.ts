@@ -6,7 +6,7 @@
  * no dependencies. Hover an element for its details.
  */
 import type { Verdict } from "./checker.js";
-import type { History, HistoryEvent } from "./history.js";
+import type { FaultKind, History, HistoryEvent } from "./history.js";
 
 const WIDTH = 1400;
 const LEFT = 64;
@@ -16,7 +16,7 @@ const LANE = 30;
 /** Width of a character of the 10 px labels, roughly. */
 const CHAR_PX = 5.6;
 const PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#eeca3b"];
-const FAULT_COLOR: Record<string, string> = {
+const FAULT_COLOR: Record<FaultKind, string> = {
   "pause-worker": "#f2a541",
   "kill-worker": "#d1495b",
   "term-worker": "#66a182",
@@ -58,7 +58,7 @@ export function timelineSvg(history: History, verdict: Verdict): string {
   starts.forEach((f, i) => {
     const healAt = faults.find((h) => h.n === f.n && h.phase === "heal")?.t ?? f.t;
     const x1 = x(f.t);
-    const color = FAULT_COLOR[f.kind] ?? "#999";
+    const color = FAULT_COLOR[f.kind];
     const label = dense ? `${f.n}` : `${f.n} ${f.kind}`;
     const row = i % 2;
     const fits = x1 >= rowEnds[row]! + 2;
