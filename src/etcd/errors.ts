@@ -60,7 +60,10 @@ function isTransientCode(code: number | undefined, message: string): boolean {
   if (code === UNAVAILABLE || code === DEADLINE_EXCEEDED || code === CANCELLED) return true;
   if (code === RESOURCE_EXHAUSTED) return /too many requests/i.test(message);
   if (code === INVALID_ARGUMENT) return false;
-  return /leader changed|no leader|request timed out|timed out|too many requests|ECONNREFUSED|ECONNRESET|No connection established/i.test(message);
+  // "context deadline exceeded" (UNKNOWN): etcd's own side of a call that waited past its deadline.
+  return /leader changed|no leader|request timed out|timed out|context deadline exceeded|too many requests|ECONNREFUSED|ECONNRESET|No connection established/i.test(
+    message,
+  );
 }
 
 /** Worth trying again (an idempotent call, on this or another member): etcd may answer later. */
