@@ -52,10 +52,12 @@ export interface KindFigures {
 
 const zero = (): WriteCounts => ({ ok: 0, stale: 0, refused: 0, unknown: 0, unknownCommitted: 0 });
 
+/** Writes whose outcome came (or, never known, which were issued) in [from, to): a stale write counts where etcd refused it. */
 function countWrites(ops: Op[], from: number, to: number, kind: "election" | "mutex"): WriteCounts {
   const out = zero();
   for (const o of ops) {
-    if (o.kind !== kind || o.t < from || o.t >= to) continue;
+    const at = o.settledAt ?? o.t;
+    if (o.kind !== kind || at < from || at >= to) continue;
     if (o.outcome === "unknown") {
       out.unknown++;
       if (o.committed) out.unknownCommitted++;

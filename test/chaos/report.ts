@@ -72,7 +72,7 @@ export function reportMarkdown(history: History, verdict: Verdict, replay: strin
     "Median (min–max). Failover: from the fault (SIGKILL, SIGTERM, the cut, SIGSTOP) to the next worker's first believed term. " +
       "Notice: from SIGCONT to the paused leader's term ending. Gap: from a cut-off leader's term ending to the next one beginning. " +
       "Recovery: from the heal to a leader etcd agrees with. Writes: committed / refused by etcd as stale / refused by the library / unknown (of which committed), " +
-      "both kinds, issued from the fault's start to the next fault's.",
+      "both kinds, whose outcome came from the fault's start to the next fault's.",
     "",
     "| fault | n | failover | notice after resume | gap before next | recovery | writes | #15247 revokes (overlaps) |",
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
