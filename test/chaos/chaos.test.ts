@@ -14,7 +14,7 @@ const SEED = Number(process.env.CHAOS_SEED ?? 1126);
 describe.skipIf(!!faultsUnavailableReason)("chaos: every fault once, seeded", () => {
   it(`keeps every rule and recovers after each fault (seed ${SEED})`, async () => {
     const out = `chaos-report/ci-etcd-${process.env.ETCD_SERVER_VERSION ?? "unknown"}`;
-    const replay = `npm run chaos -- --seed ${SEED}${process.env.ETCD_VERSION ? ` (with ETCD_VERSION=${process.env.ETCD_VERSION})` : ""}`;
+    const replay = `${process.env.ETCD_VERSION ? `ETCD_VERSION=${process.env.ETCD_VERSION} ` : ""}npm run chaos -- --seed ${SEED}`;
     // One block of output at the end (vitest heads every console.log with the test's name).
     const lines: string[] = [];
     const { verdict } = await runChaos({ seed: SEED, out, replay, log: (line) => lines.push(line) }).finally(() => console.log(lines.join("\n")));

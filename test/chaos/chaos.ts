@@ -90,6 +90,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
   const history: History = {
     seed: options.seed,
+    replay: options.replay,
     etcdVersion: "unknown",
     image: docker ? (process.env.ETCD_IMAGE ?? "") : `binary ${process.env.ETCD_BINARY ?? "etcd"}`,
     workers: options.workers ?? 3,
@@ -195,7 +196,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
   history.events = [...events].sort((a, b) => a.t - b.t);
   const verdict = check(history);
-  const report = writeReport(options.out, history, verdict, options.replay);
+  const report = writeReport(options.out, history, verdict);
   say(`${verdict.ok ? "no violation" : `${verdict.violations.length} VIOLATION(S)`}; etcd #15247: ${verdict.etcdRevokes.length} revoke(s), ${verdict.etcdBugs.length} overlap(s); report in ${options.out}`);
   return { verdict, history, report };
 }

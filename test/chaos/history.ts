@@ -98,6 +98,8 @@ export interface RegisterData {
 
 export interface History {
   seed: number;
+  /** The command that replays this run's schedule. */
+  replay: string;
   etcdVersion: string;
   /** The image (or binary) etcd ran from. */
   image: string;

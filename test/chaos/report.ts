@@ -21,8 +21,7 @@ const plus = (a: WriteCounts, b: WriteCounts): WriteCounts => ({
 });
 const ms = (v: number | undefined): string => (v === undefined ? "–" : `${Math.round(v)}`);
 
-/** `replay`: the command that replays the schedule. */
-export function reportMarkdown(history: History, verdict: Verdict, replay: string): string {
+export function reportMarkdown(history: History, verdict: Verdict): string {
   const perFault = faultFigures(history, verdict);
   const perKind = kindFigures(perFault);
   const pauses = perFault.filter((f) => f.kind === "pause-raft-leader");
@@ -33,7 +32,7 @@ export function reportMarkdown(history: History, verdict: Verdict, replay: strin
     "",
     `etcd ${history.etcdVersion} (${history.image}), 3 members; ${history.workers} worker processes at a time; session TTL ${history.ttlMs / 1000} s, ` +
       `election timeout ${history.electionTimeoutMs} ms; ${perFault.length} faults in ${minutes} min. ` +
-      `Replay the schedule: \`${replay}\`.`,
+      `Replay the schedule: \`${history.replay}\`.`,
     "",
     `- Committed increments: election ${verdict.committed.election}, mutex ${verdict.committed.mutex} (counters: ${history.data.election.counter?.value ?? 0}, ${history.data.mutex.counter?.value ?? 0}).`,
     `- Writes refused by etcd as stale (fencing): ${verdict.ops.filter((o) => o.outcome === "stale").length}; refused by the library's clock before sending: ${verdict.ops.filter((o) => o.outcome === "refused").length}; ` +
@@ -96,9 +95,9 @@ export function reportMarkdown(history: History, verdict: Verdict, replay: strin
 }
 
 /** Writes report.md, history.json and timeline.svg into `dir`; returns the report's text. */
-export function writeReport(dir: string, history: History, verdict: Verdict, replay: string): string {
+export function writeReport(dir: string, history: History, verdict: Verdict): string {
   mkdirSync(dir, { recursive: true });
-  const md = reportMarkdown(history, verdict, replay);
+  const md = reportMarkdown(history, verdict);
   writeFileSync(join(dir, "report.md"), md);
   writeFileSync(join(dir, "timeline.svg"), timelineSvg(history, verdict));
   writeFileSync(join(dir, "history.json"), JSON.stringify(history));

@@ -49,15 +49,16 @@ if (values.check) {
   // Re-check a recorded history (after a change to the checker, or to read it again): no etcd needed.
   const history = JSON.parse(readFileSync(values.check, "utf8")) as History;
   const verdict = check(history);
-  const replay = `npm run chaos -- --seed ${history.seed}`;
-  console.log(writeReport(out, history, verdict, replay));
-  if (!verdict.ok) printViolations(verdict, history.seed, replay);
+  console.log(writeReport(out, history, verdict));
+  if (!verdict.ok) printViolations(verdict, history.seed, history.replay);
   process.exit(verdict.ok ? 0 : 1);
 }
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
 if (!Number.isInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, not ${values.seed}`);
 if (values.image) process.env.ETCD_IMAGE = values.image;
 const replay = [
+  // Without an image named, ETCD_VERSION picks the etcd (global-setup.ts sets ETCD_IMAGE from it later).
+  !process.env.ETCD_IMAGE && process.env.ETCD_VERSION && `ETCD_VERSION=${process.env.ETCD_VERSION}`,
   "npm run chaos --",
   `--seed ${seed}`,
   values.duration && `--duration ${values.duration}`,

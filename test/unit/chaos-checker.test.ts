@@ -33,6 +33,7 @@ const hold = (w: string, token: string, start: number, end?: number, message = "
 function history(events: HistoryEvent[], election = register([]), endedAt = 100_000): History {
   return {
     seed: 7,
+    replay: "npm run chaos -- --seed 7",
     etcdVersion: "3.5.16",
     image: "etcd-election/etcd:3.5.16-local",
     workers: 2,
