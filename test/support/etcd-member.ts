@@ -24,17 +24,22 @@ export class Member implements EtcdMember {
     private readonly scheme = "",
     adminOptions: Partial<IOptions> = {},
   ) {
-    this.admin = probeClient([`${scheme}${directClientUrl}`], adminOptions);
+    this.admin = probeClient([this.url(directClientUrl)], adminOptions);
   }
 
   get clientUrl(): string {
-    return `${this.scheme}${this.clientProxy.url}`;
+    return this.url(this.clientProxy.url);
+  }
+
+  /** Over TLS by host name: grpc-js sends the host as the TLS server name, and Node warns (DEP0123) when that is an IP address. */
+  private url(hostPort: string): string {
+    return this.scheme ? `${this.scheme}${hostPort.replace(/^127\.0\.0\.1:/, "localhost:")}` : hostPort;
   }
 
   /** The admin client again, with other options (root's credentials once auth is on). */
   reconnectAdmin(options: Partial<IOptions>): void {
     this.admin.close();
-    this.admin = probeClient([`${this.scheme}${this.directClientUrl}`], options);
+    this.admin = probeClient([this.url(this.directClientUrl)], options);
   }
 
   async pause(): Promise<void> {

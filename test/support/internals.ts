@@ -79,3 +79,6 @@ export function failKvCalls(client: Etcd3): { on: () => void; off: () => void } 
   }
   return { on: () => void (failing = true), off: () => void (failing = false) };
 }
+
+/** Timers active in this process now (ours, the client's, gRPC's): a leak shows as a count that grows with cycles. */
+export const activeTimers = (): number => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
