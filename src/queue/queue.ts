@@ -56,8 +56,9 @@ export function tryAcquire(ctx: SessionContext, name: string, value: Buffer, pol
 
 async function join(ctx: SessionContext, name: string, value: Buffer, policy: QueuePolicy, options: AcquireOptions, tryOnly: boolean): Promise<Ticket | undefined> {
   assertUsable(ctx);
-  const { controller, dispose } = linkedController(ctx.lease.signal, options.signal);
-  const signal = controller.signal;
+  // The session's signal alone when the caller gave none: no controller to make on the hot path.
+  const linked = options.signal ? linkedController(ctx.lease.signal, options.signal) : undefined;
+  const signal = linked ? linked.controller.signal : ctx.lease.signal;
   let ticket: Ticket | undefined;
   try {
     const first = await enqueue(ctx, name, value, policy);
@@ -99,7 +100,7 @@ async function join(ctx: SessionContext, name: string, value: Buffer, policy: Qu
     }
     throw reason;
   } finally {
-    dispose();
+    linked?.dispose();
   }
 }
 
