@@ -1,4 +1,4 @@
-import { timerIn, type Timer } from "../common/clock.js";
+import { now, timerIn, type Timer } from "../common/clock.js";
 import { KeyWatch, type KeyEvent } from "../etcd/key-watch.js";
 import type { Keyspace } from "../etcd/keyspace.js";
 import type { WatchStream } from "../etcd/watch-stream.js";
@@ -16,7 +16,10 @@ const IDLE_WATCH_MS = 30_000;
 interface Entry {
   watch: KeyWatch;
   listeners: Set<KeyListener>;
-  idle: Timer | undefined;
+  /** When (monotonic ms) the last listener left; undefined while someone listens. */
+  idleSince: number | undefined;
+  /** Looks at `idleSince` when due; one at a time, so locking and unlocking arms no timer per lock. */
+  timer: Timer | undefined;
 }
 
 /**
@@ -38,27 +41,35 @@ export class OwnKeyWatches {
   /** Delivers events on `key` after `listener.fromRevision`; returns the unsubscribe. */
   subscribe(key: string, listener: KeyListener): () => void {
     const entry = this.#entries.get(key) ?? this.#add(key, listener.fromRevision + 1n);
-    entry.idle?.cancel();
-    entry.idle = undefined;
+    entry.idleSince = undefined;
     entry.listeners.add(listener);
     return () => {
       if (!entry.listeners.delete(listener) || entry.listeners.size > 0) return;
       if (this.#entries.get(key) !== entry) return; // closed meanwhile (its session ended): no timer
-      entry.idle = timerIn(IDLE_WATCH_MS, () => {
-        if (entry.listeners.size > 0 || this.#entries.get(key) !== entry) return;
-        this.#entries.delete(key);
-        entry.watch.close();
-      });
+      entry.idleSince = now();
+      if (!entry.timer) this.#arm(key, entry, IDLE_WATCH_MS);
     };
   }
 
   /** Cancels every watch and timer. */
   close(): void {
     for (const e of this.#entries.values()) {
-      e.idle?.cancel();
+      e.timer?.cancel();
       e.watch.close();
     }
     this.#entries.clear();
+  }
+
+  /** Closes the watch once it has been idle for IDLE_WATCH_MS; a holder meanwhile puts that off. */
+  #arm(key: string, entry: Entry, ms: number): void {
+    entry.timer = timerIn(ms, () => {
+      entry.timer = undefined;
+      if (entry.idleSince === undefined || this.#entries.get(key) !== entry) return; // held again: its release re-arms
+      const left = entry.idleSince + IDLE_WATCH_MS - now();
+      if (left > 0) return this.#arm(key, entry, left);
+      this.#entries.delete(key);
+      entry.watch.close();
+    });
   }
 
   #add(key: string, startRevision: bigint): Entry {
@@ -71,7 +82,7 @@ export class OwnKeyWatches {
         for (const l of listeners) l.resync();
       },
     });
-    const entry: Entry = { watch, listeners, idle: undefined };
+    const entry: Entry = { watch, listeners, idleSince: undefined, timer: undefined };
     this.#entries.set(key, entry);
     return entry;
   }
