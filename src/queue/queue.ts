@@ -181,10 +181,15 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
         );
       },
     });
+    let finished = false;
     finish = (goneAt?: number): void => {
+      if (finished) return;
+      finished = true;
       undo();
-      watch.close();
       resolve(goneAt);
+      // The caller's re-read is on the hand-over's critical path: let it go out first. Cancelling the
+      // watch (a write on the watch stream) waits a turn; its events are ignored meanwhile.
+      setImmediate(() => watch.close());
     };
     const undo = onAbort(signal, (reason) => {
       watch.close();
@@ -193,23 +198,20 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
   });
 }
 
-/** Reads (one linearizable txn) whether our key still exists and everything ahead of it. */
+/**
+ * Reads (one linearizable range) whether our key still exists and everything ahead of it: the queue up
+ * to our create revision. Only our own join made a key at that revision, so our key is in it exactly
+ * when it is still the one we created (a key re-made under our name has a later revision).
+ */
 async function readAhead(ctx: SessionContext, ticket: Ticket, policy: QueuePolicy): Promise<{ exists: boolean; ahead: QueueEntry[]; revision: bigint }> {
-  const res = await txn(
+  const res = await range(
     ctx,
-    {
-      compare: [],
-      success: [
-        { request_range: { key: ctx.keyspace.full(ticket.key), keys_only: true } },
-        { request_range: queueRange(ctx.keyspace, ticket.name, { values: policy.readValues, maxCreateRevision: ticket.createRevision - 1n }) },
-      ],
-      failure: [],
-    },
+    queueRange(ctx.keyspace, ticket.name, { values: policy.readValues, maxCreateRevision: ticket.createRevision }),
     `read the queue of "${ticket.name}"`,
   );
-  const own = res.responses[0]?.response_range.kvs[0];
-  const exists = own !== undefined && BigInt(own.create_revision) === ticket.createRevision;
-  const ahead = toEntries(ctx.keyspace, ticket.name, res.responses[1]?.response_range.kvs ?? [], policy.readValues);
+  const entries = toEntries(ctx.keyspace, ticket.name, res.kvs, policy.readValues);
+  const exists = entries.some((e) => e.createRevision === ticket.createRevision && e.key === ticket.key);
+  const ahead = entries.filter((e) => e.createRevision < ticket.createRevision);
   policy.check?.(ahead);
   return { exists, ahead, revision: BigInt(res.header.revision) };
 }
