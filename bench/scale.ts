@@ -1,0 +1,228 @@
+/**
+ * Scale, ours only:
+ * - `holders` locks (then as many campaigns) held at once through ONE session, `concurrency` requests
+ *   in flight: time to take them all, memory per holder, and the streams and watchers etcd holds for
+ *   them (from its /metrics);
+ * - `waiters` candidates waiting on ONE name, each with its own session (one key per name per session),
+ *   all made from one etcd3 client (they share its channels and watch stream; each has its own
+ *   keepalive stream): time to queue them all, memory per waiter, streams and watchers; then hand-overs
+ *   among them, counting the RPCs etcd handled around each: the resign's delete and one re-read by the
+ *   one waiter whose turn came, nothing else.
+ * Any process warning (MaxListenersExceededWarning...) fails the benchmark (run.ts listens).
+ */
+import { Election, Mutex, Session, type Lock, type Term } from "../src/index.js";
+import type { BenchEnv } from "./env.js";
+import { delta, openNow, scrape, type Counts } from "./etcd-metrics.js";
+import { sleep, summarize, type Summary } from "./stats.js";
+
+export interface Streams {
+  keepAliveStreams: number;
+  watchStreams: number;
+  watchers: number;
+}
+
+export interface HoldersResult {
+  kind: "locks" | "campaigns";
+  count: number;
+  ttl: number;
+  concurrency: number;
+  /** From the first request to the last one held. */
+  acquireMs: number;
+  releaseMs: number;
+  rssPerHolder: number;
+  heapPerHolder: number;
+  /** What etcd holds open for them, beyond what it held before. */
+  streams: Streams;
+}
+
+export interface WaitersResult {
+  count: number;
+  ttl: number;
+  /** Sessions made, concurrently (`concurrency` at a time). */
+  sessionsMs: number;
+  /** From the first campaign to every waiter's watch in place. */
+  queueMs: number;
+  rssPerWaiter: number;
+  heapPerWaiter: number;
+  streams: Streams;
+  /** Resign → next elected, among all of them. */
+  handover: Summary;
+  /** RPCs etcd handled around each hand-over (from the resign until 200 ms after the next was elected). */
+  wakes: Counts[];
+  closeMs: number;
+}
+
+export interface ScaleResult {
+  holders: HoldersResult[];
+  waiters: WaitersResult;
+}
+
+export async function scale(
+  env: BenchEnv,
+  sizes: { holders: number; waiters: number; concurrency: number; handovers: number; holdersTtl: number; waitersTtl: number },
+): Promise<ScaleResult> {
+  const holders: HoldersResult[] = [];
+  for (const kind of ["locks", "campaigns"] as const) holders.push(await hold(env, kind, sizes.holders, sizes.concurrency, sizes.holdersTtl));
+  const waiters = await wait(env, sizes.waiters, sizes.concurrency, sizes.handovers, sizes.waitersTtl);
+  return { holders, waiters };
+}
+
+async function hold(env: BenchEnv, kind: "locks" | "campaigns", count: number, concurrency: number, ttl: number): Promise<HoldersResult> {
+  env.log(`scale: ${count} ${kind} held through one session, ${concurrency} in flight`);
+  const client = env.client();
+  const prefix = env.prefix(`scale-${kind}`);
+  const session = await Session.create(client, { ttl });
+  const held: (Lock | Term)[] = [];
+  try {
+    const base = streams(await scrape(env.metricsEndpoint));
+    const mem0 = memory();
+    const start = performance.now();
+    await pool(count, concurrency, async (i) => {
+      held.push(kind === "locks" ? await new Mutex(session, `${prefix}/${i}`).lock() : await new Election(session, `${prefix}/${i}`).campaign("v"));
+    });
+    const acquireMs = performance.now() - start;
+    const mem1 = memory();
+    // The keepalive stream opens with the first renewal (TTL/3 after the grant); watches are made
+    // asynchronously: count once both are in place.
+    await renewed([session]);
+    const now = await settledStreams(env, base, { watchers: count });
+    const releaseStart = performance.now();
+    await pool(held.length, concurrency, (i) => held[i]!.release());
+    const releaseMs = performance.now() - releaseStart;
+    return {
+      kind,
+      count,
+      ttl,
+      concurrency,
+      acquireMs,
+      releaseMs,
+      rssPerHolder: (mem1.rss - mem0.rss) / count,
+      heapPerHolder: (mem1.heap - mem0.heap) / count,
+      streams: minus(now, base),
+    };
+  } finally {
+    await session.close();
+    await client.delete().prefix(prefix);
+  }
+}
+
+async function wait(env: BenchEnv, count: number, concurrency: number, handovers: number, ttl: number): Promise<WaitersResult> {
+  // Each waiter re-reads every TTL/2 (watches are hints): the TTL is long enough that none of those
+  // periodic reads falls into the windows where the reads of a hand-over are counted.
+  env.log(`scale: ${count} waiters on one name, one session each (TTL ${ttl} s), from one etcd3 client`);
+  const client = env.client();
+  const name = `${env.prefix("scale-waiters")}/name`;
+  const base = streams(await scrape(env.metricsEndpoint));
+  const mem0 = memory();
+  const sessionsStart = performance.now();
+  const sessions: Session[] = [];
+  await pool(count + 1, concurrency, async () => void sessions.push(await Session.create(client, { ttl })));
+  const sessionsMs = performance.now() - sessionsStart;
+  const elections = sessions.map((s) => new Election(s, name));
+  let current = await elections[0]!.campaign("leader");
+  // Who won next, in order: each waiter's campaign reports here when it resolves.
+  const won: Term[] = [];
+  let notify = (): void => {};
+  const queueStart = performance.now();
+  const pending = elections.slice(1).map((e, i) =>
+    e.campaign(`waiter-${i}`).then(
+      (term) => {
+        won.push(term);
+        notify();
+      },
+      () => undefined, // a waiter still queued when the sessions close
+    ),
+  );
+  // Queued: every key in etcd and every waiter's watch in place (etcd's own watcher gauge).
+  for (;;) {
+    const keys = (await client.getAll().prefix(`${name}/`).keys()).length;
+    const watchers = openNow(await scrape(env.metricsEndpoint)).watchers - base.watchers;
+    if (keys === count + 1 && watchers >= count) break;
+    if (performance.now() - queueStart > 120_000) throw new Error(`scale: ${keys} of ${count + 1} keys, ${watchers} of ${count} watchers after 120 s`);
+    await sleep(50);
+  }
+  const queueMs = performance.now() - queueStart;
+  await sleep(200); // the last waiters' reads are done
+  const mem1 = memory();
+
+  const times: number[] = [];
+  const wakes: Counts[] = [];
+  for (let h = 0; h < handovers; h++) {
+    const before = await scrape(env.metricsEndpoint);
+    const next = new Promise<void>((resolve) => (notify = resolve));
+    const start = performance.now();
+    await current.resign();
+    await next;
+    times.push(performance.now() - start);
+    current = won[won.length - 1]!;
+    await sleep(200); // anything else the hand-over set off (a herd) would arrive meanwhile
+    wakes.push(delta(before, await scrape(env.metricsEndpoint)));
+  }
+  // Every session's keepalive stream opens with its first renewal, TTL/3 after its grant.
+  await renewed(sessions);
+  const now = await settledStreams(env, base, { watchers: count - handovers, keepAliveStreams: count + 1 });
+  await current.resign();
+  const closeStart = performance.now();
+  await pool(sessions.length, concurrency, (i) => sessions[i]!.close());
+  const closeMs = performance.now() - closeStart;
+  await Promise.all(pending);
+  await client.delete().prefix(`${name}/`);
+  return {
+    count,
+    ttl,
+    sessionsMs,
+    queueMs,
+    rssPerWaiter: (mem1.rss - mem0.rss) / count,
+    heapPerWaiter: (mem1.heap - mem0.heap) / count,
+    streams: minus(now, base),
+    handover: summarize(times),
+    wakes,
+    closeMs,
+  };
+}
+
+/** Resolves once every session has renewed its lease (so its keepalive stream is open). */
+async function renewed(sessions: Session[]): Promise<void> {
+  await Promise.all(sessions.map((s) => new Promise<void>((resolve) => s.once("renewed", () => resolve()))));
+}
+
+/** etcd's count of streams and watchers beyond `base`, once it reached `expect` or stopped changing (10 s at most). */
+async function settledStreams(env: BenchEnv, base: Streams, expect: Partial<Streams>): Promise<Streams> {
+  let last: Streams | undefined;
+  const start = performance.now();
+  for (;;) {
+    const now = minus(streams(await scrape(env.metricsEndpoint)), base);
+    const reached = Object.entries(expect).every(([k, v]) => now[k as keyof Streams] >= v);
+    const still = last !== undefined && JSON.stringify(last) === JSON.stringify(now);
+    if (reached || (still && performance.now() - start > 2000) || performance.now() - start > 10_000) return now;
+    last = now;
+    await sleep(100);
+  }
+}
+
+/** Runs `task(0..count-1)` with at most `concurrency` at once. */
+async function pool(count: number, concurrency: number, task: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, count) }, async () => {
+      while (next < count) await task(next++);
+    }),
+  );
+}
+
+function memory(): { rss: number; heap: number } {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  gc?.();
+  const m = process.memoryUsage();
+  return { rss: m.rss, heap: m.heapUsed };
+}
+
+function streams(samples: Map<string, number>): Streams {
+  const o = openNow(samples);
+  return { keepAliveStreams: o.keepAliveStreams, watchStreams: o.watchStreams, watchers: o.watchers };
+}
+
+function minus(a: Streams, b: Streams): Streams {
+  return { keepAliveStreams: a.keepAliveStreams - b.keepAliveStreams, watchStreams: a.watchStreams - b.watchStreams, watchers: a.watchers - b.watchers };
+}
