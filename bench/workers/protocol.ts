@@ -1,0 +1,31 @@
+/**
+ * What a bench worker (a leader or standby in its own process) tells the benchmark: one JSON line per
+ * event on stdout, stamped with the wall clock (sub-millisecond, comparable across processes of one
+ * machine). A process warning is an event too: the benchmark fails on any.
+ */
+import { wallMs } from "../stats.js";
+
+export interface WorkerConfig {
+  /** etcd endpoints ("host:port"), possibly through a proxy. */
+  endpoints: string[];
+  name: string;
+  identity: string;
+  ttl: number;
+}
+
+export type WorkerEventType = "ready" | "elected" | "lost" | "warning" | "exiting";
+
+export function emit(type: WorkerEventType, fields: Record<string, unknown> = {}): void {
+  process.stdout.write(`${JSON.stringify({ type, at: wallMs(), ...fields })}\n`);
+}
+
+export function workerConfig(): WorkerConfig {
+  const raw = process.env.BENCH_WORKER;
+  if (!raw) throw new Error("BENCH_WORKER is not set: bench workers are started by the benchmark");
+  return JSON.parse(raw) as WorkerConfig;
+}
+
+/** Reports process warnings (the benchmark fails on them) and any crash. */
+export function watchProcess(): void {
+  process.on("warning", (w) => emit("warning", { name: w.name, message: w.message }));
+}
