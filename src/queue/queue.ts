@@ -216,8 +216,16 @@ async function readAhead(ctx: SessionContext, ticket: Ticket, policy: QueuePolic
   return { exists, ahead, revision: BigInt(res.header.revision) };
 }
 
-/** Which of the keys up to the last blocking one still exist (keys only, linearizable). */
+/** Which of the blocking keys still exist, as we saw them (keys only, linearizable). */
 async function stillThere(ctx: SessionContext, name: string, blocking: Blocking): Promise<Set<string>> {
+  const only = blocking.keys.length === 1 ? blocking.keys[0]! : undefined;
+  if (only) {
+    // One key (a mutex, an election, a writer): read just it, not everything ahead (1,000 waiters
+    // would read half a million keys in all to settle in).
+    const res = await range(ctx, { key: ctx.keyspace.full(only.key), keys_only: true }, `read the queue of "${name}"`);
+    const kv = res.kvs[0];
+    return new Set(kv && BigInt(kv.create_revision) === only.createRevision ? [only.key] : []);
+  }
   const last = blocking.keys.reduce((max, e) => (e.createRevision > max ? e.createRevision : max), 0n);
   const res = await range(ctx, queueRange(ctx.keyspace, name, { values: false, maxCreateRevision: last }), `read the queue of "${name}"`);
   return new Set(res.kvs.map((kv) => ctx.keyspace.relative(kv.key)));
