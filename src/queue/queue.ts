@@ -199,17 +199,24 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
 }
 
 /**
- * Reads (one linearizable range) whether our key still exists and everything ahead of it: the queue up
- * to our create revision. Only our own join made a key at that revision, so our key is in it exactly
- * when it is still the one we created (a key re-made under our name has a later revision).
+ * Reads (one linearizable range) whether our key still exists and what is ahead of it: the queue up to
+ * our create revision. Only our own join made a key at that revision, so our key is in it exactly when
+ * it is still the one we created (a key re-made under our name has a later revision). When the policy
+ * needs only the `nearest` keys ahead, the range is read newest first and limited to those and ours: a
+ * waiter deep in a long queue reads a few keys, not all of them.
  */
 async function readAhead(ctx: SessionContext, ticket: Ticket, policy: QueuePolicy): Promise<{ exists: boolean; ahead: QueueEntry[]; revision: bigint }> {
-  const res = await range(
-    ctx,
-    queueRange(ctx.keyspace, ticket.name, { values: policy.readValues, maxCreateRevision: ticket.createRevision }),
-    `read the queue of "${ticket.name}"`,
-  );
-  const entries = toEntries(ctx.keyspace, ticket.name, res.kvs, policy.readValues);
+  const what = `read the queue of "${ticket.name}"`;
+  const opts = { values: policy.readValues, maxCreateRevision: ticket.createRevision };
+  let res = await range(ctx, queueRange(ctx.keyspace, ticket.name, policy.nearest === undefined ? opts : { ...opts, limit: policy.nearest + 1, newestFirst: true }), what);
+  let entries = toEntries(ctx.keyspace, ticket.name, res.kvs, policy.readValues);
+  if (policy.nearest !== undefined) {
+    // Deeper keys (other names) took places in the limited read: read all of it instead.
+    if (res.more && entries.length < res.kvs.length) {
+      res = await range(ctx, queueRange(ctx.keyspace, ticket.name, opts), what);
+      entries = toEntries(ctx.keyspace, ticket.name, res.kvs, policy.readValues);
+    } else entries.reverse();
+  }
   const exists = entries.some((e) => e.createRevision === ticket.createRevision && e.key === ticket.key);
   const ahead = entries.filter((e) => e.createRevision < ticket.createRevision);
   policy.check?.(ahead);
@@ -232,14 +239,18 @@ async function stillThere(ctx: SessionContext, name: string, blocking: Blocking)
 }
 
 /**
- * The range of `name`'s queue, oldest first (by create revision). It covers every key under `<name>/`;
- * `toEntries` keeps only the queue's own (deeper keys belong to other names).
+ * The range of `name`'s queue, by create revision (oldest first, or newest first). It covers every key
+ * under `<name>/`; `toEntries` keeps only the queue's own (deeper keys belong to other names).
  */
-export function queueRange(keyspace: Keyspace, name: string, opts: { limit?: number; values: boolean; maxCreateRevision?: bigint }): IRangeRequest {
+export function queueRange(
+  keyspace: Keyspace,
+  name: string,
+  opts: { limit?: number; values: boolean; maxCreateRevision?: bigint; newestFirst?: boolean },
+): IRangeRequest {
   const req: IRangeRequest = {
     key: keyspace.full(`${name}/`),
     range_end: keyspace.rangeEnd(`${name}/`),
-    sort_order: "Ascend",
+    sort_order: opts.newestFirst ? "Descend" : "Ascend",
     sort_target: "Create",
     keys_only: !opts.values,
   };
