@@ -6,9 +6,10 @@ import type { WorkerConfig, WorkerEventType } from "./workers/protocol.js";
 
 export type Impl = "ours" | "etcd3";
 
-const SCRIPTS: Record<Impl, string> = {
+const SCRIPTS: Record<Impl | "scale", string> = {
   ours: fileURLToPath(new URL("./workers/ours.ts", import.meta.url)),
   etcd3: fileURLToPath(new URL("./workers/etcd3.ts", import.meta.url)),
+  scale: fileURLToPath(new URL("./workers/scale.ts", import.meta.url)),
 };
 
 export interface WorkerEvent {
@@ -22,17 +23,22 @@ export interface WorkerEvent {
 export const workerWarnings: string[] = [];
 
 export class BenchWorker {
-  readonly impl: Impl;
+  readonly impl: Impl | "scale";
   readonly #child: ChildProcess;
   readonly #events: WorkerEvent[] = [];
   readonly #waiters = new Set<() => void>();
   readonly #exited: Promise<void>;
   #stderr = "";
 
-  private constructor(impl: Impl, child: ChildProcess) {
+  private constructor(impl: Impl | "scale", child: ChildProcess) {
     this.impl = impl;
     this.#child = child;
-    this.#exited = new Promise((resolve) => child.once("exit", () => resolve()));
+    this.#exited = new Promise((resolve) =>
+      child.once("exit", () => {
+        resolve();
+        for (const w of this.#waiters) w();
+      }),
+    );
     createInterface({ input: child.stdout! }).on("line", (line) => {
       let event: WorkerEvent;
       try {
@@ -48,7 +54,7 @@ export class BenchWorker {
   }
 
   /** Starts a worker with the same Node flags as this process (tsx's loader included). */
-  static start(impl: Impl, config: WorkerConfig): BenchWorker {
+  static start(impl: Impl | "scale", config: WorkerConfig): BenchWorker {
     const child = spawn(process.execPath, [...process.execArgv, SCRIPTS[impl]], {
       env: { ...process.env, BENCH_WORKER: JSON.stringify(config) },
       stdio: ["ignore", "pipe", "pipe"],
@@ -56,12 +62,19 @@ export class BenchWorker {
     return new BenchWorker(impl, child);
   }
 
-  /** The first event of `type` after the `after`-th one of that type (already seen or coming). */
+  /** The first event of `type` after the `after`-th one of that type (already seen or coming); rejects if the worker exits first. */
   next(type: WorkerEventType, timeoutMs = 30_000, after = 0): Promise<WorkerEvent> {
     return new Promise((resolve, reject) => {
       const onEvent = (): void => {
         const found = this.#events.filter((e) => e.type === type)[after];
-        if (!found) return;
+        if (!found) {
+          if (this.#child.exitCode !== null || this.#child.signalCode !== null) {
+            this.#waiters.delete(onEvent);
+            clearTimeout(timer);
+            reject(new Error(`${this.impl} worker exited (${this.#child.exitCode ?? this.#child.signalCode}) before "${type}"; stderr: ${this.#stderr}`));
+          }
+          return;
+        }
         this.#waiters.delete(onEvent);
         clearTimeout(timer);
         resolve(found);

@@ -11,8 +11,9 @@
  * Any process warning (MaxListenersExceededWarning...) fails the benchmark (run.ts listens).
  */
 import { Election, Mutex, Session, type Lock, type Term } from "../src/index.js";
+import { BenchWorker } from "./child.js";
 import type { BenchEnv } from "./env.js";
-import { delta, openNow, scrape, type Counts } from "./etcd-metrics.js";
+import { delta, openNow, scrape, total, type Counts } from "./etcd-metrics.js";
 import { sleep, summarize, type Summary } from "./stats.js";
 
 export interface Streams {
@@ -40,7 +41,7 @@ export interface WaitersResult {
   ttl: number;
   /** Sessions made, concurrently (`concurrency` at a time). */
   sessionsMs: number;
-  /** From the first campaign to every waiter's watch in place. */
+  /** From the first campaign to every waiter's watch in place and its read answered. */
   queueMs: number;
   rssPerWaiter: number;
   heapPerWaiter: number;
@@ -57,24 +58,51 @@ export interface ScaleResult {
   waiters: WaitersResult;
 }
 
-export async function scale(
-  env: BenchEnv,
-  sizes: { holders: number; waiters: number; concurrency: number; handovers: number; holdersTtl: number; waitersTtl: number },
-): Promise<ScaleResult> {
-  const holders: HoldersResult[] = [];
-  for (const kind of ["locks", "campaigns"] as const) holders.push(await hold(env, kind, sizes.holders, sizes.concurrency, sizes.holdersTtl));
-  const waiters = await wait(env, sizes.waiters, sizes.concurrency, sizes.handovers, sizes.waitersTtl);
+export interface ScaleSizes {
+  holders: number;
+  waiters: number;
+  concurrency: number;
+  handovers: number;
+  holdersTtl: number;
+  waitersTtl: number;
+}
+
+export type ScalePart = "locks" | "campaigns" | "waiters";
+
+/**
+ * Each part runs in a fresh process of its own (bench/workers/scale.ts): its memory per holder is
+ * measured from that process's own baseline, not over what earlier parts left in the heap. Its process
+ * warnings fail the benchmark like this process's own.
+ */
+export async function scale(env: BenchEnv, sizes: ScaleSizes): Promise<ScaleResult> {
+  const run = async <T>(part: ScalePart): Promise<T> => {
+    env.log(`scale: ${part} (in a process of its own)`);
+    const worker = BenchWorker.start("scale", { endpoints: env.endpoints, name: env.prefix(`scale-${part}`), identity: part, ttl: 0, scale: { part, sizes, metricsEndpoint: env.metricsEndpoint } });
+    try {
+      return (await worker.next("result", 600_000)).result as T;
+    } finally {
+      await worker.stop("SIGKILL");
+    }
+  };
+  const holders = [await run<HoldersResult>("locks"), await run<HoldersResult>("campaigns")];
+  const waiters = await run<WaitersResult>("waiters");
   return { holders, waiters };
+}
+
+/** One part, in this process (the scale worker's). */
+export function runScalePart(env: BenchEnv, part: ScalePart, sizes: ScaleSizes): Promise<HoldersResult | WaitersResult> {
+  if (part === "waiters") return wait(env, sizes.waiters, sizes.concurrency, sizes.handovers, sizes.waitersTtl);
+  return hold(env, part, sizes.holders, sizes.concurrency, sizes.holdersTtl);
 }
 
 async function hold(env: BenchEnv, kind: "locks" | "campaigns", count: number, concurrency: number, ttl: number): Promise<HoldersResult> {
   env.log(`scale: ${count} ${kind} held through one session, ${concurrency} in flight`);
   const client = env.client();
-  const prefix = env.prefix(`scale-${kind}`);
+  const prefix = env.prefix(kind);
+  const base = await quietStreams(env);
   const session = await Session.create(client, { ttl });
   const held: (Lock | Term)[] = [];
   try {
-    const base = streams(await scrape(env.metricsEndpoint));
     const mem0 = memory();
     const start = performance.now();
     await pool(count, concurrency, async (i) => {
@@ -111,8 +139,8 @@ async function wait(env: BenchEnv, count: number, concurrency: number, handovers
   // periodic reads falls into the windows where the reads of a hand-over are counted.
   env.log(`scale: ${count} waiters on one name, one session each (TTL ${ttl} s), from one etcd3 client`);
   const client = env.client();
-  const name = `${env.prefix("scale-waiters")}/name`;
-  const base = streams(await scrape(env.metricsEndpoint));
+  const name = `${env.prefix("waiters")}/name`;
+  const base = await quietStreams(env);
   const mem0 = memory();
   const sessionsStart = performance.now();
   const sessions: Session[] = [];
@@ -124,13 +152,17 @@ async function wait(env: BenchEnv, count: number, concurrency: number, handovers
   const won: Term[] = [];
   let notify = (): void => {};
   const queueStart = performance.now();
+  const failures: unknown[] = [];
+  let closing = false;
   const pending = elections.slice(1).map((e, i) =>
     e.campaign(`waiter-${i}`).then(
       (term) => {
         won.push(term);
         notify();
       },
-      () => undefined, // a waiter still queued when the sessions close
+      (err: unknown) => {
+        if (!closing) failures.push(err); // a waiter still queued when the sessions close rejects
+      },
     ),
   );
   // Queued: every key in etcd and every waiter's watch in place (etcd's own watcher gauge).
@@ -138,11 +170,18 @@ async function wait(env: BenchEnv, count: number, concurrency: number, handovers
     const keys = (await client.getAll().prefix(`${name}/`).keys()).length;
     const watchers = openNow(await scrape(env.metricsEndpoint)).watchers - base.watchers;
     if (keys === count + 1 && watchers >= count) break;
+    if (failures.length > 0) throw new Error(`scale: ${failures.length} of ${count} campaigns failed, the first with ${String(failures[0])}`, { cause: failures[0] });
     if (performance.now() - queueStart > 120_000) throw new Error(`scale: ${keys} of ${count + 1} keys, ${watchers} of ${count} watchers after 120 s`);
     await sleep(50);
   }
-  const queueMs = performance.now() - queueStart;
-  await sleep(200); // the last waiters' reads are done
+  // ...and every waiter's read after its watch is in place answered: etcd handles no more reads.
+  for (let last = -1, since = performance.now(); performance.now() - since < 500; ) {
+    const reads = total(await scrape(env.metricsEndpoint), "grpc_server_handled_total", 'grpc_method="Range"');
+    if (reads !== last) since = performance.now();
+    last = reads;
+    await sleep(50);
+  }
+  const queueMs = performance.now() - queueStart - 500;
   const mem1 = memory();
 
   const times: number[] = [];
@@ -156,12 +195,14 @@ async function wait(env: BenchEnv, count: number, concurrency: number, handovers
     times.push(performance.now() - start);
     current = won[won.length - 1]!;
     await sleep(200); // anything else the hand-over set off (a herd) would arrive meanwhile
-    wakes.push(delta(before, await scrape(env.metricsEndpoint)));
+    // Unary RPCs only: a session's keepalive stream may open meanwhile (with its first renewal).
+    wakes.push({ rpcs: delta(before, await scrape(env.metricsEndpoint)).rpcs, opened: {} });
   }
   // Every session's keepalive stream opens with its first renewal, TTL/3 after its grant.
   await renewed(sessions);
   const now = await settledStreams(env, base, { watchers: count - handovers, keepAliveStreams: count + 1 });
   await current.resign();
+  closing = true;
   const closeStart = performance.now();
   await pool(sessions.length, concurrency, (i) => sessions[i]!.close());
   const closeMs = performance.now() - closeStart;
@@ -184,6 +225,20 @@ async function wait(env: BenchEnv, count: number, concurrency: number, handovers
 /** Resolves once every session has renewed its lease (so its keepalive stream is open). */
 async function renewed(sessions: Session[]): Promise<void> {
   await Promise.all(sessions.map((s) => new Promise<void>((resolve) => s.once("renewed", () => resolve()))));
+}
+
+/** etcd's count of streams and watchers once it stopped changing (what the part before closed is gone). */
+async function quietStreams(env: BenchEnv): Promise<Streams> {
+  let last = streams(await scrape(env.metricsEndpoint));
+  let since = performance.now();
+  const start = since;
+  while (performance.now() - since < 1000 && performance.now() - start < 30_000) {
+    await sleep(100);
+    const now = streams(await scrape(env.metricsEndpoint));
+    if (JSON.stringify(now) !== JSON.stringify(last)) since = performance.now();
+    last = now;
+  }
+  return last;
 }
 
 /** etcd's count of streams and watchers beyond `base`, once it reached `expect` or stopped changing (10 s at most). */

@@ -11,9 +11,11 @@ export interface WorkerConfig {
   name: string;
   identity: string;
   ttl: number;
+  /** The scale worker's part and sizes. */
+  scale?: { part: "locks" | "campaigns" | "waiters"; sizes: import("../scale.js").ScaleSizes; metricsEndpoint: string };
 }
 
-export type WorkerEventType = "ready" | "elected" | "lost" | "warning" | "exiting";
+export type WorkerEventType = "ready" | "elected" | "lost" | "warning" | "exiting" | "result";
 
 export function emit(type: WorkerEventType, fields: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ type, at: wallMs(), ...fields })}\n`);
