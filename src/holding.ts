@@ -175,10 +175,9 @@ export abstract class Holding {
     return (ended.reason ??= this.#lost(ended.message));
   }
 
+  /** The session's watch of its own key tells deletes only (a replaced key was deleted first). */
   #onEvent(e: KeyEvent): void {
     if (e.type === "delete") this.#end(this.#lost(`our key ${this.key} was deleted`));
-    else if (e.createRevision !== this.token) this.#end(this.#lost(`our key ${this.key} was replaced`));
-    else this.#value = e.value;
   }
 
   /** Watches are hints, reads are truth. Unreachable etcd is the session's call. */

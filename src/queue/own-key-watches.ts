@@ -24,7 +24,9 @@ interface Entry {
 
 /**
  * One watch per key the session owns, shared by every successive holder of that key: locking a name
- * again and again through one session sets up no new watch, and no extra read, on the hot path.
+ * again and again through one session sets up no new watch, and no extra read, on the hot path. It
+ * carries deletes only: a hold ends when its key is deleted, and a key replaced was deleted first (a
+ * put keeps the create revision of the key it overwrites), so the put of every lock need not travel.
  */
 export class OwnKeyWatches {
   readonly #stream: WatchStream;
@@ -74,7 +76,7 @@ export class OwnKeyWatches {
 
   #add(key: string, startRevision: bigint): Entry {
     const listeners = new Set<KeyListener>();
-    const watch = new KeyWatch({ watches: this.#stream, keyspace: this.#keyspace }, { key }, { startRevision, resyncMs: this.#resyncMs() }, {
+    const watch = new KeyWatch({ watches: this.#stream, keyspace: this.#keyspace }, { key }, { startRevision, resyncMs: this.#resyncMs(), deletesOnly: true }, {
       event: (e) => {
         for (const l of listeners) if (e.modRevision > l.fromRevision) l.event(e);
       },
