@@ -6,10 +6,13 @@ import type { WorkerConfig, WorkerEventType } from "./workers/protocol.js";
 
 export type Impl = "ours" | "etcd3";
 
-const SCRIPTS: Record<Impl | "scale", string> = {
+type Script = Impl | "scale" | "candidate";
+
+const SCRIPTS: Record<Script, string> = {
   ours: fileURLToPath(new URL("./workers/ours.ts", import.meta.url)),
   etcd3: fileURLToPath(new URL("./workers/etcd3.ts", import.meta.url)),
   scale: fileURLToPath(new URL("./workers/scale.ts", import.meta.url)),
+  candidate: fileURLToPath(new URL("./workers/candidate.ts", import.meta.url)),
 };
 
 export interface WorkerEvent {
@@ -23,14 +26,14 @@ export interface WorkerEvent {
 export const workerWarnings: string[] = [];
 
 export class BenchWorker {
-  readonly impl: Impl | "scale";
+  readonly impl: Script;
   readonly #child: ChildProcess;
   readonly #events: WorkerEvent[] = [];
   readonly #waiters = new Set<() => void>();
   readonly #exited: Promise<void>;
   #stderr = "";
 
-  private constructor(impl: Impl | "scale", child: ChildProcess) {
+  private constructor(impl: Script, child: ChildProcess) {
     this.impl = impl;
     this.#child = child;
     this.#exited = new Promise((resolve) =>
@@ -54,10 +57,10 @@ export class BenchWorker {
   }
 
   /** Starts a worker with the same Node flags as this process (tsx's loader included). */
-  static start(impl: Impl | "scale", config: WorkerConfig): BenchWorker {
+  static start(impl: Script, config: WorkerConfig): BenchWorker {
     const child = spawn(process.execPath, [...process.execArgv, SCRIPTS[impl]], {
       env: { ...process.env, BENCH_WORKER: JSON.stringify(config) },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
     });
     return new BenchWorker(impl, child);
   }
@@ -86,6 +89,16 @@ export class BenchWorker {
       this.#waiters.add(onEvent);
       onEvent();
     });
+  }
+
+  /** How many events of `type` the worker sent so far. */
+  count(type: WorkerEventType): number {
+    return this.#events.filter((e) => e.type === type).length;
+  }
+
+  /** A command on the worker's stdin, one JSON line (workers that take commands read them). */
+  send(command: Record<string, unknown>): void {
+    this.#child.stdin!.write(`${JSON.stringify(command)}\n`);
   }
 
   /** Sends `signal` and waits for the process to exit (SIGKILL after `graceMs`). */

@@ -3,17 +3,19 @@
  * time from calling resign() to the next candidate's campaign resolving, against the floor of "the
  * delete, then one linearizable read" and against one put, measured side by side in one run.
  *
- * Each implementation has a line of `size` candidates, each on its own client (as separate processes
- * would be): the leader resigns, the next is elected, and the one that resigned joins the back of the
- * line. So the candidate taking over has waited a while, as a standby does (etcd3's waiter watches
- * from a past revision, which etcd serves from a 100 ms sync loop until the watcher catches up: a
- * waiter that joined just before would make etcd3 look slower than it is in service).
+ * Each implementation has a line of `size` candidates: the leader resigns, the next is elected, and the
+ * one that resigned joins the back of the line; once with every candidate in this process (its own
+ * client and session each), once with each in a process of its own. So the candidate taking over has
+ * waited a while, as a standby does (etcd3's waiter watches from a past revision, which etcd
+ * serves from a 100 ms sync loop until the watcher catches up: a waiter that joined just before would
+ * make etcd3 look slower than it is in service).
  *
  * Every measured operation, floors included, comes after the same idle gap: a process that slept
  * answers slower than a busy one, so peers are only compared after the same sleep.
  */
 import type { Etcd3 } from "etcd3";
 import { Election, Mutex, Session, type Lock, type Term } from "../src/index.js";
+import { BenchWorker } from "./child.js";
 import type { BenchEnv } from "./env.js";
 import { delta, scrape, type Counts } from "./etcd-metrics.js";
 import { interleave, sleep, summarize, type Summary } from "./stats.js";
@@ -54,6 +56,8 @@ export async function handover(env: BenchEnv, sizes: { rounds: number; warmup: n
     "ours-election": await oursLine(env, `${prefix}/ours-election`, sizes.lineSize, "election"),
     "ours-mutex": await oursLine(env, `${prefix}/ours-mutex`, sizes.lineSize, "mutex"),
     "etcd3-election": await etcd3Line(env, `${prefix}/etcd3-election`, sizes.lineSize),
+    "ours-election-procs": await line(env, "ours-election", `${prefix}/ours-election-procs`, sizes.lineSize),
+    "etcd3-election-procs": await line(env, "etcd3-election", `${prefix}/etcd3-election-procs`, sizes.lineSize),
   };
   const floorKey = `${prefix}/floor`;
   const floors: Record<string, () => Promise<number>> = {
@@ -114,9 +118,11 @@ export async function handover(env: BenchEnv, sizes: { rounds: number; warmup: n
     const labels: Record<string, [string, HandoverPath["impl"]]> = {
       put: ["floor: one put", "floor"],
       "delete-range": ["floor: delete, then a linearizable range", "floor"],
-      "ours-election": ["Election hand-over (resign → next elected)", "ours"],
-      "ours-mutex": ["Mutex hand-over (unlock → next locked)", "ours"],
-      "etcd3-election": ["etcd3 Election hand-over (resign → next elected)", "etcd3"],
+      "ours-election": ["Election hand-over (resign → next elected), one process", "ours"],
+      "ours-mutex": ["Mutex hand-over (unlock → next locked), one process", "ours"],
+      "etcd3-election": ["etcd3 Election hand-over, one process", "etcd3"],
+      "ours-election-procs": ["Election hand-over, between processes", "ours"],
+      "etcd3-election-procs": ["etcd3 Election hand-over, between processes", "etcd3"],
     };
     return {
       rounds: sizes.rounds,
@@ -145,6 +151,11 @@ function average(all: Counts[]): Counts {
   return out;
 }
 
+/**
+ * A line of `size` candidates in this process, each with its own client and session (as separate
+ * processes would have): one event loop sees the resign's answers and the next one's wake-up, as the
+ * floor's one client sees its delete and its read.
+ */
 async function oursLine(env: BenchEnv, name: string, size: number, kind: "election" | "mutex"): Promise<Line> {
   const lookup = env.client();
   const sessions = await Promise.all(Array.from({ length: size }, () => Session.create(env.client(), { ttl: LINE_TTL })));
@@ -239,6 +250,50 @@ function elected(campaign: { wait(): Promise<unknown> }): Promise<void> {
   const p = campaign.wait().then(() => undefined);
   p.catch(() => undefined);
   return p;
+}
+
+/**
+ * A line of `size` candidates, each a process of its own (bench/workers/candidate.ts): the hand-over
+ * is timed from the resigning process's call to resign() to the next one's campaign resolving, on the
+ * system-wide monotonic clock. Each process sees only its own part, as in service: the one that resigns
+ * handles its own answers, the one taking over its own.
+ */
+async function line(env: BenchEnv, kind: "ours-election" | "ours-mutex" | "etcd3-election", name: string, size: number): Promise<Line> {
+  const lookup = env.client();
+  const keys = kind === "etcd3-election" ? `election/${name}` : name;
+  const workers = Array.from({ length: size }, (_, i) =>
+    BenchWorker.start("candidate", { endpoints: env.endpoints, name, identity: `candidate-${i}`, ttl: LINE_TTL, candidate: kind }),
+  );
+  await Promise.all(workers.map((w) => w.next("ready")));
+  for (const [i, w] of workers.entries()) {
+    w.send({ cmd: "join" });
+    await waitForKeys(lookup, keys, i + 1);
+  }
+  await workers[0]!.next("elected");
+  await sleep(200); // everyone's watch in place, and past etcd's 100 ms sync for etcd3's (from a past revision)
+  const queue = workers.map((_, i) => i);
+  return {
+    handover: async (between) => {
+      const gone = workers[queue[0]!]!;
+      const next = workers[queue[1]!]!;
+      const electedBefore = next.count("elected");
+      const resignedBefore = gone.count("resigned");
+      await between?.before();
+      gone.send({ cmd: "resign" });
+      const won = await next.next("elected", 30_000, electedBefore);
+      const resigned = await gone.next("resigned", 30_000, resignedBefore);
+      await between?.after();
+      queue.push(queue.shift()!);
+      gone.send({ cmd: "join" }); // back of the line
+      return (won.mono as number) - (resigned.mono as number);
+    },
+    close: async () => {
+      for (const w of workers) w.send({ cmd: "exit" });
+      await Promise.all(workers.map((w) => Promise.race([w.exited, sleep(10_000)])));
+      await Promise.all(workers.map((w) => w.stop("SIGKILL")));
+      await lookup.delete().prefix(`${keys}/`);
+    },
+  };
 }
 
 /** Waits until `count` keys are under `<name>/` (a candidate's join is in etcd). */

@@ -68,7 +68,7 @@ function sizes(quick: boolean) {
       }
     : {
         uncontended: { rounds: 1000, warmup: 50, countTimes: 100 },
-        handover: { rounds: 200, warmup: 10, gapMs: 20, lineSize: 4, countTimes: 20 },
+        handover: { rounds: 200, warmup: 10, gapMs: 20, lineSize: 4, countTimes: 10 },
         contended: { clients: [2, 8, 32], durationMs: 4000 },
         scale: { holders: 10_000, waiters: 1000, concurrency: 100, handovers: 10, holdersTtl: 10, waitersTtl: 60 },
         failover: { rounds: 10 },
