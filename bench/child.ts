@@ -25,6 +25,13 @@ export interface WorkerEvent {
 /** Everything any worker reported as a process warning: the benchmark fails on them. */
 export const workerWarnings: string[] = [];
 
+const live = new Set<ChildProcess>();
+
+/** SIGKILLs every worker still running (the benchmark is ending, however it ends). */
+export function killWorkers(): void {
+  for (const child of live) child.kill("SIGKILL");
+}
+
 export class BenchWorker {
   readonly impl: Script;
   readonly #child: ChildProcess;
@@ -36,8 +43,10 @@ export class BenchWorker {
   private constructor(impl: Script, child: ChildProcess) {
     this.impl = impl;
     this.#child = child;
+    live.add(child);
     this.#exited = new Promise((resolve) =>
       child.once("exit", () => {
+        live.delete(child);
         resolve();
         for (const w of this.#waiters) w();
       }),

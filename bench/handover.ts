@@ -52,12 +52,20 @@ interface Line {
 export async function handover(env: BenchEnv, sizes: { rounds: number; warmup: number; gapMs: number; lineSize: number; countTimes: number }): Promise<HandoverResult> {
   const prefix = env.prefix("handover");
   const client = env.client();
+  // Set up side by side (starting processes takes a while); measured one at a time, interleaved.
+  const [oursElection, oursMutex, etcd3Election, oursProcs, etcd3Procs] = await Promise.all([
+    oursLine(env, `${prefix}/ours-election`, sizes.lineSize, "election"),
+    oursLine(env, `${prefix}/ours-mutex`, sizes.lineSize, "mutex"),
+    etcd3Line(env, `${prefix}/etcd3-election`, sizes.lineSize),
+    line(env, "ours-election", `${prefix}/ours-election-procs`, sizes.lineSize),
+    line(env, "etcd3-election", `${prefix}/etcd3-election-procs`, sizes.lineSize),
+  ]);
   const lines: Record<string, Line> = {
-    "ours-election": await oursLine(env, `${prefix}/ours-election`, sizes.lineSize, "election"),
-    "ours-mutex": await oursLine(env, `${prefix}/ours-mutex`, sizes.lineSize, "mutex"),
-    "etcd3-election": await etcd3Line(env, `${prefix}/etcd3-election`, sizes.lineSize),
-    "ours-election-procs": await line(env, "ours-election", `${prefix}/ours-election-procs`, sizes.lineSize),
-    "etcd3-election-procs": await line(env, "etcd3-election", `${prefix}/etcd3-election-procs`, sizes.lineSize),
+    "ours-election": oursElection,
+    "ours-mutex": oursMutex,
+    "etcd3-election": etcd3Election,
+    "ours-election-procs": oursProcs,
+    "etcd3-election-procs": etcd3Procs,
   };
   const floorKey = `${prefix}/floor`;
   const floors: Record<string, () => Promise<number>> = {

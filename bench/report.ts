@@ -54,6 +54,7 @@ export function renderMarkdown(r: BenchResults): string {
       `Node ${r.versions.node}, ${r.etcd}, etcd3 ${r.versions.etcd3}, @grpc/grpc-js ${r.versions.grpc}, etcd-election ${r.versions.library}. ` +
       `Run: \`npm run bench\` (${Math.round(r.seconds)} s).`,
   );
+  out.push("", ...summaryTable(r));
   if (r.uncontended) out.push("", ...uncontendedTables(r.uncontended, "Uncontended"));
   if (r.handover) out.push("", ...handoverTable(r.handover));
   if (r.uncontended) out.push("", ...whereTheTimeGoes(r.uncontended, r.handover));
@@ -68,6 +69,73 @@ export function renderMarkdown(r: BenchResults): string {
   }
   out.push("", `Process warnings: ${r.warnings.length === 0 ? "none" : r.warnings.join("; ")}.`, "");
   return out.join("\n");
+}
+
+/** One table of the headline numbers, each with its floor and its etcd3 peer. */
+export function summaryTable(r: BenchResults): string[] {
+  const out = [
+    "## Summary",
+    "",
+    "p50 of each, measured side by side in this run; × floor: ours over the floor named in the row; × etcd3: ours over etcd3's. Lower is better, except locks/s. Details in the sections below.",
+    "",
+    "| path | floor | etcd-election | etcd3 | × floor | × etcd3 |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  const path = (g: GroupResult | undefined, key: string): PathResult | undefined => g?.paths.find((p) => p.key === key);
+  const u = r.uncontended;
+  const limit = u?.groups.find((g) => g.name === "limit");
+  const peers = u?.groups.find((g) => g.name === "peers");
+  const row = (label: string, floorLabel: string, floor: number | undefined, ours: number | undefined, theirs: number | undefined, unit = "ms"): void => {
+    if (ours === undefined) return;
+    const v = (x: number | undefined): string => (x === undefined ? "–" : unit === "ms" ? `${ms(x)} ms` : `${int(x)} ${unit}`);
+    out.push(`| ${label} | ${floor === undefined ? "–" : `${floorLabel} ${v(floor)}`} | ${v(ours)} | ${v(theirs)} | ${floor === undefined ? "–" : ratio(ours, floor)} | ${theirs === undefined ? "–" : ratio(ours, theirs)} |`);
+  };
+  if (limit) {
+    const f = path(limit, "floor")?.summary.p50;
+    row("Mutex lock + unlock, uncontended (at the limit: no etcd3 traffic alongside)", "put + delete", f, path(limit, "ours-mutex")?.summary.p50, undefined);
+    row("Election campaign + resign, uncontended (at the limit)", "put + delete", f, path(limit, "ours-campaign")?.summary.p50, undefined);
+  }
+  if (peers) {
+    const f = path(peers, "floor")?.summary.p50;
+    row("Mutex lock + unlock vs etcd3 Lock acquire + release", "put + delete", f, path(peers, "ours-mutex")?.summary.p50, path(peers, "etcd3-lock")?.summary.p50);
+    row("Election campaign + resign vs etcd3 campaign + wait + resign", "put + delete", f, path(peers, "ours-campaign")?.summary.p50, path(peers, "etcd3-campaign")?.summary.p50);
+  }
+  const h = r.handover;
+  if (h) {
+    const hp = (key: string): number | undefined => h.paths.find((p) => p.key === key)?.summary.p50;
+    row(`Graceful hand-over, resign → next elected, one process (after ${h.gapMs} ms idle)`, "one put", hp("put"), hp("ours-election"), hp("etcd3-election"));
+    row("Graceful hand-over, unlock → next locked, one process", "one put", hp("put"), hp("ours-mutex"), undefined);
+    row("Graceful hand-over, resign → next elected, between processes", "one put", hp("put"), hp("ours-election-procs"), hp("etcd3-election-procs"));
+    out.push(`| (the hand-over's own floor: a delete, then a linearizable range) | one put ${ms(hp("put"))} ms | ${ms(hp("delete-range"))} ms | | ${ratio(hp("delete-range"), hp("put"))} | |`);
+  }
+  for (const c of r.contended?.filter((x) => x.impl === "ours") ?? []) {
+    const peer = r.contended!.find((x) => x.impl === "etcd3" && x.clients === c.clients);
+    row(`Contended mutex, ${c.clients} clients (etcd3: retried with backoff)`, "", undefined, c.perSec, peer?.perSec, "locks/s");
+  }
+  for (const f of r.failover?.filter((x) => x.impl === "ours") ?? []) {
+    const peer = r.failover!.find((x) => x.impl === "etcd3" && x.kind === f.kind);
+    row(f.kind === "crash" ? "Crash failover (SIGKILL), TTL 2 s" : "Graceful failover (SIGTERM), TTL 2 s", "", undefined, f.total.p50, peer?.total.p50);
+  }
+  const cut = r.cutoff;
+  if (cut) {
+    const o = cut.find((c) => c.impl === "ours")?.relative.p50;
+    const t = cut.find((c) => c.impl === "etcd3")?.relative.p50;
+    out.push(`| A cut-off leader notices, relative to etcd expiring its lease (TTL 2 s) | | ${signed(o)} ms | ${signed(t)} ms | | |`);
+  }
+  const cl = r.cluster?.result.groups.find((g) => g.name === "peers");
+  if (cl) {
+    const f = path(cl, "floor")?.summary.p50;
+    row(`${r.cluster!.members}-member cluster (via a follower): Mutex lock + unlock vs etcd3 Lock`, "put + delete", f, path(cl, "ours-mutex")?.summary.p50, path(cl, "etcd3-lock")?.summary.p50);
+    row(`${r.cluster!.members}-member cluster: Election campaign + resign vs etcd3`, "put + delete", f, path(cl, "ours-campaign")?.summary.p50, path(cl, "etcd3-campaign")?.summary.p50);
+  }
+  const sc = r.scale;
+  if (sc) {
+    const l = sc.holders.find((x) => x.kind === "locks");
+    if (l) out.push(`| ${int(l.count)} locks held through one session | | ${(l.acquireMs / 1000).toFixed(1)} s to take all, ${kb(l.rssPerHolder)} RSS each; ${l.streams.keepAliveStreams} keepalive stream, ${l.streams.watchStreams} watch stream | | | |`);
+    const w = sc.waiters;
+    out.push(`| ${int(w.count)} waiters on one name: one hand-over | | ${ms(w.handover.p50)} ms; etcd handled ${[...new Set(w.wakes.map((c) => describeCounts(c)))].join(" / ")} | | | |`);
+  }
+  return out;
 }
 
 function uncontendedTables(u: UncontendedResult, heading: string, opts: { counts?: boolean; levels?: string } = {}): string[] {

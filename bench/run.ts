@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { Etcd3 } from "etcd3";
 import { startLocalCluster, type LocalCluster } from "../examples/local-etcd.js";
 import { renderChart } from "./chart.js";
-import { workerWarnings } from "./child.js";
+import { killWorkers, workerWarnings } from "./child.js";
 import { contended } from "./contended.js";
 import { cutoff } from "./cutoff.js";
 import { makeEnv, type BenchEnv } from "./env.js";
@@ -59,9 +59,9 @@ function sizes(quick: boolean) {
   return quick
     ? {
         uncontended: { rounds: 30, warmup: 5, countTimes: 5 },
-        handover: { rounds: 10, warmup: 2, gapMs: 20, lineSize: 3, countTimes: 2 },
-        contended: { clients: [2, 8, 32], durationMs: 300 },
-        scale: { holders: 1000, waiters: 100, concurrency: 100, handovers: 2, holdersTtl: 3, waitersTtl: 4 },
+        handover: { rounds: 10, warmup: 2, gapMs: 20, lineSize: 3, countTimes: 1 },
+        contended: { clients: [2, 8, 32], durationMs: 200 },
+        scale: { holders: 500, waiters: 50, concurrency: 100, handovers: 2, holdersTtl: 3, waitersTtl: 4 },
         failover: { rounds: 1 },
         cutoff: { rounds: 1 },
         cluster: { rounds: 20, warmup: 5, countTimes: 0 },
@@ -79,7 +79,8 @@ function sizes(quick: boolean) {
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
-  const log = (m: string): void => console.error(`[bench] ${m}`);
+  const t0 = performance.now();
+  const log = (m: string): void => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${m}`);
   // Any process warning fails the run: 10,000 holders on one session must not make Node warn about
   // listeners (MaxListenersExceededWarning), and nothing else may warn either.
   const warnings: string[] = [];
@@ -92,6 +93,7 @@ async function main(): Promise<number> {
   const loadStart = loadavg().map((l) => l.toFixed(2)).join(" ");
   const clusters: LocalCluster[] = [];
   const stopAll = (): void => {
+    killWorkers();
     for (const c of clusters.splice(0)) c.stop();
   };
   process.once("exit", stopAll);
@@ -133,7 +135,7 @@ async function main(): Promise<number> {
       return await body();
     } finally {
       env.closeClients();
-      await sleep(500);
+      await sleep(args.quick ? 100 : 500);
       log(`${name}: ${((performance.now() - start) / 1000).toFixed(1)} s`);
     }
   };

@@ -75,18 +75,24 @@ export type ScalePart = "locks" | "campaigns" | "waiters";
  * warnings fail the benchmark like this process's own.
  */
 export async function scale(env: BenchEnv, sizes: ScaleSizes): Promise<ScaleResult> {
-  const run = async <T>(part: ScalePart): Promise<T> => {
-    env.log(`scale: ${part} (in a process of its own)`);
-    const worker = BenchWorker.start("scale", { endpoints: env.endpoints, name: env.prefix(`scale-${part}`), identity: part, ttl: 0, scale: { part, sizes, metricsEndpoint: env.metricsEndpoint } });
-    try {
-      return (await worker.next("result", 600_000)).result as T;
-    } finally {
+  // The processes start together (that takes a while); the parts run one after the other.
+  const parts: ScalePart[] = ["locks", "campaigns", "waiters"];
+  const workers = parts.map((part) =>
+    BenchWorker.start("scale", { endpoints: env.endpoints, name: env.prefix(`scale-${part}`), identity: part, ttl: 0, scale: { part, sizes, metricsEndpoint: env.metricsEndpoint, quick: env.quick } }),
+  );
+  try {
+    await Promise.all(workers.map((w) => w.next("ready", 60_000)));
+    const results: unknown[] = [];
+    for (const [i, worker] of workers.entries()) {
+      env.log(`scale: ${parts[i]} (in a process of its own)`);
+      worker.send({ cmd: "run" });
+      results.push((await worker.next("result", 600_000)).result);
       await worker.stop("SIGKILL");
     }
-  };
-  const holders = [await run<HoldersResult>("locks"), await run<HoldersResult>("campaigns")];
-  const waiters = await run<WaitersResult>("waiters");
-  return { holders, waiters };
+    return { holders: [results[0] as HoldersResult, results[1] as HoldersResult], waiters: results[2] as WaitersResult };
+  } finally {
+    await Promise.all(workers.map((w) => w.stop("SIGKILL")));
+  }
 }
 
 /** One part, in this process (the scale worker's). */
@@ -227,12 +233,12 @@ async function renewed(sessions: Session[]): Promise<void> {
   await Promise.all(sessions.map((s) => new Promise<void>((resolve) => s.once("renewed", () => resolve()))));
 }
 
-/** etcd's count of streams and watchers once it stopped changing (what the part before closed is gone). */
+/** etcd's count of streams and watchers once it stopped changing for a second (what the part before closed is gone). */
 async function quietStreams(env: BenchEnv): Promise<Streams> {
   let last = streams(await scrape(env.metricsEndpoint));
   let since = performance.now();
   const start = since;
-  while (performance.now() - since < 1000 && performance.now() - start < 30_000) {
+  while (performance.now() - since < (env.quick ? 300 : 1000) && performance.now() - start < 30_000) {
     await sleep(100);
     const now = streams(await scrape(env.metricsEndpoint));
     if (JSON.stringify(now) !== JSON.stringify(last)) since = performance.now();

@@ -18,6 +18,7 @@ process.once("SIGTERM", () => {
     .finally(() => {
       emit("exiting");
       client.close();
+      process.exit(0); // etcd3's Lease may leave a timer behind after the revoke (see run.ts)
     });
 });
 emit("ready");

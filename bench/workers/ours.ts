@@ -35,3 +35,4 @@ emit("ready");
 await elector.run({ signal: stop.signal });
 emit("exiting");
 client.close();
+process.exit(0);

@@ -14,7 +14,7 @@ export interface WorkerConfig {
   /** The candidate worker's kind of candidate. */
   candidate?: "ours-election" | "ours-mutex" | "etcd3-election";
   /** The scale worker's part and sizes. */
-  scale?: { part: "locks" | "campaigns" | "waiters"; sizes: import("../scale.js").ScaleSizes; metricsEndpoint: string };
+  scale?: { part: "locks" | "campaigns" | "waiters"; sizes: import("../scale.js").ScaleSizes; metricsEndpoint: string; quick: boolean };
 }
 
 export type WorkerEventType = "ready" | "elected" | "lost" | "warning" | "exiting" | "result" | "resigning" | "resigned";
@@ -32,7 +32,12 @@ export function workerConfig(): WorkerConfig {
   return JSON.parse(raw) as WorkerConfig;
 }
 
-/** Reports process warnings (the benchmark fails on them) and any crash. */
+/**
+ * Reports process warnings (the benchmark fails on them), and exits when the benchmark goes away (it
+ * holds this process's stdin: its end means the benchmark ended, however), so no worker outlives it.
+ */
 export function watchProcess(): void {
   process.on("warning", (w) => emit("warning", { name: w.name, message: w.message }));
+  process.stdin.on("end", () => process.exit(0));
+  process.stdin.resume();
 }
