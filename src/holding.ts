@@ -22,7 +22,13 @@ export abstract class Holding {
   readonly token: bigint;
   readonly #ctx: SessionContext;
   readonly #lost: LossError;
-  readonly #controller = new AbortController();
+  /**
+   * Made when `signal` is first read: most holds are released without anyone reading it, and an
+   * AbortController (and the loss error with its stack) cost more than the rest of a lock's CPU.
+   */
+  #controller: AbortController | undefined;
+  /** Set once the hold ended: why (the error itself is made on first use, see `#reason`). */
+  #ended: { message: string; reason: ElectionError | undefined } | undefined;
   readonly #unwatch: () => void;
   readonly #undoSession: () => void;
   readonly #leaveLine: () => void;
@@ -54,6 +60,10 @@ export abstract class Holding {
    */
   get signal(): AbortSignal {
     this.#ctx.lease.check(); // a passed deadline is noticed before anyone reads the signal
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#ended) this.#controller.abort(this.#reason(this.#ended));
+    }
     return this.#controller.signal;
   }
 
@@ -123,7 +133,7 @@ export abstract class Holding {
    */
   release(): Promise<void> {
     this.#releasing ??= (async () => {
-      const wasHeld = this.#stop(this.#lost("released"));
+      const wasHeld = this.#stop("released");
       try {
         await removeOwnKey(this.#ctx, this.key, this.token, `release of ${this.key}`);
       } finally {
@@ -144,28 +154,35 @@ export abstract class Holding {
 
   /** The hold is gone (key deleted or replaced, session lost): stop, and let the next local contender in. */
   #end(reason: ElectionError): void {
-    if (this.#stop(reason)) this.#leaveLine();
+    if (this.#stop(reason.message, reason)) this.#leaveLine();
   }
 
-  /** Aborts the signal and stops watching; false when that already happened. */
-  #stop(reason: ElectionError): boolean {
-    if (this.#controller.signal.aborted) return false;
-    this.#ctx.logger.debug({ key: this.key, token: this.token.toString(), reason: reason.message }, "hold ended");
-    this.#controller.abort(reason);
+  /**
+   * Aborts the signal (if anyone has it) and stops watching; false when that already happened. Without
+   * `reason`, the loss error for `message` is made only if someone reads the signal.
+   */
+  #stop(message: string, reason?: ElectionError): boolean {
+    if (this.#ended) return false;
+    const ended = (this.#ended = { message, reason });
+    this.#ctx.logger.debug({ key: this.key, token: this.token.toString(), reason: message }, "hold ended");
+    if (this.#controller) this.#controller.abort(this.#reason(ended));
     this.#undoSession();
     this.#unwatch();
     return true;
   }
 
+  #reason(ended: { message: string; reason: ElectionError | undefined }): ElectionError {
+    return (ended.reason ??= this.#lost(ended.message));
+  }
+
+  /** The session's watch of its own key tells deletes only (a replaced key was deleted first). */
   #onEvent(e: KeyEvent): void {
     if (e.type === "delete") this.#end(this.#lost(`our key ${this.key} was deleted`));
-    else if (e.createRevision !== this.token) this.#end(this.#lost(`our key ${this.key} was replaced`));
-    else this.#value = e.value;
   }
 
   /** Watches are hints, reads are truth. Unreachable etcd is the session's call. */
   async #recheck(): Promise<void> {
-    if (this.#controller.signal.aborted) return;
+    if (this.#ended) return;
     try {
       const res = await range(this.#ctx, { key: this.#ctx.keyspace.full(this.key), keys_only: true }, `check ${this.key}`);
       const kv = res.kvs[0];

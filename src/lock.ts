@@ -42,15 +42,17 @@ export abstract class LockPrimitive extends Primitive {
   /** @internal Waits for the lock; rejects with LockTimeoutError after `timeoutMs`, or the abort reason. */
   protected async take(value: Buffer, policy: QueuePolicy, options: LockOptions): Promise<Lock> {
     const timeoutMs = validateTimeout(options.timeoutMs, "timeoutMs");
-    const { signal, dispose } = withTimeout(
-      validateSignal(options.signal),
-      timeoutMs,
-      () => new LockTimeoutError(`${this.kind} "${this.name}" not acquired within ${timeoutMs} ms`),
-    );
+    const given = validateSignal(options.signal);
+    // Without a signal or a timeout (the common case) there is nothing to link: no controller, no timer.
+    const { signal, dispose } =
+      given === undefined && timeoutMs === undefined
+        ? { signal: undefined, dispose: () => {} }
+        : withTimeout(given, timeoutMs, () => new LockTimeoutError(`${this.kind} "${this.name}" not acquired within ${timeoutMs} ms`));
     try {
-      signal.throwIfAborted();
+      signal?.throwIfAborted();
       assertUsable(this.context);
-      const leave = await this.context.names.line(this.name, this.kind).enter(signal);
+      const line = this.context.names.line(this.name, this.kind);
+      const leave = line.tryEnter() ?? (await line.enter(signal));
       const ticket = await this.#inLine(leave, () => acquire(this.context, this.name, value, policy, { signal, vanished: this.#vanished }));
       return Lock.of(this.context, ticket, leave);
     } finally {

@@ -77,7 +77,7 @@ export class Connection {
         const left = end - now();
         if (left <= 0) throw new EtcdUnavailableError(`${options.what}: no answer from etcd within ${options.timeoutMs} ms`);
         const attemptMs = options.idempotent ? Math.min(left, options.timeoutMs / 2) : left;
-        const metadata = await this.#metadata(attemptMs, options.what);
+        const metadata = this.#door.readyMetadata() ?? (await this.#metadata(attemptMs, options.what));
         return await this.#unary<Res>(endpoint, service, method, req, metadata, attemptMs);
       } catch (raw) {
         if (this.closed) throw new ClientClosedError(`${options.what}: the etcd3 client was closed`, { cause: raw });

@@ -60,10 +60,10 @@ function isTransientCode(code: number | undefined, message: string): boolean {
   if (code === UNAVAILABLE || code === DEADLINE_EXCEEDED || code === CANCELLED) return true;
   if (code === RESOURCE_EXHAUSTED) return /too many requests/i.test(message);
   if (code === INVALID_ARGUMENT) return false;
-  // "context deadline exceeded" (UNKNOWN): etcd's own side of a call that waited past its deadline.
-  return /leader changed|no leader|request timed out|timed out|context deadline exceeded|too many requests|ECONNREFUSED|ECONNRESET|No connection established/i.test(
-    message,
-  );
+  // etcd answers a request it gave up on when our deadline passed (a linearizable read on a member just
+  // restarted, a range over a long queue on a busy one) with UNKNOWN "... context deadline exceeded":
+  // a timeout, not a refusal.
+  return /leader changed|no leader|request timed out|timed out|deadline exceeded|too many requests|ECONNREFUSED|ECONNRESET|No connection established/i.test(message);
 }
 
 /** Worth trying again (an idempotent call, on this or another member): etcd may answer later. */

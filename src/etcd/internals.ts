@@ -12,6 +12,8 @@
  *   channel's) build our channels, so credentials made by that copy are accepted.
  * - `pool.authenticator.getMetadata()` / `invalidateMetadata()`: the auth token the client obtained with
  *   the user's username and password, shared with the user's calls, and refreshed when etcd says expired.
+ *   `pool.authenticator.options.auth`: whether the client authenticates at all; when it does not, its
+ *   metadata is always empty, so we keep the first one and calls need not wait for it.
  * - ComparatorBuilder's `request` and `callOptions`: the comparisons and operations a user put on the
  *   builder `txn()` hands out, so we can nest them under our guard.
  *
@@ -73,6 +75,11 @@ export interface ClientDoor {
   closed(): boolean;
   /** Call metadata: the auth token when the client authenticates, else empty. */
   metadata(): Promise<GrpcMetadata>;
+  /**
+   * The metadata at once, when there is nothing to wait for (a client without auth, once `metadata()`
+   * answered); else undefined.
+   */
+  readyMetadata(): GrpcMetadata | undefined;
   /** etcd said the token is invalid (expired): the next metadata() fetches a new one. */
   invalidateToken(): void;
 }
@@ -87,7 +94,7 @@ interface Etcd3Host {
 
 interface Etcd3Pool {
   hosts: Etcd3Host[];
-  authenticator: { getMetadata(): Promise<GrpcMetadata>; invalidateMetadata(): void };
+  authenticator: { getMetadata(): Promise<GrpcMetadata>; invalidateMetadata(): void; options: { auth?: unknown } };
 }
 
 const doors = new WeakMap<object, ClientDoor>();
@@ -103,7 +110,13 @@ export function openDoor(client: unknown): ClientDoor {
   if (typeof c.if !== "function") missing.push("if()");
   const pool = c.pool;
   if (!pool || !Array.isArray(pool.hosts) || pool.hosts.length === 0) missing.push("pool.hosts");
-  if (typeof pool?.authenticator?.getMetadata !== "function" || typeof pool.authenticator.invalidateMetadata !== "function") {
+  const authenticator = pool?.authenticator;
+  if (
+    typeof authenticator?.getMetadata !== "function" ||
+    typeof authenticator.invalidateMetadata !== "function" ||
+    authenticator.options === null ||
+    typeof authenticator.options !== "object"
+  ) {
     missing.push("pool.authenticator");
   }
   for (const h of pool?.hosts ?? []) {
@@ -145,11 +158,19 @@ function makeDoor(prefix: Buffer, pool: Etcd3Pool): ClientDoor {
       service: (name, channel) => new (constructors(name).service)(host.host, host.channelCredentials, { channelOverride: channel }),
     };
   });
+  // Without auth, etcd3 answers every call with a new empty Metadata: the first one serves for all.
+  const authenticates = Boolean(pool.authenticator.options.auth);
+  let plain: GrpcMetadata | undefined;
   return {
     prefix,
     endpoints,
     closed: () => pool.hosts.every((h) => h.closed),
-    metadata: () => pool.authenticator.getMetadata(),
+    metadata: async () => {
+      const metadata = await pool.authenticator.getMetadata();
+      if (!authenticates) plain ??= metadata.clone();
+      return metadata;
+    },
+    readyMetadata: () => plain?.clone(),
     invalidateToken: () => pool.authenticator.invalidateMetadata(),
   };
 }

@@ -27,6 +27,8 @@ export interface KeyWatchOptions {
   startRevision?: bigint;
   /** Ask for a re-read at least this often. */
   resyncMs: number;
+  /** Only deletes (etcd leaves out the puts). */
+  deletesOnly?: boolean;
 }
 
 /** One watch of a key or a prefix on the session's watch stream, with its periodic re-read. */
@@ -48,6 +50,7 @@ export class KeyWatch {
         key: keyspace.full(key),
         ...("prefix" in target ? { rangeEnd: keyspace.rangeEnd(target.prefix) } : {}),
         ...(options.startRevision !== undefined ? { startRevision: options.startRevision } : {}),
+        ...(options.deletesOnly ? { deletesOnly: true } : {}),
       },
       {
         events: (events) => {

@@ -26,6 +26,8 @@ export interface WatchTarget {
   rangeEnd?: Buffer;
   /** Deliver events from this revision on (default: from now). */
   startRevision?: bigint;
+  /** Deletes only: etcd leaves the puts out (its NOPUT filter). */
+  deletesOnly?: boolean;
 }
 
 export interface WatchHandlers {
@@ -52,7 +54,7 @@ interface Registration {
 const INVALID_WATCH_ID = "-1";
 
 interface WatchRequest {
-  create_request?: { key: Buffer; range_end?: Buffer; start_revision?: string; watch_id: string };
+  create_request?: { key: Buffer; range_end?: Buffer; start_revision?: string; watch_id: string; filters?: string[] };
   cancel_request?: { watch_id: string };
 }
 
@@ -158,6 +160,7 @@ export class WatchStream {
         key: reg.target.key,
         ...(reg.target.rangeEnd ? { range_end: reg.target.rangeEnd } : {}),
         ...(start !== undefined ? { start_revision: start.toString() } : {}),
+        ...(reg.target.deletesOnly ? { filters: ["Noput"] } : {}),
         watch_id: reg.id,
       },
     });

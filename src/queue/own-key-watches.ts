@@ -1,4 +1,4 @@
-import { timerIn, type Timer } from "../common/clock.js";
+import { now, timerIn, type Timer } from "../common/clock.js";
 import { KeyWatch, type KeyEvent } from "../etcd/key-watch.js";
 import type { Keyspace } from "../etcd/keyspace.js";
 import type { WatchStream } from "../etcd/watch-stream.js";
@@ -16,12 +16,17 @@ const IDLE_WATCH_MS = 30_000;
 interface Entry {
   watch: KeyWatch;
   listeners: Set<KeyListener>;
-  idle: Timer | undefined;
+  /** When (monotonic ms) the last listener left; undefined while someone listens. */
+  idleSince: number | undefined;
+  /** Looks at `idleSince` when due; one at a time, so locking and unlocking arms no timer per lock. */
+  timer: Timer | undefined;
 }
 
 /**
  * One watch per key the session owns, shared by every successive holder of that key: locking a name
- * again and again through one session sets up no new watch, and no extra read, on the hot path.
+ * again and again through one session sets up no new watch, and no extra read, on the hot path. It
+ * carries deletes only: a hold ends when its key is deleted, and a key replaced was deleted first (a
+ * put keeps the create revision of the key it overwrites), so the put of every lock need not travel.
  */
 export class OwnKeyWatches {
   readonly #stream: WatchStream;
@@ -38,32 +43,40 @@ export class OwnKeyWatches {
   /** Delivers events on `key` after `listener.fromRevision`; returns the unsubscribe. */
   subscribe(key: string, listener: KeyListener): () => void {
     const entry = this.#entries.get(key) ?? this.#add(key, listener.fromRevision + 1n);
-    entry.idle?.cancel();
-    entry.idle = undefined;
+    entry.idleSince = undefined;
     entry.listeners.add(listener);
     return () => {
       if (!entry.listeners.delete(listener) || entry.listeners.size > 0) return;
       if (this.#entries.get(key) !== entry) return; // closed meanwhile (its session ended): no timer
-      entry.idle = timerIn(IDLE_WATCH_MS, () => {
-        if (entry.listeners.size > 0 || this.#entries.get(key) !== entry) return;
-        this.#entries.delete(key);
-        entry.watch.close();
-      });
+      entry.idleSince = now();
+      if (!entry.timer) this.#arm(key, entry, IDLE_WATCH_MS);
     };
   }
 
   /** Cancels every watch and timer. */
   close(): void {
     for (const e of this.#entries.values()) {
-      e.idle?.cancel();
+      e.timer?.cancel();
       e.watch.close();
     }
     this.#entries.clear();
   }
 
+  /** Closes the watch once it has been idle for IDLE_WATCH_MS; a holder meanwhile puts that off. */
+  #arm(key: string, entry: Entry, ms: number): void {
+    entry.timer = timerIn(ms, () => {
+      entry.timer = undefined;
+      if (entry.idleSince === undefined || this.#entries.get(key) !== entry) return; // held again: its release re-arms
+      const left = entry.idleSince + IDLE_WATCH_MS - now();
+      if (left > 0) return this.#arm(key, entry, left);
+      this.#entries.delete(key);
+      entry.watch.close();
+    });
+  }
+
   #add(key: string, startRevision: bigint): Entry {
     const listeners = new Set<KeyListener>();
-    const watch = new KeyWatch({ watches: this.#stream, keyspace: this.#keyspace }, { key }, { startRevision, resyncMs: this.#resyncMs() }, {
+    const watch = new KeyWatch({ watches: this.#stream, keyspace: this.#keyspace }, { key }, { startRevision, resyncMs: this.#resyncMs(), deletesOnly: true }, {
       event: (e) => {
         for (const l of listeners) if (e.modRevision > l.fromRevision) l.event(e);
       },
@@ -71,7 +84,7 @@ export class OwnKeyWatches {
         for (const l of listeners) l.resync();
       },
     });
-    const entry: Entry = { watch, listeners, idle: undefined };
+    const entry: Entry = { watch, listeners, idleSince: undefined, timer: undefined };
     this.#entries.set(key, entry);
     return entry;
   }

@@ -27,6 +27,11 @@ export interface QueuePolicy {
   lookahead: number;
   /** Whether entries carry values (a semaphore's limit, a read-write lock's mode). */
   readValues: boolean;
+  /**
+   * How many entries just ahead of us decide what blocks us (undefined: all of them): a re-read then
+   * fetches only those, however long the queue.
+   */
+  nearest?: number;
   /** Checks the entries we read (e.g. a semaphore limit that disagrees); throws to give up. */
   check?(entries: QueueEntry[]): void;
 }
@@ -35,6 +40,7 @@ export interface QueuePolicy {
 export const predecessorPolicy: QueuePolicy = {
   lookahead: 1,
   readValues: false,
+  nearest: 1,
   blocking: (ahead) => {
     const last = ahead.at(-1);
     return last ? { keys: [last], needed: 1 } : undefined;

@@ -56,8 +56,9 @@ export function tryAcquire(ctx: SessionContext, name: string, value: Buffer, pol
 
 async function join(ctx: SessionContext, name: string, value: Buffer, policy: QueuePolicy, options: AcquireOptions, tryOnly: boolean): Promise<Ticket | undefined> {
   assertUsable(ctx);
-  const { controller, dispose } = linkedController(ctx.lease.signal, options.signal);
-  const signal = controller.signal;
+  // The session's signal alone when the caller gave none: no controller to make on the hot path.
+  const linked = options.signal ? linkedController(ctx.lease.signal, options.signal) : undefined;
+  const signal = linked ? linked.controller.signal : ctx.lease.signal;
   let ticket: Ticket | undefined;
   try {
     const first = await enqueue(ctx, name, value, policy);
@@ -99,7 +100,7 @@ async function join(ctx: SessionContext, name: string, value: Buffer, policy: Qu
     }
     throw reason;
   } finally {
-    dispose();
+    linked?.dispose();
   }
 }
 
@@ -180,10 +181,15 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
         );
       },
     });
+    let finished = false;
     finish = (goneAt?: number): void => {
+      if (finished) return;
+      finished = true;
       undo();
-      watch.close();
       resolve(goneAt);
+      // The caller's re-read is on the hand-over's critical path: let it go out first. Cancelling the
+      // watch (a write on the watch stream) waits a turn; its events are ignored meanwhile.
+      setImmediate(() => watch.close());
     };
     const undo = onAbort(signal, (reason) => {
       watch.close();
@@ -192,43 +198,59 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
   });
 }
 
-/** Reads (one linearizable txn) whether our key still exists and everything ahead of it. */
+/**
+ * Reads (one linearizable range) whether our key still exists and what is ahead of it: the queue up to
+ * our create revision. Only our own join made a key at that revision, so our key is in it exactly when
+ * it is still the one we created (a key re-made under our name has a later revision). When the policy
+ * needs only the `nearest` keys ahead, the range is read newest first and limited to those and ours: a
+ * waiter deep in a long queue reads a few keys, not all of them.
+ */
 async function readAhead(ctx: SessionContext, ticket: Ticket, policy: QueuePolicy): Promise<{ exists: boolean; ahead: QueueEntry[]; revision: bigint }> {
-  const res = await txn(
-    ctx,
-    {
-      compare: [],
-      success: [
-        { request_range: { key: ctx.keyspace.full(ticket.key), keys_only: true } },
-        { request_range: queueRange(ctx.keyspace, ticket.name, { values: policy.readValues, maxCreateRevision: ticket.createRevision - 1n }) },
-      ],
-      failure: [],
-    },
-    `read the queue of "${ticket.name}"`,
-  );
-  const own = res.responses[0]?.response_range.kvs[0];
-  const exists = own !== undefined && BigInt(own.create_revision) === ticket.createRevision;
-  const ahead = toEntries(ctx.keyspace, ticket.name, res.responses[1]?.response_range.kvs ?? [], policy.readValues);
+  const what = `read the queue of "${ticket.name}"`;
+  const opts = { values: policy.readValues, maxCreateRevision: ticket.createRevision };
+  let res = await range(ctx, queueRange(ctx.keyspace, ticket.name, policy.nearest === undefined ? opts : { ...opts, limit: policy.nearest + 1, newestFirst: true }), what);
+  let entries = toEntries(ctx.keyspace, ticket.name, res.kvs, policy.readValues);
+  if (policy.nearest !== undefined) {
+    // Deeper keys (other names) took places in the limited read: read all of it instead.
+    if (res.more && entries.length < res.kvs.length) {
+      res = await range(ctx, queueRange(ctx.keyspace, ticket.name, opts), what);
+      entries = toEntries(ctx.keyspace, ticket.name, res.kvs, policy.readValues);
+    } else entries.reverse();
+  }
+  const exists = entries.some((e) => e.createRevision === ticket.createRevision && e.key === ticket.key);
+  const ahead = entries.filter((e) => e.createRevision < ticket.createRevision);
   policy.check?.(ahead);
   return { exists, ahead, revision: BigInt(res.header.revision) };
 }
 
-/** Which of the keys up to the last blocking one still exist (keys only, linearizable). */
+/** Which of the blocking keys still exist, as we saw them (keys only, linearizable). */
 async function stillThere(ctx: SessionContext, name: string, blocking: Blocking): Promise<Set<string>> {
+  const only = blocking.keys.length === 1 ? blocking.keys[0]! : undefined;
+  if (only) {
+    // One key (a mutex, an election, a writer): read just it, not everything ahead (1,000 waiters
+    // would read half a million keys in all to settle in).
+    const res = await range(ctx, { key: ctx.keyspace.full(only.key), keys_only: true }, `read the queue of "${name}"`);
+    const kv = res.kvs[0];
+    return new Set(kv && BigInt(kv.create_revision) === only.createRevision ? [only.key] : []);
+  }
   const last = blocking.keys.reduce((max, e) => (e.createRevision > max ? e.createRevision : max), 0n);
   const res = await range(ctx, queueRange(ctx.keyspace, name, { values: false, maxCreateRevision: last }), `read the queue of "${name}"`);
   return new Set(res.kvs.map((kv) => ctx.keyspace.relative(kv.key)));
 }
 
 /**
- * The range of `name`'s queue, oldest first (by create revision). It covers every key under `<name>/`;
- * `toEntries` keeps only the queue's own (deeper keys belong to other names).
+ * The range of `name`'s queue, by create revision (oldest first, or newest first). It covers every key
+ * under `<name>/`; `toEntries` keeps only the queue's own (deeper keys belong to other names).
  */
-export function queueRange(keyspace: Keyspace, name: string, opts: { limit?: number; values: boolean; maxCreateRevision?: bigint }): IRangeRequest {
+export function queueRange(
+  keyspace: Keyspace,
+  name: string,
+  opts: { limit?: number; values: boolean; maxCreateRevision?: bigint; newestFirst?: boolean },
+): IRangeRequest {
   const req: IRangeRequest = {
     key: keyspace.full(`${name}/`),
     range_end: keyspace.rangeEnd(`${name}/`),
-    sort_order: "Ascend",
+    sort_order: opts.newestFirst ? "Descend" : "Ascend",
     sort_target: "Create",
     keys_only: !opts.values,
   };

@@ -77,6 +77,26 @@ describe("locks on a single node", () => {
     expect(order).toEqual([0, 1, 2, 3]);
   });
 
+  it("a waiter's re-read, limited to the keys just ahead of it, reads the whole queue when deeper names take their places", async () => {
+    const name = `${fx.etcd.prefix()}nested`;
+    const holder = await new Mutex(await newSession(), name).lock();
+    // Keys of deeper names, created between the holder's key and the waiter's: a re-read of "our key and
+    // the one just before it", newest first, finds only these two before our own.
+    const deep = [await new Mutex(await newSession(), `${name}/a`).lock(), await new Mutex(await newSession(), `${name}/b`).lock()];
+    const waiterSession = await newSession();
+    const calls = countCalls(waiterSession);
+    let got = false;
+    const waiting = new Mutex(waiterSession, name).lock().then((l) => ((got = true), l));
+    await waitFor(() => calls().filter((c) => c === "KV.range").length >= 2); // the re-read and the full read after it
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got).toBe(false); // the holder still holds it: the waiter saw it behind the deeper keys
+    await holder.unlock();
+    const lock = await waiting;
+    expect(lock.token).toBeGreaterThan(holder.token);
+    await lock.unlock();
+    for (const d of deep) await d.unlock();
+  });
+
   it("tryLock resolves undefined at once when held elsewhere, leaving no key", async () => {
     const name = `${fx.etcd.prefix()}try`;
     const held = await new Mutex(await newSession(), name).lock();
@@ -254,7 +274,8 @@ describe("locks on a single node", () => {
     // Each waiter has done its reads and sits on its watch before we start counting.
     await waitFor(() => waiters.every((w) => watchCount(w.session) >= 1));
     const calls = waiters.map((w) => countCalls(w.session));
-    const rereads = (): number[] => calls.map((c) => c().filter((call) => call === "KV.txn").length);
+    // A re-read is one linearizable range; nothing else a waiter sends reads or writes KV meanwhile.
+    const rereads = (): number[] => calls.map((c) => c().filter((call) => call === "KV.range" || call === "KV.txn").length);
     await holders[0]!.release();
     const first = await pending[0]!;
     expect(rereads()).toEqual([1, 0, 0]); // one re-read, by the first waiter only

@@ -29,6 +29,7 @@ function fakeDoor(n: number, scripts: Answer[][]): { door: ClientDoor; calls: st
     endpoints,
     closed: () => false,
     metadata: async () => metadata,
+    readyMetadata: () => undefined,
     invalidateToken: () => void tokens++,
   };
   return { door, calls, tokens: () => tokens };

@@ -11,6 +11,7 @@ describe("failures from etcd become typed errors, the original kept as cause (de
     [grpc(8, "RESOURCE_EXHAUSTED: etcdserver: too many requests"), "ETCD_UNAVAILABLE", true],
     // etcd 3.4 answers so when a linearizable read waits past the call's deadline (seen by test/chaos).
     [grpc(2, "UNKNOWN: context deadline exceeded"), "ETCD_UNAVAILABLE", true],
+    [grpc(2, "UNKNOWN: rangeKeys: context cancelled: context deadline exceeded"), "ETCD_UNAVAILABLE", true],
     [grpc(7, "PERMISSION_DENIED: etcdserver: permission denied"), "PERMISSION_DENIED", false],
     [grpc(3, "INVALID_ARGUMENT: etcdserver: authentication failed, invalid user ID or password"), "AUTH_FAILED", false],
     [grpc(3, "INVALID_ARGUMENT: etcdserver: request is too large"), "REQUEST_TOO_LARGE", false],

@@ -14,8 +14,21 @@ describe("the door to etcd3's internals, on the installed etcd3", () => {
     expect(door.prefix).toEqual(Buffer.alloc(0));
     expect(door.endpoints.map((e) => e.address)).toEqual(["127.0.0.1:1", "127.0.0.1:2"]);
     expect(door.closed()).toBe(false);
+    expect(door.readyMetadata()).toBeUndefined(); // not asked yet
     expect(await door.metadata()).toBeDefined(); // no auth configured: empty metadata
+    expect(door.readyMetadata()).toBeDefined(); // and from then on at once, without waiting
     expect(openDoor(client.namespace("app/")).prefix.toString()).toBe("app/");
+  });
+
+  it("a client that authenticates never gets its metadata without asking etcd3 (the token may change)", async () => {
+    const authed = new Etcd3({ hosts: ["127.0.0.1:1"], auth: { username: "u", password: "p" } });
+    const door = openDoor(authed);
+    // As if etcd3 had fetched a token (this test dials nothing).
+    const token = { clone: () => token };
+    (authed as unknown as { pool: { authenticator: { getMetadata: () => Promise<unknown> } } }).pool.authenticator.getMetadata = async () => token;
+    expect(await door.metadata()).toBe(token);
+    expect(door.readyMetadata()).toBeUndefined();
+    authed.close();
   });
 
   it("our channels and service clients can be made with etcd3's own gRPC (no connection until used)", () => {

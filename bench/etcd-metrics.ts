@@ -1,0 +1,91 @@
+/**
+ * etcd's own view, from a member's /metrics (its client URL serves them over HTTP): RPCs handled by
+ * method, streams open, watchers. The benchmark counts with these, not with the library's counters.
+ */
+
+export type Samples = Map<string, number>;
+
+/** Every sample of `/metrics` at `endpoint` ("host:port") as "name{labels}" -> value. */
+export async function scrape(endpoint: string): Promise<Samples> {
+  const res = await fetch(`http://${endpoint}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  const samples: Samples = new Map();
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const space = line.lastIndexOf(" ");
+    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return samples;
+}
+
+/** Sum of `metric` over the samples whose labels include every one of `labels` (e.g. `grpc_method="Txn"`). */
+export function total(samples: Samples, metric: string, ...labels: string[]): number {
+  let sum = 0;
+  for (const [name, value] of samples) {
+    if (name !== metric && !name.startsWith(`${metric}{`)) continue;
+    if (labels.every((l) => name.includes(l))) sum += value;
+  }
+  return sum;
+}
+
+/** The unary methods the library and etcd3 use. */
+export const UNARY = ["Range", "Put", "DeleteRange", "Txn", "LeaseGrant", "LeaseRevoke", "LeaseTimeToLive"] as const;
+export const STREAMS = ["LeaseKeepAlive", "Watch"] as const;
+
+export interface Counts {
+  /** Unary RPCs handled, by method. */
+  rpcs: Record<string, number>;
+  /** Streams opened, by method. */
+  opened: Record<string, number>;
+}
+
+/** RPCs handled and streams opened between two scrapes, divided by `per`. */
+export function delta(before: Samples, after: Samples, per = 1): Counts {
+  const rpcs: Record<string, number> = {};
+  for (const m of UNARY) {
+    const d = total(after, "grpc_server_handled_total", `grpc_method="${m}"`) - total(before, "grpc_server_handled_total", `grpc_method="${m}"`);
+    if (d !== 0) rpcs[m] = d / per;
+  }
+  const opened: Record<string, number> = {};
+  for (const m of STREAMS) {
+    const d = total(after, "grpc_server_started_total", `grpc_method="${m}"`) - total(before, "grpc_server_started_total", `grpc_method="${m}"`);
+    if (d !== 0) opened[m] = d / per;
+  }
+  return { rpcs, opened };
+}
+
+/** What etcd holds open now: keepalive and watch streams (started − handled), watch streams and watchers (its gauges). */
+export function openNow(samples: Samples): { keepAliveStreams: number; watchStreams: number; mvccWatchStreams: number; watchers: number } {
+  const open = (m: string): number =>
+    total(samples, "grpc_server_started_total", `grpc_method="${m}"`) - total(samples, "grpc_server_handled_total", `grpc_method="${m}"`);
+  return {
+    keepAliveStreams: open("LeaseKeepAlive"),
+    watchStreams: open("Watch"),
+    mvccWatchStreams: total(samples, "etcd_debugging_mvcc_watch_stream_total"),
+    watchers: total(samples, "etcd_debugging_mvcc_watcher_total"),
+  };
+}
+
+/** "Txn 1, Range 1" (per operation, rounded to 2 decimals); "–" for nothing. */
+export function describeCounts(c: Counts): string {
+  const parts = Object.entries(c.rpcs).map(([m, n]) => `${m} ${round(n)}`);
+  for (const [m, n] of Object.entries(c.opened)) parts.push(`${m} stream ${round(n)}`);
+  return parts.length ? parts.join(", ") : "–";
+}
+
+/** Unary RPCs in all. */
+export const rpcTotal = (c: Counts): number => Object.values(c.rpcs).reduce((a, b) => a + b, 0);
+
+const round = (n: number): string => String(Math.round(n * 100) / 100);
+
+/**
+ * Counts what `op` costs in etcd: runs it `times` times between two scrapes. Run alone (not
+ * interleaved), so each path's RPCs are its own; background traffic of open sessions is keepalives
+ * (stream messages, not counted here).
+ */
+export async function countRpcs(endpoint: string, times: number, op: (i: number) => Promise<void>): Promise<Counts> {
+  const before = await scrape(endpoint);
+  for (let i = 0; i < times; i++) await op(i);
+  const after = await scrape(endpoint);
+  return delta(before, after, times);
+}
