@@ -168,6 +168,7 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
     if (gone >= blocking.needed) finish(now());
   };
   let finish = (_goneAt?: number): void => {};
+  let finished = false;
   return new Promise<number | undefined>((resolve, reject) => {
     const only = blocking.keys.length === 1 ? blocking.keys[0] : undefined;
     const target = only ? { key: only.key } : { prefix: `${name}/` };
@@ -175,13 +176,13 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
       event: (e) => e.type === "delete" && count([e.key]),
       resync: () => finish(),
       started: () => {
+        if (finished) return; // a resync already sent the caller to read
         stillThere(ctx, name, blocking).then(
           (present) => count([...waiting].filter((key) => !present.has(key))),
           () => finish(), // let the caller's read, with its retries, decide
         );
       },
     });
-    let finished = false;
     finish = (goneAt?: number): void => {
       if (finished) return;
       finished = true;
@@ -203,7 +204,7 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
  * our create revision. Only our own join made a key at that revision, so our key is in it exactly when
  * it is still the one we created (a key re-made under our name has a later revision). When the policy
  * needs only the `nearest` keys ahead, the range is read newest first and limited to those and ours: a
- * waiter deep in a long queue reads a few keys, not all of them.
+ * waiter deep in a long queue gets a few keys back, not all of them (etcd still walks the range).
  */
 async function readAhead(ctx: SessionContext, ticket: Ticket, policy: QueuePolicy): Promise<{ exists: boolean; ahead: QueueEntry[]; revision: bigint }> {
   const what = `read the queue of "${ticket.name}"`;
