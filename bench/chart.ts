@@ -71,7 +71,8 @@ function renderPanel(panel: ChartPanel, top: number): { svg: string; height: num
   if (panel.marker) {
     const mx = x(panel.marker.at);
     out.push(`<line x1="${f(mx)}" y1="${plotTop - 4}" x2="${f(mx)}" y2="${plotTop + plotH}" stroke="#111827" stroke-dasharray="4 3"/>`);
-    out.push(`<text x="${f(mx + 4)}" y="${plotTop - 6}" font-size="10" fill="#111827" ${FONT}>${esc(panel.marker.label)}</text>`);
+    // Under the axis, where it cannot run into the panel's title.
+    out.push(`<text x="${f(mx)}" y="${plotTop + plotH + 28}" font-size="10" text-anchor="middle" fill="#111827" ${FONT}>${esc(panel.marker.label)}</text>`);
   }
   panel.rows.forEach((row, i) => {
     const cy = plotTop + i * ROW_H + ROW_H / 2;

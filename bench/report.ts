@@ -50,7 +50,7 @@ export function renderMarkdown(r: BenchResults): string {
   out.push(`# etcd-election benchmark, ${r.date}${r.quick ? " (quick: small sizes, for CI; not for reading numbers)" : ""}`);
   out.push("");
   out.push(
-    `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, ${r.machine.os}; load average ${r.machine.loadStart} at the start, ${r.machine.loadEnd} at the end (shared: other test suites ran meanwhile, so absolute numbers are noisy; compare the ratios, taken between peers measured side by side in one run). ` +
+    `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, ${r.machine.os}; load average ${r.machine.loadStart} at the start, ${r.machine.loadEnd} at the end (absolute numbers move with the machine's load; compare the ratios, taken between peers measured side by side in one run). ` +
       `Node ${r.versions.node}, ${r.etcd}, etcd3 ${r.versions.etcd3}, @grpc/grpc-js ${r.versions.grpc}, etcd-election ${r.versions.library}. ` +
       `Run: \`npm run bench\` (${Math.round(r.seconds)} s).`,
   );

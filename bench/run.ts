@@ -162,7 +162,7 @@ async function main(): Promise<number> {
     const stamp = results.date.slice(0, 16).replace(/[:T]/g, "-");
     const svg = renderChart(
       `etcd-election benchmark, ${results.date}`,
-      `${results.machine.cpu}, ${results.machine.cores} cores (shared); Node ${results.versions.node}; ${results.etcd.replace(/ \(.*/, "")}; etcd3 ${results.versions.etcd3}`,
+      `${results.machine.cpu}, ${results.machine.cores} cores; Node ${results.versions.node}; ${results.etcd.replace(/ \(.*/, "")}; etcd3 ${results.versions.etcd3}`,
       chartPanels(results),
     );
     const md = join(args.out, `${stamp}.md`);
