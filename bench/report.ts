@@ -143,7 +143,7 @@ function uncontendedTables(u: UncontendedResult, heading: string, opts: { counts
   const h = opts.levels ?? "##";
   const out = [`${h} ${heading}`, ""];
   out.push(
-    `One client, back to back, ${u.rounds} rounds per path interleaved round-robin (the order rotates every round) after ${u.warmup} warm-up rounds. ` +
+    `One client, back to back, ${u.rounds} rounds per path interleaved (in a shuffled order every round) after ${u.warmup} warm-up rounds. ` +
       "× floor: p50 over the p50 of an etcd3 put + delete of one key measured alongside; × etcd3: ours over etcd3's peer. Lower is better.",
   );
   for (const g of u.groups) {

@@ -39,16 +39,17 @@ export interface Interleaved {
 }
 
 /**
- * Runs every path once per round, in an order that rotates each round (so no path always follows the
- * same one), after `warmup` rounds that are not recorded. A path that resolves a number measured
- * itself (it had setup to do first); otherwise its whole run is timed.
+ * Runs every path once per round, in a shuffled order each round (seeded, so runs compare), after
+ * `warmup` rounds that are not recorded: no path always follows the same one (a rotation would keep
+ * each path's predecessor, and with it whatever that one leaves running). A path that resolves a number
+ * measured itself (it had setup to do first); otherwise its whole run is timed.
  */
 export async function interleave(paths: Record<string, () => Promise<number | void>>, options: { rounds: number; warmup: number }): Promise<Interleaved> {
   const names = Object.keys(paths);
   const samples = new Map(names.map((n) => [n, [] as number[]]));
+  const random = seeded(names.length);
   for (let round = -options.warmup; round < options.rounds; round++) {
-    for (let i = 0; i < names.length; i++) {
-      const name = names[(i + Math.max(0, round)) % names.length]!;
+    for (const name of shuffled(names, random)) {
       const start = performance.now();
       const measured = await paths[name]!();
       const ms = typeof measured === "number" ? measured : performance.now() - start;
@@ -67,4 +68,26 @@ export function ratio(a: number | undefined, b: number | undefined, digits = 2):
 export function ms(value: number | undefined, digits = 2): string {
   if (value === undefined || !Number.isFinite(value)) return "–";
   return value.toFixed(digits);
+}
+
+/** A small deterministic generator (mulberry32) in [0, 1). */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A Fisher-Yates shuffle of a copy. */
+function shuffled<T>(items: readonly T[], random: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
 }

@@ -1,5 +1,5 @@
 /**
- * The uncontended paths, one client, back to back, interleaved round-robin (the order rotates each
+ * The uncontended paths, one client, back to back, interleaved (in a shuffled order each
  * round), in two groups run one after the other:
  * - "limit": the floor (an etcd3 put and delete of one key: what any lock must at least cost), the same
  *   with the key on a lease (as a lock's key is), our two transactions sent raw on the session's
