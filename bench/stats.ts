@@ -1,4 +1,5 @@
 /** Latency samples and what the report says about them. */
+import { prng, shuffled } from "../test/support/prng.js";
 
 export interface Summary {
   n: number;
@@ -47,7 +48,7 @@ export interface Interleaved {
 export async function interleave(paths: Record<string, () => Promise<number | void>>, options: { rounds: number; warmup: number }): Promise<Interleaved> {
   const names = Object.keys(paths);
   const samples = new Map(names.map((n) => [n, [] as number[]]));
-  const random = seeded(names.length);
+  const random = prng(names.length);
   for (let round = -options.warmup; round < options.rounds; round++) {
     for (const name of shuffled(names, random)) {
       const start = performance.now();
@@ -68,26 +69,4 @@ export function ratio(a: number | undefined, b: number | undefined, digits = 2):
 export function ms(value: number | undefined, digits = 2): string {
   if (value === undefined || !Number.isFinite(value)) return "–";
   return value.toFixed(digits);
-}
-
-/** A small deterministic generator (mulberry32) in [0, 1). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** A Fisher-Yates shuffle of a copy. */
-function shuffled<T>(items: readonly T[], random: () => number): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
 }

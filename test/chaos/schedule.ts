@@ -3,19 +3,8 @@
  * member, which side of a partition) comes from here, so a seed names the schedule; what etcd and the
  * workers do in between is timing, which no seed fixes.
  */
+import { prng, shuffled } from "../support/prng.js";
 import { FAULT_KINDS, type FaultKind } from "./history.js";
-
-/** mulberry32: a small, good-enough PRNG with a 32-bit seed; returns [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One fault and the random choices it needs; the nemesis resolves "the leader" when it runs. */
 export interface FaultPlan {
@@ -41,12 +30,7 @@ function plan(kind: FaultKind, random: () => number): FaultPlan {
 /** Every fault kind once, in a seeded order: the CI schedule. */
 export function everyFaultOnce(seed: number): FaultPlan[] {
   const random = prng(seed);
-  const kinds = [...FAULT_KINDS];
-  for (let i = kinds.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [kinds[i], kinds[j]] = [kinds[j]!, kinds[i]!];
-  }
-  return kinds.map((kind) => plan(kind, random));
+  return shuffled(FAULT_KINDS, random).map((kind) => plan(kind, random));
 }
 
 /**
