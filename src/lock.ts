@@ -43,11 +43,7 @@ export abstract class LockPrimitive extends Primitive {
   protected async take(value: Buffer, policy: QueuePolicy, options: LockOptions): Promise<Lock> {
     const timeoutMs = validateTimeout(options.timeoutMs, "timeoutMs");
     const given = validateSignal(options.signal);
-    // Without a signal or a timeout (the common case) there is nothing to link: no controller, no timer.
-    const { signal, dispose } =
-      given === undefined && timeoutMs === undefined
-        ? { signal: undefined, dispose: () => {} }
-        : withTimeout(given, timeoutMs, () => new LockTimeoutError(`${this.kind} "${this.name}" not acquired within ${timeoutMs} ms`));
+    const { signal, dispose } = withTimeout(given, timeoutMs, () => new LockTimeoutError(`${this.kind} "${this.name}" not acquired within ${timeoutMs} ms`));
     try {
       signal?.throwIfAborted();
       assertUsable(this.context);

@@ -96,14 +96,17 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** A signal that aborts with `signal`'s reason, or with `onTimeout()` after `timeoutMs`. */
+/**
+ * A signal that aborts with `signal`'s reason, or with `onTimeout()` after `timeoutMs`. Without a
+ * timeout it is `signal` itself (or none): nothing to link, no controller, no timer.
+ */
 export function withTimeout(
   signal: AbortSignal | undefined,
   timeoutMs: number | undefined,
   onTimeout: () => Error,
-): { signal: AbortSignal; dispose: () => void } {
+): { signal: AbortSignal | undefined; dispose: () => void } {
+  if (timeoutMs === undefined) return { signal, dispose: () => {} };
   const { controller, dispose } = linkedController(signal);
-  if (timeoutMs === undefined) return { signal: controller.signal, dispose };
   const timer = timerIn(timeoutMs, () => controller.abort(onTimeout()));
   return {
     signal: controller.signal,

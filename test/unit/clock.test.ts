@@ -44,10 +44,10 @@ describe("sleep and withTimeout take any length", () => {
       const { signal, dispose } = withTimeout(undefined, 2 ** 31, () => new Error("timed out"));
       await vi.advanceTimersByTimeAsync(1000);
       expect(slept).toBe(false);
-      expect(signal.aborted).toBe(false);
+      expect(signal!.aborted).toBe(false);
       await vi.advanceTimersByTimeAsync(2 ** 31);
       expect(slept).toBe(true);
-      expect(signal.aborted).toBe(true);
+      expect(signal!.aborted).toBe(true);
       dispose();
     } finally {
       vi.useRealTimers();
