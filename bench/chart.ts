@@ -3,6 +3,7 @@
  * distribution on a shared axis: a box from p25 to p75, whiskers to p1 and p99, the median as a bar,
  * and every sample as a dot when there are few.
  */
+import { quantile } from "./stats.js";
 
 export interface ChartRow {
   label: string;
@@ -80,7 +81,7 @@ function renderPanel(panel: ChartPanel, top: number): { svg: string; height: num
     out.push(`<text x="${LABEL_W - 8}" y="${cy + 4}" font-size="11" text-anchor="end" ${FONT}>${esc(row.label)}</text>`);
     const s = [...row.samples].filter((v) => Number.isFinite(v) && (panel.scale === "linear" || v > 0)).sort((a, b) => a - b);
     if (s.length === 0) return;
-    const q = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]!;
+    const q = (p: number): number => quantile(s, p);
     out.push(`<line x1="${f(x(q(0.01)))}" y1="${cy}" x2="${f(x(q(0.99)))}" y2="${cy}" stroke="${color}" stroke-width="1.5"/>`);
     out.push(`<rect x="${f(x(q(0.25)))}" y="${cy - 6}" width="${f(Math.max(1, x(q(0.75)) - x(q(0.25))))}" height="12" fill="${color}" fill-opacity="0.25" stroke="${color}"/>`);
     if (s.length <= 60) for (const v of s) out.push(`<circle cx="${f(x(v))}" cy="${cy}" r="2.5" fill="${color}" fill-opacity="0.7"/>`);

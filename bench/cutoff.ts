@@ -10,7 +10,8 @@
 import { TcpProxy } from "../test/support/tcp-proxy.js";
 import { BenchWorker, type Impl } from "./child.js";
 import type { BenchEnv } from "./env.js";
-import { FAILOVER_TTL, keyPrefix } from "./failover.js";
+import { FAILOVER_TTL } from "./failover.js";
+import { keyPrefix } from "./keys.js";
 import { sleep, summarize, wallMs, type Summary } from "./stats.js";
 
 export interface CutoffResult {

@@ -2,21 +2,12 @@
  * etcd's own view, from a member's /metrics (its client URL serves them over HTTP): RPCs handled by
  * method, streams open, watchers. The benchmark counts with these, not with the library's counters.
  */
+import { metricsAt } from "../test/support/metrics.js";
 
 export type Samples = Map<string, number>;
 
-/** Every sample of `/metrics` at `endpoint` ("host:port") as "name{labels}" -> value. */
-export async function scrape(endpoint: string): Promise<Samples> {
-  const res = await fetch(`http://${endpoint}/metrics`, { signal: AbortSignal.timeout(10_000) });
-  const text = await res.text();
-  const samples: Samples = new Map();
-  for (const line of text.split("\n")) {
-    if (!line || line.startsWith("#")) continue;
-    const space = line.lastIndexOf(" ");
-    samples.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return samples;
-}
+/** Every sample of `/metrics` at `endpoint` ("host:port"); a member busy with 10,000 holders may be slow to answer. */
+export const scrape = (endpoint: string): Promise<Samples> => metricsAt(endpoint, 10_000);
 
 /** Sum of `metric` over the samples whose labels include every one of `labels` (e.g. `grpc_method="Txn"`). */
 export function total(samples: Samples, metric: string, ...labels: string[]): number {
@@ -54,14 +45,19 @@ export function delta(before: Samples, after: Samples, per = 1): Counts {
   return { rpcs, opened };
 }
 
-/** What etcd holds open now: keepalive and watch streams (started − handled), watch streams and watchers (its gauges). */
-export function openNow(samples: Samples): { keepAliveStreams: number; watchStreams: number; mvccWatchStreams: number; watchers: number } {
+/** What etcd holds open: keepalive and watch streams (started − handled), and watchers (its gauge). */
+export interface Streams {
+  keepAliveStreams: number;
+  watchStreams: number;
+  watchers: number;
+}
+
+export function openNow(samples: Samples): Streams {
   const open = (m: string): number =>
     total(samples, "grpc_server_started_total", `grpc_method="${m}"`) - total(samples, "grpc_server_handled_total", `grpc_method="${m}"`);
   return {
     keepAliveStreams: open("LeaseKeepAlive"),
     watchStreams: open("Watch"),
-    mvccWatchStreams: total(samples, "etcd_debugging_mvcc_watch_stream_total"),
     watchers: total(samples, "etcd_debugging_mvcc_watcher_total"),
   };
 }

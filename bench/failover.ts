@@ -11,6 +11,7 @@
 import type { Etcd3 } from "etcd3";
 import { BenchWorker, type Impl } from "./child.js";
 import type { BenchEnv } from "./env.js";
+import { keyPrefix, waitForKeys } from "./keys.js";
 import { sleep, summarize, wallMs, type Summary } from "./stats.js";
 
 export const FAILOVER_TTL = 2;
@@ -106,7 +107,7 @@ class Rig {
   /** A standby joins, and settles: its watch is in place and caught up (etcd3's starts in the past). */
   async prepare(): Promise<void> {
     this.#standby = this.#spawn();
-    await this.#waitForKeys(2);
+    await waitForKeys(this.client, keyPrefix(this.impl, this.name), 2, { intervalMs: 20, timeoutMs: 30_000 });
     await sleep(300);
   }
 
@@ -135,17 +136,4 @@ class Rig {
   #spawn(): BenchWorker {
     return BenchWorker.start(this.impl, { endpoints: this.env.endpoints, name: this.name, identity: `${this.impl}-${this.#n++}`, ttl: FAILOVER_TTL });
   }
-
-  async #waitForKeys(count: number): Promise<void> {
-    const start = performance.now();
-    while ((await this.client.getAll().prefix(keyPrefix(this.impl, this.name)).keys()).length < count) {
-      if (performance.now() - start > 30_000) throw new Error(`failover: the ${this.impl} standby never queued`);
-      await sleep(20);
-    }
-  }
-}
-
-/** Where each implementation keeps the candidates of `name`. */
-export function keyPrefix(impl: Impl, name: string): string {
-  return impl === "ours" ? `${name}/` : `election/${name}/`;
 }

@@ -13,11 +13,11 @@
  * Every measured operation, floors included, comes after the same idle gap: a process that slept
  * answers slower than a busy one, so peers are only compared after the same sleep.
  */
-import type { Etcd3 } from "etcd3";
 import { Election, Mutex, Session, type Lock, type Term } from "../src/index.js";
 import { BenchWorker } from "./child.js";
 import type { BenchEnv } from "./env.js";
-import { delta, scrape, type Counts } from "./etcd-metrics.js";
+import { countRpcs, delta, scrape, type Counts } from "./etcd-metrics.js";
+import { keyPrefix, waitForKeys } from "./keys.js";
 import { interleave, sleep, summarize, type Summary } from "./stats.js";
 
 export interface HandoverPath {
@@ -98,11 +98,8 @@ export async function handover(env: BenchEnv, sizes: { rounds: number; warmup: n
     const counts: Record<string, Counts> = {};
     await sleep(300); // the last candidate to rejoin a line is settled in its place
     for (const [key, run] of Object.entries(floors)) {
-      const before = await scrape(env.metricsEndpoint);
-      for (let i = 0; i < sizes.countTimes; i++) await run();
-      const after = await scrape(env.metricsEndpoint);
+      const c = await countRpcs(env.metricsEndpoint, sizes.countTimes, async () => void (await run()));
       // The untimed setup of each floor (a delete, or a put) is one more RPC per operation.
-      const c = delta(before, after, sizes.countTimes);
       const setup = key === "put" ? "DeleteRange" : "Put";
       c.rpcs[setup] = (c.rpcs[setup] ?? 0) - 1;
       if (c.rpcs[setup] === 0) delete c.rpcs[setup];
@@ -185,7 +182,7 @@ async function oursLine(env: BenchEnv, name: string, size: number, kind: "electi
   const join = async (i: number): Promise<void> => {
     enter(i);
     queue.push(i);
-    await waitForKeys(lookup, name, queue.length);
+    await waitForKeys(lookup, keyPrefix("ours", name), queue.length, { intervalMs: 5, timeoutMs: 10_000 });
   };
   for (let i = 0; i < size; i++) await join(i);
   let holder = await pending.get(queue[0]!)!;
@@ -224,7 +221,7 @@ async function etcd3Line(env: BenchEnv, name: string, size: number): Promise<Lin
     const campaign = elections[i]!.campaign("candidate");
     campaigns.set(i, { campaign, elected: elected(campaign) });
     queue.push(i);
-    await waitForKeys(lookup, `election/${name}`, queue.length);
+    await waitForKeys(lookup, keyPrefix("etcd3", name), queue.length, { intervalMs: 5, timeoutMs: 10_000 });
   };
   for (let i = 0; i < size; i++) await join(i);
   await campaigns.get(queue[0]!)!.elected;
@@ -266,16 +263,16 @@ function elected(campaign: { wait(): Promise<unknown> }): Promise<void> {
  * system-wide monotonic clock. Each process sees only its own part, as in service: the one that resigns
  * handles its own answers, the one taking over its own.
  */
-async function line(env: BenchEnv, kind: "ours-election" | "ours-mutex" | "etcd3-election", name: string, size: number): Promise<Line> {
+async function line(env: BenchEnv, kind: "ours-election" | "etcd3-election", name: string, size: number): Promise<Line> {
   const lookup = env.client();
-  const keys = kind === "etcd3-election" ? `election/${name}` : name;
+  const keys = keyPrefix(kind === "etcd3-election" ? "etcd3" : "ours", name);
   const workers = Array.from({ length: size }, (_, i) =>
     BenchWorker.start("candidate", { endpoints: env.endpoints, name, identity: `candidate-${i}`, ttl: LINE_TTL, candidate: kind }),
   );
   await Promise.all(workers.map((w) => w.next("ready")));
   for (const [i, w] of workers.entries()) {
     w.send({ cmd: "join" });
-    await waitForKeys(lookup, keys, i + 1);
+    await waitForKeys(lookup, keys, i + 1, { intervalMs: 5, timeoutMs: 10_000 });
   }
   await workers[0]!.next("elected");
   await sleep(200); // everyone's watch in place, and past etcd's 100 ms sync for etcd3's (from a past revision)
@@ -299,17 +296,7 @@ async function line(env: BenchEnv, kind: "ours-election" | "ours-mutex" | "etcd3
       for (const w of workers) w.send({ cmd: "exit" });
       await Promise.all(workers.map((w) => Promise.race([w.exited, sleep(10_000)])));
       await Promise.all(workers.map((w) => w.stop("SIGKILL")));
-      await lookup.delete().prefix(`${keys}/`);
+      await lookup.delete().prefix(keys);
     },
   };
-}
-
-/** Waits until `count` keys are under `<name>/` (a candidate's join is in etcd). */
-async function waitForKeys(client: Etcd3, name: string, count: number): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    const n = (await client.getAll().prefix(`${name}/`).keys()).length;
-    if (n >= count) return;
-    await sleep(5);
-  }
-  throw new Error(`hand-over setup: ${count} candidates never queued under ${name}`);
 }

@@ -13,14 +13,8 @@
 import { Election, Mutex, Session, type Lock, type Term } from "../src/index.js";
 import { BenchWorker } from "./child.js";
 import type { BenchEnv } from "./env.js";
-import { delta, openNow, scrape, total, type Counts } from "./etcd-metrics.js";
+import { delta, openNow, scrape, total, type Counts, type Streams } from "./etcd-metrics.js";
 import { sleep, summarize, type Summary } from "./stats.js";
-
-export interface Streams {
-  keepAliveStreams: number;
-  watchStreams: number;
-  watchers: number;
-}
 
 export interface HoldersResult {
   kind: "locks" | "campaigns";
@@ -235,12 +229,12 @@ async function renewed(sessions: Session[]): Promise<void> {
 
 /** etcd's count of streams and watchers once it stopped changing for a second (what the part before closed is gone). */
 async function quietStreams(env: BenchEnv): Promise<Streams> {
-  let last = streams(await scrape(env.metricsEndpoint));
+  let last = openNow(await scrape(env.metricsEndpoint));
   let since = performance.now();
   const start = since;
   while (performance.now() - since < (env.quick ? 300 : 1000) && performance.now() - start < 30_000) {
     await sleep(100);
-    const now = streams(await scrape(env.metricsEndpoint));
+    const now = openNow(await scrape(env.metricsEndpoint));
     if (JSON.stringify(now) !== JSON.stringify(last)) since = performance.now();
     last = now;
   }
@@ -252,7 +246,7 @@ async function settledStreams(env: BenchEnv, base: Streams, expect: Partial<Stre
   let last: Streams | undefined;
   const start = performance.now();
   for (;;) {
-    const now = minus(streams(await scrape(env.metricsEndpoint)), base);
+    const now = minus(openNow(await scrape(env.metricsEndpoint)), base);
     const reached = Object.entries(expect).every(([k, v]) => now[k as keyof Streams] >= v);
     const still = last !== undefined && JSON.stringify(last) === JSON.stringify(now);
     if (reached || (still && performance.now() - start > 2000) || performance.now() - start > 10_000) return now;
@@ -277,11 +271,6 @@ function memory(): { rss: number; heap: number } {
   gc?.();
   const m = process.memoryUsage();
   return { rss: m.rss, heap: m.heapUsed };
-}
-
-function streams(samples: Map<string, number>): Streams {
-  const o = openNow(samples);
-  return { keepAliveStreams: o.keepAliveStreams, watchStreams: o.watchStreams, watchers: o.watchers };
 }
 
 function minus(a: Streams, b: Streams): Streams {

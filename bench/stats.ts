@@ -17,7 +17,7 @@ export function quantile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
 
-export function summarize(samples: readonly number[], totalMs?: number): Summary {
+export function summarize(samples: readonly number[]): Summary {
   const sorted = [...samples].sort((a, b) => a - b);
   const sum = sorted.reduce((a, b) => a + b, 0);
   return {
@@ -25,7 +25,7 @@ export function summarize(samples: readonly number[], totalMs?: number): Summary
     p50: quantile(sorted, 0.5),
     p99: quantile(sorted, 0.99),
     sorted,
-    perSec: sorted.length === 0 ? Number.NaN : (sorted.length / (totalMs ?? sum)) * 1000,
+    perSec: sorted.length === 0 ? Number.NaN : (sorted.length / sum) * 1000,
   };
 }
 

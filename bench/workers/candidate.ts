@@ -7,7 +7,7 @@
  */
 import { createInterface } from "node:readline";
 import { Etcd3 } from "etcd3";
-import { Election, Mutex, Session } from "../../src/index.js";
+import { Election, Session } from "../../src/index.js";
 import { emit, monoMs, watchProcess, workerConfig } from "./protocol.js";
 
 watchProcess();
@@ -34,9 +34,7 @@ if (config.candidate === "etcd3-election") {
   const session = await Session.create(client, { ttl: config.ttl });
   close = () => session.close();
   const election = new Election(session, config.name);
-  const mutex = new Mutex(session, config.name);
-  const take = config.candidate === "ours-election" ? () => election.campaign(config.identity) : () => mutex.lock();
-  join = () => void take().then(elected, (err: unknown) => emit("lost", { message: String(err) }));
+  join = () => void election.campaign(config.identity).then(elected, (err: unknown) => emit("lost", { message: String(err) }));
 }
 
 createInterface({ input: process.stdin }).on("line", (line) => {

@@ -12,19 +12,19 @@ export interface WorkerConfig {
   identity: string;
   ttl: number;
   /** The candidate worker's kind of candidate. */
-  candidate?: "ours-election" | "ours-mutex" | "etcd3-election";
+  candidate?: "ours-election" | "etcd3-election";
   /** The scale worker's part and sizes. */
   scale?: { part: "locks" | "campaigns" | "waiters"; sizes: import("../scale.js").ScaleSizes; metricsEndpoint: string; quick: boolean };
 }
 
-export type WorkerEventType = "ready" | "elected" | "lost" | "warning" | "exiting" | "result" | "resigning" | "resigned";
+export type WorkerEventType = "ready" | "elected" | "lost" | "warning" | "exiting" | "result" | "resigned";
 
 export function emit(type: WorkerEventType, fields: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ type, at: wallMs(), ...fields })}\n`);
 }
 
-/** The system-wide monotonic clock (CLOCK_MONOTONIC on Linux), in ms: the same in every process of a machine. */
-export const monoMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+/** The system-wide monotonic clock, in ms: the same in every process of a machine. */
+export { mono as monoMs } from "../../test/support/mono.js";
 
 export function workerConfig(): WorkerConfig {
   const raw = process.env.BENCH_WORKER;

@@ -3,12 +3,7 @@
  * runner's own recovery checks, and at the end what etcd holds. One clock for all of it (see mono()).
  */
 
-/**
- * Milliseconds on CLOCK_MONOTONIC. process.hrtime is CLOCK_MONOTONIC on Linux, one clock for every process
- * on the machine, so a worker's timestamps and the runner's can be compared; performance.now() counts
- * from each process's own start and cannot.
- */
-export const mono = (): number => Number(process.hrtime.bigint() / 1000n) / 1000;
+export { mono } from "../support/mono.js";
 
 /** What is held: a term of the LeaderElector's election, or the Mutex. Each has its own counter and log. */
 export type HoldKind = "election" | "mutex";

@@ -1,9 +1,14 @@
 /** etcd's own Prometheus metrics, read from a member's /metrics endpoint (bypassing the proxy). */
 import type { EtcdMember } from "./api.js";
 
-/** Every sample of `/metrics` as "name{labels}" -> value. */
-export async function etcdMetrics(member: EtcdMember): Promise<Map<string, number>> {
-  const res = await fetch(`http://${member.directClientUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+/** Every sample of the member's `/metrics` as "name{labels}" -> value. */
+export function etcdMetrics(member: EtcdMember): Promise<Map<string, number>> {
+  return metricsAt(member.directClientUrl);
+}
+
+/** Every sample of `/metrics` at `endpoint` ("host:port", etcd's client URL serves them over HTTP). */
+export async function metricsAt(endpoint: string, timeoutMs = 5000): Promise<Map<string, number>> {
+  const res = await fetch(`http://${endpoint}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
   const text = await res.text();
   const samples = new Map<string, number>();
   for (const line of text.split("\n")) {
