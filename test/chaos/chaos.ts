@@ -11,6 +11,7 @@ import type { Etcd3 } from "etcd3";
 import { tryDocker } from "../support/docker-cli.js";
 import { PID_LABEL, TEST_LABEL } from "../support/etcd-image.js";
 import { startCluster } from "../support/etcd.js";
+import { deadline } from "../support/probe.js";
 import { OWNER_PID } from "../support/runtime.js";
 import { waitFor } from "../support/wait.js";
 import { check, type Verdict } from "./checker.js";
@@ -44,11 +45,10 @@ export interface ChaosResult {
   report: string;
 }
 
-const DEADLINE = (): { deadline: Date } => ({ deadline: new Date(Date.now() + 5000) });
 
 async function readRegister(client: Etcd3, prefix: string): Promise<RegisterData> {
-  const counter = await client.get(`${prefix}counter`).options(DEADLINE()).exec();
-  const log = await client.getAll().prefix(`${prefix}log/`).options(DEADLINE()).exec();
+  const counter = await client.get(`${prefix}counter`).options(deadline(5000)).exec();
+  const log = await client.getAll().prefix(`${prefix}log/`).options(deadline(5000)).exec();
   const c = counter.kvs[0];
   return {
     counter: c ? { value: Number(c.value.toString()), version: Number(c.version), modRevision: Number(c.mod_revision) } : null,
@@ -166,8 +166,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       }),
     );
     const leftovers = async (): Promise<string[]> => {
-      const leases = (await client.leaseClient.leaseLeases(DEADLINE())).leases.map((l) => `lease ${l.ID}`);
-      const keys = (await Promise.all(HOLD_KINDS.map((k) => client.getAll().prefix(`${names[k]}/`).options(DEADLINE()).keys()))).flat();
+      const leases = (await client.leaseClient.leaseLeases(deadline(5000))).leases.map((l) => `lease ${l.ID}`);
+      const keys = (await Promise.all(HOLD_KINDS.map((k) => client.getAll().prefix(`${names[k]}/`).options(deadline(5000)).keys()))).flat();
       return [...leases, ...keys];
     };
     try {
@@ -178,7 +178,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     }
     history.endedAt = mono();
     for (const kind of HOLD_KINDS) history.data[kind] = await readRegister(client, data[kind]);
-    await client.delete().prefix(base).options(DEADLINE()).exec();
+    await client.delete().prefix(base).options(deadline(5000)).exec();
   } finally {
     if (history.endedAt === startedAt) history.endedAt = mono();
     await fleet.close();

@@ -25,7 +25,7 @@
 import { HOLD_KINDS, type History, type HistoryEvent, type HoldKind, type WorkerReport } from "./history.js";
 
 /** How long after SIGCONT a resumed worker may still believe it holds: its first tick must end it. */
-export const RESUME_GRACE_MS = 100;
+const RESUME_GRACE_MS = 100;
 
 export interface Interval {
   w: string;
@@ -103,7 +103,7 @@ const is = <E extends HistoryEvent["e"]>(e: HistoryEvent, name: E): e is History
 const TOLD_BY_ETCD = /etcd reports the lease|was deleted|is gone|was replaced|refused by etcd/;
 
 /** Believed holds, from start/end reports, closed by SIGKILL or exit if the worker never reported an end. */
-export function intervalsOf(history: History): Interval[] {
+function intervalsOf(history: History): Interval[] {
   const open = new Map<string, Interval[]>();
   const done: Interval[] = [];
   const close = (w: string, at: number, pick: (i: Interval) => boolean, reason: string, toldByEtcd = false): void => {
@@ -132,7 +132,7 @@ export function intervalsOf(history: History): Interval[] {
 }
 
 /** Per worker, the windows in which it may believe anything: [SIGSTOP, SIGCONT + grace]. */
-export function excusedWindows(history: History): Map<string, [number, number][]> {
+function excusedWindows(history: History): Map<string, [number, number][]> {
   const out = new Map<string, [number, number][]>();
   const stoppedAt = new Map<string, number>();
   for (const e of history.events) {
@@ -162,7 +162,7 @@ function uncovered(from: number, to: number, windows: [number, number][]): numbe
 }
 
 /** The ops each worker issued, with what it learned and what the log says. */
-export function opsOf(history: History): Op[] {
+function opsOf(history: History): Op[] {
   const inLog = new Set(HOLD_KINDS.flatMap((k) => history.data[k].log.map((l) => l.entry.op)));
   const ops = new Map<string, Op>();
   for (const e of history.events) {
@@ -182,7 +182,7 @@ export function opsOf(history: History): Op[] {
 }
 
 /** The data rules for one kind; returns violations. */
-export function checkRegister(history: History, kind: HoldKind, ops: Op[]): Violation[] {
+function checkRegister(history: History, kind: HoldKind, ops: Op[]): Violation[] {
   const out: Violation[] = [];
   const { counter, log } = history.data[kind];
   const n = counter?.value ?? 0;

@@ -100,11 +100,21 @@ export function faultFigures(history: History, verdict: Verdict): FaultFigures[]
   });
 }
 
+/** Two counts of writes added up. */
+export function addWrites(a: WriteCounts, b: WriteCounts): WriteCounts {
+  return {
+    ok: a.ok + b.ok,
+    stale: a.stale + b.stale,
+    refused: a.refused + b.refused,
+    unknown: a.unknown + b.unknown,
+    unknownCommitted: a.unknownCommitted + b.unknownCommitted,
+  };
+}
+
 export function kindFigures(perFault: FaultFigures[]): KindFigures[] {
   return FAULT_KINDS.map((kind) => {
     const list = perFault.filter((f) => f.kind === kind);
-    const writes = zero();
-    for (const f of list) for (const w of [f.writes.election, f.writes.mutex]) for (const k of Object.keys(writes) as (keyof WriteCounts)[]) writes[k] += w[k];
+    const writes = list.reduce((sum, f) => addWrites(addWrites(sum, f.writes.election), f.writes.mutex), zero());
     const values = (pick: (f: FaultFigures) => number | undefined): number[] => list.map(pick).filter((x): x is number => x !== undefined);
     return {
       kind,

@@ -14,11 +14,11 @@ import type { WorkerConfig } from "./worker.js";
 
 const WORKER = fileURLToPath(new URL("./worker.ts", import.meta.url));
 
-export type WorkerSettings = Omit<WorkerConfig, "id" | "hosts">;
+type WorkerSettings = Omit<WorkerConfig, "id" | "hosts">;
 
 export class ChaosWorker {
   /** What it believes it holds now, by kind; and when it last began to hold each. */
-  readonly holds = new Map<HoldKind, { token: string; key: string; since: number }>();
+  readonly holds = new Map<HoldKind, { token: string; key: string }>();
   readonly lastStart = new Map<HoldKind, number>();
   /** Its current, live session lease by kind (a lost or replaced one is dead). */
   readonly leases = new Map<HoldKind, string>();
@@ -83,7 +83,7 @@ export class ChaosWorker {
 
   #apply(r: WorkerReport & { t: number }): void {
     if (r.e === "start") {
-      this.holds.set(r.kind, { token: r.token, key: r.key, since: r.t });
+      this.holds.set(r.kind, { token: r.token, key: r.key });
       this.lastStart.set(r.kind, r.t);
     }
     else if (r.e === "end" && this.holds.get(r.kind)?.token === r.token) this.holds.delete(r.kind);

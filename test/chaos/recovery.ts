@@ -10,6 +10,7 @@
  * Followers' health is checked from the workers' own samples, afterwards (checker.ts).
  */
 import type { Etcd3 } from "etcd3";
+import { PROBE_DEADLINE_MS, deadline } from "../support/probe.js";
 import { waitFor } from "../support/wait.js";
 import type { Fleet } from "./fleet.js";
 import { mono, type HistoryEvent, type HoldKind, type RecoveryRule } from "./history.js";
@@ -24,11 +25,10 @@ export interface RecoveryContext {
   recoveryBoundMs: number;
 }
 
-const DEADLINE = (): { deadline: Date } => ({ deadline: new Date(Date.now() + 2000) });
 
 /** The keys under `<name>/`, oldest first, with their leases (decimal). */
 async function queue(client: Etcd3, name: string): Promise<{ key: string; lease: string }[]> {
-  const res = await client.getAll().prefix(`${name}/`).sort("Create", "Ascend").options(DEADLINE()).exec();
+  const res = await client.getAll().prefix(`${name}/`).sort("Create", "Ascend").options(deadline(PROBE_DEADLINE_MS)).exec();
   return res.kvs.map((kv) => ({ key: kv.key.toString(), lease: kv.lease }));
 }
 

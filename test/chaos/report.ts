@@ -6,22 +6,14 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Verdict } from "./checker.js";
-import { faultFigures, kindFigures, spread, type WriteCounts } from "./figures.js";
+import { addWrites, faultFigures, kindFigures, spread, type WriteCounts } from "./figures.js";
 import type { History } from "./history.js";
 import { timelineSvg } from "./timeline.js";
 
-
 const writes = (w: WriteCounts): string => `${w.ok} / ${w.stale} / ${w.refused} / ${w.unknown} (${w.unknownCommitted})`;
-const plus = (a: WriteCounts, b: WriteCounts): WriteCounts => ({
-  ok: a.ok + b.ok,
-  stale: a.stale + b.stale,
-  refused: a.refused + b.refused,
-  unknown: a.unknown + b.unknown,
-  unknownCommitted: a.unknownCommitted + b.unknownCommitted,
-});
 const ms = (v: number | undefined): string => (v === undefined ? "–" : `${Math.round(v)}`);
 
-export function reportMarkdown(history: History, verdict: Verdict): string {
+function reportMarkdown(history: History, verdict: Verdict): string {
   const perFault = faultFigures(history, verdict);
   const perKind = kindFigures(perFault);
   const pauses = perFault.filter((f) => f.kind === "pause-raft-leader");
@@ -86,7 +78,7 @@ export function reportMarkdown(history: History, verdict: Verdict): string {
   const at = (t: number | undefined): string => (t === undefined ? "–" : ((t - history.startedAt) / 1000).toFixed(1));
   for (const f of perFault) {
     lines.push(
-      `| ${f.n} | ${f.kind} | ${f.detail} | ${at(f.start)} | ${at(f.heal)} | ${ms(f.failoverMs)} | ${ms(f.noticeAfterResumeMs)} | ${ms(f.recoveryMs)} | ${writes(plus(f.writes.election, f.writes.mutex))} |`,
+      `| ${f.n} | ${f.kind} | ${f.detail} | ${at(f.start)} | ${at(f.heal)} | ${ms(f.failoverMs)} | ${ms(f.noticeAfterResumeMs)} | ${ms(f.recoveryMs)} | ${writes(addWrites(f.writes.election, f.writes.mutex))} |`,
     );
   }
   const checks = history.events.filter((e) => e.e === "check");

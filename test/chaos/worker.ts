@@ -11,6 +11,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Etcd3 } from "etcd3";
 import { LeaderElector, Mutex, Session, type Holding, type Logger } from "../../src/index.js";
+import { FAST_RECONNECT } from "../support/probe.js";
 import { logKey, mono, type HoldKind, type WorkerReport } from "./history.js";
 
 export interface WorkerConfig {
@@ -65,12 +66,8 @@ const loggerFor = (kind: HoldKind): Logger => ({
   },
 });
 
-// Reconnect fast after an outage (grpc-js's default backoff grows to 2 minutes); the library's own
-// channels take the client's gRPC options.
-const client = new Etcd3({
-  hosts: config.hosts,
-  grpcOptions: { "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 1000 },
-});
+// Reconnect fast after an outage; the library's own channels take the client's gRPC options.
+const client = new Etcd3({ hosts: config.hosts, grpcOptions: FAST_RECONNECT });
 const stop = new AbortController();
 process.once("SIGTERM", () => stop.abort());
 let ops = 0;
