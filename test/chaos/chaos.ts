@@ -21,7 +21,7 @@ import { applyFault, type NemesisContext } from "./nemesis.js";
 import { checkRecovery, type RecoveryContext } from "./recovery.js";
 import { writeReport } from "./report.js";
 import { everyFaultOnce, soak, type FaultPlan } from "./schedule.js";
-import { CALL_TIMEOUT_MS, DEFAULT_TTL, ELECTION_TIMEOUT_MS, recoveryBoundMs as boundFor } from "./settings.js";
+import { DEFAULT_TTL, ELECTION_TIMEOUT_MS, recoveryBoundMs as boundFor } from "./settings.js";
 
 
 export interface ChaosOptions {
@@ -154,17 +154,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     // The end: every worker stopped (they hand over and exit by themselves), then nothing may be left.
     say("stopping the workers");
     const live = fleet.live();
-    for (const w of live) fleet.terminate(w);
-    const stopBound = Math.max(ttlMs, 2 * CALL_TIMEOUT_MS) + 2000;
-    await Promise.all(
-      live.map(async (w) => {
-        const from = mono();
-        const exited = await Promise.race([w.exited, sleep(stopBound).then(() => undefined)]);
-        const ms = Math.round(mono() - from);
-        record({ t: mono(), e: "check", n: -1, rule: "worker-exits", ok: exited?.code === 0, ms, detail: exited ? `${w.id} exited with ${exited.code ?? exited.signal} in ${ms} ms` : `${w.id} still running after ${stopBound} ms` });
-        if (!exited) await fleet.kill(w);
-      }),
-    );
+    await Promise.all(live.map((w) => fleet.stop(w, -1)));
     const leftovers = async (): Promise<string[]> => {
       const leases = (await client.leaseClient.leaseLeases(deadline(5000))).leases.map((l) => `lease ${l.ID}`);
       const keys = (await Promise.all(HOLD_KINDS.map((k) => client.getAll().prefix(`${names[k]}/`).options(deadline(5000)).keys()))).flat();

@@ -6,10 +6,12 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type { EtcdEnv } from "../support/api.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 import { mono, type HistoryEvent, type HoldKind, type WorkerReport } from "./history.js";
+import { CALL_TIMEOUT_MS } from "./settings.js";
 import type { WorkerConfig } from "./worker.js";
 
 const WORKER = fileURLToPath(new URL("./worker.ts", import.meta.url));
@@ -180,6 +182,28 @@ export class Fleet {
   terminate(w: ChaosWorker): void {
     this.record({ t: mono(), e: "sigterm", w: w.id });
     w.signal("SIGTERM");
+  }
+
+  /**
+   * SIGTERM, then the check that the worker exits by itself, with code 0, within run()'s bound of
+   * max(TTL, 2 x call deadline) plus 2 s; killed if it has not. `n`: the fault it belongs to (-1: the end).
+   */
+  async stop(w: ChaosWorker, n: number): Promise<void> {
+    this.terminate(w);
+    const sentAt = mono();
+    const boundMs = Math.max(this.settings.ttl * 1000, 2 * (this.settings.callTimeoutMs ?? CALL_TIMEOUT_MS)) + 2000;
+    const exited = await Promise.race([w.exited, sleep(boundMs).then(() => undefined)]);
+    const ms = Math.round(mono() - sentAt);
+    this.record({
+      t: mono(),
+      e: "check",
+      n,
+      rule: "worker-exits",
+      ok: exited?.code === 0,
+      ms,
+      detail: exited ? `${w.id} exited with ${exited.code ?? exited.signal} ${ms} ms after SIGTERM` : `${w.id} still running ${boundMs} ms after SIGTERM`,
+    });
+    if (!exited) await this.kill(w);
   }
 
   /**

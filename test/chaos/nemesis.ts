@@ -10,7 +10,6 @@ import { waitFor } from "../support/wait.js";
 import type { ChaosWorker, Fleet } from "./fleet.js";
 import { mono, type FaultKind, type HistoryEvent } from "./history.js";
 import type { FaultPlan } from "./schedule.js";
-import { CALL_TIMEOUT_MS } from "./settings.js";
 
 export interface NemesisContext {
   env: EtcdEnv;
@@ -86,22 +85,7 @@ const NEMESES: Record<FaultKind, Nemesis> = {
   "term-worker": async (ctx, _plan, n) => {
     const w = await leaderWorker(ctx);
     start(ctx, n, "term-worker", w.id, w);
-    const sentAt = mono();
-    ctx.fleet.terminate(w);
-    // run() is bounded by max(TTL, 2 x callTimeoutMs); the process must then exit by itself.
-    const boundMs = Math.max(ctx.ttlMs, 2 * CALL_TIMEOUT_MS) + 2000;
-    const exited = await Promise.race([w.exited, sleep(boundMs).then(() => undefined)]);
-    const ms = Math.round(mono() - sentAt);
-    ctx.record({
-      t: mono(),
-      e: "check",
-      n,
-      rule: "worker-exits",
-      ok: exited?.code === 0,
-      ms,
-      detail: exited ? `${w.id} exited with ${exited.code ?? exited.signal} ${ms} ms after SIGTERM` : `${w.id} still running ${boundMs} ms after SIGTERM`,
-    });
-    if (!exited) await ctx.fleet.kill(w);
+    await ctx.fleet.stop(w, n);
     const replacement = await ctx.fleet.spawn();
     heal(ctx, n, "term-worker", `${w.id} replaced by ${replacement.id}`);
   },
@@ -200,10 +184,7 @@ const NEMESES: Record<FaultKind, Nemesis> = {
     if (cut) ctx.fleet.cut(cut);
     try {
       while (mono() < until) {
-        // etcd3 may send a compaction again when its answer is slow; the second finds it done.
-        await ctx.env.compact().catch((error: unknown) => {
-          if (!/required revision has been compacted/.test(String(error))) throw error;
-        });
+        await ctx.env.compact();
         if (cut && mono() >= reopenAt) ctx.fleet.open(cut);
         await sleep(250); // the compaction rate: the scenario
       }
