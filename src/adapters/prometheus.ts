@@ -152,6 +152,21 @@ function familyFor(registry: Registry<RegistryContentType>, prefix: string, labe
   const members = new Map<ObservedElector, Labels>();
   const registers = [registry];
   const withState = [...labelNames, "state"];
+  /** A gauge per state, 1 for the elector's current one and 0 for the others, read at scrape time. */
+  const oneHot = (name: string, help: string, states: readonly string[], current: (elector: ObservedElector) => string | undefined): Gauge =>
+    new Gauge({
+      name,
+      help,
+      labelNames: withState,
+      registers,
+      collect() {
+        this.reset();
+        for (const [elector, labels] of members) {
+          const now = current(elector);
+          for (const state of states) this.set({ ...labels, state }, state === now ? 1 : 0);
+        }
+      },
+    });
   const family: Family = {
     labelNames,
     members,
@@ -166,32 +181,18 @@ function familyFor(registry: Registry<RegistryContentType>, prefix: string, labe
         for (const [elector, labels] of members) this.set(labels, elector.isLeader() ? 1 : 0);
       },
     }),
-    state: new Gauge({
-      name: prefix + NAMES.state,
-      help: "1 for the elector's current state (idle, campaigning, leading, stopping, stopped), 0 for the others",
-      labelNames: withState,
-      registers,
-      collect() {
-        this.reset();
-        for (const [elector, labels] of members) {
-          const current = elector.metrics().state;
-          for (const state of ELECTOR_STATES) this.set({ ...labels, state }, state === current ? 1 : 0);
-        }
-      },
-    }),
-    sessionState: new Gauge({
-      name: prefix + NAMES.sessionState,
-      help: "1 for the state of the elector's session (connected, suspended, lost, closed); all 0 between sessions",
-      labelNames: withState,
-      registers,
-      collect() {
-        this.reset();
-        for (const [elector, labels] of members) {
-          const current = elector.metrics().sessionState;
-          for (const state of SESSION_STATES) this.set({ ...labels, state }, state === current ? 1 : 0);
-        }
-      },
-    }),
+    state: oneHot(
+      prefix + NAMES.state,
+      "1 for the elector's current state (idle, campaigning, leading, stopping, stopped), 0 for the others",
+      ELECTOR_STATES,
+      (elector) => elector.metrics().state,
+    ),
+    sessionState: oneHot(
+      prefix + NAMES.sessionState,
+      "1 for the state of the elector's session (connected, suspended, lost, closed); all 0 between sessions",
+      SESSION_STATES,
+      (elector) => elector.metrics().sessionState,
+    ),
     lastFailover: new Gauge({
       name: prefix + NAMES.lastFailover,
       help: "From the previous leader's key gone to this process leading, for the last term won after another leader",
