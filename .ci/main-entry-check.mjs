@@ -9,7 +9,8 @@ const blocked = new RegExp(BLOCKED);
 // CommonJS: require() resolves through Module._resolveFilename.
 const resolveFilename = Module._resolveFilename;
 Module._resolveFilename = function (request, ...rest) {
-  if (blocked.test(request)) throw Object.assign(new Error(`Cannot find module '${request}' (blocked)`), { code: "MODULE_NOT_FOUND" });
+  if (blocked.test(request))
+    throw Object.assign(new Error(`Cannot find module '${request}' (blocked)`), { code: "MODULE_NOT_FOUND" });
   return resolveFilename.call(this, request, ...rest);
 };
 // ESM: a resolve hook.
@@ -26,7 +27,10 @@ register(
 const require = createRequire(import.meta.url);
 const esm = await import("../dist/index.js");
 const cjs = require("../dist/index.cjs");
-for (const [build, api] of [["ESM", esm], ["CJS", cjs]]) {
+for (const [build, api] of [
+  ["ESM", esm],
+  ["CJS", cjs],
+]) {
   for (const name of ["LeaderElector", "Session", "healthHandler"]) {
     if (typeof api[name] !== "function") throw new Error(`${build} main entry lacks ${name}`);
   }
@@ -35,8 +39,12 @@ for (const adapter of ["prometheus", "opentelemetry"]) {
   // The OpenTelemetry adapter uses only the API's types, so it loads without the package; prom-client's does not.
   const loads = adapter === "opentelemetry";
   for (const load of [() => import(`../dist/${adapter}.js`), async () => require(`../dist/${adapter}.cjs`)]) {
-    const ok = await load().then(() => true, () => false);
-    if (ok !== loads) throw new Error(`dist/${adapter}: expected it ${loads ? "to load" : "not to load"} without its peer`);
+    const ok = await load().then(
+      () => true,
+      () => false,
+    );
+    if (ok !== loads)
+      throw new Error(`dist/${adapter}: expected it ${loads ? "to load" : "not to load"} without its peer`);
   }
 }
 console.log("main-entry-check: the main entry (ESM and CJS) loads without prom-client and @opentelemetry/api");

@@ -58,7 +58,8 @@ export class BenchWorker {
       } catch {
         return; // not ours (a library printing to stdout would show in the report as missing events)
       }
-      if (event.type === "warning") workerWarnings.push(`${impl} worker: ${String(event.name)}: ${String(event.message)}`);
+      if (event.type === "warning")
+        workerWarnings.push(`${impl} worker: ${String(event.name)}: ${String(event.message)}`);
       this.#events.push(event);
       for (const w of this.#waiters) w();
     });
@@ -83,7 +84,11 @@ export class BenchWorker {
           if (this.#child.exitCode !== null || this.#child.signalCode !== null) {
             this.#waiters.delete(onEvent);
             clearTimeout(timer);
-            reject(new Error(`${this.impl} worker exited (${this.#child.exitCode ?? this.#child.signalCode}) before "${type}"; stderr: ${this.#stderr}`));
+            reject(
+              new Error(
+                `${this.impl} worker exited (${this.#child.exitCode ?? this.#child.signalCode}) before "${type}"; stderr: ${this.#stderr}`,
+              ),
+            );
           }
           return;
         }
@@ -93,7 +98,11 @@ export class BenchWorker {
       };
       const timer = setTimeout(() => {
         this.#waiters.delete(onEvent);
-        reject(new Error(`${this.impl} worker: no "${type}" within ${timeoutMs} ms; events ${JSON.stringify(this.#events)}; stderr: ${this.#stderr}`));
+        reject(
+          new Error(
+            `${this.impl} worker: no "${type}" within ${timeoutMs} ms; events ${JSON.stringify(this.#events)}; stderr: ${this.#stderr}`,
+          ),
+        );
       }, timeoutMs);
       this.#waiters.add(onEvent);
       onEvent();

@@ -27,7 +27,10 @@ export interface ContendedRun {
   counts: Counts;
 }
 
-export async function contended(env: BenchEnv, sizes: { clients: number[]; durationMs: number }): Promise<ContendedRun[]> {
+export async function contended(
+  env: BenchEnv,
+  sizes: { clients: number[]; durationMs: number },
+): Promise<ContendedRun[]> {
   const runs: ContendedRun[] = [];
   for (const [i, n] of sizes.clients.entries()) {
     const order: ("ours" | "etcd3")[] = i % 2 === 0 ? ["ours", "etcd3"] : ["etcd3", "ours"];
@@ -44,7 +47,8 @@ async function runOne(env: BenchEnv, impl: "ours" | "etcd3", n: number, duration
   const clients = Array.from({ length: n }, () => env.client());
   const sessions = impl === "ours" ? await Promise.all(clients.map((c) => Session.create(c, { ttl: 10 }))) : [];
   // Every client's first lock request is warm-up: its channels are open before the clock starts.
-  const loops = impl === "ours" ? sessions.map((s) => oursLoop(new Mutex(s, name))) : clients.map((c) => etcd3Loop(c, name));
+  const loops =
+    impl === "ours" ? sessions.map((s) => oursLoop(new Mutex(s, name))) : clients.map((c) => etcd3Loop(c, name));
   try {
     await Promise.all(loops.map((l) => l.warm()));
     const before = await scrape(env.metricsEndpoint);

@@ -25,13 +25,20 @@ export interface CutoffResult {
 }
 
 export async function cutoff(env: BenchEnv, sizes: { rounds: number }): Promise<CutoffResult[]> {
-  const samples = { ours: { rel: [] as number[], noticed: [] as number[], expired: [] as number[] }, etcd3: { rel: [] as number[], noticed: [] as number[], expired: [] as number[] } };
+  const samples = {
+    ours: { rel: [] as number[], noticed: [] as number[], expired: [] as number[] },
+    etcd3: { rel: [] as number[], noticed: [] as number[], expired: [] as number[] },
+  };
   const port = Number(env.endpoints[0]!.split(":").pop());
   for (let round = 0; round < sizes.rounds; round++) {
     // Ours and etcd3 side by side, each behind its own proxy, each cut at its own random moment.
-    const outcomes = await Promise.all((["ours", "etcd3"] as const).map(async (impl) => ({ impl, ...(await once(env, impl, port)) })));
+    const outcomes = await Promise.all(
+      (["ours", "etcd3"] as const).map(async (impl) => ({ impl, ...(await once(env, impl, port)) })),
+    );
     for (const r of outcomes) {
-      env.log(`cut-off (${r.impl}) round ${round + 1}/${sizes.rounds}: noticed ${r.noticed.toFixed(0)} ms after the cut, etcd expired the lease after ${r.expired.toFixed(0)} ms`);
+      env.log(
+        `cut-off (${r.impl}) round ${round + 1}/${sizes.rounds}: noticed ${r.noticed.toFixed(0)} ms after the cut, etcd expired the lease after ${r.expired.toFixed(0)} ms`,
+      );
       samples[r.impl].rel.push(r.noticed - r.expired);
       samples[r.impl].noticed.push(r.noticed);
       samples[r.impl].expired.push(r.expired);

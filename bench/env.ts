@@ -18,7 +18,13 @@ export interface BenchEnv {
   closeClients(): void;
 }
 
-export function makeEnv(options: { quick: boolean; endpoints: string[]; metricsEndpoint: string; log: (m: string) => void; run: string }): BenchEnv {
+export function makeEnv(options: {
+  quick: boolean;
+  endpoints: string[];
+  metricsEndpoint: string;
+  log: (m: string) => void;
+  run: string;
+}): BenchEnv {
   const clients: Etcd3[] = [];
   let n = 0;
   return {

@@ -34,12 +34,16 @@ export interface Counts {
 export function delta(before: Samples, after: Samples, per = 1): Counts {
   const rpcs: Record<string, number> = {};
   for (const m of UNARY) {
-    const d = total(after, "grpc_server_handled_total", `grpc_method="${m}"`) - total(before, "grpc_server_handled_total", `grpc_method="${m}"`);
+    const d =
+      total(after, "grpc_server_handled_total", `grpc_method="${m}"`) -
+      total(before, "grpc_server_handled_total", `grpc_method="${m}"`);
     if (d !== 0) rpcs[m] = d / per;
   }
   const opened: Record<string, number> = {};
   for (const m of STREAMS) {
-    const d = total(after, "grpc_server_started_total", `grpc_method="${m}"`) - total(before, "grpc_server_started_total", `grpc_method="${m}"`);
+    const d =
+      total(after, "grpc_server_started_total", `grpc_method="${m}"`) -
+      total(before, "grpc_server_started_total", `grpc_method="${m}"`);
     if (d !== 0) opened[m] = d / per;
   }
   return { rpcs, opened };
@@ -54,7 +58,8 @@ export interface Streams {
 
 export function openNow(samples: Samples): Streams {
   const open = (m: string): number =>
-    total(samples, "grpc_server_started_total", `grpc_method="${m}"`) - total(samples, "grpc_server_handled_total", `grpc_method="${m}"`);
+    total(samples, "grpc_server_started_total", `grpc_method="${m}"`) -
+    total(samples, "grpc_server_handled_total", `grpc_method="${m}"`);
   return {
     keepAliveStreams: open("LeaseKeepAlive"),
     watchStreams: open("Watch"),

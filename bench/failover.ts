@@ -32,7 +32,10 @@ export async function failover(env: BenchEnv, sizes: { rounds: number }): Promis
   for (const kind of ["crash", "graceful"] as const) {
     const [ours, etcd3] = await Promise.all([Rig.start(env, "ours", kind), Rig.start(env, "etcd3", kind)]);
     const rigs = { ours, etcd3 };
-    const samples = { ours: { total: [] as number[], after: [] as number[], expiry: [] as number[] }, etcd3: { total: [] as number[], after: [] as number[], expiry: [] as number[] } };
+    const samples = {
+      ours: { total: [] as number[], after: [] as number[], expiry: [] as number[] },
+      etcd3: { total: [] as number[], after: [] as number[], expiry: [] as number[] },
+    };
     try {
       for (let round = 0; round < sizes.rounds; round++) {
         // Both standbys join and settle; then a crash hits both leaders at once (each waits out its
@@ -48,7 +51,9 @@ export async function failover(env: BenchEnv, sizes: { rounds: number }): Promis
         }
         for (const impl of order) {
           const r = outcomes[impl]!;
-          env.log(`failover (${kind}, ${impl}) round ${round + 1}/${sizes.rounds}: ${r.total.toFixed(1)} ms${r.expiry !== undefined ? `, key deleted after ${r.expiry.toFixed(0)} ms` : ""}`);
+          env.log(
+            `failover (${kind}, ${impl}) round ${round + 1}/${sizes.rounds}: ${r.total.toFixed(1)} ms${r.expiry !== undefined ? `, key deleted after ${r.expiry.toFixed(0)} ms` : ""}`,
+          );
           samples[impl].total.push(r.total);
           if (r.after !== undefined) samples[impl].after.push(r.after);
           if (r.expiry !== undefined) samples[impl].expiry.push(r.expiry);
@@ -134,6 +139,11 @@ class Rig {
   }
 
   #spawn(): BenchWorker {
-    return BenchWorker.start(this.impl, { endpoints: this.env.endpoints, name: this.name, identity: `${this.impl}-${this.#n++}`, ttl: FAILOVER_TTL });
+    return BenchWorker.start(this.impl, {
+      endpoints: this.env.endpoints,
+      name: this.name,
+      identity: `${this.impl}-${this.#n++}`,
+      ttl: FAILOVER_TTL,
+    });
   }
 }

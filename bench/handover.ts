@@ -49,7 +49,10 @@ interface Line {
   close(): Promise<void>;
 }
 
-export async function handover(env: BenchEnv, sizes: { rounds: number; warmup: number; gapMs: number; lineSize: number; countTimes: number }): Promise<HandoverResult> {
+export async function handover(
+  env: BenchEnv,
+  sizes: { rounds: number; warmup: number; gapMs: number; lineSize: number; countTimes: number },
+): Promise<HandoverResult> {
   const prefix = env.prefix("handover");
   const client = env.client();
   // Set up side by side (starting processes takes a while); measured one at a time, interleaved.
@@ -93,7 +96,9 @@ export async function handover(env: BenchEnv, sizes: { rounds: number; warmup: n
     };
   }
   try {
-    env.log(`hand-over: ${sizes.rounds} rounds, lines of ${sizes.lineSize}, ${sizes.gapMs} ms idle before each measured operation`);
+    env.log(
+      `hand-over: ${sizes.rounds} rounds, lines of ${sizes.lineSize}, ${sizes.gapMs} ms idle before each measured operation`,
+    );
     const { samples } = await interleave(paths, sizes);
     const counts: Record<string, Counts> = {};
     await sleep(300); // the last candidate to rejoin a line is settled in its place
@@ -163,7 +168,9 @@ function average(all: Counts[]): Counts {
  */
 async function oursLine(env: BenchEnv, name: string, size: number, kind: "election" | "mutex"): Promise<Line> {
   const lookup = env.client();
-  const sessions = await Promise.all(Array.from({ length: size }, () => Session.create(env.client(), { ttl: LINE_TTL })));
+  const sessions = await Promise.all(
+    Array.from({ length: size }, () => Session.create(env.client(), { ttl: LINE_TTL })),
+  );
   const take: (() => Promise<Term | Lock>)[] = sessions.map((s) => {
     if (kind === "election") {
       const e = new Election(s, name);
@@ -263,11 +270,22 @@ function elected(campaign: { wait(): Promise<unknown> }): Promise<void> {
  * system-wide monotonic clock. Each process sees only its own part, as in service: the one that resigns
  * handles its own answers, the one taking over its own.
  */
-async function line(env: BenchEnv, kind: "ours-election" | "etcd3-election", name: string, size: number): Promise<Line> {
+async function line(
+  env: BenchEnv,
+  kind: "ours-election" | "etcd3-election",
+  name: string,
+  size: number,
+): Promise<Line> {
   const lookup = env.client();
   const keys = keyPrefix(kind === "etcd3-election" ? "etcd3" : "ours", name);
   const workers = Array.from({ length: size }, (_, i) =>
-    BenchWorker.start("candidate", { endpoints: env.endpoints, name, identity: `candidate-${i}`, ttl: LINE_TTL, candidate: kind }),
+    BenchWorker.start("candidate", {
+      endpoints: env.endpoints,
+      name,
+      identity: `candidate-${i}`,
+      ttl: LINE_TTL,
+      candidate: kind,
+    }),
   );
   await Promise.all(workers.map((w) => w.next("ready")));
   for (const [i, w] of workers.entries()) {

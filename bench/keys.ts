@@ -9,7 +9,12 @@ export function keyPrefix(impl: Impl, name: string): string {
 }
 
 /** Waits until at least `count` keys are under `prefix` (a candidate's join is in etcd); setup, not measured. */
-export async function waitForKeys(client: Etcd3, prefix: string, count: number, options: { intervalMs: number; timeoutMs: number }): Promise<void> {
+export async function waitForKeys(
+  client: Etcd3,
+  prefix: string,
+  count: number,
+  options: { intervalMs: number; timeoutMs: number },
+): Promise<void> {
   await waitFor(async () => (await client.getAll().prefix(prefix).keys()).length >= count, {
     ...options,
     description: `${count} candidates queued under ${prefix}`,

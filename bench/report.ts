@@ -47,7 +47,9 @@ const int = (n: number): string => Math.round(n).toLocaleString("en-US");
 
 export function renderMarkdown(r: BenchResults): string {
   const out: string[] = [];
-  out.push(`# etcd-election benchmark, ${r.date}${r.quick ? " (quick: small sizes, for CI; not for reading numbers)" : ""}`);
+  out.push(
+    `# etcd-election benchmark, ${r.date}${r.quick ? " (quick: small sizes, for CI; not for reading numbers)" : ""}`,
+  );
   out.push("");
   out.push(
     `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, ${r.machine.os}; load average ${r.machine.loadStart} at the start, ${r.machine.loadEnd} at the end (absolute numbers move with the machine's load; compare the ratios, taken between peers measured side by side in one run). ` +
@@ -64,7 +66,9 @@ export function renderMarkdown(r: BenchResults): string {
   if (r.scale) out.push("", ...scaleTables(r.scale));
   if (r.cluster) {
     out.push("", `## The uncontended paths on a ${r.cluster.members}-member cluster`, "");
-    out.push(`Every client talks to one ${r.cluster.role} (writes go through the raft leader; linearizable reads ask it for its commit index).`);
+    out.push(
+      `Every client talks to one ${r.cluster.role} (writes go through the raft leader; linearizable reads ask it for its commit index).`,
+    );
     out.push("", ...uncontendedTables(r.cluster.result, "Cluster", { counts: false, levels: "###" }).slice(2));
   }
   out.push("", `Process warnings: ${r.warnings.length === 0 ? "none" : r.warnings.join("; ")}.`, "");
@@ -85,60 +89,144 @@ export function summaryTable(r: BenchResults): string[] {
   const u = r.uncontended;
   const limit = u?.groups.find((g) => g.name === "limit");
   const peers = u?.groups.find((g) => g.name === "peers");
-  const row = (label: string, floorLabel: string, floor: number | undefined, ours: number | undefined, theirs: number | undefined, unit = "ms"): void => {
+  const row = (
+    label: string,
+    floorLabel: string,
+    floor: number | undefined,
+    ours: number | undefined,
+    theirs: number | undefined,
+    unit = "ms",
+  ): void => {
     if (ours === undefined) return;
-    const v = (x: number | undefined): string => (x === undefined ? "–" : unit === "ms" ? `${ms(x)} ms` : `${int(x)} ${unit}`);
-    out.push(`| ${label} | ${floor === undefined ? "–" : `${floorLabel} ${v(floor)}`} | ${v(ours)} | ${v(theirs)} | ${floor === undefined ? "–" : ratio(ours, floor)} | ${theirs === undefined ? "–" : ratio(ours, theirs)} |`);
+    const v = (x: number | undefined): string =>
+      x === undefined ? "–" : unit === "ms" ? `${ms(x)} ms` : `${int(x)} ${unit}`;
+    out.push(
+      `| ${label} | ${floor === undefined ? "–" : `${floorLabel} ${v(floor)}`} | ${v(ours)} | ${v(theirs)} | ${floor === undefined ? "–" : ratio(ours, floor)} | ${theirs === undefined ? "–" : ratio(ours, theirs)} |`,
+    );
   };
   if (limit) {
     const f = path(limit, "floor")?.summary.p50;
-    row("Mutex lock + unlock, uncontended (at the limit: no etcd3 traffic alongside)", "put + delete", f, path(limit, "ours-mutex")?.summary.p50, undefined);
-    row("Election campaign + resign, uncontended (at the limit)", "put + delete", f, path(limit, "ours-campaign")?.summary.p50, undefined);
+    row(
+      "Mutex lock + unlock, uncontended (at the limit: no etcd3 traffic alongside)",
+      "put + delete",
+      f,
+      path(limit, "ours-mutex")?.summary.p50,
+      undefined,
+    );
+    row(
+      "Election campaign + resign, uncontended (at the limit)",
+      "put + delete",
+      f,
+      path(limit, "ours-campaign")?.summary.p50,
+      undefined,
+    );
   }
   if (peers) {
     const f = path(peers, "floor")?.summary.p50;
-    row("Mutex lock + unlock vs etcd3 Lock acquire + release", "put + delete", f, path(peers, "ours-mutex")?.summary.p50, path(peers, "etcd3-lock")?.summary.p50);
-    row("Election campaign + resign vs etcd3 campaign + wait + resign", "put + delete", f, path(peers, "ours-campaign")?.summary.p50, path(peers, "etcd3-campaign")?.summary.p50);
+    row(
+      "Mutex lock + unlock vs etcd3 Lock acquire + release",
+      "put + delete",
+      f,
+      path(peers, "ours-mutex")?.summary.p50,
+      path(peers, "etcd3-lock")?.summary.p50,
+    );
+    row(
+      "Election campaign + resign vs etcd3 campaign + wait + resign",
+      "put + delete",
+      f,
+      path(peers, "ours-campaign")?.summary.p50,
+      path(peers, "etcd3-campaign")?.summary.p50,
+    );
   }
   const h = r.handover;
   if (h) {
     const hp = (key: string): number | undefined => h.paths.find((p) => p.key === key)?.summary.p50;
-    row(`Graceful hand-over, resign → next elected, one process (after ${h.gapMs} ms idle)`, "one put", hp("put"), hp("ours-election"), hp("etcd3-election"));
+    row(
+      `Graceful hand-over, resign → next elected, one process (after ${h.gapMs} ms idle)`,
+      "one put",
+      hp("put"),
+      hp("ours-election"),
+      hp("etcd3-election"),
+    );
     row("Graceful hand-over, unlock → next locked, one process", "one put", hp("put"), hp("ours-mutex"), undefined);
-    row("Graceful hand-over, resign → next elected, between processes", "one put", hp("put"), hp("ours-election-procs"), hp("etcd3-election-procs"));
-    out.push(`| (the hand-over's own floor: a delete, then a linearizable range) | one put ${ms(hp("put"))} ms | ${ms(hp("delete-range"))} ms | | ${ratio(hp("delete-range"), hp("put"))} | |`);
+    row(
+      "Graceful hand-over, resign → next elected, between processes",
+      "one put",
+      hp("put"),
+      hp("ours-election-procs"),
+      hp("etcd3-election-procs"),
+    );
+    out.push(
+      `| (the hand-over's own floor: a delete, then a linearizable range) | one put ${ms(hp("put"))} ms | ${ms(hp("delete-range"))} ms | | ${ratio(hp("delete-range"), hp("put"))} | |`,
+    );
   }
   for (const c of r.contended?.filter((x) => x.impl === "ours") ?? []) {
     const peer = r.contended!.find((x) => x.impl === "etcd3" && x.clients === c.clients);
-    row(`Contended mutex, ${c.clients} clients (etcd3: retried with backoff)`, "", undefined, c.perSec, peer?.perSec, "locks/s");
+    row(
+      `Contended mutex, ${c.clients} clients (etcd3: retried with backoff)`,
+      "",
+      undefined,
+      c.perSec,
+      peer?.perSec,
+      "locks/s",
+    );
   }
   for (const f of r.failover?.filter((x) => x.impl === "ours") ?? []) {
     const peer = r.failover!.find((x) => x.impl === "etcd3" && x.kind === f.kind);
-    row(f.kind === "crash" ? "Crash failover (SIGKILL), TTL 2 s" : "Graceful failover (SIGTERM), TTL 2 s", "", undefined, f.total.p50, peer?.total.p50);
+    row(
+      f.kind === "crash" ? "Crash failover (SIGKILL), TTL 2 s" : "Graceful failover (SIGTERM), TTL 2 s",
+      "",
+      undefined,
+      f.total.p50,
+      peer?.total.p50,
+    );
   }
   const cut = r.cutoff;
   if (cut) {
     const o = cut.find((c) => c.impl === "ours")?.relative.p50;
     const t = cut.find((c) => c.impl === "etcd3")?.relative.p50;
-    out.push(`| A cut-off leader notices, relative to etcd expiring its lease (TTL 2 s) | | ${signed(o)} ms | ${signed(t)} ms | | |`);
+    out.push(
+      `| A cut-off leader notices, relative to etcd expiring its lease (TTL 2 s) | | ${signed(o)} ms | ${signed(t)} ms | | |`,
+    );
   }
   const cl = r.cluster?.result.groups.find((g) => g.name === "peers");
   if (cl) {
     const f = path(cl, "floor")?.summary.p50;
-    row(`${r.cluster!.members}-member cluster (via a follower): Mutex lock + unlock vs etcd3 Lock`, "put + delete", f, path(cl, "ours-mutex")?.summary.p50, path(cl, "etcd3-lock")?.summary.p50);
-    row(`${r.cluster!.members}-member cluster: Election campaign + resign vs etcd3`, "put + delete", f, path(cl, "ours-campaign")?.summary.p50, path(cl, "etcd3-campaign")?.summary.p50);
+    row(
+      `${r.cluster!.members}-member cluster (via a follower): Mutex lock + unlock vs etcd3 Lock`,
+      "put + delete",
+      f,
+      path(cl, "ours-mutex")?.summary.p50,
+      path(cl, "etcd3-lock")?.summary.p50,
+    );
+    row(
+      `${r.cluster!.members}-member cluster: Election campaign + resign vs etcd3`,
+      "put + delete",
+      f,
+      path(cl, "ours-campaign")?.summary.p50,
+      path(cl, "etcd3-campaign")?.summary.p50,
+    );
   }
   const sc = r.scale;
   if (sc) {
     const l = sc.holders.find((x) => x.kind === "locks");
-    if (l) out.push(`| ${int(l.count)} locks held through one session | | ${(l.acquireMs / 1000).toFixed(1)} s to take all, ${kb(l.rssPerHolder)} RSS each; ${l.streams.keepAliveStreams} keepalive stream, ${l.streams.watchStreams} watch stream | | | |`);
+    if (l)
+      out.push(
+        `| ${int(l.count)} locks held through one session | | ${(l.acquireMs / 1000).toFixed(1)} s to take all, ${kb(l.rssPerHolder)} RSS each; ${l.streams.keepAliveStreams} keepalive stream, ${l.streams.watchStreams} watch stream | | | |`,
+      );
     const w = sc.waiters;
-    out.push(`| ${int(w.count)} waiters on one name: one hand-over | | ${ms(w.handover.p50)} ms; etcd handled ${[...new Set(w.wakes.map((c) => describeCounts(c)))].join(" / ")} | | | |`);
+    out.push(
+      `| ${int(w.count)} waiters on one name: one hand-over | | ${ms(w.handover.p50)} ms; etcd handled ${[...new Set(w.wakes.map((c) => describeCounts(c)))].join(" / ")} | | | |`,
+    );
   }
   return out;
 }
 
-function uncontendedTables(u: UncontendedResult, heading: string, opts: { counts?: boolean; levels?: string } = {}): string[] {
+function uncontendedTables(
+  u: UncontendedResult,
+  heading: string,
+  opts: { counts?: boolean; levels?: string } = {},
+): string[] {
   const counts = opts.counts ?? true;
   const h = opts.levels ?? "##";
   const out = [`${h} ${heading}`, ""];
@@ -147,9 +235,15 @@ function uncontendedTables(u: UncontendedResult, heading: string, opts: { counts
       "× floor: p50 over the p50 of an etcd3 put + delete of one key measured alongside; × etcd3: ours over etcd3's peer. Lower is better.",
   );
   for (const g of u.groups) {
-    out.push("", `${h}# ${g.name === "limit" ? "At the limit: ours, the floor and the raw RPCs" : "Side by side with etcd3's Lock and Election"}`, "");
+    out.push(
+      "",
+      `${h}# ${g.name === "limit" ? "At the limit: ours, the floor and the raw RPCs" : "Side by side with etcd3's Lock and Election"}`,
+      "",
+    );
     const peers = g.name === "peers";
-    out.push(`| path | implementation | p50 ms | p99 ms | ops/s | × floor | ${peers ? "× etcd3 | " : ""}${counts ? "RPCs per op (etcd) |" : ""}`);
+    out.push(
+      `| path | implementation | p50 ms | p99 ms | ops/s | × floor | ${peers ? "× etcd3 | " : ""}${counts ? "RPCs per op (etcd) |" : ""}`,
+    );
     out.push(`| --- | --- | ---: | ---: | ---: | ---: | ${peers ? "---: | " : ""}${counts ? "--- |" : ""}`);
     const floor = g.paths.find((p) => p.key === "floor")?.summary.p50;
     for (const p of g.paths) {
@@ -170,7 +264,8 @@ function peerOf(g: GroupResult, p: PathResult): PathResult | undefined {
 function handoverTable(h: HandoverResult): string[] {
   const put = h.paths.find((p) => p.key === "put")?.summary.p50;
   const floor = h.paths.find((p) => p.key === "delete-range")?.summary.p50;
-  const etcd3 = (key: string): number | undefined => h.paths.find((p) => p.key === (key.endsWith("-procs") ? "etcd3-election-procs" : "etcd3-election"))?.summary.p50;
+  const etcd3 = (key: string): number | undefined =>
+    h.paths.find((p) => p.key === (key.endsWith("-procs") ? "etcd3-election-procs" : "etcd3-election"))?.summary.p50;
   const out = [
     "## Graceful hand-over",
     "",
@@ -210,7 +305,9 @@ function whereTheTimeGoes(u: UncontendedResult, h: HandoverResult | undefined): 
   if (h) {
     for (const p of h.paths) {
       if (p.impl === "floor") continue;
-      out.push(`| ${p.label} | ${IMPL[p.impl]} | ${describeCounts(p.counts)} | ${round1(rpcTotal(p.counts))} | | | | |`);
+      out.push(
+        `| ${p.label} | ${IMPL[p.impl]} | ${describeCounts(p.counts)} | ${round1(rpcTotal(p.counts))} | | | | |`,
+      );
     }
   }
   return out;
@@ -265,12 +362,15 @@ function cutoffTable(results: CutoffResult[]): string[] {
   ];
   for (const r of results) {
     const s = r.relative.sorted;
-    out.push(`| ${IMPL[r.impl]} | ${r.relative.n} | ${signed(r.relative.p50)} | ${signed(s[0])} | ${signed(s[s.length - 1])} | ${ms(r.noticed.p50, 0)} | ${ms(r.expired.p50, 0)} |`);
+    out.push(
+      `| ${IMPL[r.impl]} | ${r.relative.n} | ${signed(r.relative.p50)} | ${signed(s[0])} | ${signed(s[s.length - 1])} | ${ms(r.noticed.p50, 0)} | ${ms(r.expired.p50, 0)} |`,
+    );
   }
   return out;
 }
 
-const signed = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? "–" : `${v > 0 ? "+" : ""}${v.toFixed(0)}`);
+const signed = (v: number | undefined): string =>
+  v === undefined || !Number.isFinite(v) ? "–" : `${v > 0 ? "+" : ""}${v.toFixed(0)}`;
 
 function scaleTables(s: ScaleResult): string[] {
   const out = [
@@ -293,7 +393,10 @@ function scaleTables(s: ScaleResult): string[] {
     "",
     "| waiters | sessions made | all queued (watches in place) | RSS per waiter | heap per waiter | keepalive streams | watch streams | watchers | hand-over among them p50 / p99 | RPCs per hand-over (etcd) | closing all |",
     "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
-    `| ${int(w.count)} | ${(w.sessionsMs / 1000).toFixed(2)} s | ${(w.queueMs / 1000).toFixed(2)} s | ${kb(w.rssPerWaiter)} | ${kb(w.heapPerWaiter)} | ${w.streams.keepAliveStreams} | ${w.streams.watchStreams} | ${int(w.streams.watchers)} | ${ms(w.handover.p50)} / ${ms(w.handover.p99)} ms | ${w.wakes.map((c) => describeCounts(c)).filter((v, i, a) => a.indexOf(v) === i).join("; ")} (${w.wakes.length} hand-overs) | ${(w.closeMs / 1000).toFixed(2)} s |`,
+    `| ${int(w.count)} | ${(w.sessionsMs / 1000).toFixed(2)} s | ${(w.queueMs / 1000).toFixed(2)} s | ${kb(w.rssPerWaiter)} | ${kb(w.heapPerWaiter)} | ${w.streams.keepAliveStreams} | ${w.streams.watchStreams} | ${int(w.streams.watchers)} | ${ms(w.handover.p50)} / ${ms(w.handover.p99)} ms | ${w.wakes
+      .map((c) => describeCounts(c))
+      .filter((v, i, a) => a.indexOf(v) === i)
+      .join("; ")} (${w.wakes.length} hand-overs) | ${(w.closeMs / 1000).toFixed(2)} s |`,
   );
   return out;
 }
@@ -308,15 +411,30 @@ export function chartPanels(r: BenchResults): ChartPanel[] {
   if (r.uncontended) {
     const limit = r.uncontended.groups.find((g) => g.name === "limit")?.paths ?? [];
     const peers = (r.uncontended.groups.find((g) => g.name === "peers")?.paths ?? []).filter((p) => p.impl === "etcd3");
-    panels.push({ title: "Uncontended, one client, back to back (p1–p99 whiskers, p25–p75 box, median bar)", unit: "ms", scale: "log", rows: rows([...limit, ...peers]) });
+    panels.push({
+      title: "Uncontended, one client, back to back (p1–p99 whiskers, p25–p75 box, median bar)",
+      unit: "ms",
+      scale: "log",
+      rows: rows([...limit, ...peers]),
+    });
   }
-  if (r.handover) panels.push({ title: `Graceful hand-over, after ${r.handover.gapMs} ms idle (floors: one put; a delete, then a range)`, unit: "ms", scale: "log", rows: rows(r.handover.paths) });
+  if (r.handover)
+    panels.push({
+      title: `Graceful hand-over, after ${r.handover.gapMs} ms idle (floors: one put; a delete, then a range)`,
+      unit: "ms",
+      scale: "log",
+      rows: rows(r.handover.paths),
+    });
   if (r.failover) {
     panels.push({
       title: "Failover between processes, TTL 2 s (every round a dot)",
       unit: "ms",
       scale: "log",
-      rows: r.failover.map((f) => ({ label: `${f.kind === "crash" ? "crash (SIGKILL)" : "graceful (SIGTERM)"}: ${IMPL[f.impl]}`, impl: f.impl, samples: f.total.sorted })),
+      rows: r.failover.map((f) => ({
+        label: `${f.kind === "crash" ? "crash (SIGKILL)" : "graceful (SIGTERM)"}: ${IMPL[f.impl]}`,
+        impl: f.impl,
+        samples: f.total.sorted,
+      })),
     });
   }
   if (r.cutoff) {

@@ -80,7 +80,8 @@ function sizes(quick: boolean) {
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   const t0 = performance.now();
-  const log = (m: string): void => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${m}`);
+  const log = (m: string): void =>
+    console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${m}`);
   // Any process warning fails the run: 10,000 holders on one session must not make Node warn about
   // listeners (MaxListenersExceededWarning), and nothing else may warn either.
   const warnings: string[] = [];
@@ -90,7 +91,9 @@ async function main(): Promise<number> {
   });
   const size = sizes(args.quick);
   const started = performance.now();
-  const loadStart = loadavg().map((l) => l.toFixed(2)).join(" ");
+  const loadStart = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
   const clusters: LocalCluster[] = [];
   const stopAll = (): void => {
     killWorkers();
@@ -121,7 +124,14 @@ async function main(): Promise<number> {
     date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
     quick: args.quick,
     seconds: 0,
-    machine: { cpu: cpus()[0]?.model ?? "?", cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), os: osName(), loadStart, loadEnd: "" },
+    machine: {
+      cpu: cpus()[0]?.model ?? "?",
+      cores: cpus().length,
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      os: osName(),
+      loadStart,
+      loadEnd: "",
+    },
     versions: versions(),
     etcd: etcdName,
     warnings,
@@ -153,7 +163,9 @@ async function main(): Promise<number> {
   }
   warnings.push(...workerWarnings);
   results.seconds = (performance.now() - started) / 1000;
-  results.machine.loadEnd = loadavg().map((l) => l.toFixed(2)).join(" ");
+  results.machine.loadEnd = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
 
   const markdown = renderMarkdown(results);
   console.log(markdown);
@@ -169,7 +181,10 @@ async function main(): Promise<number> {
     const chart = join(args.out, `${stamp}.svg`);
     writeFileSync(md, markdown.replace(/^(# .*)$/m, `$1\n\n![latency and failover](${stamp}.svg)`));
     writeFileSync(chart, svg);
-    writeFileSync(join(args.out, "latest.md"), markdown.replace(/^(# .*)$/m, `$1\n\n![latency and failover](latest.svg)`));
+    writeFileSync(
+      join(args.out, "latest.md"),
+      markdown.replace(/^(# .*)$/m, `$1\n\n![latency and failover](latest.svg)`),
+    );
     copyFileSync(chart, join(args.out, "latest.svg"));
     log(`wrote ${md}, ${chart} and latest.md/latest.svg`);
   }
@@ -203,7 +218,13 @@ async function onCluster(
   }
   if (!follower) throw new Error("cluster: no follower found");
   log(`cluster: every client talks to the follower at ${follower}`);
-  const env: BenchEnv = makeEnv({ quick, endpoints: [follower], metricsEndpoint: follower, log, run: `${run}-cluster` });
+  const env: BenchEnv = makeEnv({
+    quick,
+    endpoints: [follower],
+    metricsEndpoint: follower,
+    log,
+    run: `${run}-cluster`,
+  });
   try {
     return { members: cluster.endpoints.length, role: "follower", result: await uncontended(env, sizes) };
   } finally {
@@ -213,7 +234,8 @@ async function onCluster(
 }
 
 function versions(): BenchResults["versions"] {
-  const pkg = (path: string): string => (JSON.parse(readFileSync(join(ROOT, path), "utf8")) as { version: string }).version;
+  const pkg = (path: string): string =>
+    (JSON.parse(readFileSync(join(ROOT, path), "utf8")) as { version: string }).version;
   let commit = "";
   try {
     commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();

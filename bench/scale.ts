@@ -72,7 +72,13 @@ export async function scale(env: BenchEnv, sizes: ScaleSizes): Promise<ScaleResu
   // The processes start together (that takes a while); the parts run one after the other.
   const parts: ScalePart[] = ["locks", "campaigns", "waiters"];
   const workers = parts.map((part) =>
-    BenchWorker.start("scale", { endpoints: env.endpoints, name: env.prefix(`scale-${part}`), identity: part, ttl: 0, scale: { part, sizes, metricsEndpoint: env.metricsEndpoint, quick: env.quick } }),
+    BenchWorker.start("scale", {
+      endpoints: env.endpoints,
+      name: env.prefix(`scale-${part}`),
+      identity: part,
+      ttl: 0,
+      scale: { part, sizes, metricsEndpoint: env.metricsEndpoint, quick: env.quick },
+    }),
   );
   try {
     await Promise.all(workers.map((w) => w.next("ready", 60_000)));
@@ -83,19 +89,32 @@ export async function scale(env: BenchEnv, sizes: ScaleSizes): Promise<ScaleResu
       results.push((await worker.next("result", 600_000)).result);
       await worker.stop("SIGKILL");
     }
-    return { holders: [results[0] as HoldersResult, results[1] as HoldersResult], waiters: results[2] as WaitersResult };
+    return {
+      holders: [results[0] as HoldersResult, results[1] as HoldersResult],
+      waiters: results[2] as WaitersResult,
+    };
   } finally {
     await Promise.all(workers.map((w) => w.stop("SIGKILL")));
   }
 }
 
 /** One part, in this process (the scale worker's). */
-export function runScalePart(env: BenchEnv, part: ScalePart, sizes: ScaleSizes): Promise<HoldersResult | WaitersResult> {
+export function runScalePart(
+  env: BenchEnv,
+  part: ScalePart,
+  sizes: ScaleSizes,
+): Promise<HoldersResult | WaitersResult> {
   if (part === "waiters") return wait(env, sizes.waiters, sizes.concurrency, sizes.handovers, sizes.waitersTtl);
   return hold(env, part, sizes.holders, sizes.concurrency, sizes.holdersTtl);
 }
 
-async function hold(env: BenchEnv, kind: "locks" | "campaigns", count: number, concurrency: number, ttl: number): Promise<HoldersResult> {
+async function hold(
+  env: BenchEnv,
+  kind: "locks" | "campaigns",
+  count: number,
+  concurrency: number,
+  ttl: number,
+): Promise<HoldersResult> {
   env.log(`scale: ${count} ${kind} held through one session, ${concurrency} in flight`);
   const client = env.client();
   const prefix = env.prefix(kind);
@@ -106,7 +125,11 @@ async function hold(env: BenchEnv, kind: "locks" | "campaigns", count: number, c
     const mem0 = memory();
     const start = performance.now();
     await pool(count, concurrency, async (i) => {
-      held.push(kind === "locks" ? await new Mutex(session, `${prefix}/${i}`).lock() : await new Election(session, `${prefix}/${i}`).campaign("v"));
+      held.push(
+        kind === "locks"
+          ? await new Mutex(session, `${prefix}/${i}`).lock()
+          : await new Election(session, `${prefix}/${i}`).campaign("v"),
+      );
     });
     const acquireMs = performance.now() - start;
     const mem1 = memory();
@@ -134,7 +157,13 @@ async function hold(env: BenchEnv, kind: "locks" | "campaigns", count: number, c
   }
 }
 
-async function wait(env: BenchEnv, count: number, concurrency: number, handovers: number, ttl: number): Promise<WaitersResult> {
+async function wait(
+  env: BenchEnv,
+  count: number,
+  concurrency: number,
+  handovers: number,
+  ttl: number,
+): Promise<WaitersResult> {
   // Each waiter re-reads every TTL/2 (watches are hints): the TTL is long enough that none of those
   // periodic reads falls into the windows where the reads of a hand-over are counted.
   env.log(`scale: ${count} waiters on one name, one session each (TTL ${ttl} s), from one etcd3 client`);
@@ -170,12 +199,16 @@ async function wait(env: BenchEnv, count: number, concurrency: number, handovers
     const keys = (await client.getAll().prefix(`${name}/`).keys()).length;
     const watchers = openNow(await scrape(env.metricsEndpoint)).watchers - base.watchers;
     if (keys === count + 1 && watchers >= count) break;
-    if (failures.length > 0) throw new Error(`scale: ${failures.length} of ${count} campaigns failed, the first with ${String(failures[0])}`, { cause: failures[0] });
-    if (performance.now() - queueStart > 120_000) throw new Error(`scale: ${keys} of ${count + 1} keys, ${watchers} of ${count} watchers after 120 s`);
+    if (failures.length > 0)
+      throw new Error(`scale: ${failures.length} of ${count} campaigns failed, the first with ${String(failures[0])}`, {
+        cause: failures[0],
+      });
+    if (performance.now() - queueStart > 120_000)
+      throw new Error(`scale: ${keys} of ${count + 1} keys, ${watchers} of ${count} watchers after 120 s`);
     await sleep(50);
   }
   // ...and every waiter's read after its watch is in place answered: etcd handles no more reads.
-  for (let last = -1, since = performance.now(); performance.now() - since < 500; ) {
+  for (let last = -1, since = performance.now(); performance.now() - since < 500;) {
     const reads = total(await scrape(env.metricsEndpoint), "grpc_server_handled_total", 'grpc_method="Range"');
     if (reads !== last) since = performance.now();
     last = reads;
@@ -274,5 +307,9 @@ function memory(): { rss: number; heap: number } {
 }
 
 function minus(a: Streams, b: Streams): Streams {
-  return { keepAliveStreams: a.keepAliveStreams - b.keepAliveStreams, watchStreams: a.watchStreams - b.watchStreams, watchers: a.watchers - b.watchers };
+  return {
+    keepAliveStreams: a.keepAliveStreams - b.keepAliveStreams,
+    watchStreams: a.watchStreams - b.watchStreams,
+    watchers: a.watchers - b.watchers,
+  };
 }

@@ -45,7 +45,10 @@ export interface Interleaved {
  * each path's predecessor, and with it whatever that one leaves running). A path that resolves a number
  * measured itself (it had setup to do first); otherwise its whole run is timed.
  */
-export async function interleave(paths: Record<string, () => Promise<number | void>>, options: { rounds: number; warmup: number }): Promise<Interleaved> {
+export async function interleave(
+  paths: Record<string, () => Promise<number | void>>,
+  options: { rounds: number; warmup: number },
+): Promise<Interleaved> {
   const names = Object.keys(paths);
   const samples = new Map(names.map((n) => [n, [] as number[]]));
   const random = prng(names.length);

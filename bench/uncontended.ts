@@ -68,9 +68,19 @@ export async function uncontended(env: BenchEnv, sizes: UncontendedSizes): Promi
     ];
     const results: GroupResult[] = [];
     for (const [name, group] of groups) {
-      env.log(`uncontended (${name}): ${sizes.rounds} rounds of ${group.length} paths, interleaved, after ${sizes.warmup} warm-up rounds`);
+      env.log(
+        `uncontended (${name}): ${sizes.rounds} rounds of ${group.length} paths, interleaved, after ${sizes.warmup} warm-up rounds`,
+      );
       const { samples } = await interleave(Object.fromEntries(group.map((p) => [p.key, p.run])), sizes);
-      results.push({ name, paths: group.map((p) => ({ key: p.key, label: p.label, impl: p.impl, summary: summarize(samples.get(p.key)!) })) });
+      results.push({
+        name,
+        paths: group.map((p) => ({
+          key: p.key,
+          label: p.label,
+          impl: p.impl,
+          summary: summarize(samples.get(p.key)!),
+        })),
+      });
     }
     if (sizes.countTimes > 0) {
       for (const p of all) {
@@ -109,7 +119,12 @@ function paths(client: Etcd3, session: Session, prefix: string): Path[] {
         await client.delete().key(`${prefix}/floor-lease`);
       },
     },
-    { key: "raw", label: "our two transactions, sent raw (no library)", impl: "raw", run: rawTransactions(session, `${prefix}/raw`) },
+    {
+      key: "raw",
+      label: "our two transactions, sent raw (no library)",
+      impl: "raw",
+      run: rawTransactions(session, `${prefix}/raw`),
+    },
     { key: "ours-mutex", label: "Mutex lock + unlock", impl: "ours", run: async () => (await mutex.lock()).unlock() },
     {
       key: "etcd3-lock",
@@ -121,7 +136,12 @@ function paths(client: Etcd3, session: Session, prefix: string): Path[] {
         await lock.release();
       },
     },
-    { key: "ours-campaign", label: "Election campaign + resign", impl: "ours", run: async () => (await election.campaign("v")).resign() },
+    {
+      key: "ours-campaign",
+      label: "Election campaign + resign",
+      impl: "ours",
+      run: async () => (await election.campaign("v")).resign(),
+    },
     {
       key: "etcd3-campaign",
       label: "etcd3 Election campaign + wait + resign",
@@ -143,7 +163,8 @@ function rawTransactions(session: Session, name: string): () => Promise<void> {
   const ctx = contextOf(session);
   const key = ctx.keyspace.full(`${name}/${ctx.leaseHex}`);
   const head = { request_range: queueRange(ctx.keyspace, name, { limit: 1, values: false }) };
-  const call = <T>(req: object): Promise<T> => ctx.conn.call<T>("KV", "txn", req, { timeoutMs: 5000, idempotent: true, what: "raw" });
+  const call = <T>(req: object): Promise<T> =>
+    ctx.conn.call<T>("KV", "txn", req, { timeoutMs: 5000, idempotent: true, what: "raw" });
   return async () => {
     const joined = await call<{ header: { revision: string } }>({
       compare: [{ key, result: "Equal", target: "Create", create_revision: 0 }],

@@ -59,7 +59,14 @@ async function main(): Promise<void> {
   const client = new Etcd3({ hosts: endpoints });
   const election = `demo/${Date.now().toString(36)}`;
   const workers: Worker[] = [];
-  const summary: Summary = { etcd: cluster?.version ?? "yours", dataDir: cluster?.dataDir, ttlSeconds: TTL, terms, failovers: [], memberRestart: undefined };
+  const summary: Summary = {
+    etcd: cluster?.version ?? "yours",
+    dataDir: cluster?.dataDir,
+    ttlSeconds: TTL,
+    terms,
+    failovers: [],
+    memberRestart: undefined,
+  };
   const queued = async (n: number): Promise<void> => {
     for (;;) {
       if ((await client.getAll().prefix(`${election}/`).keys()).length >= n) return;
@@ -101,7 +108,11 @@ async function main(): Promise<void> {
       await sleep(2000); // let the leader renew through the restarted cluster before we look
       const kept = terms.length === termsBefore && third.term?.token === token && third.term?.toMs === undefined;
       summary.memberRestart = { member: member.name, leaderKeptTerm: kept };
-      log(kept ? `==> ${third.id} kept its term (token ${token}) through the member's restart` : `!!! the leader changed during the member's restart`);
+      log(
+        kept
+          ? `==> ${third.id} kept its term (token ${token}) through the member's restart`
+          : `!!! the leader changed during the member's restart`,
+      );
     }
   } finally {
     log("stopping the workers (SIGTERM once each) and etcd");
@@ -136,10 +147,22 @@ function nextLeader(workers: Worker[], previous: Worker | undefined): Promise<Wo
 
 function startWorker(id: string, endpoints: string[], election: string): Worker {
   const child = spawn(process.execPath, ["--import", "tsx", WORKER], {
-    env: { ...process.env, WORKER_ID: id, ETCD_ENDPOINTS: endpoints.join(","), ELECTION: election, TTL: String(TTL), PORT: "" },
+    env: {
+      ...process.env,
+      WORKER_ID: id,
+      ETCD_ENDPOINTS: endpoints.join(","),
+      ELECTION: election,
+      TTL: String(TTL),
+      PORT: "",
+    },
     stdio: ["ignore", "pipe", "inherit"],
   });
-  const worker: Worker = { id, child, term: undefined, exited: new Promise((resolve) => child.once("exit", () => resolve())) };
+  const worker: Worker = {
+    id,
+    child,
+    term: undefined,
+    exited: new Promise((resolve) => child.once("exit", () => resolve())),
+  };
   const end = (how: string): void => {
     if (!worker.term || worker.term.toMs !== undefined) return;
     worker.term.toMs = at();
@@ -154,7 +177,10 @@ function startWorker(id: string, endpoints: string[], election: string): Worker 
     }
     const { msg, worker: _w, time: _t, level, election: _e, identity: _i, ...rest } = entry;
     if (rest.err && typeof rest.err === "object") rest.err = (rest.err as { message?: unknown }).message; // the demo shows what, not where
-    if (msg !== "leader is") log(`   [${id}] ${level === "warn" || level === "error" ? `${String(level)}: ` : ""}${msg ?? ""}${Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : ""}`);
+    if (msg !== "leader is")
+      log(
+        `   [${id}] ${level === "warn" || level === "error" ? `${String(level)}: ` : ""}${msg ?? ""}${Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : ""}`,
+      );
     if (msg === "started leading") {
       worker.term = { worker: id, token: String(entry.token), fromMs: at() };
       terms.push(worker.term);
@@ -174,10 +200,16 @@ function printSummary(summary: Summary): void {
   const seconds = (ms: number | undefined): string => (ms === undefined ? "" : (ms / 1000).toFixed(2));
   console.log("\nTerms (one leader at a time; tokens rise):\n");
   console.log("| worker | token | from s | to s | ended |\n| --- | ---: | ---: | ---: | --- |");
-  for (const t of summary.terms) console.log(`| ${t.worker} | ${t.token} | ${seconds(t.fromMs)} | ${seconds(t.toMs)} | ${t.ended ?? "leading at the end"} |`);
+  for (const t of summary.terms)
+    console.log(
+      `| ${t.worker} | ${t.token} | ${seconds(t.fromMs)} | ${seconds(t.toMs)} | ${t.ended ?? "leading at the end"} |`,
+    );
   console.log("\n| failover after | ms |\n| --- | ---: |");
   for (const f of summary.failovers) console.log(`| ${f.after} | ${f.ms} |`);
-  if (summary.memberRestart) console.log(`\netcd member ${summary.memberRestart.member} restarted; the leader kept its term: ${summary.memberRestart.leaderKeptTerm ? "yes" : "no"}\n`);
+  if (summary.memberRestart)
+    console.log(
+      `\netcd member ${summary.memberRestart.member} restarted; the leader kept its term: ${summary.memberRestart.leaderKeptTerm ? "yes" : "no"}\n`,
+    );
 }
 
 await main();

@@ -11,7 +11,10 @@ import { join } from "node:path";
  */
 function etcdBinary(): string {
   if (process.env.ETCD_BIN) return process.env.ETCD_BIN;
-  const caches = ["/var/cache/etcd-election", join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "etcd-election")];
+  const caches = [
+    "/var/cache/etcd-election",
+    join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "etcd-election"),
+  ];
   return caches.map((dir) => join(dir, "etcd-3.5", "etcd")).find((path) => existsSync(path)) ?? "etcd";
 }
 
@@ -38,9 +41,12 @@ export interface LocalCluster {
 /** A cluster of `size` members on free loopback ports (one member: a single node). */
 export async function startLocalCluster(size: number, log: (msg: string) => void): Promise<LocalCluster> {
   const binary = etcdBinary();
-  const version = /etcd Version: (\S+)/.exec(execFileSync(binary, ["--version"], { encoding: "utf8" }))?.[1] ?? "(version unknown)";
+  const version =
+    /etcd Version: (\S+)/.exec(execFileSync(binary, ["--version"], { encoding: "utf8" }))?.[1] ?? "(version unknown)";
   const dir = mkdtempSync(join(tmpdir(), "etcd-election-example-"));
-  const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), peer: await freePort() })));
+  const ports = await Promise.all(
+    Array.from({ length: size }, async () => ({ client: await freePort(), peer: await freePort() })),
+  );
   const initialCluster = ports.map((p, i) => `m${i}=http://127.0.0.1:${p.peer}`).join(",");
   const processes = new Set<ChildProcess>();
   const entries = ports.map((p, i) => {
@@ -100,7 +106,9 @@ export async function startLocalCluster(size: number, log: (msg: string) => void
     stop();
     throw error;
   }
-  log(`started a throwaway etcd ${version} cluster of ${size} (${binary}) on ${members.map((m) => m.endpoint).join(", ")}`);
+  log(
+    `started a throwaway etcd ${version} cluster of ${size} (${binary}) on ${members.map((m) => m.endpoint).join(", ")}`,
+  );
   return { endpoints: members.map((m) => m.endpoint), dataDir: dir, members, version, stop };
 }
 

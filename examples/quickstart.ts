@@ -39,7 +39,10 @@ async function main(): Promise<void> {
     log(`${first.id} leads with fencing token ${first.term.token}`);
 
     // Writes made under the term are fenced: they commit only while this term still holds.
-    await first.term.txn().then(clients[0]!.put("quickstart/config").value(`written by ${first.id}`)).commit();
+    await first.term
+      .txn()
+      .then(clients[0]!.put("quickstart/config").value(`written by ${first.id}`))
+      .commit();
     log(`${first.id} wrote quickstart/config under its term`);
 
     // Crash the leader: its client goes away without resigning, keepalives stop, the lease expires.

@@ -28,15 +28,30 @@ const port = process.env.PORT ? Number(process.env.PORT) : undefined;
 
 /** One JSON object a line, pino's shape: what log collectors in Kubernetes expect. */
 const line = (level: string) => (fields: object, msg: string) =>
-  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level, worker: id, msg, ...fields }, jsonSafe)}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ time: new Date().toISOString(), level, worker: id, msg, ...fields }, jsonSafe)}\n`,
+  );
 const jsonSafe = (_key: string, value: unknown): unknown =>
-  typeof value === "bigint" ? value.toString() : value instanceof Error ? { message: value.message, code: (value as { code?: unknown }).code, stack: value.stack } : value;
+  typeof value === "bigint"
+    ? value.toString()
+    : value instanceof Error
+      ? { message: value.message, code: (value as { code?: unknown }).code, stack: value.stack }
+      : value;
 const logger: Logger = { debug: () => {}, info: line("info"), warn: line("warn"), error: line("error") };
 
-const file = (variable: string): Buffer | undefined => (process.env[variable] ? readFileSync(process.env[variable]) : undefined);
+const file = (variable: string): Buffer | undefined =>
+  process.env[variable] ? readFileSync(process.env[variable]) : undefined;
 const ca = file("ETCD_CA_FILE");
-const credentials: IOptions["credentials"] = ca && { rootCertificate: ca, certChain: file("ETCD_CERT_FILE"), privateKey: file("ETCD_KEY_FILE") };
-const client = new Etcd3({ hosts, credentials, grpcOptions: { "grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000 } });
+const credentials: IOptions["credentials"] = ca && {
+  rootCertificate: ca,
+  certChain: file("ETCD_CERT_FILE"),
+  privateKey: file("ETCD_KEY_FILE"),
+};
+const client = new Etcd3({
+  hosts,
+  credentials,
+  grpcOptions: { "grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000 },
+});
 
 // The first SIGTERM (what Kubernetes sends) or Ctrl-C hands over: resign, let the work return, exit.
 // A second one exits at once, for an operator who will not wait (the lease then runs out on its own).

@@ -42,7 +42,8 @@ export function attachContext(session: object, context: SessionContext): void {
 
 /** The context of a Session; InvalidArgumentError for anything else. */
 export function contextOf(session: unknown): SessionContext {
-  const context = session !== null && typeof session === "object" ? (session as { [CONTEXT]?: SessionContext })[CONTEXT] : undefined;
+  const context =
+    session !== null && typeof session === "object" ? (session as { [CONTEXT]?: SessionContext })[CONTEXT] : undefined;
   if (!context) throw new InvalidArgumentError("expected a Session (await Session.create(client, { ttl }))");
   return context;
 }

@@ -107,7 +107,8 @@ export abstract class Holding {
       const { compare, success, failure, callOptions } = await builderContents(builder);
       const [guard, ...theirs] = compare;
       const deadline = callOptions?.deadline;
-      const timeoutMs = deadline === undefined ? this.#ctx.callTimeoutMs : Math.max(0, new Date(deadline).getTime() - Date.now());
+      const timeoutMs =
+        deadline === undefined ? this.#ctx.callTimeoutMs : Math.max(0, new Date(deadline).getTime() - Date.now());
       // The caller's transaction runs nested inside ours, and only if our guard holds.
       const res = await this.#ctx.conn.call<ITxnResponse>(
         "KV",
@@ -184,7 +185,11 @@ export abstract class Holding {
   async #recheck(): Promise<void> {
     if (this.#ended) return;
     try {
-      const res = await range(this.#ctx, { key: this.#ctx.keyspace.full(this.key), keys_only: true }, `check ${this.key}`);
+      const res = await range(
+        this.#ctx,
+        { key: this.#ctx.keyspace.full(this.key), keys_only: true },
+        `check ${this.key}`,
+      );
       const kv = res.kvs[0];
       if (!kv || BigInt(kv.create_revision) !== this.token) this.#end(this.#lost(`our key ${this.key} is gone`));
     } catch (err) {

@@ -3,7 +3,14 @@ import { EventEmitter } from "eventemitter3";
 import { linkedController, onAbort, raceAbort, sleep } from "./common/abort.js";
 import { now, timerIn, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
-import { DEFAULT_MAX_VALUE_BYTES, toValueBuffer, validateName, validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
+import {
+  DEFAULT_MAX_VALUE_BYTES,
+  toValueBuffer,
+  validateName,
+  validateSignal,
+  validateTimeout,
+  validateTtl,
+} from "./common/validate.js";
 import { contextOf } from "./context.js";
 import { Election } from "./election.js";
 import { toElectionError } from "./etcd/errors.js";
@@ -139,24 +146,32 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   constructor(options: LeaderElectorOptions) {
     super();
     const o = options as Partial<LeaderElectorOptions> | undefined;
-    if (!o || typeof o !== "object") throw new InvalidArgumentError("LeaderElector needs options: { client or session, name, identity, onStartedLeading }");
+    if (!o || typeof o !== "object")
+      throw new InvalidArgumentError(
+        "LeaderElector needs options: { client or session, name, identity, onStartedLeading }",
+      );
     if (o.session && o.client) throw new InvalidArgumentError("give LeaderElector either client or session, not both");
     if (o.session) contextOf(o.session);
     else if (o.client) openDoor(o.client);
     else throw new InvalidArgumentError("LeaderElector needs a client (an etcd3 client) or a session");
     if (typeof o.onStartedLeading !== "function") throw new InvalidArgumentError("onStartedLeading must be a function");
     for (const cb of ["onStoppedLeading", "onNewLeader"] as const) {
-      if (o[cb] !== undefined && typeof o[cb] !== "function") throw new InvalidArgumentError(`${cb} must be a function`);
+      if (o[cb] !== undefined && typeof o[cb] !== "function")
+        throw new InvalidArgumentError(`${cb} must be a function`);
     }
     if (typeof o.identity !== "string") throw new InvalidArgumentError("identity must be a string");
     toValueBuffer(o.identity, "identity", o.session ? contextOf(o.session).maxValueBytes : DEFAULT_MAX_VALUE_BYTES);
     this.name = validateName(o.name, "election name");
     this.identity = o.identity;
     if (o.session && (o.ttl !== undefined || o.callTimeoutMs !== undefined)) {
-      throw new InvalidArgumentError("ttl and callTimeoutMs belong to the session: set them on Session.create when you pass a session");
+      throw new InvalidArgumentError(
+        "ttl and callTimeoutMs belong to the session: set them on Session.create when you pass a session",
+      );
     }
     this.#ttl = o.session ? o.session.ttl : validateTtl(o.ttl ?? 10);
-    this.#callTimeoutMs = o.session ? contextOf(o.session).callTimeoutMs : (validateTimeout(o.callTimeoutMs, "callTimeoutMs") ?? 5000);
+    this.#callTimeoutMs = o.session
+      ? contextOf(o.session).callTimeoutMs
+      : (validateTimeout(o.callTimeoutMs, "callTimeoutMs") ?? 5000);
     this.#logger = withFields(toLogger(o.logger, consoleLogger), { election: this.name, identity: this.identity });
     this.#options = options;
   }
@@ -245,7 +260,9 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
           this.#logger.warn({ err: error }, "leader election failed; trying again");
         }
         this.#setState("idle");
-        backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 200, maxDelay: this.#ttl * 1000 }).next();
+        backoff = backoff
+          ? backoff.next(undefined)
+          : new ExponentialBackoff({ initialDelay: 200, maxDelay: this.#ttl * 1000 }).next();
         await sleep(backoff.duration, stop).catch(() => {});
       }
     }
@@ -258,10 +275,17 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     if (this.#options.session) throw this.#options.session.signal.reason;
     if (current) void this.#track(current.close()); // a lost session of ours: let go of what it still holds locally
     this.#session = undefined;
-    const creating = Session.create(this.#options.client!, { ttl: this.#ttl, callTimeoutMs: this.#callTimeoutMs, logger: this.#logger });
+    const creating = Session.create(this.#options.client!, {
+      ttl: this.#ttl,
+      callTimeoutMs: this.#callTimeoutMs,
+      logger: this.#logger,
+    });
     const session = await this.#untilStop(creating, stop);
     if (!session) {
-      void creating.then((late) => late.close(), () => {}); // a grant that comes after the stop is revoked
+      void creating.then(
+        (late) => late.close(),
+        () => {},
+      ); // a grant that comes after the stop is revoked
       throw stop.reason;
     }
     this.#session = session;
@@ -283,7 +307,12 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
       if (!term) {
         // Stopped while campaigning: the campaign removes its key (confirmed) before it settles; a
         // term won in the meantime is resigned at once.
-        void this.#track(campaign.then((late) => late.resign(), () => {}));
+        void this.#track(
+          campaign.then(
+            (late) => late.resign(),
+            () => {},
+          ),
+        );
         return;
       }
       this.#won(term);
@@ -309,7 +338,8 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     this.#term = term;
     this.#counters.termsLed++;
     this.#leadingSince = now();
-    if (term.predecessorGoneAt !== undefined) this.#lastFailoverMs = Math.round((now() - term.predecessorGoneAt) * 10) / 10;
+    if (term.predecessorGoneAt !== undefined)
+      this.#lastFailoverMs = Math.round((now() - term.predecessorGoneAt) * 10) / 10;
     this.#setState("leading");
     this.#logger.info({ token: term.token.toString(), key: term.key }, "started leading");
   }
@@ -324,14 +354,21 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
         this.#counters.workFailures++;
         failure = new WorkFailed(err);
         this.#record(failure);
-        this.#logger.error({ err, token: term.token.toString() }, "onStartedLeading threw; resigning, then campaigning again");
+        this.#logger.error(
+          { err, token: term.token.toString() },
+          "onStartedLeading threw; resigning, then campaigning again",
+        );
         controller.abort(failure);
       });
     this.#work = work;
     await new Promise<void>((resolve) => onAbort(controller.signal, () => resolve()));
     dispose();
     if (stop.aborted) this.#setState("stopping");
-    else if (!failure) this.#logger.warn({ token: term.token.toString(), err: term.signal.reason as unknown }, "stopped leading: the term ended");
+    else if (!failure)
+      this.#logger.warn(
+        { token: term.token.toString(), err: term.signal.reason as unknown },
+        "stopped leading: the term ended",
+      );
     // Step down: resign (confirmed by etcd, or the session ends). After a stop it is bounded by #shutdown.
     const resigning = term.resign();
     if (stop.aborted) void this.#track(resigning);
@@ -347,7 +384,10 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     const since = now();
     const warn = (): void => {
       timer = timerIn(this.#ttl * 1000, () => {
-        this.#logger.warn({ waitingMs: Math.round(now() - since) }, "the last term's onStartedLeading has not returned after its term ended; not campaigning until it does");
+        this.#logger.warn(
+          { waitingMs: Math.round(now() - since) },
+          "the last term's onStartedLeading has not returned after its term ended; not campaigning until it does",
+        );
         warn();
       });
     };
@@ -373,11 +413,16 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     if (!(await this.#settleBy([...this.#inflight], releaseBy))) {
       this.#logger[own ? "warn" : "error"](
         {},
-        own ? "resign not confirmed in time; closing the session revokes the lease" : "resign not confirmed in time; our key stays until the session ends",
+        own
+          ? "resign not confirmed in time; closing the session revokes the lease"
+          : "resign not confirmed in time; our key stays until the session ends",
       );
     }
     if (this.#work && !(await this.#settleBy([this.#work], releaseBy))) {
-      this.#logger.warn({}, "onStartedLeading has not returned after the stop; run() resolves anyway (its term has ended)");
+      this.#logger.warn(
+        {},
+        "onStartedLeading has not returned after the stop; run() resolves anyway (its term has ended)",
+      );
     }
     if (own) await own.close();
     this.#session = undefined;

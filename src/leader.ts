@@ -13,10 +13,16 @@ export interface Leader {
 }
 
 /** The leader of `name` (the oldest key of its queue) and the revision it was read at, linearizably. */
-export async function readLeader(ctx: SessionContext, name: string): Promise<{ leader: Leader | undefined; revision: bigint }> {
+export async function readLeader(
+  ctx: SessionContext,
+  name: string,
+): Promise<{ leader: Leader | undefined; revision: bigint }> {
   const { entries, revision } = await readQueue(ctx, name, { limit: 1, values: true });
   const head = entries[0];
-  return { leader: head && { key: head.key, value: head.value!, token: head.createRevision, leaseId: head.lease! }, revision };
+  return {
+    leader: head && { key: head.key, value: head.value!, token: head.createRevision, leaseId: head.lease! },
+    revision,
+  };
 }
 
 /** Same leader, same value: nothing to tell. */

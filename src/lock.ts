@@ -43,13 +43,19 @@ export abstract class LockPrimitive extends Primitive {
   protected async take(value: Buffer, policy: QueuePolicy, options: LockOptions): Promise<Lock> {
     const timeoutMs = validateTimeout(options.timeoutMs, "timeoutMs");
     const given = validateSignal(options.signal);
-    const { signal, dispose } = withTimeout(given, timeoutMs, () => new LockTimeoutError(`${this.kind} "${this.name}" not acquired within ${timeoutMs} ms`));
+    const { signal, dispose } = withTimeout(
+      given,
+      timeoutMs,
+      () => new LockTimeoutError(`${this.kind} "${this.name}" not acquired within ${timeoutMs} ms`),
+    );
     try {
       signal?.throwIfAborted();
       assertUsable(this.context);
       const line = this.context.names.line(this.name, this.kind);
       const leave = line.tryEnter() ?? (await line.enter(signal));
-      const ticket = await this.#inLine(leave, () => acquire(this.context, this.name, value, policy, { signal, vanished: this.#vanished }));
+      const ticket = await this.#inLine(leave, () =>
+        acquire(this.context, this.name, value, policy, { signal, vanished: this.#vanished }),
+      );
       return Lock.of(this.context, ticket, leave);
     } finally {
       dispose();
@@ -61,7 +67,9 @@ export abstract class LockPrimitive extends Primitive {
     assertUsable(this.context);
     const leave = this.context.names.line(this.name, this.kind).tryEnter();
     if (!leave) return undefined;
-    const ticket = await this.#inLine(leave, () => tryAcquire(this.context, this.name, value, policy, { vanished: this.#vanished }));
+    const ticket = await this.#inLine(leave, () =>
+      tryAcquire(this.context, this.name, value, policy, { vanished: this.#vanished }),
+    );
     if (ticket) return Lock.of(this.context, ticket, leave);
     leave();
     return undefined;

@@ -12,7 +12,11 @@ import { readLeader, sameLeader, type Leader } from "./leader.js";
  * leader cost nothing. A stalled or resumed watch can delay an item but never falsify one. The consumer
  * pulls: while it is busy, changes merge into the newest state.
  */
-export async function* observeLeader(ctx: SessionContext, name: string, userSignal: AbortSignal | undefined): AsyncGenerator<Leader | undefined, void, undefined> {
+export async function* observeLeader(
+  ctx: SessionContext,
+  name: string,
+  userSignal: AbortSignal | undefined,
+): AsyncGenerator<Leader | undefined, void, undefined> {
   // It needs no lease, so it goes on through a lost session; but it ends when the session is closed,
   // so nothing of it outlives the session.
   ctx.closed.throwIfAborted();
@@ -29,7 +33,9 @@ export async function* observeLeader(ctx: SessionContext, name: string, userSign
   // leader when nobody leads (or, after missed events, with a key older than the leader's).
   const mayChangeLeader = (e: KeyEvent): boolean =>
     inQueue(name, e.key) &&
-    (current === undefined ? e.type === "put" : e.key === current.key || (e.type === "put" && e.createRevision < current.token));
+    (current === undefined
+      ? e.type === "put"
+      : e.key === current.key || (e.type === "put" && e.createRevision < current.token));
   let watch: KeyWatch | undefined;
   let last: Leader | undefined;
   let emitted = false;
@@ -52,10 +58,15 @@ export async function* observeLeader(ctx: SessionContext, name: string, userSign
       const read = await retryUntilAborted(() => readLeader(ctx, name), signal, ctx.logger);
       current = read.leader;
       // The watch starts right after the first read, so no change after it is missed.
-      watch ??= new KeyWatch(ctx, { prefix: `${name}/` }, { startRevision: read.revision + 1n, resyncMs: ctx.resyncMs() }, {
-        event: (e) => mayChangeLeader(e) && poke(),
-        resync: poke,
-      });
+      watch ??= new KeyWatch(
+        ctx,
+        { prefix: `${name}/` },
+        { startRevision: read.revision + 1n, resyncMs: ctx.resyncMs() },
+        {
+          event: (e) => mayChangeLeader(e) && poke(),
+          resync: poke,
+        },
+      );
       const { leader } = read;
       if (emitted && (sameLeader(leader, last) || (leader && last && leader.token < last.token))) continue;
       last = leader;

@@ -4,7 +4,6 @@ import { LockPrimitive, runLocked, type Lock, type LockOptions } from "./lock.js
 import { semaphorePolicy, type QueueEntry, type QueuePolicy } from "./queue/policies.js";
 import type { Session } from "./session.js";
 
-
 /**
  * At most `limit` holders of `<name>/` at once, granted FIFO by create revision. The limit travels in
  * every permit key's value, so participants that disagree about it fail clearly instead of overfilling.
@@ -50,7 +49,9 @@ export function checkLimits(name: string, limit: number, entries: QueueEntry[]):
       theirs = undefined;
     }
     if (theirs !== limit) {
-      throw new LimitMismatchError(`semaphore "${name}": key ${e.key} was queued with limit ${JSON.stringify(theirs)}, this participant uses ${limit}`);
+      throw new LimitMismatchError(
+        `semaphore "${name}": key ${e.key} was queued with limit ${JSON.stringify(theirs)}, this participant uses ${limit}`,
+      );
     }
   }
 }

@@ -76,7 +76,14 @@ export class Session extends EventEmitter<SessionEvents> {
     const keyspace = new Keyspace(openDoor(client).prefix);
     const lease = new LeaseKeeper(
       conn,
-      { leaseId: granted.id.toString(), ttl: granted.ttl, sentAt: granted.sentAt, minMarginMs: options.marginMs, callTimeoutMs, logger },
+      {
+        leaseId: granted.id.toString(),
+        ttl: granted.ttl,
+        sentAt: granted.sentAt,
+        minMarginMs: options.marginMs,
+        callTimeoutMs,
+        logger,
+      },
       {
         renewed: (roundTripMs) => this.emit("renewed", roundTripMs),
         suspended: () => this.emit("suspended"),
@@ -116,7 +123,8 @@ export class Session extends EventEmitter<SessionEvents> {
     const callTimeoutMs = validateTimeout(options.callTimeoutMs, "callTimeoutMs") ?? 5000;
     const marginMs = validateTimeout(options.marginMs, "marginMs") ?? 250;
     const maxValueBytes = validateByteLimit(options.maxValueBytes);
-    if (marginMs >= ttl * 1000) throw new InvalidArgumentError(`marginMs (${marginMs}) must be shorter than the TTL (${ttl * 1000} ms)`);
+    if (marginMs >= ttl * 1000)
+      throw new InvalidArgumentError(`marginMs (${marginMs}) must be shorter than the TTL (${ttl * 1000} ms)`);
     const baseLogger = toLogger(options.logger, silentLogger);
     signal?.throwIfAborted();
 

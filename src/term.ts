@@ -44,7 +44,9 @@ export class Term extends Holding {
       `proclaim on ${this.key}`,
     );
     if (!res.succeeded) {
-      const err = new NotLeaderError("not the leader: proclaim refused by etcd, the key is gone or belongs to a newer term");
+      const err = new NotLeaderError(
+        "not the leader: proclaim refused by etcd, the key is gone or belongs to a newer term",
+      );
       this.abandon(err);
       throw err;
     }

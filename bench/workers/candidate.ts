@@ -34,7 +34,8 @@ if (config.candidate === "etcd3-election") {
   const session = await Session.create(client, { ttl: config.ttl });
   close = () => session.close();
   const election = new Election(session, config.name);
-  join = () => void election.campaign(config.identity).then(elected, (err: unknown) => emit("lost", { message: String(err) }));
+  join = () =>
+    void election.campaign(config.identity).then(elected, (err: unknown) => emit("lost", { message: String(err) }));
 }
 
 createInterface({ input: process.stdin }).on("line", (line) => {

@@ -14,7 +14,12 @@ export interface WorkerConfig {
   /** The candidate worker's kind of candidate. */
   candidate?: "ours-election" | "etcd3-election";
   /** The scale worker's part and sizes. */
-  scale?: { part: "locks" | "campaigns" | "waiters"; sizes: import("../scale.js").ScaleSizes; metricsEndpoint: string; quick: boolean };
+  scale?: {
+    part: "locks" | "campaigns" | "waiters";
+    sizes: import("../scale.js").ScaleSizes;
+    metricsEndpoint: string;
+    quick: boolean;
+  };
 }
 
 export type WorkerEventType = "ready" | "elected" | "lost" | "warning" | "exiting" | "result" | "resigned";

@@ -9,7 +9,13 @@ import type { SessionState } from "../session.js";
 export type ObservedElector = Pick<LeaderElector, "name" | "isLeader" | "metrics" | "on" | "off">;
 
 // Written as records so that a state added to the union fails to compile here until it is listed.
-const electorStates: Record<ElectorState, true> = { idle: true, campaigning: true, leading: true, stopping: true, stopped: true };
+const electorStates: Record<ElectorState, true> = {
+  idle: true,
+  campaigning: true,
+  leading: true,
+  stopping: true,
+  stopped: true,
+};
 const sessionStates: Record<SessionState, true> = { connected: true, suspended: true, lost: true, closed: true };
 
 /** Every state an elector can be in: one series each, 1 for the current state (the Prometheus enum idiom). */

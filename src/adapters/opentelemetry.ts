@@ -42,7 +42,8 @@ export interface OpenTelemetryOptions {
  */
 export function instrument(elector: ObservedElector, options: OpenTelemetryOptions): () => void {
   const { meter, attributes = {} } = options ?? ({} as Partial<OpenTelemetryOptions>);
-  if (!meter || typeof meter.createCounter !== "function") throw new InvalidArgumentError("instrument needs { meter }: an OpenTelemetry Meter");
+  if (!meter || typeof meter.createCounter !== "function")
+    throw new InvalidArgumentError("instrument needs { meter }: an OpenTelemetry Meter");
   const attrs: Attributes = { ...attributes, "etcd_election.name": elector.name };
 
   const leader = meter.createObservableGauge("etcd_election.leader.status", {
@@ -52,13 +53,18 @@ export function instrument(elector: ObservedElector, options: OpenTelemetryOptio
     description: "1 for the elector's current state (idle, campaigning, leading, stopping, stopped), 0 for the others",
   });
   const sessionState = meter.createObservableGauge("etcd_election.session.state", {
-    description: "1 for the state of the elector's session (connected, suspended, lost, closed); all 0 between sessions",
+    description:
+      "1 for the state of the elector's session (connected, suspended, lost, closed); all 0 between sessions",
   });
   const lastFailover = meter.createObservableGauge("etcd_election.last_failover", {
-    description: "From the previous leader's key gone to this process leading, for the last term won after another leader",
+    description:
+      "From the previous leader's key gone to this process leading, for the last term won after another leader",
     unit: "s",
   });
-  const terms = meter.createCounter("etcd_election.terms", { description: "Terms this process has led", unit: "{term}" });
+  const terms = meter.createCounter("etcd_election.terms", {
+    description: "Terms this process has led",
+    unit: "{term}",
+  });
   const failures = meter.createCounter("etcd_election.failures", {
     description: "Failures to reach etcd the elector handled (it retries), by error code",
     unit: "{failure}",
@@ -83,8 +89,10 @@ export function instrument(elector: ObservedElector, options: OpenTelemetryOptio
   const observe: BatchObservableCallback = (result) => {
     const m = elector.metrics();
     result.observe(leader, elector.isLeader() ? 1 : 0, attrs);
-    for (const s of ELECTOR_STATES) result.observe(state, s === m.state ? 1 : 0, { ...attrs, "etcd_election.state": s });
-    for (const s of SESSION_STATES) result.observe(sessionState, s === m.sessionState ? 1 : 0, { ...attrs, "etcd_election.session.state": s });
+    for (const s of ELECTOR_STATES)
+      result.observe(state, s === m.state ? 1 : 0, { ...attrs, "etcd_election.state": s });
+    for (const s of SESSION_STATES)
+      result.observe(sessionState, s === m.sessionState ? 1 : 0, { ...attrs, "etcd_election.session.state": s });
     if (m.lastFailoverMs !== undefined) result.observe(lastFailover, m.lastFailoverMs / 1000, attrs);
   };
   meter.addBatchObservableCallback(observe, observables);

@@ -80,12 +80,16 @@ const RESERVED = new Set(["name", "state", "code", "le", "quantile"]);
  */
 export function registerMetrics(elector: ObservedElector, options: PrometheusOptions): () => void {
   const { registry, prefix = "etcd_election_", labels: extra = {} } = options ?? ({} as Partial<PrometheusOptions>);
-  if (!registry || typeof registry.registerMetric !== "function") throw new InvalidArgumentError("registerMetrics needs { registry }: a prom-client Registry");
+  if (!registry || typeof registry.registerMetric !== "function")
+    throw new InvalidArgumentError("registerMetrics needs { registry }: a prom-client Registry");
   if (typeof prefix !== "string" || (prefix !== "" && !/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix))) {
-    throw new InvalidArgumentError(`prefix must be a valid start of a Prometheus metric name, got ${JSON.stringify(prefix)}`);
+    throw new InvalidArgumentError(
+      `prefix must be a valid start of a Prometheus metric name, got ${JSON.stringify(prefix)}`,
+    );
   }
   for (const [key, value] of Object.entries(extra)) {
-    if (!LABEL_NAME.test(key) || key.startsWith("__") || RESERVED.has(key)) throw new InvalidArgumentError(`label name ${JSON.stringify(key)} is not allowed`);
+    if (!LABEL_NAME.test(key) || key.startsWith("__") || RESERVED.has(key))
+      throw new InvalidArgumentError(`label name ${JSON.stringify(key)} is not allowed`);
     if (typeof value !== "string") throw new InvalidArgumentError(`label ${key} must be a string`);
   }
   const labels: Labels = { name: elector.name, ...extra };
@@ -94,7 +98,9 @@ export function registerMetrics(elector: ObservedElector, options: PrometheusOpt
   const family = familyFor(registry, prefix, labelNames);
   for (const [other, theirs] of family.members) {
     if (other === elector || sameLabels(theirs, labels)) {
-      throw new InvalidArgumentError(`metrics for election "${elector.name}" with these labels are already registered under "${prefix}"`);
+      throw new InvalidArgumentError(
+        `metrics for election "${elector.name}" with these labels are already registered under "${prefix}"`,
+      );
     }
   }
   family.members.set(elector, labels);
@@ -127,7 +133,8 @@ export function registerMetrics(elector: ObservedElector, options: PrometheusOpt
     elector.off("failure", failure);
     elector.off("renewed", renewed);
     family.members.delete(elector);
-    for (const metric of [family.terms, family.workFailures, family.campaignWait, family.roundTrip]) metric.remove(labels);
+    for (const metric of [family.terms, family.workFailures, family.campaignWait, family.roundTrip])
+      metric.remove(labels);
     for (const code of failureCodes) family.failures.remove({ ...labels, code });
     if (family.members.size === 0) {
       for (const suffix of Object.values(NAMES)) registry.removeSingleMetric(prefix + suffix);
@@ -142,18 +149,26 @@ function familyFor(registry: Registry<RegistryContentType>, prefix: string, labe
   const existing = byPrefix.get(prefix);
   if (existing) {
     if (existing.labelNames.join() !== labelNames.join()) {
-      throw new InvalidArgumentError(`electors sharing the prefix "${prefix}" need the same label names: [${existing.labelNames.join(", ")}], got [${labelNames.join(", ")}]`);
+      throw new InvalidArgumentError(
+        `electors sharing the prefix "${prefix}" need the same label names: [${existing.labelNames.join(", ")}], got [${labelNames.join(", ")}]`,
+      );
     }
     return existing;
   }
   for (const suffix of Object.values(NAMES)) {
-    if (registry.getSingleMetric(prefix + suffix)) throw new InvalidArgumentError(`the registry already has a metric named ${prefix + suffix}`);
+    if (registry.getSingleMetric(prefix + suffix))
+      throw new InvalidArgumentError(`the registry already has a metric named ${prefix + suffix}`);
   }
   const members = new Map<ObservedElector, Labels>();
   const registers = [registry];
   const withState = [...labelNames, "state"];
   /** A gauge per state, 1 for the elector's current one and 0 for the others, read at scrape time. */
-  const oneHot = (name: string, help: string, states: readonly string[], current: (elector: ObservedElector) => string | undefined): Gauge =>
+  const oneHot = (
+    name: string,
+    help: string,
+    states: readonly string[],
+    current: (elector: ObservedElector) => string | undefined,
+  ): Gauge =>
     new Gauge({
       name,
       help,

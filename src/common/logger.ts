@@ -31,7 +31,9 @@ export function toLogger(option: unknown, fallback: Logger): Logger {
   if (option === false) return silentLogger;
   const l = option as Logger | null;
   if (!l || typeof l !== "object" || LEVELS.some((level) => typeof (l as Partial<Logger>)[level] !== "function")) {
-    throw new InvalidArgumentError("logger must have debug, info, warn and error methods taking (fields, message), as pino's do, or be false");
+    throw new InvalidArgumentError(
+      "logger must have debug, info, warn and error methods taking (fields, message), as pino's do, or be false",
+    );
   }
   return withFields(l, {});
 }

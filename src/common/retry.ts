@@ -8,7 +8,11 @@ import type { Logger } from "./logger.js";
  * with backoff until they succeed or `signal` aborts (the session's deadline aborts it if etcd stays
  * away too long). Other errors (no permission, a limit mismatch...) are final: retrying cannot help.
  */
-export async function retryUntilAborted<T>(read: () => Promise<T>, signal: AbortSignal | undefined, logger: Logger): Promise<T> {
+export async function retryUntilAborted<T>(
+  read: () => Promise<T>,
+  signal: AbortSignal | undefined,
+  logger: Logger,
+): Promise<T> {
   let backoff: IBackoff<unknown> | undefined;
   for (let attempt = 1; ; attempt++) {
     try {

@@ -14,7 +14,9 @@ export const DEFAULT_MAX_VALUE_BYTES = 1.5 * 1024 * 1024 - 8 * 1024;
 
 export function validateTtl(ttl: unknown): number {
   if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl < 1 || ttl > MAX_TTL_SECONDS) {
-    throw new InvalidArgumentError(`ttl must be a whole number of seconds from 1 to ${MAX_TTL_SECONDS}, got ${describe(ttl)}`);
+    throw new InvalidArgumentError(
+      `ttl must be a whole number of seconds from 1 to ${MAX_TTL_SECONDS}, got ${describe(ttl)}`,
+    );
   }
   return ttl;
 }
@@ -26,14 +28,18 @@ export function validateTtl(ttl: unknown): number {
  */
 export function validateName(name: unknown, what = "name"): string {
   const bad = (why: string): never => {
-    throw new InvalidArgumentError(`${what} ${why}, got ${typeof name === "string" ? JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}...` : name) : typeof name}`);
+    throw new InvalidArgumentError(
+      `${what} ${why}, got ${typeof name === "string" ? JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}...` : name) : typeof name}`,
+    );
   };
   if (typeof name !== "string" || name.length === 0) return bad("must be a non-empty string");
   if (name.trim() !== name) return bad("must not start or end with whitespace");
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) return bad(`must be at most ${MAX_NAME_BYTES} bytes of UTF-8 (it has ${Buffer.byteLength(name)})`);
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES)
+    return bad(`must be at most ${MAX_NAME_BYTES} bytes of UTF-8 (it has ${Buffer.byteLength(name)})`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(name)) return bad("must not contain control characters (NUL, newline...)");
-  if (name.startsWith("/") || name.endsWith("/")) return bad('must not start or end with "/" (keys are "<name>/<lease id>")');
+  if (name.startsWith("/") || name.endsWith("/"))
+    return bad('must not start or end with "/" (keys are "<name>/<lease id>")');
   if (name.includes("//")) return bad('must not contain "//" (an empty segment)');
   return name;
 }
@@ -45,7 +51,9 @@ export function toValueBuffer(value: unknown, what: string, maxBytes: number): B
   else if (value instanceof Uint8Array) buf = Buffer.from(value);
   else throw new InvalidArgumentError(`${what} must be a string, Buffer or Uint8Array, got ${describe(value)}`);
   if (buf.length > maxBytes) {
-    throw new InvalidArgumentError(`${what} must be at most ${maxBytes} bytes (the session's maxValueBytes), got ${buf.length}`);
+    throw new InvalidArgumentError(
+      `${what} must be at most ${maxBytes} bytes (the session's maxValueBytes), got ${buf.length}`,
+    );
   }
   return buf;
 }
@@ -54,7 +62,9 @@ export function toValueBuffer(value: unknown, what: string, maxBytes: number): B
 export function validateByteLimit(bytes: unknown): number {
   if (bytes === undefined) return DEFAULT_MAX_VALUE_BYTES;
   if (typeof bytes !== "number" || !Number.isInteger(bytes) || bytes < 1 || bytes > 2 ** 31) {
-    throw new InvalidArgumentError(`maxValueBytes must be a whole number of bytes from 1 to 2^31, got ${describe(bytes)}`);
+    throw new InvalidArgumentError(
+      `maxValueBytes must be a whole number of bytes from 1 to 2^31, got ${describe(bytes)}`,
+    );
   }
   return bytes;
 }
@@ -74,14 +84,24 @@ export function validateSignal(signal: unknown): AbortSignal | undefined {
 }
 
 const describe = (v: unknown): string =>
-  typeof v === "number" ? (Number.isNaN(v) ? "NaN" : String(v)) : typeof v === "string" ? JSON.stringify(v) : v === null ? "null" : typeof v;
+  typeof v === "number"
+    ? Number.isNaN(v)
+      ? "NaN"
+      : String(v)
+    : typeof v === "string"
+      ? JSON.stringify(v)
+      : v === null
+        ? "null"
+        : typeof v;
 
 /** A semaphore's limit: how many may hold it at once. */
 export const MAX_SEMAPHORE_LIMIT = 10_000;
 
 export function validateLimit(limit: unknown): number {
   if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 1 || limit > MAX_SEMAPHORE_LIMIT) {
-    throw new InvalidArgumentError(`semaphore limit must be a whole number from 1 to ${MAX_SEMAPHORE_LIMIT}, got ${describe(limit)}`);
+    throw new InvalidArgumentError(
+      `semaphore limit must be a whole number from 1 to ${MAX_SEMAPHORE_LIMIT}, got ${describe(limit)}`,
+    );
   }
   return limit;
 }

@@ -75,7 +75,8 @@ export class Connection {
       const endpoint = this.endpoint;
       try {
         const left = end - now();
-        if (left <= 0) throw new EtcdUnavailableError(`${options.what}: no answer from etcd within ${options.timeoutMs} ms`);
+        if (left <= 0)
+          throw new EtcdUnavailableError(`${options.what}: no answer from etcd within ${options.timeoutMs} ms`);
         const attemptMs = options.idempotent ? Math.min(left, options.timeoutMs / 2) : left;
         const metadata = this.#door.readyMetadata() ?? (await this.#metadata(attemptMs, options.what));
         return await this.#unary<Res>(endpoint, service, method, req, metadata, attemptMs);
@@ -90,22 +91,32 @@ export class Connection {
         const err = toElectionError(raw, options.what);
         if (!isTransient(err)) throw err;
         this.failed(endpoint);
-        backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 25, maxDelay: 500 }).next();
+        backoff = backoff
+          ? backoff.next(undefined)
+          : new ExponentialBackoff({ initialDelay: 25, maxDelay: 500 }).next();
         if (!options.idempotent || now() + backoff.duration >= end) throw err;
-        this.#logger.warn({ err, endpoint: endpoint.address }, `${options.what}: failed; sending it again to ${this.endpoint.address}`);
+        this.#logger.warn(
+          { err, endpoint: endpoint.address },
+          `${options.what}: failed; sending it again to ${this.endpoint.address}`,
+        );
         await sleep(backoff.duration);
       }
     }
   }
 
   /** Opens a duplex stream on the preferred endpoint; rejects with an ElectionError. */
-  async stream<Req, Res>(service: ServiceName, method: string, timeoutMs: number): Promise<{ stream: GrpcDuplex<Req, Res>; endpoint: Endpoint }> {
+  async stream<Req, Res>(
+    service: ServiceName,
+    method: string,
+    timeoutMs: number,
+  ): Promise<{ stream: GrpcDuplex<Req, Res>; endpoint: Endpoint }> {
     const endpoint = this.endpoint;
     try {
       const metadata = await this.#metadata(timeoutMs, `open ${method} stream`);
       return { stream: duplex<Req, Res>(this.#client(endpoint, service), method, metadata), endpoint };
     } catch (raw) {
-      if (this.closed) throw new ClientClosedError(`open ${method} stream: the etcd3 client was closed`, { cause: raw });
+      if (this.closed)
+        throw new ClientClosedError(`open ${method} stream: the etcd3 client was closed`, { cause: raw });
       throw toElectionError(raw, `open ${method} stream`);
     }
   }
@@ -147,10 +158,19 @@ export class Connection {
     }
   }
 
-  #unary<Res>(endpoint: Endpoint, service: ServiceName, method: string, req: object, metadata: GrpcMetadata, timeoutMs: number): Promise<Res> {
+  #unary<Res>(
+    endpoint: Endpoint,
+    service: ServiceName,
+    method: string,
+    req: object,
+    metadata: GrpcMetadata,
+    timeoutMs: number,
+  ): Promise<Res> {
     const client = this.#client(endpoint, service);
     return new Promise<Res>((resolve, reject) => {
-      unary(client, method, req, metadata, new Date(Date.now() + timeoutMs), (err, res) => (err ? reject(err) : resolve(res as Res)));
+      unary(client, method, req, metadata, new Date(Date.now() + timeoutMs), (err, res) =>
+        err ? reject(err) : resolve(res as Res),
+      );
     });
   }
 

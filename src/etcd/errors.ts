@@ -40,17 +40,29 @@ export function toElectionError(err: unknown, what: string): ElectionError {
   const message = messageOf(err);
   const code = codeOf(err);
   const say = (text: string): string => `${what}: ${text} (${message})`;
-  if (/authentication failed|invalid user ID or password/i.test(message)) return new AuthFailedError(say("etcd refused the username or password"), { cause });
+  if (/authentication failed|invalid user ID or password/i.test(message))
+    return new AuthFailedError(say("etcd refused the username or password"), { cause });
   // A TLS handshake refused (an untrusted or missing client certificate, a server certificate we do not
   // trust): no retry will change that.
-  if (/SSL alert|alert (unknown ca|bad certificate|certificate required|certificate unknown)|certificate verify failed|unable to (get local issuer|verify)|self[- ]signed certificate/i.test(message)) {
-    return new AuthFailedError(say("the TLS handshake with etcd failed: check the client certificate and the CA"), { cause });
+  if (
+    /SSL alert|alert (unknown ca|bad certificate|certificate required|certificate unknown)|certificate verify failed|unable to (get local issuer|verify)|self[- ]signed certificate/i.test(
+      message,
+    )
+  ) {
+    return new AuthFailedError(say("the TLS handshake with etcd failed: check the client certificate and the CA"), {
+      cause,
+    });
   }
-  if (code === PERMISSION_DENIED || /permission denied/i.test(message)) return new PermissionDeniedError(say("permission denied by etcd"), { cause });
-  if (/request is too large|larger than max/i.test(message) || (code === RESOURCE_EXHAUSTED && /message/i.test(message))) {
+  if (code === PERMISSION_DENIED || /permission denied/i.test(message))
+    return new PermissionDeniedError(say("permission denied by etcd"), { cause });
+  if (
+    /request is too large|larger than max/i.test(message) ||
+    (code === RESOURCE_EXHAUSTED && /message/i.test(message))
+  ) {
     return new RequestTooLargeError(say("the request is larger than etcd accepts"), { cause });
   }
-  if (/client was already closed|client was closed|Channel has been shut down/i.test(message)) return new ClientClosedError(say("the etcd3 client was closed"), { cause });
+  if (/client was already closed|client was closed|Channel has been shut down/i.test(message))
+    return new ClientClosedError(say("the etcd3 client was closed"), { cause });
   if (isTransientCode(code, message)) return new EtcdUnavailableError(say("etcd unavailable"), { cause });
   if (code === UNAUTHENTICATED) return new AuthFailedError(say("etcd refused the credentials"), { cause });
   return new EtcdError(say("etcd failed"), { cause });
@@ -63,7 +75,9 @@ function isTransientCode(code: number | undefined, message: string): boolean {
   // etcd answers a request it gave up on when our deadline passed (a linearizable read on a member just
   // restarted, a range over a long queue on a busy one) with UNKNOWN "... context deadline exceeded":
   // a timeout, not a refusal.
-  return /leader changed|no leader|request timed out|timed out|deadline exceeded|too many requests|ECONNREFUSED|ECONNRESET|No connection established/i.test(message);
+  return /leader changed|no leader|request timed out|timed out|deadline exceeded|too many requests|ECONNREFUSED|ECONNRESET|No connection established/i.test(
+    message,
+  );
 }
 
 /** Worth trying again (an idempotent call, on this or another member): etcd may answer later. */

@@ -89,7 +89,10 @@ interface Etcd3Host {
   closed: boolean;
   channelCredentials: unknown;
   channelOptions: Record<string, unknown> | undefined;
-  getServiceClient(name: string): { constructor: new (...args: unknown[]) => GrpcServiceClient; getChannel(): { constructor: new (...args: unknown[]) => GrpcChannel } };
+  getServiceClient(name: string): {
+    constructor: new (...args: unknown[]) => GrpcServiceClient;
+    getChannel(): { constructor: new (...args: unknown[]) => GrpcChannel };
+  };
 }
 
 interface Etcd3Pool {
@@ -101,7 +104,8 @@ const doors = new WeakMap<object, ClientDoor>();
 
 /** The door to `client`'s internals, checked once per client; throws InvalidClientError naming what is missing. */
 export function openDoor(client: unknown): ClientDoor {
-  if (client === null || typeof client !== "object") throw new InvalidClientError("expected an etcd3 client (new Etcd3(...)) or a namespace of one");
+  if (client === null || typeof client !== "object")
+    throw new InvalidClientError("expected an etcd3 client (new Etcd3(...)) or a namespace of one");
   const known = doors.get(client);
   if (known) return known;
   const c = client as { prefix?: unknown; pool?: Partial<Etcd3Pool>; if?: unknown; watch?: unknown };
@@ -120,7 +124,12 @@ export function openDoor(client: unknown): ClientDoor {
     missing.push("pool.authenticator");
   }
   for (const h of pool?.hosts ?? []) {
-    if (typeof h.host !== "string" || typeof h.getServiceClient !== "function" || typeof h.closed !== "boolean" || !h.channelCredentials) {
+    if (
+      typeof h.host !== "string" ||
+      typeof h.getServiceClient !== "function" ||
+      typeof h.closed !== "boolean" ||
+      !h.channelCredentials
+    ) {
       missing.push("pool.hosts[].{host,closed,channelCredentials,getServiceClient}");
       break;
     }
@@ -140,8 +149,15 @@ function makeDoor(prefix: Buffer, pool: Etcd3Pool): ClientDoor {
   const endpoints = pool.hosts.map((host): Endpoint => {
     // Built on first use: asking etcd3 for a service client creates it in the user's pool (idle, no
     // connection until the user calls), which etcd3 would do on the user's first call anyway.
-    let ctors: { service: Map<ServiceName, new (...args: unknown[]) => GrpcServiceClient>; channel: new (...args: unknown[]) => GrpcChannel } | undefined;
-    const constructors = (name: ServiceName): { service: new (...args: unknown[]) => GrpcServiceClient; channel: new (...args: unknown[]) => GrpcChannel } => {
+    let ctors:
+      | {
+          service: Map<ServiceName, new (...args: unknown[]) => GrpcServiceClient>;
+          channel: new (...args: unknown[]) => GrpcChannel;
+        }
+      | undefined;
+    const constructors = (
+      name: ServiceName,
+    ): { service: new (...args: unknown[]) => GrpcServiceClient; channel: new (...args: unknown[]) => GrpcChannel } => {
       if (host.closed) throw new ClientClosedError();
       const sample = host.getServiceClient(name);
       ctors ??= { service: new Map(), channel: sample.getChannel().constructor };
@@ -153,9 +169,13 @@ function makeDoor(prefix: Buffer, pool: Etcd3Pool): ClientDoor {
       newChannel: () => {
         const { channel } = constructors("KV");
         // A local subchannel pool: our own TCP connection, which we may reset without touching the user's.
-        return new channel(host.host, host.channelCredentials, { ...host.channelOptions, "grpc.use_local_subchannel_pool": 1 });
+        return new channel(host.host, host.channelCredentials, {
+          ...host.channelOptions,
+          "grpc.use_local_subchannel_pool": 1,
+        });
       },
-      service: (name, channel) => new (constructors(name).service)(host.host, host.channelCredentials, { channelOverride: channel }),
+      service: (name, channel) =>
+        new (constructors(name).service)(host.host, host.channelCredentials, { channelOverride: channel }),
     };
   });
   // Without auth, etcd3 answers every call with a new empty Metadata: the first one serves for all.
@@ -176,14 +196,25 @@ function makeDoor(prefix: Buffer, pool: Etcd3Pool): ClientDoor {
 }
 
 /** Unary call on a generated client: `client[method](req, metadata, options, callback)`. */
-export function unary(client: GrpcServiceClient, method: string, req: object, metadata: GrpcMetadata, deadline: Date, done: UnaryCallback): { cancel(): void } {
+export function unary(
+  client: GrpcServiceClient,
+  method: string,
+  req: object,
+  metadata: GrpcMetadata,
+  deadline: Date,
+  done: UnaryCallback,
+): { cancel(): void } {
   const fn = client[method] as ((...args: unknown[]) => { cancel(): void }) | undefined;
   if (typeof fn !== "function") throw new InvalidClientError(`etcd3's gRPC client has no method ${method}`);
   return fn.call(client, req, metadata, { deadline }, done);
 }
 
 /** Duplex call on a generated client: `client[method](metadata, options)`. */
-export function duplex<Req, Res>(client: GrpcServiceClient, method: string, metadata: GrpcMetadata): GrpcDuplex<Req, Res> {
+export function duplex<Req, Res>(
+  client: GrpcServiceClient,
+  method: string,
+  metadata: GrpcMetadata,
+): GrpcDuplex<Req, Res> {
   const fn = client[method] as ((...args: unknown[]) => GrpcDuplex<Req, Res>) | undefined;
   if (typeof fn !== "function") throw new InvalidClientError(`etcd3's gRPC client has no method ${method}`);
   return fn.call(client, metadata, {});
@@ -201,7 +232,9 @@ export async function builderContents(builder: ComparatorBuilder): Promise<{
     callOptions?: { deadline?: Date | number };
   };
   if (!b.request || !Array.isArray(b.request.compare)) {
-    throw new InvalidClientError("etcd3's ComparatorBuilder has no request (etcd-election reaches it, checked against etcd3 1.1.2)");
+    throw new InvalidClientError(
+      "etcd3's ComparatorBuilder has no request (etcd-election reaches it, checked against etcd3 1.1.2)",
+    );
   }
   return {
     compare: await Promise.all(b.request.compare),

@@ -40,7 +40,12 @@ export class KeyWatch {
   #closed = false;
 
   /** `on`: the session's watch stream and keyspace (a SessionContext has both). */
-  constructor(on: { watches: WatchStream; keyspace: Keyspace }, target: { key: string } | { prefix: string }, options: KeyWatchOptions, handlers: KeyWatchHandlers) {
+  constructor(
+    on: { watches: WatchStream; keyspace: Keyspace },
+    target: { key: string } | { prefix: string },
+    options: KeyWatchOptions,
+    handlers: KeyWatchHandlers,
+  ) {
     const { watches: stream, keyspace } = on;
     this.#handlers = handlers;
     this.#resyncMs = options.resyncMs;

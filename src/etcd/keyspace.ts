@@ -38,5 +38,10 @@ export const queueKey = (name: string, leaseHex: string): string => `${name}/${l
 
 /** Whether `key` (relative) is in the queue of `name`: `<name>/<lease hex>`, nothing deeper. */
 export function inQueue(name: string, key: string): boolean {
-  return key.length > name.length + 1 && key.startsWith(name) && key[name.length] === "/" && LEASE_HEX.test(key.slice(name.length + 1));
+  return (
+    key.length > name.length + 1 &&
+    key.startsWith(name) &&
+    key[name.length] === "/" &&
+    LEASE_HEX.test(key.slice(name.length + 1))
+  );
 }

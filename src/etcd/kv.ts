@@ -8,7 +8,11 @@ import { SessionLostError } from "../errors.js";
  */
 export async function txn(ctx: SessionContext, req: ITxnRequest, what: string): Promise<ITxnResponse> {
   try {
-    return await ctx.conn.call<ITxnResponse>("KV", "txn", req, { timeoutMs: ctx.callTimeoutMs, idempotent: true, what });
+    return await ctx.conn.call<ITxnResponse>("KV", "txn", req, {
+      timeoutMs: ctx.callTimeoutMs,
+      idempotent: true,
+      what,
+    });
   } catch (err) {
     // A put on our lease that etcd refuses for want of the lease: the session is lost, now.
     if (/requested lease not found/.test((err as Error).message)) {

@@ -189,7 +189,10 @@ export class WatchStream {
    */
   #canceledByEtcd(reg: Registration, res: WatchResponse): void {
     const compacted = res.compact_revision !== "0" && res.compact_revision !== "";
-    this.#logger.debug({ watchId: reg.id, reason: res.cancel_reason, compactRevision: res.compact_revision }, "etcd canceled a watch; watching again from now");
+    this.#logger.debug(
+      { watchId: reg.id, reason: res.cancel_reason, compactRevision: res.compact_revision },
+      "etcd canceled a watch; watching again from now",
+    );
     this.#regs.delete(reg.id);
     this.#stream?.write({ cancel_request: { watch_id: reg.id } });
     reg.id = String(this.#nextId++);
@@ -231,7 +234,9 @@ export class WatchStream {
     // The user closed the client: nothing will ever open again, and no timer of ours may keep the
     // process alive for it.
     if (this.#conn.closed) return this.close();
-    this.#backoff = this.#backoff ? this.#backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }).next();
+    this.#backoff = this.#backoff
+      ? this.#backoff.next(undefined)
+      : new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }).next();
     this.#retry = timerIn(this.#backoff.duration, () => {
       this.#retry = undefined;
       this.#open();

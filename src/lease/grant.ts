@@ -19,11 +19,21 @@ export async function grantLease(conn: Connection, ttl: number, timeoutMs: numbe
   const id = randomLeaseId();
   const sentAt = now();
   try {
-    const res = await conn.call<{ TTL: string }>("Lease", "leaseGrant", { TTL: ttl, ID: id.toString() }, { timeoutMs, idempotent: true, what: "grant lease" });
+    const res = await conn.call<{ TTL: string }>(
+      "Lease",
+      "leaseGrant",
+      { TTL: ttl, ID: id.toString() },
+      { timeoutMs, idempotent: true, what: "grant lease" },
+    );
     return { id, ttl: Number(res.TTL), sentAt };
   } catch (err) {
     if (!/lease already exists/i.test(String((err as Error).message))) throw err;
-    const info = await conn.call<{ grantedTTL: string }>("Lease", "leaseTimeToLive", { ID: id.toString() }, { timeoutMs, idempotent: true, what: "read granted lease" });
+    const info = await conn.call<{ grantedTTL: string }>(
+      "Lease",
+      "leaseTimeToLive",
+      { ID: id.toString() },
+      { timeoutMs, idempotent: true, what: "read granted lease" },
+    );
     return { id, ttl: Number(info.grantedTTL), sentAt };
   }
 }

@@ -80,7 +80,11 @@ export class KeepAliveStream {
   async #open(): Promise<void> {
     this.#opening = true;
     try {
-      const { stream, endpoint } = await this.#conn.stream<KeepAliveRequest, KeepAliveResponse>("Lease", "leaseKeepAlive", this.#openTimeoutMs);
+      const { stream, endpoint } = await this.#conn.stream<KeepAliveRequest, KeepAliveResponse>(
+        "Lease",
+        "leaseKeepAlive",
+        this.#openTimeoutMs,
+      );
       if (this.#closed) return quiet(stream);
       this.#stream = stream;
       this.#endpoint = endpoint;

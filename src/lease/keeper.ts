@@ -63,10 +63,16 @@ export class LeaseKeeper {
     this.#ackedSentAt = options.sentAt;
     this.#minMarginMs = options.minMarginMs;
     this.#callTimeoutMs = options.callTimeoutMs;
-    this.#stream = new KeepAliveStream(conn, this.leaseId, options.callTimeoutMs, {
-      ack: (sentAt, ttl) => this.#onAck(sentAt, ttl),
-      failed: () => this.#onStreamFailed(),
-    }, options.logger);
+    this.#stream = new KeepAliveStream(
+      conn,
+      this.leaseId,
+      options.callTimeoutMs,
+      {
+        ack: (sentAt, ttl) => this.#onAck(sentAt, ttl),
+        failed: () => this.#onStreamFailed(),
+      },
+      options.logger,
+    );
     this.#armDeadline();
     // The deadline counts from when the grant was first sent (that attempt may have made the lease), so
     // a grant answered only after retries can leave less than TTL/3: renew before half of it is gone.
@@ -117,7 +123,11 @@ export class LeaseKeeper {
   check(): boolean {
     if (this.#state === "lost" || this.#state === "stopped") return false;
     if (now() < this.#deadline()) return true;
-    this.#lose(new SessionLostError(`session lost: no keepalive acknowledged within the ${this.#ttl}s TTL less a ${this.marginMs} ms margin`));
+    this.#lose(
+      new SessionLostError(
+        `session lost: no keepalive acknowledged within the ${this.#ttl}s TTL less a ${this.marginMs} ms margin`,
+      ),
+    );
     return false;
   }
 
@@ -185,7 +195,10 @@ export class LeaseKeeper {
 
   #onStall(): void {
     // The stream is open but silent: replace it (and our connection), preferring another endpoint.
-    this.#logger.warn({ leaseId: this.leaseId, endpoint: this.#stream.endpoint, ackTimeoutMs: this.#ackTimeoutMs() }, "keepalive stream stalled; replacing it");
+    this.#logger.warn(
+      { leaseId: this.leaseId, endpoint: this.#stream.endpoint, ackTimeoutMs: this.#ackTimeoutMs() },
+      "keepalive stream stalled; replacing it",
+    );
     this.#stream.replace();
     this.#onStreamFailed();
   }
@@ -197,7 +210,10 @@ export class LeaseKeeper {
     this.#scheduleTick(this.#backoff.duration);
     if (this.#state === "connected") {
       this.#state = "suspended";
-      this.#logger.warn({ leaseId: this.leaseId, remainingMs: Math.round(this.#deadline() - now()) }, "session suspended: keepalives failing");
+      this.#logger.warn(
+        { leaseId: this.leaseId, remainingMs: Math.round(this.#deadline() - now()) },
+        "session suspended: keepalives failing",
+      );
       this.#listener.suspended();
     }
   }

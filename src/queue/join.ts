@@ -39,6 +39,8 @@ export function judgeJoin(answer: JoinAnswer, value: Buffer): JoinOutcome {
   const { entries, rangeCount, lookahead } = answer;
   const ahead = entries.filter((e) => e.createRevision < createRevision);
   const complete =
-    lookahead === 0 || (entries.length === rangeCount && (rangeCount < lookahead || entries.some((e) => e.createRevision >= createRevision)));
+    lookahead === 0 ||
+    (entries.length === rangeCount &&
+      (rangeCount < lookahead || entries.some((e) => e.createRevision >= createRevision)));
   return { kind: "queued", createRevision, ahead, complete };
 }

@@ -17,7 +17,9 @@ export class Names {
   line(name: string, kind: Kind): LocalLine {
     const entry = this.#lines.get(name);
     if (entry && entry.kind !== kind) {
-      throw new NameConflictError(`"${name}" is already used as a ${entry.kind} through this session; it cannot also be a ${kind}`);
+      throw new NameConflictError(
+        `"${name}" is already used as a ${entry.kind} through this session; it cannot also be a ${kind}`,
+      );
     }
     if (entry) return entry.line;
     const line: LocalLine = new LocalLine(() => {

@@ -76,14 +76,19 @@ export class OwnKeyWatches {
 
   #add(key: string, startRevision: bigint): Entry {
     const listeners = new Set<KeyListener>();
-    const watch = new KeyWatch({ watches: this.#stream, keyspace: this.#keyspace }, { key }, { startRevision, resyncMs: this.#resyncMs(), deletesOnly: true }, {
-      event: (e) => {
-        for (const l of listeners) if (e.modRevision > l.fromRevision) l.event(e);
+    const watch = new KeyWatch(
+      { watches: this.#stream, keyspace: this.#keyspace },
+      { key },
+      { startRevision, resyncMs: this.#resyncMs(), deletesOnly: true },
+      {
+        event: (e) => {
+          for (const l of listeners) if (e.modRevision > l.fromRevision) l.event(e);
+        },
+        resync: () => {
+          for (const l of listeners) l.resync();
+        },
       },
-      resync: () => {
-        for (const l of listeners) l.resync();
-      },
-    });
+    );
     const entry: Entry = { watch, listeners, idleSince: undefined, timer: undefined };
     this.#entries.set(key, entry);
     return entry;

@@ -45,16 +45,35 @@ export interface AcquireOptions {
  * removed (confirmed by etcd, or gone with the session) before the promise rejects. The caller holds the
  * name's local line throughout.
  */
-export function acquire(ctx: SessionContext, name: string, value: Buffer, policy: QueuePolicy, options: AcquireOptions): Promise<Ticket> {
+export function acquire(
+  ctx: SessionContext,
+  name: string,
+  value: Buffer,
+  policy: QueuePolicy,
+  options: AcquireOptions,
+): Promise<Ticket> {
   return join(ctx, name, value, policy, options, false) as Promise<Ticket>;
 }
 
 /** As `acquire`, but resolves undefined (our key removed) instead of waiting when it is not our turn. */
-export function tryAcquire(ctx: SessionContext, name: string, value: Buffer, policy: QueuePolicy, options: AcquireOptions): Promise<Ticket | undefined> {
+export function tryAcquire(
+  ctx: SessionContext,
+  name: string,
+  value: Buffer,
+  policy: QueuePolicy,
+  options: AcquireOptions,
+): Promise<Ticket | undefined> {
   return join(ctx, name, value, policy, options, true);
 }
 
-async function join(ctx: SessionContext, name: string, value: Buffer, policy: QueuePolicy, options: AcquireOptions, tryOnly: boolean): Promise<Ticket | undefined> {
+async function join(
+  ctx: SessionContext,
+  name: string,
+  value: Buffer,
+  policy: QueuePolicy,
+  options: AcquireOptions,
+  tryOnly: boolean,
+): Promise<Ticket | undefined> {
   assertUsable(ctx);
   // The session's signal alone when the caller gave none: no controller to make on the hot path.
   const linked = options.signal ? linkedController(ctx.lease.signal, options.signal) : undefined;
@@ -81,7 +100,10 @@ async function join(ctx: SessionContext, name: string, value: Buffer, policy: Qu
       }
       const read = await retryUntilAborted(() => readAhead(ctx, own, policy), signal, ctx.logger);
       signal.throwIfAborted();
-      if (!read.exists) throw ctx.lease.signal.aborted ? ctx.lease.signal.reason : options.vanished(`our key ${own.key} was deleted while waiting`);
+      if (!read.exists)
+        throw ctx.lease.signal.aborted
+          ? ctx.lease.signal.reason
+          : options.vanished(`our key ${own.key} was deleted while waiting`);
       ({ ahead, revision } = read);
       confirmed = true;
     }
@@ -114,7 +136,9 @@ async function enqueue(
 ): Promise<{ ticket: Ticket; entries: QueueEntry[]; ahead: QueueEntry[]; complete: boolean }> {
   const key = queueKey(name, ctx.leaseHex);
   const full = ctx.keyspace.full(key);
-  const head = { request_range: queueRange(ctx.keyspace, name, { limit: policy.lookahead, values: policy.readValues }) };
+  const head = {
+    request_range: queueRange(ctx.keyspace, name, { limit: policy.lookahead, values: policy.readValues }),
+  };
   const what = `join the queue of "${name}"`;
   const res = await txn(
     ctx,
@@ -160,7 +184,12 @@ async function enqueue(
  * past from a sync loop that runs every 100 ms, which would make every hand-over that slow. What was
  * deleted between our read and the watch's start, one read made once the watch is in place tells.
  */
-function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, signal: AbortSignal): Promise<number | undefined> {
+function waitForDeletes(
+  ctx: SessionContext,
+  name: string,
+  blocking: Blocking,
+  signal: AbortSignal,
+): Promise<number | undefined> {
   const waiting = new Set(blocking.keys.map((e) => e.key));
   let gone = 0;
   const count = (keys: Iterable<string>): void => {
@@ -172,17 +201,22 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
   return new Promise<number | undefined>((resolve, reject) => {
     const only = blocking.keys.length === 1 ? blocking.keys[0] : undefined;
     const target = only ? { key: only.key } : { prefix: `${name}/` };
-    const watch = new KeyWatch(ctx, target, { resyncMs: ctx.resyncMs() }, {
-      event: (e) => e.type === "delete" && count([e.key]),
-      resync: () => finish(),
-      started: () => {
-        if (finished) return; // a resync already sent the caller to read
-        stillThere(ctx, name, blocking).then(
-          (present) => count([...waiting].filter((key) => !present.has(key))),
-          () => finish(), // let the caller's read, with its retries, decide
-        );
+    const watch = new KeyWatch(
+      ctx,
+      target,
+      { resyncMs: ctx.resyncMs() },
+      {
+        event: (e) => e.type === "delete" && count([e.key]),
+        resync: () => finish(),
+        started: () => {
+          if (finished) return; // a resync already sent the caller to read
+          stillThere(ctx, name, blocking).then(
+            (present) => count([...waiting].filter((key) => !present.has(key))),
+            () => finish(), // let the caller's read, with its retries, decide
+          );
+        },
       },
-    });
+    );
     finish = (goneAt?: number): void => {
       if (finished) return;
       finished = true;
@@ -206,10 +240,22 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
  * needs only the `nearest` keys ahead, the range is read newest first and limited to those and ours: a
  * waiter deep in a long queue gets a few keys back, not all of them (etcd still walks the range).
  */
-async function readAhead(ctx: SessionContext, ticket: Ticket, policy: QueuePolicy): Promise<{ exists: boolean; ahead: QueueEntry[]; revision: bigint }> {
+async function readAhead(
+  ctx: SessionContext,
+  ticket: Ticket,
+  policy: QueuePolicy,
+): Promise<{ exists: boolean; ahead: QueueEntry[]; revision: bigint }> {
   const what = `read the queue of "${ticket.name}"`;
   const opts = { values: policy.readValues, maxCreateRevision: ticket.createRevision };
-  let res = await range(ctx, queueRange(ctx.keyspace, ticket.name, policy.nearest === undefined ? opts : { ...opts, limit: policy.nearest + 1, newestFirst: true }), what);
+  let res = await range(
+    ctx,
+    queueRange(
+      ctx.keyspace,
+      ticket.name,
+      policy.nearest === undefined ? opts : { ...opts, limit: policy.nearest + 1, newestFirst: true },
+    ),
+    what,
+  );
   let entries = toEntries(ctx.keyspace, ticket.name, res.kvs, policy.readValues);
   if (policy.nearest !== undefined) {
     // Deeper keys (other names) took places in the limited read: read all of it instead.
@@ -235,7 +281,11 @@ async function stillThere(ctx: SessionContext, name: string, blocking: Blocking)
     return new Set(kv && BigInt(kv.create_revision) === only.createRevision ? [only.key] : []);
   }
   const last = blocking.keys.reduce((max, e) => (e.createRevision > max ? e.createRevision : max), 0n);
-  const res = await range(ctx, queueRange(ctx.keyspace, name, { values: false, maxCreateRevision: last }), `read the queue of "${name}"`);
+  const res = await range(
+    ctx,
+    queueRange(ctx.keyspace, name, { values: false, maxCreateRevision: last }),
+    `read the queue of "${name}"`,
+  );
   return new Set(res.kvs.map((kv) => ctx.keyspace.relative(kv.key)));
 }
 
@@ -261,7 +311,11 @@ export function queueRange(
 }
 
 /** The first `limit` entries of the queue (all with 0), and the revision read at. */
-export async function readQueue(ctx: SessionContext, name: string, opts: { limit: number; values: boolean }): Promise<{ entries: QueueEntry[]; revision: bigint }> {
+export async function readQueue(
+  ctx: SessionContext,
+  name: string,
+  opts: { limit: number; values: boolean },
+): Promise<{ entries: QueueEntry[]; revision: bigint }> {
   const res = await range(ctx, queueRange(ctx.keyspace, name, opts), `read the queue of "${name}"`);
   const entries = toEntries(ctx.keyspace, name, res.kvs, opts.values);
   // Deeper keys took places in a limited read: read the whole range (only names that nest pay this).

@@ -29,7 +29,12 @@ export async function removeKeyOnce(ctx: SessionContext, key: string, createRevi
  * undefined: whether our put landed is unknown; read the key first (the delete stays guarded). Errors
  * that sending again cannot cure (no permission) end the retries, logged.
  */
-export async function removeOwnKey(ctx: SessionContext, key: string, createRevision: bigint | undefined, why: string): Promise<void> {
+export async function removeOwnKey(
+  ctx: SessionContext,
+  key: string,
+  createRevision: bigint | undefined,
+  why: string,
+): Promise<void> {
   let backoff: IBackoff<unknown> | undefined;
   for (let attempt = 1; !ctx.lease.signal.aborted; attempt++) {
     try {
@@ -51,7 +56,10 @@ export async function removeOwnKey(ctx: SessionContext, key: string, createRevis
         return;
       }
       // Said once at warn; the retries that follow at debug, and the outcome at info.
-      ctx.logger[attempt === 1 ? "warn" : "debug"]({ err, key, attempt }, `${why}: removing our key failed; retrying until etcd confirms or the session ends`);
+      ctx.logger[attempt === 1 ? "warn" : "debug"](
+        { err, key, attempt },
+        `${why}: removing our key failed; retrying until etcd confirms or the session ends`,
+      );
       backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 50, maxDelay: 500 }).next();
       await sleep(backoff.duration, ctx.lease.signal).catch(() => {});
     }

@@ -17,7 +17,9 @@ describe.skipIf(!!faultsUnavailableReason)("chaos: every fault once, seeded", ()
     const replay = `${process.env.ETCD_VERSION ? `ETCD_VERSION=${process.env.ETCD_VERSION} ` : ""}npm run chaos -- --seed ${SEED}`;
     // One block of output at the end (vitest heads every console.log with the test's name).
     const lines: string[] = [];
-    const { verdict } = await runChaos({ seed: SEED, out, replay, log: (line) => lines.push(line) }).finally(() => console.log(lines.join("\n")));
+    const { verdict } = await runChaos({ seed: SEED, out, replay, log: (line) => lines.push(line) }).finally(() =>
+      console.log(lines.join("\n")),
+    );
     expect(verdict.violations, `seed ${SEED}: replay with \`${replay}\`; report in ${out}/report.md`).toEqual([]);
   }, 600_000);
 });

@@ -16,13 +16,20 @@ import { OWNER_PID } from "../support/runtime.js";
 import { waitFor } from "../support/wait.js";
 import { check, type Verdict } from "./checker.js";
 import { Fleet } from "./fleet.js";
-import { HOLD_KINDS, mono, type History, type HistoryEvent, type HoldKind, type LogEntry, type RegisterData } from "./history.js";
+import {
+  HOLD_KINDS,
+  mono,
+  type History,
+  type HistoryEvent,
+  type HoldKind,
+  type LogEntry,
+  type RegisterData,
+} from "./history.js";
 import { applyFault, type NemesisContext } from "./nemesis.js";
 import { checkRecovery, type RecoveryContext } from "./recovery.js";
 import { writeReport } from "./report.js";
 import { everyFaultOnce, soak, type FaultPlan } from "./schedule.js";
 import { DEFAULT_TTL, ELECTION_TIMEOUT_MS, recoveryBoundMs as boundFor } from "./settings.js";
-
 
 export interface ChaosOptions {
   seed: number;
@@ -45,13 +52,14 @@ export interface ChaosResult {
   report: string;
 }
 
-
 async function readRegister(client: Etcd3, prefix: string): Promise<RegisterData> {
   const counter = await client.get(`${prefix}counter`).options(deadline(5000)).exec();
   const log = await client.getAll().prefix(`${prefix}log/`).options(deadline(5000)).exec();
   const c = counter.kvs[0];
   return {
-    counter: c ? { value: Number(c.value.toString()), version: Number(c.version), modRevision: Number(c.mod_revision) } : null,
+    counter: c
+      ? { value: Number(c.value.toString()), version: Number(c.version), modRevision: Number(c.mod_revision) }
+      : null,
     log: log.kvs.map((kv) => ({
       seq: Number(kv.key.toString().slice(`${prefix}log/`.length)),
       version: Number(kv.version),
@@ -62,7 +70,21 @@ async function readRegister(client: Etcd3, prefix: string): Promise<RegisterData
 }
 
 const ourContainers = async (): Promise<string[]> =>
-  ((await tryDocker(["ps", "--all", "--filter", `label=${TEST_LABEL}=true`, "--filter", `label=${PID_LABEL}=${OWNER_PID}`, "--format", "{{.Names}}"], 30_000)) ?? "")
+  (
+    (await tryDocker(
+      [
+        "ps",
+        "--all",
+        "--filter",
+        `label=${TEST_LABEL}=true`,
+        "--filter",
+        `label=${PID_LABEL}=${OWNER_PID}`,
+        "--format",
+        "{{.Names}}",
+      ],
+      30_000,
+    )) ?? ""
+  )
     .split("\n")
     .filter(Boolean);
 
@@ -109,12 +131,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const mine = docker ? (await ourContainers()).filter((c) => !before.has(c)) : [];
   const client = env.client();
   const fleet = new Fleet(env, { ttl, election: names.election, mutex: names.mutex, data, writeEveryMs: 100 }, record);
-  const nothingLeft = (ok: boolean, detail: string): void => record({ t: mono(), e: "check", n: -1, rule: "nothing-left", ok, ms: 0, detail });
+  const nothingLeft = (ok: boolean, detail: string): void =>
+    record({ t: mono(), e: "check", n: -1, rule: "nothing-left", ok, ms: 0, detail });
   try {
     history.etcdVersion = (await client.maintenance.status()).version;
-    say(`etcd ${history.etcdVersion}, ${options.workers ?? 3} workers, TTL ${ttl} s, recovery bound ${recoveryBoundMs} ms`);
+    say(
+      `etcd ${history.etcdVersion}, ${options.workers ?? 3} workers, TTL ${ttl} s, recovery bound ${recoveryBoundMs} ms`,
+    );
     for (let i = 0; i < (options.workers ?? 3); i++) await fleet.spawn();
-    await waitFor(() => fleet.holder("election") && fleet.live().every((w) => w.leases.size === 2), { timeoutMs: 60_000, description: "workers up and a leader" });
+    await waitFor(() => fleet.holder("election") && fleet.live().every((w) => w.leases.size === 2), {
+      timeoutMs: 60_000,
+      description: "workers up and a leader",
+    });
     await sleep(1000); // calm before the first fault: the baseline the figures compare with
 
     const nemesis: NemesisContext = {
@@ -126,8 +154,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       recoveryBoundMs,
       missed: (n, what) => record({ t: mono(), e: "check", n, rule: "leader-again", ok: false, ms: 0, detail: what }),
     };
-    const recovery: RecoveryContext = { client, fleet, names, record, ttlMs, electionTimeoutMs: ELECTION_TIMEOUT_MS, recoveryBoundMs };
-    const plans: Iterable<FaultPlan> = options.durationMs === undefined ? everyFaultOnce(options.seed) : soak(options.seed);
+    const recovery: RecoveryContext = {
+      client,
+      fleet,
+      names,
+      record,
+      ttlMs,
+      electionTimeoutMs: ELECTION_TIMEOUT_MS,
+      recoveryBoundMs,
+    };
+    const plans: Iterable<FaultPlan> =
+      options.durationMs === undefined ? everyFaultOnce(options.seed) : soak(options.seed);
     const endAt = startedAt + (options.durationMs ?? Infinity);
     let n = 0;
     for (const plan of plans) {
@@ -136,17 +173,35 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       try {
         await applyFault(nemesis, plan, n);
       } catch (error) {
-        record({ t: mono(), e: "check", n, rule: "nemesis", ok: false, ms: 0, detail: `the nemesis failed: ${String(error)}` });
+        record({
+          t: mono(),
+          e: "check",
+          n,
+          rule: "nemesis",
+          ok: false,
+          ms: 0,
+          detail: `the nemesis failed: ${String(error)}`,
+        });
       }
       const fault = events.filter((e) => e.e === "fault" && e.n === n);
       const healedAt = fault.find((e) => e.e === "fault" && e.phase === "heal")?.t ?? mono();
       await checkRecovery(recovery, n, healedAt);
       const checks = events.filter((e): e is Extract<HistoryEvent, { e: "check" }> => e.e === "check" && e.n === n);
-      say(`fault ${n} ${plan.kind} ${fault[0]?.e === "fault" ? fault[0].detail : ""}: ${checks.map((c) => `${c.rule} ${c.ok ? `${c.ms} ms` : "FAILED"}`).join(", ")}`);
+      say(
+        `fault ${n} ${plan.kind} ${fault[0]?.e === "fault" ? fault[0].detail : ""}: ${checks.map((c) => `${c.rule} ${c.ok ? `${c.ms} ms` : "FAILED"}`).join(", ")}`,
+      );
       // Calm between faults, so that each starts from a working system: every member serving again
       // (bounded by the harness), then a second of normal work.
       await env.waitHealthy().catch((error: unknown) =>
-        record({ t: mono(), e: "check", n, rule: "members-serving", ok: false, ms: 0, detail: `etcd members not all serving after the fault: ${String(error)}` }),
+        record({
+          t: mono(),
+          e: "check",
+          n,
+          rule: "members-serving",
+          ok: false,
+          ms: 0,
+          detail: `etcd members not all serving after the fault: ${String(error)}`,
+        }),
       );
       await sleep(1000);
     }
@@ -157,11 +212,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     await Promise.all(live.map((w) => fleet.stop(w, -1)));
     const leftovers = async (): Promise<string[]> => {
       const leases = (await client.leaseClient.leaseLeases(deadline(5000))).leases.map((l) => `lease ${l.ID}`);
-      const keys = (await Promise.all(HOLD_KINDS.map((k) => client.getAll().prefix(`${names[k]}/`).options(deadline(5000)).keys()))).flat();
+      const keys = (
+        await Promise.all(HOLD_KINDS.map((k) => client.getAll().prefix(`${names[k]}/`).options(deadline(5000)).keys()))
+      ).flat();
       return [...leases, ...keys];
     };
     try {
-      await waitFor(async () => (await leftovers()).length === 0, { timeoutMs: ttlMs + ELECTION_TIMEOUT_MS + 1000, description: "no lease or key left" });
+      await waitFor(async () => (await leftovers()).length === 0, {
+        timeoutMs: ttlMs + ELECTION_TIMEOUT_MS + 1000,
+        description: "no lease or key left",
+      });
       nothingLeft(true, "no lease, no key under our names");
     } catch {
       nothingLeft(false, `left in etcd after every worker stopped: ${(await leftovers().catch(() => [])).join(", ")}`);
@@ -178,16 +238,24 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const gone = await Promise.all(fleet.workers.flatMap((w) => w.proxies.map((p) => portClosed(p.url))));
   nothingLeft(gone.every(Boolean), `${gone.filter((g) => !g).length} worker proxies still listening`);
   const alive = fleet.workers.filter((w) => w.pid !== undefined && isRunning(w.pid)).map((w) => w.id);
-  nothingLeft(alive.length === 0, alive.length ? `worker processes still running: ${alive.join(", ")}` : "no worker process left");
+  nothingLeft(
+    alive.length === 0,
+    alive.length ? `worker processes still running: ${alive.join(", ")}` : "no worker process left",
+  );
   if (docker) {
     const still = (await ourContainers()).filter((c) => mine.includes(c));
-    nothingLeft(still.length === 0, still.length ? `containers left: ${still.join(", ")}` : `the ${mine.length} etcd containers are gone`);
+    nothingLeft(
+      still.length === 0,
+      still.length ? `containers left: ${still.join(", ")}` : `the ${mine.length} etcd containers are gone`,
+    );
   }
 
   history.events = [...events].sort((a, b) => a.t - b.t);
   const verdict = check(history);
   const report = writeReport(options.out, history, verdict);
-  say(`${verdict.ok ? "no violation" : `${verdict.violations.length} VIOLATION(S)`}; etcd #15247: ${verdict.etcdRevokes.length} revoke(s), ${verdict.etcdBugs.length} overlap(s); report in ${options.out}`);
+  say(
+    `${verdict.ok ? "no violation" : `${verdict.violations.length} VIOLATION(S)`}; etcd #15247: ${verdict.etcdRevokes.length} revoke(s), ${verdict.etcdBugs.length} overlap(s); report in ${options.out}`,
+  );
   return { verdict, history, report };
 }
 

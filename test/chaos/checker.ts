@@ -168,7 +168,16 @@ function opsOf(history: History): Op[] {
   for (const e of history.events) {
     if (is(e, "op")) {
       const o = e as Report<"op">;
-      ops.set(o.op, { w: o.w, kind: o.kind, op: o.op, token: o.token, value: o.value, t: o.t, outcome: "unknown", committed: inLog.has(o.op) });
+      ops.set(o.op, {
+        w: o.w,
+        kind: o.kind,
+        op: o.op,
+        token: o.token,
+        value: o.value,
+        t: o.t,
+        outcome: "unknown",
+        committed: inLog.has(o.op),
+      });
     } else if (is(e, "ok") || is(e, "rejected") || is(e, "unknown")) {
       const r = e as Report<"ok" | "rejected" | "unknown">;
       const op = ops.get(r.op);
@@ -186,7 +195,8 @@ function checkRegister(history: History, kind: HoldKind, ops: Op[]): Violation[]
   const out: Violation[] = [];
   const { counter, log } = history.data[kind];
   const n = counter?.value ?? 0;
-  const v = (rule: string, message: string, excerpt?: unknown[]): number => out.push({ rule: `${kind}: ${rule}`, message, excerpt });
+  const v = (rule: string, message: string, excerpt?: unknown[]): number =>
+    out.push({ rule: `${kind}: ${rule}`, message, excerpt });
   if (counter && counter.version !== n) {
     v("lost update", `the counter is ${n} but etcd wrote it ${counter.version} times: some writes overwrote others`);
   }
@@ -194,7 +204,15 @@ function checkRegister(history: History, kind: HoldKind, ops: Op[]): Violation[]
   const missing = [...Array(n).keys()].map((i) => i + 1).filter((s) => !bySeq.has(s));
   if (missing.length) v("gap", `the log misses ${missing.length} of 1..${n}: ${missing.slice(0, 10).join(", ")}`);
   const beyond = log.filter((l) => l.seq > n || l.seq < 1);
-  if (beyond.length) v("phantom", `the log holds entries past the counter (${n}): seqs ${beyond.slice(0, 10).map((l) => l.seq).join(", ")}`, beyond.slice(0, 5));
+  if (beyond.length)
+    v(
+      "phantom",
+      `the log holds entries past the counter (${n}): seqs ${beyond
+        .slice(0, 10)
+        .map((l) => l.seq)
+        .join(", ")}`,
+      beyond.slice(0, 5),
+    );
   const byOp = new Map(ops.map((o) => [o.op, o]));
   const sorted = [...log].sort((a, b) => a.seq - b.seq);
   for (let i = 0; i < sorted.length; i++) {
@@ -203,11 +221,22 @@ function checkRegister(history: History, kind: HoldKind, ops: Op[]): Violation[]
     if (l.entry.value !== l.seq) v("bad entry", `log/${l.seq} holds value ${l.entry.value}`, [l]);
     const prev = sorted[i - 1];
     if (prev && BigInt(l.entry.token) < BigInt(prev.entry.token)) {
-      v("token decreased", `log/${l.seq} was committed with token ${l.entry.token} after token ${prev.entry.token} (log/${prev.seq})`, [prev, l]);
+      v(
+        "token decreased",
+        `log/${l.seq} was committed with token ${l.entry.token} after token ${prev.entry.token} (log/${prev.seq})`,
+        [prev, l],
+      );
     }
-    if (prev && l.modRevision <= prev.modRevision) v("order", `log/${l.seq} was committed at revision ${l.modRevision}, not after log/${prev.seq}`, [prev, l]);
+    if (prev && l.modRevision <= prev.modRevision)
+      v("order", `log/${l.seq} was committed at revision ${l.modRevision}, not after log/${prev.seq}`, [prev, l]);
     const op = byOp.get(l.entry.op);
-    if (!op || op.w !== l.entry.worker || op.token !== l.entry.token || op.value !== l.entry.value || op.kind !== kind) {
+    if (
+      !op ||
+      op.w !== l.entry.worker ||
+      op.token !== l.entry.token ||
+      op.value !== l.entry.value ||
+      op.kind !== kind
+    ) {
       v("phantom", `log/${l.seq} holds op ${l.entry.op}, which no worker issued as such`, [l, op]);
     } else if (op.outcome === "stale" || op.outcome === "refused") {
       v("refused write committed", `op ${op.op} was refused (${op.outcome}) yet is in the log at ${l.seq}`, [l, op]);
@@ -215,7 +244,9 @@ function checkRegister(history: History, kind: HoldKind, ops: Op[]): Violation[]
   }
   const mine = ops.filter((o) => o.kind === kind);
   for (const o of mine.filter((x) => x.outcome === "ok" && !x.committed)) {
-    v("lost update", `op ${o.op} (${o.w}, token ${o.token}, value ${o.value}) was acknowledged but is not in the log`, [o]);
+    v("lost update", `op ${o.op} (${o.w}, token ${o.token}, value ${o.value}) was acknowledged but is not in the log`, [
+      o,
+    ]);
   }
   const committed = mine.filter((o) => o.committed).length;
   if (committed !== n) v("count", `${committed} ops are in the log but the counter is ${n}`);
@@ -247,7 +278,12 @@ export function check(history: History): Verdict {
         const from = b.start;
         const to = Math.min(a.end, b.end);
         if (a.w === b.w) {
-          violations.push({ rule: `${kind}: one process held twice`, message: `${a.w} held ${a.token} and ${b.token} at once`, at: from, excerpt: [a, b] });
+          violations.push({
+            rule: `${kind}: one process held twice`,
+            message: `${a.w} held ${a.token} and ${b.token} at once`,
+            at: from,
+            excerpt: [a, b],
+          });
           continue;
         }
         const windows = [...(excused.get(a.w) ?? []), ...(excused.get(b.w) ?? [])];
@@ -271,13 +307,28 @@ export function check(history: History): Verdict {
   for (const e of history.events) {
     if (is(e, "status") && !(e as Report<"status">).healthy) {
       const s = e as Report<"status">;
-      violations.push({ rule: "healthy", message: `${s.w} reported healthy() false (leader: ${s.leader})`, at: s.t, excerpt: [s] });
+      violations.push({
+        rule: "healthy",
+        message: `${s.w} reported healthy() false (leader: ${s.leader})`,
+        at: s.t,
+        excerpt: [s],
+      });
     } else if (is(e, "check") && !e.ok) {
-      violations.push({ rule: `recovery: ${e.rule}`, message: `after fault ${e.n}: ${e.detail}`, at: e.t, excerpt: [e] });
+      violations.push({
+        rule: `recovery: ${e.rule}`,
+        message: `after fault ${e.n}: ${e.detail}`,
+        at: e.t,
+        excerpt: [e],
+      });
     } else if (is(e, "exit")) {
       const asked = history.events.some((x) => (is(x, "sigkill") || is(x, "sigterm")) && x.w === e.w && x.t <= e.t);
       if (!asked || (e.signal !== "SIGKILL" && e.code !== 0)) {
-        violations.push({ rule: "worker exit", message: `${e.w} exited with ${e.code ?? e.signal}${asked ? "" : " unasked"}: ${e.stderr ?? ""}`, at: e.t, excerpt: [e] });
+        violations.push({
+          rule: "worker exit",
+          message: `${e.w} exited with ${e.code ?? e.signal}${asked ? "" : " unasked"}: ${e.stderr ?? ""}`,
+          at: e.t,
+          excerpt: [e],
+        });
       }
     }
   }
@@ -288,9 +339,12 @@ export function check(history: History): Verdict {
   for (const hold of intervals) {
     const resumeAt = resumes.filter((r) => r <= hold.end && hold.end - r <= bugWindowMs).pop();
     const paused = (excused.get(hold.w) ?? []).some(([a, b]) => a < hold.end && b > (resumeAt ?? Infinity));
-    if (hold.toldByEtcd && resumeAt !== undefined && !paused) etcdRevokes.push({ hold, resumeAt, afterResumeMs: hold.end - resumeAt });
+    if (hold.toldByEtcd && resumeAt !== undefined && !paused)
+      etcdRevokes.push({ hold, resumeAt, afterResumeMs: hold.end - resumeAt });
   }
 
-  const committed = Object.fromEntries(HOLD_KINDS.map((k) => [k, ops.filter((o) => o.kind === k && o.committed).length])) as Record<HoldKind, number>;
+  const committed = Object.fromEntries(
+    HOLD_KINDS.map((k) => [k, ops.filter((o) => o.kind === k && o.committed).length]),
+  ) as Record<HoldKind, number>;
   return { ok: violations.length === 0, violations, etcdBugs, etcdRevokes, intervals, ops, committed };
 }

@@ -90,10 +90,14 @@ export function faultFigures(history: History, verdict: Verdict): FaultFigures[]
       start: f.t,
       heal,
       failoverMs: target && next ? next.start - f.t : undefined,
-      noticeAfterResumeMs: f.kind === "pause-worker" && sigcont !== undefined && byTarget ? byTarget.end - sigcont : undefined,
+      noticeAfterResumeMs:
+        f.kind === "pause-worker" && sigcont !== undefined && byTarget ? byTarget.end - sigcont : undefined,
       gapBeforeNextMs: f.kind === "cut-worker" && byTarget && next ? next.start - byTarget.end : undefined,
       recoveryMs: recovery && recovery.e === "check" && recovery.ok ? recovery.ms : undefined,
-      writes: { election: countWrites(verdict.ops, f.t, until, "election"), mutex: countWrites(verdict.ops, f.t, until, "mutex") },
+      writes: {
+        election: countWrites(verdict.ops, f.t, until, "election"),
+        mutex: countWrites(verdict.ops, f.t, until, "mutex"),
+      },
       etcdRevokes: verdict.etcdRevokes.filter((r) => r.resumeAt >= f.t && r.resumeAt < until).length,
       etcdBugs: verdict.etcdBugs.filter((b) => b.resumeAt >= f.t && b.resumeAt < until).length,
     };
@@ -115,7 +119,8 @@ export function kindFigures(perFault: FaultFigures[]): KindFigures[] {
   return FAULT_KINDS.map((kind) => {
     const list = perFault.filter((f) => f.kind === kind);
     const writes = list.reduce((sum, f) => addWrites(addWrites(sum, f.writes.election), f.writes.mutex), zero());
-    const values = (pick: (f: FaultFigures) => number | undefined): number[] => list.map(pick).filter((x): x is number => x !== undefined);
+    const values = (pick: (f: FaultFigures) => number | undefined): number[] =>
+      list.map(pick).filter((x): x is number => x !== undefined);
     return {
       kind,
       count: list.length,

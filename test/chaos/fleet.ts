@@ -87,8 +87,7 @@ export class ChaosWorker {
     if (r.e === "start") {
       this.holds.set(r.kind, { token: r.token, key: r.key });
       this.lastStart.set(r.kind, r.t);
-    }
-    else if (r.e === "end" && this.holds.get(r.kind)?.token === r.token) this.holds.delete(r.kind);
+    } else if (r.e === "end" && this.holds.get(r.kind)?.token === r.token) this.holds.delete(r.kind);
     else if (r.e === "observed") this.observed = { key: r.key };
     else if (r.e === "session" && !r.lost) this.leases.set(r.kind, r.lease);
     else if (r.e === "session" && this.leases.get(r.kind) === r.lease) this.leases.delete(r.kind);
@@ -120,7 +119,14 @@ export class Fleet {
     this.workers.push(worker);
     this.record({ t: mono(), e: "spawn", w: id });
     void worker.exited.then(({ code, signal, at }) =>
-      this.record({ t: at, e: "exit", w: id, code, signal, stderr: code === 0 || signal === "SIGKILL" ? undefined : worker.stderr.slice(-1500) }),
+      this.record({
+        t: at,
+        e: "exit",
+        w: id,
+        code,
+        signal,
+        stderr: code === 0 || signal === "SIGKILL" ? undefined : worker.stderr.slice(-1500),
+      }),
     );
     return worker;
   }
@@ -201,7 +207,9 @@ export class Fleet {
       rule: "worker-exits",
       ok: exited?.code === 0,
       ms,
-      detail: exited ? `${w.id} exited with ${exited.code ?? exited.signal} ${ms} ms after SIGTERM` : `${w.id} still running ${boundMs} ms after SIGTERM`,
+      detail: exited
+        ? `${w.id} exited with ${exited.code ?? exited.signal} ${ms} ms after SIGTERM`
+        : `${w.id} still running ${boundMs} ms after SIGTERM`,
     });
     if (!exited) await this.kill(w);
   }

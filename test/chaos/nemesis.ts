@@ -32,7 +32,10 @@ const heal = (ctx: NemesisContext, n: number, kind: FaultKind, detail = ""): voi
 
 /** The worker leading the election (waits for one, bounded). */
 async function leaderWorker(ctx: NemesisContext): Promise<ChaosWorker> {
-  return waitFor(() => ctx.fleet.holder("election"), { timeoutMs: ctx.recoveryBoundMs, description: "a leader worker to target" });
+  return waitFor(() => ctx.fleet.holder("election"), {
+    timeoutMs: ctx.recoveryBoundMs,
+    description: "a leader worker to target",
+  });
 }
 
 /** Waits (bounded) until a worker other than `w` believes it leads; false if none did in time. */
@@ -152,7 +155,7 @@ const NEMESES: Record<FaultKind, Nemesis> = {
    * A minority member with some workers (the leader half the time) on one side, the majority with the
    * rest on the other: each worker reaches only its side's members.
    */
-  "partition": async (ctx, plan, n) => {
+  partition: async (ctx, plan, n) => {
     const m = await memberOf(ctx, plan);
     const minority = ctx.env.members.indexOf(m);
     const majority = ctx.env.members.map((_, i) => i).filter((i) => i !== minority);
@@ -175,7 +178,7 @@ const NEMESES: Record<FaultKind, Nemesis> = {
    * Compact (physically, at the current revision) every 250 ms for 2 s while everyone observes and
    * writes; a follower is cut off for 0.8 s meanwhile, so its watches come back to a compacted history.
    */
-  "compaction": async (ctx, plan, n) => {
+  compaction: async (ctx, plan, n) => {
     const followers = ctx.fleet.live().filter((w) => !w.holds.has("election"));
     const cut = followers[Math.floor((plan.draws[0] ?? 0) * followers.length)];
     start(ctx, n, "compaction", cut ? `follower ${cut.id} cut off 0.8 s meanwhile` : "");
@@ -195,7 +198,7 @@ const NEMESES: Record<FaultKind, Nemesis> = {
   },
 
   /** Every member down for longer than the TTL, then all back with their data. */
-  "outage": async (ctx, plan, n) => {
+  outage: async (ctx, plan, n) => {
     start(ctx, n, "outage", "all members");
     try {
       await Promise.all(ctx.env.members.map((m) => m.kill()));

@@ -25,10 +25,14 @@ export interface RecoveryContext {
   recoveryBoundMs: number;
 }
 
-
 /** The keys under `<name>/`, oldest first, with their leases (decimal). */
 async function queue(client: Etcd3, name: string): Promise<{ key: string; lease: string }[]> {
-  const res = await client.getAll().prefix(`${name}/`).sort("Create", "Ascend").options(deadline(PROBE_DEADLINE_MS)).exec();
+  const res = await client
+    .getAll()
+    .prefix(`${name}/`)
+    .sort("Create", "Ascend")
+    .options(deadline(PROBE_DEADLINE_MS))
+    .exec();
   return res.kvs.map((kv) => ({ key: kv.key.toString(), lease: kv.lease }));
 }
 
@@ -51,42 +55,86 @@ async function check(
     ctx.record({ t: mono(), e: "check", n, rule, ok: true, ms: Math.round(mono() - from), detail });
   } catch {
     const detail = await describe().catch((e: unknown) => `(could not read etcd: ${String(e)})`);
-    ctx.record({ t: mono(), e: "check", n, rule, ok: false, ms: Math.round(mono() - from), detail: `not within ${boundMs} ms: ${detail}` });
+    ctx.record({
+      t: mono(),
+      e: "check",
+      n,
+      rule,
+      ok: false,
+      ms: Math.round(mono() - from),
+      detail: `not within ${boundMs} ms: ${detail}`,
+    });
   }
 }
 
 export async function checkRecovery(ctx: RecoveryContext, n: number, healedAt: number): Promise<void> {
   const { client, fleet, names } = ctx;
   const bound = ctx.recoveryBoundMs;
-  const heads = async (): Promise<string> => `etcd's election queue ${JSON.stringify(await queue(client, names.election))}`;
+  const heads = async (): Promise<string> =>
+    `etcd's election queue ${JSON.stringify(await queue(client, names.election))}`;
 
-  await check(ctx, n, "leader-again", healedAt, bound, async () => {
-    const head = (await queue(client, names.election))[0];
-    const w = fleet.live().find((x) => !x.paused && x.holds.get("election")?.key === head?.key);
-    return w && head ? `${w.id} leads (${head.key})` : undefined;
-  }, heads);
+  await check(
+    ctx,
+    n,
+    "leader-again",
+    healedAt,
+    bound,
+    async () => {
+      const head = (await queue(client, names.election))[0];
+      const w = fleet.live().find((x) => !x.paused && x.holds.get("election")?.key === head?.key);
+      return w && head ? `${w.id} leads (${head.key})` : undefined;
+    },
+    heads,
+  );
 
-  await check(ctx, n, "mutex-again", healedAt, bound, async () => {
-    const w = fleet.live().find((x) => (x.lastStart.get("mutex") ?? -Infinity) >= healedAt);
-    return w ? `${w.id} took the mutex` : undefined;
-  }, async () => `etcd's mutex queue ${JSON.stringify(await queue(client, names.mutex))}`);
+  await check(
+    ctx,
+    n,
+    "mutex-again",
+    healedAt,
+    bound,
+    async () => {
+      const w = fleet.live().find((x) => (x.lastStart.get("mutex") ?? -Infinity) >= healedAt);
+      return w ? `${w.id} took the mutex` : undefined;
+    },
+    async () => `etcd's mutex queue ${JSON.stringify(await queue(client, names.mutex))}`,
+  );
 
-  await check(ctx, n, "observers-agree", healedAt, bound, async () => {
-    const head = (await queue(client, names.election))[0]?.key ?? null;
-    const all = fleet.live();
-    return all.every((w) => w.observed?.key === head) ? `all ${all.length} observe ${head}` : undefined;
-  }, async () => `${await heads()}; observed ${fleet.live().map((w) => `${w.id}=${w.observed?.key}`).join(" ")}`);
+  await check(
+    ctx,
+    n,
+    "observers-agree",
+    healedAt,
+    bound,
+    async () => {
+      const head = (await queue(client, names.election))[0]?.key ?? null;
+      const all = fleet.live();
+      return all.every((w) => w.observed?.key === head) ? `all ${all.length} observe ${head}` : undefined;
+    },
+    async () =>
+      `${await heads()}; observed ${fleet
+        .live()
+        .map((w) => `${w.id}=${w.observed?.key}`)
+        .join(" ")}`,
+  );
 
   const current = (kind: HoldKind): Set<string> => new Set(fleet.live().flatMap((w) => w.leases.get(kind) ?? []));
   const strays = async (): Promise<string[]> => {
     const out: string[] = [];
     for (const kind of ["election", "mutex"] as const) {
       const mine = current(kind);
-      for (const { key, lease } of await queue(client, names[kind])) if (!mine.has(lease)) out.push(`${key} (lease ${lease})`);
+      for (const { key, lease } of await queue(client, names[kind]))
+        if (!mine.has(lease)) out.push(`${key} (lease ${lease})`);
     }
     return out;
   };
-  await check(ctx, n, "dead-keys-gone", mono(), ctx.ttlMs + ctx.electionTimeoutMs + 1000, async () => ((await strays()).length === 0 ? "none" : undefined), async () =>
-    `keys of sessions no live worker holds: ${(await strays()).join(", ")}`,
+  await check(
+    ctx,
+    n,
+    "dead-keys-gone",
+    mono(),
+    ctx.ttlMs + ctx.electionTimeoutMs + 1000,
+    async () => ((await strays()).length === 0 ? "none" : undefined),
+    async () => `keys of sessions no live worker holds: ${(await strays()).join(", ")}`,
   );
 }

@@ -47,7 +47,9 @@ function reportMarkdown(history: History, verdict: Verdict): string {
   if (verdict.etcdRevokes.length) {
     lines.push("## etcd #15247 sightings", "");
     for (const r of verdict.etcdRevokes) {
-      lines.push(`- ${r.hold.kind}: etcd ended ${r.hold.w}'s hold (token ${r.hold.token}) ${r.afterResumeMs.toFixed(0)} ms after a raft-leader resume: ${r.hold.reason}.`);
+      lines.push(
+        `- ${r.hold.kind}: etcd ended ${r.hold.w}'s hold (token ${r.hold.token}) ${r.afterResumeMs.toFixed(0)} ms after a raft-leader resume: ${r.hold.reason}.`,
+      );
     }
     for (const b of verdict.etcdBugs) {
       lines.push(
@@ -74,7 +76,13 @@ function reportMarkdown(history: History, verdict: Verdict): string {
       `| ${k.kind} | ${k.count} | ${spread(k.failoverMs)} | ${spread(k.noticeAfterResumeMs)} | ${spread(k.gapBeforeNextMs)} | ${spread(k.recoveryMs)} | ${writes(k.writes)} | ${k.etcdRevokes} (${k.etcdBugs}) |`,
     );
   }
-  lines.push("", "## Every fault", "", "| # | fault | detail | at s | healed s | failover ms | notice ms | recovery ms | writes |", "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+  lines.push(
+    "",
+    "## Every fault",
+    "",
+    "| # | fault | detail | at s | healed s | failover ms | notice ms | recovery ms | writes |",
+    "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+  );
   const at = (t: number | undefined): string => (t === undefined ? "–" : ((t - history.startedAt) / 1000).toFixed(1));
   for (const f of perFault) {
     lines.push(
@@ -82,7 +90,11 @@ function reportMarkdown(history: History, verdict: Verdict): string {
     );
   }
   const checks = history.events.filter((e) => e.e === "check");
-  lines.push("", `Recovery checks: ${checks.filter((c) => c.e === "check" && c.ok).length} of ${checks.length} passed.`, "");
+  lines.push(
+    "",
+    `Recovery checks: ${checks.filter((c) => c.e === "check" && c.ok).length} of ${checks.length} passed.`,
+    "",
+  );
   return lines.join("\n");
 }
 

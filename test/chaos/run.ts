@@ -41,7 +41,10 @@ const out = resolve(values.out ?? "chaos-report");
 
 function printViolations(verdict: Verdict, seed: number, replay: string): void {
   console.error(`\nVIOLATIONS (seed ${seed}):`);
-  for (const v of verdict.violations) console.error(`- ${v.rule}: ${v.message}${v.excerpt ? `\n    ${v.excerpt.map((x) => JSON.stringify(x)).join("\n    ")}` : ""}`);
+  for (const v of verdict.violations)
+    console.error(
+      `- ${v.rule}: ${v.message}${v.excerpt ? `\n    ${v.excerpt.map((x) => JSON.stringify(x)).join("\n    ")}` : ""}`,
+    );
   console.error(`\nreplay: ${replay}\nreport: ${out}/report.md`);
 }
 

@@ -24,18 +24,20 @@ const FAULT_COLOR: Record<FaultKind, string> = {
   "pause-raft-leader": "#00798c",
   "restart-member": "#30638e",
   "isolate-member": "#8e7dbe",
-  "partition": "#6a4c93",
-  "compaction": "#7f7f7f",
-  "outage": "#a4243b",
+  partition: "#6a4c93",
+  compaction: "#7f7f7f",
+  outage: "#a4243b",
 };
 
-const esc = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+const esc = (s: string): string =>
+  s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 const title = (s: string): string => `<title>${esc(s)}</title>`;
 
 export function timelineSvg(history: History, verdict: Verdict): string {
   const t0 = history.startedAt;
   const span = Math.max(1, history.endedAt - t0);
-  const x = (t: number): number => LEFT + ((Math.min(Math.max(t, t0), history.endedAt) - t0) / span) * (WIDTH - LEFT - RIGHT);
+  const x = (t: number): number =>
+    LEFT + ((Math.min(Math.max(t, t0), history.endedAt) - t0) / span) * (WIDTH - LEFT - RIGHT);
   const workers = [...new Set(history.events.flatMap((e) => ("w" in e ? [e.w] : [])))];
   const lane = new Map(workers.map((w, i) => [w, TOP + i * LANE]));
   const bottom = TOP + workers.length * LANE;
@@ -74,7 +76,9 @@ export function timelineSvg(history: History, verdict: Verdict): string {
   // Lanes.
   for (const w of workers) {
     const y = lane.get(w)!;
-    out.push(`<text x="4" y="${y + 15}">${esc(w)}</text><line x1="${LEFT}" x2="${WIDTH - RIGHT}" y1="${y + LANE - 2}" y2="${y + LANE - 2}" stroke="#eee"/>`);
+    out.push(
+      `<text x="4" y="${y + 15}">${esc(w)}</text><line x1="${LEFT}" x2="${WIDTH - RIGHT}" y1="${y + LANE - 2}" y2="${y + LANE - 2}" stroke="#eee"/>`,
+    );
   }
 
   for (const i of verdict.intervals) {
@@ -101,15 +105,23 @@ export function timelineSvg(history: History, verdict: Verdict): string {
     else if ((e.e === "sigcont" || e.e === "sigkill") && stops.has(e.w)) {
       const from = stops.get(e.w)!;
       stops.delete(e.w);
-      out.push(`<g>${title(`${e.w} SIGSTOPped ${secs(from)} – ${secs(e.t)}`)}<rect x="${x(from)}" y="${y + 1}" width="${Math.max(1, x(e.t) - x(from))}" height="${LANE - 4}" fill="url(#hatch)" opacity="0.5"/></g>`);
+      out.push(
+        `<g>${title(`${e.w} SIGSTOPped ${secs(from)} – ${secs(e.t)}`)}<rect x="${x(from)}" y="${y + 1}" width="${Math.max(1, x(e.t) - x(from))}" height="${LANE - 4}" fill="url(#hatch)" opacity="0.5"/></g>`,
+      );
     }
     if (e.e === "sigkill") {
       const cx = x(e.t);
-      out.push(`<g stroke="black" stroke-width="2">${title(`${e.w} SIGKILL at ${secs(e.t)}`)}<line x1="${cx - 5}" y1="${y + 4}" x2="${cx + 5}" y2="${y + 16}"/><line x1="${cx - 5}" y1="${y + 16}" x2="${cx + 5}" y2="${y + 4}"/></g>`);
+      out.push(
+        `<g stroke="black" stroke-width="2">${title(`${e.w} SIGKILL at ${secs(e.t)}`)}<line x1="${cx - 5}" y1="${y + 4}" x2="${cx + 5}" y2="${y + 16}"/><line x1="${cx - 5}" y1="${y + 16}" x2="${cx + 5}" y2="${y + 4}"/></g>`,
+      );
     } else if (e.e === "sigterm") {
-      out.push(`<g>${title(`${e.w} SIGTERM at ${secs(e.t)}`)}<rect x="${x(e.t) - 1}" y="${y}" width="3" height="${LANE - 4}" fill="black"/></g>`);
+      out.push(
+        `<g>${title(`${e.w} SIGTERM at ${secs(e.t)}`)}<rect x="${x(e.t) - 1}" y="${y}" width="3" height="${LANE - 4}" fill="black"/></g>`,
+      );
     } else if (e.e === "spawn") {
-      out.push(`<g>${title(`${e.w} started at ${secs(e.t)}`)}<circle cx="${x(e.t)}" cy="${y + 10}" r="3" fill="none" stroke="black"/></g>`);
+      out.push(
+        `<g>${title(`${e.w} started at ${secs(e.t)}`)}<circle cx="${x(e.t)}" cy="${y + 10}" r="3" fill="none" stroke="black"/></g>`,
+      );
     }
   }
 
@@ -125,7 +137,9 @@ export function timelineSvg(history: History, verdict: Verdict): string {
           `<line x1="${cx}" x2="${rx}" y1="${y}" y2="${y}" stroke="#d62728"/><path d="M${rx - 5} ${y - 2} L${rx + 5} ${y - 2} L${rx} ${y + 7} Z" fill="#d62728"/></g>`,
       );
     } else if (o.outcome === "unknown") {
-      out.push(`<g>${title(`${o.w} ${o.kind} write ${o.op}: outcome unknown to it; ${o.committed ? "committed" : "not committed"} (log)`)}<circle cx="${cx}" cy="${y + 27}" r="2" fill="${o.committed ? "#2ca02c" : "#ff7f0e"}"/></g>`);
+      out.push(
+        `<g>${title(`${o.w} ${o.kind} write ${o.op}: outcome unknown to it; ${o.committed ? "committed" : "not committed"} (log)`)}<circle cx="${cx}" cy="${y + 27}" r="2" fill="${o.committed ? "#2ca02c" : "#ff7f0e"}"/></g>`,
+      );
     }
   }
 
@@ -147,7 +161,9 @@ export function timelineSvg(history: History, verdict: Verdict): string {
   }
   for (const v of verdict.violations) {
     if (v.at === undefined) continue;
-    out.push(`<g>${title(`VIOLATION ${v.rule}: ${v.message}`)}<line x1="${x(v.at)}" x2="${x(v.at)}" y1="${TOP - 6}" y2="${bottom}" stroke="#d62728" stroke-width="2"/></g>`);
+    out.push(
+      `<g>${title(`VIOLATION ${v.rule}: ${v.message}`)}<line x1="${x(v.at)}" x2="${x(v.at)}" y1="${TOP - 6}" y2="${bottom}" stroke="#d62728" stroke-width="2"/></g>`,
+    );
   }
 
   // Time axis.
@@ -155,7 +171,9 @@ export function timelineSvg(history: History, verdict: Verdict): string {
   out.push(`<line x1="${LEFT}" x2="${WIDTH - RIGHT}" y1="${bottom + 4}" y2="${bottom + 4}" stroke="#333"/>`);
   for (let s = 0; s * 1000 <= span; s += step) {
     const tx = x(t0 + s * 1000);
-    out.push(`<line x1="${tx}" x2="${tx}" y1="${bottom + 4}" y2="${bottom + 9}" stroke="#333"/><text x="${tx}" y="${bottom + 20}" text-anchor="middle">${s} s</text>`);
+    out.push(
+      `<line x1="${tx}" x2="${tx}" y1="${bottom + 4}" y2="${bottom + 9}" stroke="#333"/><text x="${tx}" y="${bottom + 20}" text-anchor="middle">${s} s</text>`,
+    );
   }
 
   // Legend: the marks, then the fault colours; each item placed after the previous one's text.
@@ -164,10 +182,18 @@ export function timelineSvg(history: History, verdict: Verdict): string {
     [`<rect width="24" height="10" fill="${PALETTE[0]}"/>`, 28, "believed leader (token)"],
     [`<rect y="3" width="24" height="5" fill="#999"/>`, 28, "holds the mutex"],
     [`<rect width="24" height="10" fill="url(#hatch)" opacity="0.5"/>`, 28, "SIGSTOPped"],
-    [`<line x1="0" x2="13" y1="0" y2="0" stroke="#d62728"/><path d="M8 0 L18 0 L13 9 Z" fill="#d62728"/>`, 22, "stale write: issued — refused by etcd"],
+    [
+      `<line x1="0" x2="13" y1="0" y2="0" stroke="#d62728"/><path d="M8 0 L18 0 L13 9 Z" fill="#d62728"/>`,
+      22,
+      "stale write: issued — refused by etcd",
+    ],
     [`<circle cx="4" cy="5" r="3" fill="#ff7f0e"/>`, 12, "unknown outcome, not committed"],
     [`<circle cx="4" cy="5" r="3" fill="#2ca02c"/>`, 12, "committed"],
-    [`<path d="M5 -1 L10 5 L5 11 L0 5 Z" fill="white" stroke="#9467bd" stroke-width="2"/>`, 14, "etcd #15247 revoke (filled: overlap)"],
+    [
+      `<path d="M5 -1 L10 5 L5 11 L0 5 Z" fill="white" stroke="#9467bd" stroke-width="2"/>`,
+      14,
+      "etcd #15247 revoke (filled: overlap)",
+    ],
     [`<line x1="2" x2="2" y1="-2" y2="12" stroke="#d62728" stroke-width="2"/>`, 8, "violation"],
     ["", 0, "✕ SIGKILL  ▮ SIGTERM  ○ start"],
   ];
@@ -180,7 +206,10 @@ export function timelineSvg(history: History, verdict: Verdict): string {
   out.push(
     `</g>`,
     `<g transform="translate(${LEFT},${ly + 16})">`,
-    ...Object.entries(FAULT_COLOR).map(([kind, color], i) => `<rect x="${i * 128}" width="10" height="10" fill="${color}" opacity="0.5"/><text x="${i * 128 + 14}" y="9">${kind}</text>`),
+    ...Object.entries(FAULT_COLOR).map(
+      ([kind, color], i) =>
+        `<rect x="${i * 128}" width="10" height="10" fill="${color}" opacity="0.5"/><text x="${i * 128 + 14}" y="9">${kind}</text>`,
+    ),
     `</g>`,
     `<text x="${LEFT}" y="${height - 6}" fill="#555">seed ${history.seed}, etcd ${esc(history.etcdVersion)}, TTL ${history.ttlMs / 1000} s, ${verdict.ok ? "no violation" : `${verdict.violations.length} violation(s)`}, etcd #15247: ${verdict.etcdRevokes.length} revoke(s), ${verdict.etcdBugs.length} overlap(s); shaded: faults</text>`,
     `</svg>`,

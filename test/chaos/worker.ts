@@ -54,7 +54,13 @@ const logLease = (fields: object, msg: string, kind: HoldKind): void => {
 };
 const logLine = (level: string, fields: object, msg: string): void => {
   const err = (fields as { err?: unknown }).err;
-  report({ e: "log", level, msg, code: codeOf(err), err: err === undefined ? undefined : messageOf(err).slice(0, 300) });
+  report({
+    e: "log",
+    level,
+    msg,
+    code: codeOf(err),
+    err: err === undefined ? undefined : messageOf(err).slice(0, 300),
+  });
 };
 const loggerFor = (kind: HoldKind): Logger => ({
   debug: () => {},
@@ -88,7 +94,14 @@ async function hold(kind: HoldKind, holding: Holding, until = Infinity): Promise
   report({ e: "start", kind, token, key: holding.key });
   const ended = (): void => {
     const reason = holding.signal.reason as { code?: string; message?: string; cause?: unknown };
-    report({ e: "end", kind, token, code: codeOf(reason), message: messageOf(reason), cause: reason?.cause === undefined ? undefined : messageOf(reason.cause) });
+    report({
+      e: "end",
+      kind,
+      token,
+      code: codeOf(reason),
+      message: messageOf(reason),
+      cause: reason?.cause === undefined ? undefined : messageOf(reason.cause),
+    });
   };
   if (holding.signal.aborted) ended();
   else holding.signal.addEventListener("abort", ended, { once: true });
@@ -128,7 +141,10 @@ async function hold(kind: HoldKind, holding: Holding, until = Infinity): Promise
 async function readCounter(holding: Holding, prefix: string): Promise<number | undefined> {
   while (!holding.signal.aborted) {
     try {
-      const res = await holding.txn().then(client.get(`${prefix}counter`)).commit();
+      const res = await holding
+        .txn()
+        .then(client.get(`${prefix}counter`))
+        .commit();
       const kv = res.responses[0]?.response_range.kvs[0];
       return kv ? Number(kv.value.toString()) : 0;
     } catch (e) {
@@ -159,9 +175,15 @@ async function mutexLoop(): Promise<void> {
     try {
       if (!session || session.signal.aborted) {
         void session?.close();
-        session = await Session.create(client, { ttl: config.ttl, callTimeoutMs: config.callTimeoutMs, logger: loggerFor("mutex") });
+        session = await Session.create(client, {
+          ttl: config.ttl,
+          callTimeoutMs: config.callTimeoutMs,
+          logger: loggerFor("mutex"),
+        });
       }
-      const lock = await new Mutex(session, config.mutex).lock({ signal: AbortSignal.any([stop.signal, session.signal]) });
+      const lock = await new Mutex(session, config.mutex).lock({
+        signal: AbortSignal.any([stop.signal, session.signal]),
+      });
       try {
         await hold("mutex", lock, mono() + 300 + Math.random() * 600);
       } finally {
@@ -171,7 +193,8 @@ async function mutexLoop(): Promise<void> {
       await sleep(50 + Math.random() * 250, undefined, { signal: stop.signal }).catch(() => {});
     } catch (e) {
       if (stop.signal.aborted) break;
-      if (!(e instanceof StepDown) && !isLoss(e) && codeOf(e) !== "SESSION_LOST") report({ e: "log", level: "warn", msg: `mutex loop: ${messageOf(e)}`, code: codeOf(e) });
+      if (!(e instanceof StepDown) && !isLoss(e) && codeOf(e) !== "SESSION_LOST")
+        report({ e: "log", level: "warn", msg: `mutex loop: ${messageOf(e)}`, code: codeOf(e) });
       await sleep(backoff, undefined, { signal: stop.signal }).catch(() => {});
       backoff = Math.min(backoff * 2, config.ttl * 1000);
     }

@@ -36,37 +36,114 @@ const cases: Case[] = [
     { input: `Election: ${input}`, code: "INVALID_ARGUMENT", message, act: (s) => new Election(s, name) },
     { input: `Mutex: ${input}`, code: "INVALID_ARGUMENT", message, act: (s) => new Mutex(s, name) },
   ]),
-  { input: "a name that is not a string", code: "INVALID_ARGUMENT", message: /non-empty string/, act: (s) => new RWLock(s, 42 as never) },
-  { input: "a value over maxValueBytes", code: "INVALID_ARGUMENT", message: /at most \d+ bytes/, act: (s) => new Election(s, "v").campaign(Buffer.alloc(DEFAULT_MAX_VALUE_BYTES + 1)) },
-  { input: "a value that is not bytes", code: "INVALID_ARGUMENT", message: /string, Buffer or Uint8Array/, act: (s) => new Election(s, "v").campaign(42 as never) },
-  { input: "timeoutMs negative", code: "INVALID_ARGUMENT", message: /timeoutMs must be/, act: (s) => new Mutex(s, "t").lock({ timeoutMs: -1 }) },
-  { input: "timeoutMs NaN", code: "INVALID_ARGUMENT", message: /got NaN/, act: (s) => new Mutex(s, "t").lock({ timeoutMs: Number.NaN }) },
-  { input: "a signal that is not an AbortSignal", code: "INVALID_ARGUMENT", message: /AbortSignal/, act: (s) => new Mutex(s, "t").lock({ signal: {} as never }) },
-  { input: "a semaphore limit of 0", code: "INVALID_ARGUMENT", message: /limit must be/, act: (s) => new Semaphore(s, "p", { limit: 0 }) },
-  { input: "a semaphore limit of 2.5", code: "INVALID_ARGUMENT", message: /limit must be/, act: (s) => new Semaphore(s, "p", { limit: 2.5 }) },
-  { input: "a value that is not a Session", code: "INVALID_ARGUMENT", message: /expected a Session/, act: () => new Election({} as never, "x") },
+  {
+    input: "a name that is not a string",
+    code: "INVALID_ARGUMENT",
+    message: /non-empty string/,
+    act: (s) => new RWLock(s, 42 as never),
+  },
+  {
+    input: "a value over maxValueBytes",
+    code: "INVALID_ARGUMENT",
+    message: /at most \d+ bytes/,
+    act: (s) => new Election(s, "v").campaign(Buffer.alloc(DEFAULT_MAX_VALUE_BYTES + 1)),
+  },
+  {
+    input: "a value that is not bytes",
+    code: "INVALID_ARGUMENT",
+    message: /string, Buffer or Uint8Array/,
+    act: (s) => new Election(s, "v").campaign(42 as never),
+  },
+  {
+    input: "timeoutMs negative",
+    code: "INVALID_ARGUMENT",
+    message: /timeoutMs must be/,
+    act: (s) => new Mutex(s, "t").lock({ timeoutMs: -1 }),
+  },
+  {
+    input: "timeoutMs NaN",
+    code: "INVALID_ARGUMENT",
+    message: /got NaN/,
+    act: (s) => new Mutex(s, "t").lock({ timeoutMs: Number.NaN }),
+  },
+  {
+    input: "a signal that is not an AbortSignal",
+    code: "INVALID_ARGUMENT",
+    message: /AbortSignal/,
+    act: (s) => new Mutex(s, "t").lock({ signal: {} as never }),
+  },
+  {
+    input: "a semaphore limit of 0",
+    code: "INVALID_ARGUMENT",
+    message: /limit must be/,
+    act: (s) => new Semaphore(s, "p", { limit: 0 }),
+  },
+  {
+    input: "a semaphore limit of 2.5",
+    code: "INVALID_ARGUMENT",
+    message: /limit must be/,
+    act: (s) => new Semaphore(s, "p", { limit: 2.5 }),
+  },
+  {
+    input: "a value that is not a Session",
+    code: "INVALID_ARGUMENT",
+    message: /expected a Session/,
+    act: () => new Election({} as never, "x"),
+  },
   {
     input: "LeaderElector with both client and session",
     code: "INVALID_ARGUMENT",
     message: /either client or session/,
-    act: (s) => new LeaderElector({ client: offline, session: s, name: "e", identity: "a", onStartedLeading: () => {} }),
+    act: (s) =>
+      new LeaderElector({ client: offline, session: s, name: "e", identity: "a", onStartedLeading: () => {} }),
   },
   {
     input: "LeaderElector identity over the value limit",
     code: "INVALID_ARGUMENT",
     message: /identity must be at most/,
-    act: (s) => new LeaderElector({ session: s, name: "e", identity: "x".repeat(DEFAULT_MAX_VALUE_BYTES + 1), onStartedLeading: () => {} }),
+    act: (s) =>
+      new LeaderElector({
+        session: s,
+        name: "e",
+        identity: "x".repeat(DEFAULT_MAX_VALUE_BYTES + 1),
+        onStartedLeading: () => {},
+      }),
   },
 ];
 
 const sessionCases: [string, string, RegExp, () => Promise<unknown>][] = [
   ...[0, -1, 1.5, Number.NaN, MAX_TTL_SECONDS + 1, "10"].map(
-    (ttl): [string, string, RegExp, () => Promise<unknown>] => [`ttl ${String(ttl)}`, "INVALID_ARGUMENT", /ttl must be a whole number/, () => Session.create(offline, { ttl: ttl as number })],
+    (ttl): [string, string, RegExp, () => Promise<unknown>] => [
+      `ttl ${String(ttl)}`,
+      "INVALID_ARGUMENT",
+      /ttl must be a whole number/,
+      () => Session.create(offline, { ttl: ttl as number }),
+    ],
   ),
-  ["marginMs not below the TTL", "INVALID_ARGUMENT", /marginMs/, () => Session.create(offline, { ttl: 2, marginMs: 2000 })],
-  ["callTimeoutMs negative", "INVALID_ARGUMENT", /callTimeoutMs/, () => Session.create(offline, { ttl: 2, callTimeoutMs: -5 })],
-  ["maxValueBytes fractional", "INVALID_ARGUMENT", /maxValueBytes/, () => Session.create(offline, { ttl: 2, maxValueBytes: 1.5 })],
-  ["a logger without the four levels", "INVALID_ARGUMENT", /logger must have/, () => Session.create(offline, { ttl: 2, logger: { info() {} } as never })],
+  [
+    "marginMs not below the TTL",
+    "INVALID_ARGUMENT",
+    /marginMs/,
+    () => Session.create(offline, { ttl: 2, marginMs: 2000 }),
+  ],
+  [
+    "callTimeoutMs negative",
+    "INVALID_ARGUMENT",
+    /callTimeoutMs/,
+    () => Session.create(offline, { ttl: 2, callTimeoutMs: -5 }),
+  ],
+  [
+    "maxValueBytes fractional",
+    "INVALID_ARGUMENT",
+    /maxValueBytes/,
+    () => Session.create(offline, { ttl: 2, maxValueBytes: 1.5 }),
+  ],
+  [
+    "a logger without the four levels",
+    "INVALID_ARGUMENT",
+    /logger must have/,
+    () => Session.create(offline, { ttl: 2, logger: { info() {} } as never }),
+  ],
   ["not an etcd3 client", "INVALID_CLIENT", /expected an etcd3/, () => Session.create({} as never)],
 ];
 
@@ -75,7 +152,9 @@ describe("bad input is rejected before any RPC, with its code and a clear messag
 
   it.each(sessionCases)("Session.create: %s -> %s", async (_input, code, message, create) => {
     const started = Date.now();
-    const err = await Promise.resolve().then(create).catch((e: unknown) => e);
+    const err = await Promise.resolve()
+      .then(create)
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code, message: expect.stringMatching(message) });
     expect(Date.now() - started).toBeLessThan(100); // nothing was sent to the offline client
   });

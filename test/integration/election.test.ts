@@ -61,7 +61,12 @@ describe("Election on a single node", () => {
     await aborted(first.signal, 10_000);
     expect(first.signal.reason).toMatchObject({ code: "NOT_LEADER" });
     // A stale term's guarded write is refused, by etcd or before it is sent: never silent.
-    await expect(first.txn().then(fx.client.put(`${name}-data`).value("stale")).commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
+    await expect(
+      first
+        .txn()
+        .then(fx.client.put(`${name}-data`).value("stale"))
+        .commit(),
+    ).rejects.toMatchObject({ code: "NOT_LEADER" });
     await expect(first.proclaim("again")).rejects.toMatchObject({ code: "NOT_LEADER" });
     expect(await fx.client.get(`${name}-data`).string()).toBeNull();
     expect(next.token).toBeGreaterThan(first.token);
@@ -71,11 +76,17 @@ describe("Election on a single node", () => {
   it("a guarded write whose key was deleted behind its back is refused by etcd itself", async () => {
     const name = `${fx.etcd.prefix()}guard`;
     const term = await new Election(await newSession(), name).campaign("a");
-    const ok = await term.txn().then(fx.client.put(`${name}-data`).value("1")).commit();
+    const ok = await term
+      .txn()
+      .then(fx.client.put(`${name}-data`).value("1"))
+      .commit();
     expect(ok.succeeded).toBe(true);
     // Another fx.client deletes the key and we commit at once, before our watch can tell us.
     await fx.client.delete().key(term.key);
-    const stale = term.txn().then(fx.client.put(`${name}-data`).value("2")).else(fx.client.put(`${name}-else`).value("stale"));
+    const stale = term
+      .txn()
+      .then(fx.client.put(`${name}-data`).value("2"))
+      .else(fx.client.put(`${name}-else`).value("stale"));
     await expect(stale.commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
     expect(await fx.client.get(`${name}-data`).string()).toBe("1");
     expect(await fx.client.get(`${name}-else`).string()).toBeNull(); // not even the caller's .else() ran
@@ -101,7 +112,14 @@ describe("Election on a single node", () => {
   it("a leader in a child process paused past its deadline is replaced; after resuming its term aborts and its writes are refused", async () => {
     const name = `${fx.etcd.prefix()}paused`;
     const takeOver = async () => new Election(await newSession(), name).campaign("parent");
-    await pausedHolderIsReplaced({ etcd: fx.etcd, client: fx.client, name, role: "campaign", code: "NOT_LEADER", takeOver });
+    await pausedHolderIsReplaced({
+      etcd: fx.etcd,
+      client: fx.client,
+      name,
+      role: "campaign",
+      code: "NOT_LEADER",
+      takeOver,
+    });
   });
 
   it("rule 3: a waiter whose key was deleted behind its back does not win when its turn comes", async () => {
@@ -130,7 +148,12 @@ describe("Election on a single node", () => {
     await fx.client.delete().key(again.key);
     await fx.client.put(again.key).value("someone else").exec(); // same key, new create revision
     await aborted(again.signal, 3000);
-    await expect(again.txn().then(fx.client.put(`${name}-data`).value("x")).commit()).rejects.toMatchObject({ code: "NOT_LEADER" });
+    await expect(
+      again
+        .txn()
+        .then(fx.client.put(`${name}-data`).value("x"))
+        .commit(),
+    ).rejects.toMatchObject({ code: "NOT_LEADER" });
     expect(await fx.client.get(`${name}-data`).string()).toBeNull();
     await fx.client.delete().key(again.key);
   });
@@ -246,7 +269,10 @@ describe("Election on a single node", () => {
 
   it("waiters on a namespaced client are woken by their watch, not only by the periodic re-read", async () => {
     const nsClient = fx.client.namespace(fx.etcd.prefix("ns-wait"));
-    const [s1, s2] = [await fx.newSession({ client: nsClient, ttl: 30 }), await fx.newSession({ client: nsClient, ttl: 30 })];
+    const [s1, s2] = [
+      await fx.newSession({ client: nsClient, ttl: 30 }),
+      await fx.newSession({ client: nsClient, ttl: 30 }),
+    ];
     const first = await new Election(s1, "jobs").campaign("a");
     const second = new Election(s2, "jobs").campaign("b");
     await waitFor(async () => (await keysUnder(fx.client, `${nsClient.prefix.toString()}jobs`)).length === 2);
@@ -287,7 +313,8 @@ describe("Election on a single node", () => {
     await s1.close();
     await s2.close();
     expect(await keysUnder(fx.client, name)).toEqual([]);
-    for (const s of [s1, s2]) expect(Number((await fx.client.leaseClient.leaseTimeToLive({ ID: s.leaseId })).TTL)).toBe(-1);
+    for (const s of [s1, s2])
+      expect(Number((await fx.client.leaseClient.leaseTimeToLive({ ID: s.leaseId })).TTL)).toBe(-1);
   });
 
   describe("Election interop with etcdctl elect", () => {
@@ -380,7 +407,10 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
     const observerClient = etcd.client({}, [member.clientUrl]);
     // A long TTL: its periodic re-read (every 30 s) is too slow to pass this test; the watch must.
     const observerSession = await Session.create(observerClient, { ttl: 60 });
-    const writer = etcd.client({}, etcd.members.slice(1).map((m) => m.clientUrl));
+    const writer = etcd.client(
+      {},
+      etcd.members.slice(1).map((m) => m.clientUrl),
+    );
     const s1 = await Session.create(writer, { ttl: 10 });
     const s2 = await Session.create(writer, { ttl: 10 });
     const ac = new AbortController();
@@ -414,7 +444,6 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
     }
   });
 });
-
 
 /** The stream's promises: never two equal items in a row, and a leader's token never decreases. */
 function assertLatestState(items: (Leader | undefined)[]): void {

@@ -6,35 +6,46 @@ import { faultsUnavailableReason, startEtcd, useEtcd, waitFor } from "../support
 describe("failures talking to etcd are typed", () => {
   const fx = useEtcd();
 
-  it.skipIf(!!faultsUnavailableReason)("etcd unreachable: ETCD_UNAVAILABLE within the call deadline, etcd3's error as the cause", async () => {
-    const member = fx.etcd.members[0]!;
-    const session = await Session.create(fx.etcd.client({}, [member.clientUrl]), { ttl: 10, callTimeoutMs: 500 });
-    member.clientProxy.blackhole();
-    try {
-      const started = Date.now();
-      const err = await new Election(session, `${fx.etcd.prefix()}x`).leader().catch((e: unknown) => e);
-      expect(err).toMatchObject({ code: "ETCD_UNAVAILABLE", name: "EtcdUnavailableError" });
-      expect((err as Error).cause).toBeInstanceOf(Error);
-      expect(Date.now() - started).toBeLessThan(500 + 500);
-    } finally {
-      member.clientProxy.open();
-      await session.close();
-    }
-  });
+  it.skipIf(!!faultsUnavailableReason)(
+    "etcd unreachable: ETCD_UNAVAILABLE within the call deadline, etcd3's error as the cause",
+    async () => {
+      const member = fx.etcd.members[0]!;
+      const session = await Session.create(fx.etcd.client({}, [member.clientUrl]), { ttl: 10, callTimeoutMs: 500 });
+      member.clientProxy.blackhole();
+      try {
+        const started = Date.now();
+        const err = await new Election(session, `${fx.etcd.prefix()}x`).leader().catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: "ETCD_UNAVAILABLE", name: "EtcdUnavailableError" });
+        expect((err as Error).cause).toBeInstanceOf(Error);
+        expect(Date.now() - started).toBeLessThan(500 + 500);
+      } finally {
+        member.clientProxy.open();
+        await session.close();
+      }
+    },
+  );
 
   it("a closed client: CLIENT_CLOSED for a new session and for calls of an existing one", async () => {
     const c = fx.etcd.client();
     const session = await Session.create(c, { ttl: 10 });
     c.close();
     await expect(Session.create(c, { ttl: 10 })).rejects.toMatchObject({ code: "CLIENT_CLOSED" });
-    await expect(new Election(session, `${fx.etcd.prefix()}x`).leader()).rejects.toMatchObject({ code: "CLIENT_CLOSED" });
+    await expect(new Election(session, `${fx.etcd.prefix()}x`).leader()).rejects.toMatchObject({
+      code: "CLIENT_CLOSED",
+    });
     await session.close();
   });
 
   it("a closed client makes LeaderElector.run() reject with CLIENT_CLOSED instead of retrying forever", async () => {
     const c = fx.etcd.client();
     c.close();
-    const elector = new LeaderElector({ client: c, name: `${fx.etcd.prefix()}e`, identity: "a", logger: false, onStartedLeading: () => {} });
+    const elector = new LeaderElector({
+      client: c,
+      name: `${fx.etcd.prefix()}e`,
+      identity: "a",
+      logger: false,
+      onStartedLeading: () => {},
+    });
     await expect(elector.run()).rejects.toMatchObject({ code: "CLIENT_CLOSED" });
     expect(elector.metrics().lastError).toMatchObject({ code: "CLIENT_CLOSED" });
   });
@@ -55,7 +66,14 @@ describe("failures talking to etcd are typed", () => {
 
   it("metrics() is JSON-safe while leading: the token is a string, the last error says what, when", async () => {
     const stop = new AbortController();
-    const elector = new LeaderElector({ client: fx.etcd.client(), name: `${fx.etcd.prefix()}m`, identity: "a", ttl: 5, logger: false, onStartedLeading: () => {} });
+    const elector = new LeaderElector({
+      client: fx.etcd.client(),
+      name: `${fx.etcd.prefix()}m`,
+      identity: "a",
+      ttl: 5,
+      logger: false,
+      onStartedLeading: () => {},
+    });
     const done = elector.run({ signal: stop.signal });
     await waitFor(() => elector.isLeader());
     await waitFor(() => elector.metrics().keepaliveRoundTripMs !== undefined, { timeoutMs: 5000 });
@@ -81,7 +99,9 @@ describe.skipIf(!!faultsUnavailableReason)("a value over etcd's request limit (-
     }
     // Set to the server's limit, the session refuses it before sending anything.
     const bounded = await Session.create(fx.client, { ttl: 5, maxValueBytes: 64 * 1024 - 8 * 1024 });
-    await expect(new Election(bounded, name).campaign(Buffer.alloc(100 * 1024))).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(new Election(bounded, name).campaign(Buffer.alloc(100 * 1024))).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+    });
     await bounded.close();
   });
 });

@@ -5,7 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEtcd, type EtcdEnv } from "../support/index.js";
 
 /** Runs an example to its end against the test's etcd; resolves with its exit code and output. */
-function runExample(file: string, endpoints: string[], args: string[] = []): Promise<{ code: number | null; out: string }> {
+function runExample(
+  file: string,
+  endpoints: string[],
+  args: string[] = [],
+): Promise<{ code: number | null; out: string }> {
   const path = fileURLToPath(new URL(`../../examples/${file}`, import.meta.url));
   const env: NodeJS.ProcessEnv = { ...process.env, ETCD_ENDPOINTS: endpoints.join(",") };
   if (endpoints.length === 0) delete env.ETCD_ENDPOINTS; // the example starts its own etcd

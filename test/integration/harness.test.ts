@@ -3,8 +3,14 @@
  * on: real etcd, and faults that behave like the real thing.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
-
+import {
+  faultsUnavailableReason,
+  startCluster,
+  startEtcd,
+  waitFor,
+  type EtcdEnv,
+  type EtcdMember,
+} from "../support/index.js";
 
 const deadline = (ms: number): { deadline: Date } => ({ deadline: new Date(Date.now() + ms) });
 
@@ -108,7 +114,10 @@ describe.skipIf(!!faultsUnavailableReason)("three-member cluster", () => {
 
   it("accepts writes while the leader is paused", async () => {
     const leader = await env.leader();
-    const client = env.client({}, otherThan(leader).map((m) => m.clientUrl));
+    const client = env.client(
+      {},
+      otherThan(leader).map((m) => m.clientUrl),
+    );
     const key = `${env.prefix("pause")}k`;
     await leader.pause();
     try {
@@ -128,7 +137,10 @@ describe.skipIf(!!faultsUnavailableReason)("three-member cluster", () => {
   it("an isolated member stops serving linearizable reads, the majority goes on, heal() restores it", async () => {
     const isolated = await aFollower();
     const viaIsolated = env.client({}, [isolated.clientUrl]);
-    const viaMajority = env.client({}, otherThan(isolated).map((m) => m.clientUrl));
+    const viaMajority = env.client(
+      {},
+      otherThan(isolated).map((m) => m.clientUrl),
+    );
     const key = `${env.prefix("isolate")}k`;
     await viaMajority.put(key).value("before");
     expect(await viaIsolated.get(key).string()).toBe("before");
@@ -156,7 +168,10 @@ describe.skipIf(!!faultsUnavailableReason)("three-member cluster", () => {
     await env.client().put(`${prefix}before`).value("1");
     await member.kill();
     await env
-      .client({}, otherThan(member).map((m) => m.clientUrl))
+      .client(
+        {},
+        otherThan(member).map((m) => m.clientUrl),
+      )
       .put(`${prefix}while-down`)
       .value("2");
     await member.restart();

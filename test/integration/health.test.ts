@@ -48,7 +48,12 @@ describe("healthHandler over real HTTP, with real electors against real etcd", (
   const get = async (s: Served, path: string, method = "GET") => {
     const res = await fetch(s.base + path, { method, signal: AbortSignal.timeout(5000) });
     const text = await res.text();
-    return { status: res.status, text, body: text ? (JSON.parse(text) as Record<string, unknown>) : undefined, headers: res.headers };
+    return {
+      status: res.status,
+      text,
+      body: text ? (JSON.parse(text) as Record<string, unknown>) : undefined,
+      headers: res.headers,
+    };
   };
 
   beforeAll(async () => {
@@ -93,7 +98,14 @@ describe("healthHandler over real HTTP, with real electors against real etcd", (
     // metrics() as JSON, with who and what.
     const metrics = await get(a, healthPaths.metrics);
     expect(metrics.status).toBe(200);
-    expect(metrics.body).toMatchObject({ name, identity: "a", state: "leading", termsLed: 1, sessions: 1, sessionState: "connected" });
+    expect(metrics.body).toMatchObject({
+      name,
+      identity: "a",
+      state: "leading",
+      termsLed: 1,
+      sessions: 1,
+      sessionState: "connected",
+    });
 
     // Stop the leader. Its work takes its time to return, so it stays "stopping": not ready, not leading.
     a.stop.abort();
@@ -107,7 +119,10 @@ describe("healthHandler over real HTTP, with real electors against real etcd", (
 
     a.finishWork();
     await a.done;
-    expect(await get(a, healthPaths.readiness)).toMatchObject({ status: 503, body: { ready: false, state: "stopped" } });
+    expect(await get(a, healthPaths.readiness)).toMatchObject({
+      status: 503,
+      body: { ready: false, state: "stopped" },
+    });
     expect((await get(a, healthPaths.leader)).status).toBe(503);
     expect((await get(a, healthPaths.liveness)).status).toBe(200);
   });

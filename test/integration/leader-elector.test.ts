@@ -21,7 +21,11 @@ describe("LeaderElector", () => {
   const all: Running[] = [];
 
   /** An elector on its own client, running; its work waits for the term to end. */
-  function start(name: string, identity: string, options: { ttl?: number; failFirst?: boolean; hosts?: string[] } = {}): Running {
+  function start(
+    name: string,
+    identity: string,
+    options: { ttl?: number; failFirst?: boolean; hosts?: string[] } = {},
+  ): Running {
     let failures = options.failFirst ? 1 : 0;
     const r = { stop: new AbortController(), started: 0, stopped: 0, leaders: [] } as unknown as Running;
     r.elector = new LeaderElector({
@@ -61,7 +65,12 @@ describe("LeaderElector", () => {
     expect(first.started).toBe(1);
     const id = first.elector.identity;
     for (const r of rs) await waitFor(() => r.leaders.at(-1)?.value.toString() === id);
-    expect(first.elector.metrics()).toMatchObject({ state: "leading", termsLed: 1, sessions: 1, lastFailoverMs: undefined });
+    expect(first.elector.metrics()).toMatchObject({
+      state: "leading",
+      termsLed: 1,
+      sessions: 1,
+      lastFailoverMs: undefined,
+    });
     expect(first.elector.healthy()).toBe(true);
 
     // Stop the leader (what SIGTERM does in a worker): it resigns, so the next one does not wait a TTL.
@@ -77,7 +86,8 @@ describe("LeaderElector", () => {
     expect(first.elector.isLeader()).toBe(false);
     expect(first.elector.metrics().state).toBe("stopped");
     expect(await keysUnder(client, name)).toHaveLength(2); // the stopped one left nothing behind
-    for (const r of rs.filter((x) => x !== first)) await waitFor(() => r.leaders.at(-1)?.value.toString() === next.elector.identity);
+    for (const r of rs.filter((x) => x !== first))
+      await waitFor(() => r.leaders.at(-1)?.value.toString() === next.elector.identity);
     // onNewLeader tells of changes only: never the same leader twice in a row.
     for (const r of rs) {
       const seen = r.leaders.map((l) => (l ? `${l.token}` : "none"));
@@ -94,7 +104,9 @@ describe("LeaderElector", () => {
     await waitFor(() => first.stopped === 1, { timeoutMs: 15_000 });
     const second = (await waitFor(() => leaders(rs).length === 1 && leaders(rs)))[0]!;
     expect(second).not.toBe(first);
-    await waitFor(() => first.elector.metrics().sessions === 2 && first.elector.metrics().state === "campaigning", { timeoutMs: 15_000 });
+    await waitFor(() => first.elector.metrics().sessions === 2 && first.elector.metrics().state === "campaigning", {
+      timeoutMs: 15_000,
+    });
     // "campaigning" is set as the campaign starts; its key lands a round trip later.
     await waitFor(async () => (await keysUnder(client, name)).length === 2);
     expect(first.elector.isLeader()).toBe(false);
@@ -146,30 +158,35 @@ describe("LeaderElector", () => {
     const ok = { client, name: "x", identity: "a", onStartedLeading: () => {} };
     expect(() => new LeaderElector({ ...ok, name: "" })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
     expect(() => new LeaderElector({ ...ok, ttl: 0 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
-    expect(() => new LeaderElector({ ...ok, client: {} as Etcd3 })).toThrow(expect.objectContaining({ code: "INVALID_CLIENT" }));
+    expect(() => new LeaderElector({ ...ok, client: {} as Etcd3 })).toThrow(
+      expect.objectContaining({ code: "INVALID_CLIENT" }),
+    );
     const r = start(`${etcd.prefix()}twice`, "a");
     await expect(r.elector.run()).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
 
-  it.skipIf(!!faultsUnavailableReason)("stopped while etcd is unreachable, it steps down and resolves within max(TTL, 2 x callTimeoutMs)", async () => {
-    const name = `${etcd.prefix()}unreachable`;
-    const member = etcd.members[0]!;
-    const r = start(name, "a", { ttl: 4, hosts: [member.clientUrl] });
-    await waitFor(() => r.elector.isLeader());
-    member.clientProxy.blackhole();
-    try {
-      const stoppedAt = Date.now();
-      r.stop.abort();
-      await r.done;
-      expect(Date.now() - stoppedAt).toBeLessThan(Math.max(4000, 2 * 5000) + 500);
-      expect(r.elector.isLeader()).toBe(false);
-      expect(r.stopped).toBe(1);
-    } finally {
-      member.clientProxy.open();
-    }
-    // Its resign could not get through, nor the revoke: the key goes with the lease, within the TTL.
-    await waitFor(async () => (await keysUnder(client, name)).length === 0, { timeoutMs: 10_000 });
-  });
+  it.skipIf(!!faultsUnavailableReason)(
+    "stopped while etcd is unreachable, it steps down and resolves within max(TTL, 2 x callTimeoutMs)",
+    async () => {
+      const name = `${etcd.prefix()}unreachable`;
+      const member = etcd.members[0]!;
+      const r = start(name, "a", { ttl: 4, hosts: [member.clientUrl] });
+      await waitFor(() => r.elector.isLeader());
+      member.clientProxy.blackhole();
+      try {
+        const stoppedAt = Date.now();
+        r.stop.abort();
+        await r.done;
+        expect(Date.now() - stoppedAt).toBeLessThan(Math.max(4000, 2 * 5000) + 500);
+        expect(r.elector.isLeader()).toBe(false);
+        expect(r.stopped).toBe(1);
+      } finally {
+        member.clientProxy.open();
+      }
+      // Its resign could not get through, nor the revoke: the key goes with the lease, within the TTL.
+      await waitFor(async () => (await keysUnder(client, name)).length === 0, { timeoutMs: 10_000 });
+    },
+  );
 
   it("examples/worker.ts: SIGTERM makes the leading worker step down at once; the other takes over", async () => {
     const name = `${etcd.prefix()}workers`;

@@ -13,7 +13,14 @@ import { contextOf } from "../../src/context.js";
 import { failKvCalls } from "../support/internals.js";
 import { handledRpcs } from "../support/metrics.js";
 import { collect, keysUnder } from "../support/observe.js";
-import { faultsUnavailableReason, startCluster, startEtcd, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
+import {
+  faultsUnavailableReason,
+  startCluster,
+  startEtcd,
+  waitFor,
+  type EtcdEnv,
+  type EtcdMember,
+} from "../support/index.js";
 
 /** Settles `promise` into a flag the test can read: has it settled yet? */
 function track<T>(promise: Promise<T>): { settled: () => boolean; promise: Promise<T> } {
@@ -66,7 +73,11 @@ describe.skipIf(!!faultsUnavailableReason)("liveness on a single node", () => {
    * next. The release must not resolve before etcd confirmed it, and the waiter must get in within 1 s of
    * the heal.
    */
-  async function releaseLostInABlackHole<H extends { signal: AbortSignal }>(kind: string, take: (s: Session, name: string) => Promise<H>, release: (h: H) => Promise<void>): Promise<void> {
+  async function releaseLostInABlackHole<H extends { signal: AbortSignal }>(
+    kind: string,
+    take: (s: Session, name: string) => Promise<H>,
+    release: (h: H) => Promise<void>,
+  ): Promise<void> {
     const name = `${etcd.prefix()}${kind}`;
     const a = await Session.create(proxied, { ttl: 20, callTimeoutMs: 1000 });
     const b = await Session.create(direct, { ttl: 20 });
@@ -88,11 +99,19 @@ describe.skipIf(!!faultsUnavailableReason)("liveness on a single node", () => {
   }
 
   it("an unlock lost in a 2.5 s black hole is retried: it resolves after the network heals, the next holder gets in within 1 s, nothing is left", async () => {
-    await releaseLostInABlackHole("unlock", (s, name) => new Mutex(s, name).lock(), (lock) => lock.unlock());
+    await releaseLostInABlackHole(
+      "unlock",
+      (s, name) => new Mutex(s, name).lock(),
+      (lock) => lock.unlock(),
+    );
   });
 
   it("a resign lost in a black hole is retried until etcd confirms it; the next candidate leads within 1 s of the heal", async () => {
-    await releaseLostInABlackHole("resign", (s, name) => new Election(s, name).campaign("x"), (term) => term.resign());
+    await releaseLostInABlackHole(
+      "resign",
+      (s, name) => new Election(s, name).campaign("x"),
+      (term) => term.resign(),
+    );
   });
 
   it("a campaign aborted during a black hole never becomes leader: its key is removed once etcd is back, and the next candidate leads", async () => {
@@ -128,7 +147,9 @@ describe.skipIf(!!faultsUnavailableReason)("liveness on a single node", () => {
     const election = new Election(session, `${name}-e`);
     member.clientProxy.cut();
     // Library calls and the user's own calls fail during the blip (etcd3 would open its breaker for 5 s).
-    const failures = await Promise.allSettled([...Array(6)].flatMap(() => [election.leader(), proxied.get("x").string()]));
+    const failures = await Promise.allSettled(
+      [...Array(6)].flatMap(() => [election.leader(), proxied.get("x").string()]),
+    );
     expect(failures.every((f) => f.status === "rejected")).toBe(true);
     await new Promise((resolve) => setTimeout(resolve, 1200)); // the blip's length is the scenario
     member.clientProxy.open();
@@ -258,7 +279,14 @@ describe.skipIf(!!faultsUnavailableReason)("liveness on a single node", () => {
   it("healthy() is false for a leader that has not renewed for 2 x TTL (a wedged process), and true again once it stepped down", async () => {
     const name = `${etcd.prefix()}wedged`;
     const stop = new AbortController();
-    const elector = new LeaderElector({ client: etcd.client(), name, identity: "wedged", ttl: 2, logger: false, onStartedLeading: () => {} });
+    const elector = new LeaderElector({
+      client: etcd.client(),
+      name,
+      identity: "wedged",
+      ttl: 2,
+      logger: false,
+      onStartedLeading: () => {},
+    });
     const done = elector.run({ signal: stop.signal });
     await waitFor(() => elector.isLeader());
     expect(elector.healthy()).toBe(true);
@@ -277,7 +305,15 @@ describe.skipIf(!!faultsUnavailableReason)("liveness on a single node", () => {
     const name = `${etcd.prefix()}writes-fail`;
     const c = etcd.client();
     const kv = failKvCalls(c);
-    const elector = new LeaderElector({ client: c, name, identity: "a", ttl: 3, callTimeoutMs: 1000, logger: false, onStartedLeading: () => {} });
+    const elector = new LeaderElector({
+      client: c,
+      name,
+      identity: "a",
+      ttl: 3,
+      callTimeoutMs: 1000,
+      logger: false,
+      onStartedLeading: () => {},
+    });
     const stop = new AbortController();
     const done = elector.run({ signal: stop.signal });
     await waitFor(() => elector.isLeader());
@@ -314,7 +350,7 @@ describe.skipIf(!!faultsUnavailableReason)("liveness on a single node", () => {
   it("a stopped worker exits by itself within 1 s of run() resolving, also after an etcd blip", async () => {
     const name = `${etcd.prefix()}exit`;
     const child = spawn(process.execPath, ["--import", "tsx", WORKER], {
-      env: { ...process.env, WORKER_ID: "exit", ETCD_ENDPOINTS: member.clientUrl, ELECTION: name, TTL: "5", },
+      env: { ...process.env, WORKER_ID: "exit", ETCD_ENDPOINTS: member.clientUrl, ELECTION: name, TTL: "5" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
@@ -326,7 +362,10 @@ describe.skipIf(!!faultsUnavailableReason)("liveness on a single node", () => {
     child.stderr.on("data", (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number>((resolve) => child.once("exit", () => resolve(Date.now())));
     try {
-      await waitFor(() => out.includes("started leading"), { timeoutMs: 20_000, description: `the worker leads (${out})` });
+      await waitFor(() => out.includes("started leading"), {
+        timeoutMs: 20_000,
+        description: `the worker leads (${out})`,
+      });
       member.clientProxy.cut();
       await new Promise((resolve) => setTimeout(resolve, 1000)); // the blip's length is the scenario
       member.clientProxy.open();
@@ -353,7 +392,14 @@ describe.skipIf(!!faultsUnavailableReason)("liveness through an etcd outage", ()
     const member = etcd.members[0]!;
     const runs = ["a", "b", "c"].map((identity) => {
       const stop = new AbortController();
-      const elector = new LeaderElector({ client: etcd.client(), name, identity, ttl: 3, logger: false, onStartedLeading: () => {} });
+      const elector = new LeaderElector({
+        client: etcd.client(),
+        name,
+        identity,
+        ttl: 3,
+        logger: false,
+        onStartedLeading: () => {},
+      });
       return { elector, stop, done: elector.run({ signal: stop.signal }) };
     });
     try {

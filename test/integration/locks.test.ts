@@ -19,7 +19,11 @@ describe("locks on a single node", () => {
       const kv = res.kvs[0];
       const value = Number(kv?.value.toString() ?? "0") + delta;
       const rev = kv?.mod_revision ?? "0";
-      const txn = await permit.txn().and(key, "Mod", "==", rev).then(fx.client.put(key).value(String(value))).commit();
+      const txn = await permit
+        .txn()
+        .and(key, "Mod", "==", rev)
+        .then(fx.client.put(key).value(String(value)))
+        .commit();
       if (txn.succeeded) return value;
     }
   }
@@ -38,7 +42,10 @@ describe("locks on a single node", () => {
           await mutex.withLock(async (lock) => {
             grants.push(lock.token);
             const v = Number(await fx.client.get(counterKey).string());
-            await lock.txn().then(fx.client.put(counterKey).value(String(v + 1))).commit();
+            await lock
+              .txn()
+              .then(fx.client.put(counterKey).value(String(v + 1)))
+              .commit();
           });
         }
       }),
@@ -82,7 +89,10 @@ describe("locks on a single node", () => {
     const holder = await new Mutex(await newSession(), name).lock();
     // Keys of deeper names, created between the holder's key and the waiter's: a re-read of "our key and
     // the one just before it", newest first, finds only these two before our own.
-    const deep = [await new Mutex(await newSession(), `${name}/a`).lock(), await new Mutex(await newSession(), `${name}/b`).lock()];
+    const deep = [
+      await new Mutex(await newSession(), `${name}/a`).lock(),
+      await new Mutex(await newSession(), `${name}/b`).lock(),
+    ];
     const waiterSession = await newSession();
     const calls = countCalls(waiterSession);
     let got = false;
@@ -113,7 +123,10 @@ describe("locks on a single node", () => {
     const name = `${fx.etcd.prefix()}timeout`;
     const held = await new Mutex(await newSession(), name).lock();
     const mutex = new Mutex(await newSession(), name);
-    await expect(mutex.lock({ timeoutMs: 300 })).rejects.toMatchObject({ code: "LOCK_TIMEOUT", name: "LockTimeoutError" });
+    await expect(mutex.lock({ timeoutMs: 300 })).rejects.toMatchObject({
+      code: "LOCK_TIMEOUT",
+      name: "LockTimeoutError",
+    });
     expect(await keysUnder(fx.client, name)).toEqual([held.key]);
     const ac = new AbortController();
     const pending = mutex.lock({ signal: ac.signal });
@@ -182,7 +195,12 @@ describe("locks on a single node", () => {
     const name = `${fx.etcd.prefix()}refused`;
     const lock = await new Mutex(await newSession(fx.client, 30), name).lock();
     await fx.client.delete().key(lock.key);
-    await expect(lock.txn().then(fx.client.put(`${name}-data`).value("x")).commit()).rejects.toMatchObject({ code: "LOCK_LOST" });
+    await expect(
+      lock
+        .txn()
+        .then(fx.client.put(`${name}-data`).value("x"))
+        .commit(),
+    ).rejects.toMatchObject({ code: "LOCK_LOST" });
     expect(await fx.client.get(`${name}-data`).string()).toBeNull();
     expect(lock.signal.aborted).toBe(true);
   });
@@ -241,7 +259,9 @@ describe("locks on a single node", () => {
 
   it("semaphore: a waiter gets in when any permit ahead frees; tryAcquire and limit mismatch", async () => {
     const name = `${fx.etcd.prefix()}sem2`;
-    const permits = await Promise.all([0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()));
+    const permits = await Promise.all(
+      [0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()),
+    );
     const third = new Semaphore(await newSession(), name, { limit: 2 });
     expect(await third.tryAcquire()).toBeUndefined();
     expect(await keysUnder(fx.client, name)).toHaveLength(2);
@@ -249,7 +269,9 @@ describe("locks on a single node", () => {
     await waitFor(async () => (await keysUnder(fx.client, name)).length === 3);
     await permits[1]!.release(); // not the oldest: any permit ahead frees a place
     const got = await waiting;
-    await expect(new Semaphore(await newSession(), name, { limit: 5 }).acquire({ timeoutMs: 2000 })).rejects.toMatchObject({
+    await expect(
+      new Semaphore(await newSession(), name, { limit: 5 }).acquire({ timeoutMs: 2000 }),
+    ).rejects.toMatchObject({
       code: "LIMIT_MISMATCH",
     });
     expect(await keysUnder(fx.client, name)).toHaveLength(2);
@@ -259,7 +281,9 @@ describe("locks on a single node", () => {
 
   it("semaphore: a release makes only the waiter whose turn came re-read", async () => {
     const name = `${fx.etcd.prefix()}sem-herd`;
-    const holders = await Promise.all([0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()));
+    const holders = await Promise.all(
+      [0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()),
+    );
     const waiters = await Promise.all(
       [0, 1, 2].map(async () => {
         const session = await newSession(fx.etcd.client(), 30);
@@ -275,7 +299,8 @@ describe("locks on a single node", () => {
     await waitFor(() => waiters.every((w) => watchCount(w.session) >= 1));
     const calls = waiters.map((w) => countCalls(w.session));
     // A re-read is one linearizable range; nothing else a waiter sends reads or writes KV meanwhile.
-    const rereads = (): number[] => calls.map((c) => c().filter((call) => call === "KV.range" || call === "KV.txn").length);
+    const rereads = (): number[] =>
+      calls.map((c) => c().filter((call) => call === "KV.range" || call === "KV.txn").length);
     await holders[0]!.release();
     const first = await pending[0]!;
     expect(rereads()).toEqual([1, 0, 0]); // one re-read, by the first waiter only
@@ -384,7 +409,10 @@ describe("locks on a single node", () => {
     expect(await keysUnder(fx.client, name)).toEqual([]);
     await session.close();
     expect(watchers()).toBe(0);
-    await waitFor(async () => (await watchersInEtcd(fx.etcd.members[0]!)) <= inEtcd, { timeoutMs: 10_000, description: "the session's watches gone from etcd" });
+    await waitFor(async () => (await watchersInEtcd(fx.etcd.members[0]!)) <= inEtcd, {
+      timeoutMs: 10_000,
+      description: "the session's watches gone from etcd",
+    });
   });
 
   describe("Mutex interop with etcdctl lock", () => {

@@ -1,4 +1,11 @@
-import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader, type DataPoint, type Histogram } from "@opentelemetry/sdk-metrics";
+import {
+  AggregationTemporality,
+  InMemoryMetricExporter,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+  type DataPoint,
+  type Histogram,
+} from "@opentelemetry/sdk-metrics";
 import { Gauge, Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { instrument } from "../../src/adapters/opentelemetry.js";
@@ -21,7 +28,11 @@ describe("metrics adapters, fed by real electors against real etcd", () => {
   const all: Running[] = [];
 
   /** An elector (not yet running: adapters attach first, as a service would). Its work waits for the term's end. */
-  function elector(name: string, identity: string, options: { failFirst?: boolean; hosts?: string[] } = {}): LeaderElector {
+  function elector(
+    name: string,
+    identity: string,
+    options: { failFirst?: boolean; hosts?: string[] } = {},
+  ): LeaderElector {
     let failures = options.failFirst ? 1 : 0;
     return new LeaderElector({
       client: etcd.client({}, options.hosts),
@@ -85,9 +96,13 @@ describe("metrics adapters, fed by real electors against real etcd", () => {
       expect(sampleValue(sb, "etcd_election_campaign_wait_seconds_count", n)).toBe(0);
       expect(sampleValue(sb, "etcd_election_state", { ...n, state: "campaigning" })).toBe(1);
       // Keepalive round trips, from the `renewed` events.
-      await waitFor(async () => (sampleValue(await scrape(regA), "etcd_election_keepalive_round_trip_seconds_count", n) ?? 0) >= 1);
+      await waitFor(
+        async () => (sampleValue(await scrape(regA), "etcd_election_keepalive_round_trip_seconds_count", n) ?? 0) >= 1,
+      );
       sa = await scrape(regA);
-      expect(sampleValue(sa, "etcd_election_keepalive_round_trip_seconds_bucket", { ...n, le: "+Inf" })).toBeGreaterThanOrEqual(1);
+      expect(
+        sampleValue(sa, "etcd_election_keepalive_round_trip_seconds_bucket", { ...n, le: "+Inf" }),
+      ).toBeGreaterThanOrEqual(1);
       expect(sampleValue(sa, "etcd_election_keepalive_round_trip_seconds_sum", n)).toBeGreaterThan(0);
 
       // Stop the leader: its gauge drops to 0 and the follower's rises to 1.
@@ -124,7 +139,11 @@ describe("metrics adapters, fed by real electors against real etcd", () => {
       const t = { name: thrower.name };
       const l = { name: lonely.name };
       await waitFor(async () => sampleValue(await scrape(registry), "etcd_election_terms_total", t) === 2);
-      await waitFor(async () => (sampleValue(await scrape(registry), "etcd_election_failures_total", { ...l, code: "ETCD_UNAVAILABLE" }) ?? 0) >= 1);
+      await waitFor(
+        async () =>
+          (sampleValue(await scrape(registry), "etcd_election_failures_total", { ...l, code: "ETCD_UNAVAILABLE" }) ??
+            0) >= 1,
+      );
       const s = await scrape(registry);
       expect(sampleValue(s, "etcd_election_work_failures_total", t)).toBe(1);
       expect(s.filter((x) => x.name === "etcd_election_failures_total" && x.labels.name === thrower.name)).toEqual([]);
@@ -141,10 +160,14 @@ describe("metrics adapters, fed by real electors against real etcd", () => {
       const labels = { service: "billing" };
       const dispose1 = registerMetrics(e1, { registry, labels });
       const dispose2 = registerMetrics(e2, { registry, labels });
-      expect(() => registerMetrics(e1, { registry, labels })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => registerMetrics(e1, { registry, labels })).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+      );
       const e3 = elector(`${etcd.prefix()}shared-3`, "x");
       expect(() => registerMetrics(e3, { registry, labels: { other: "x" } })).toThrow(/need the same label names/);
-      expect(() => registerMetrics(e3, { registry, labels: { name: "x" } })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => registerMetrics(e3, { registry, labels: { name: "x" } })).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+      );
       run(e1);
       run(e2);
       await waitFor(() => e1.isLeader() && e2.isLeader());
@@ -164,7 +187,9 @@ describe("metrics adapters, fed by real electors against real etcd", () => {
       const taken = new Registry();
       registerMetrics(e1, { registry: taken, prefix: "mine_" })();
       new Gauge({ name: "mine_leader_status", help: "not ours", registers: [taken] });
-      expect(() => registerMetrics(e1, { registry: taken, prefix: "mine_" })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => registerMetrics(e1, { registry: taken, prefix: "mine_" })).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+      );
     });
   });
 
@@ -188,14 +213,24 @@ describe("metrics adapters, fed by real electors against real etcd", () => {
       const points = new Map<string, DataPoint<number | Histogram>[]>();
       for (const resource of exporter.getMetrics()) {
         for (const scope of resource.scopeMetrics) {
-          for (const metric of scope.metrics) points.set(metric.descriptor.name, [...(points.get(metric.descriptor.name) ?? []), ...(metric.dataPoints as DataPoint<number | Histogram>[])]);
+          for (const metric of scope.metrics)
+            points.set(metric.descriptor.name, [
+              ...(points.get(metric.descriptor.name) ?? []),
+              ...(metric.dataPoints as DataPoint<number | Histogram>[]),
+            ]);
         }
       }
       return points;
     }
     /** The value of the one data point of `metric` whose attributes include `attrs`. */
-    function point(points: Map<string, DataPoint<number | Histogram>[]>, metric: string, attrs: Record<string, string>): number | Histogram | undefined {
-      const found = (points.get(metric) ?? []).filter((p) => Object.entries(attrs).every(([k, v]) => p.attributes[k] === v));
+    function point(
+      points: Map<string, DataPoint<number | Histogram>[]>,
+      metric: string,
+      attrs: Record<string, string>,
+    ): number | Histogram | undefined {
+      const found = (points.get(metric) ?? []).filter((p) =>
+        Object.entries(attrs).every(([k, v]) => p.attributes[k] === v),
+      );
       if (found.length > 1) throw new Error(`${found.length} points of ${metric} match ${JSON.stringify(attrs)}`);
       return found[0]?.value;
     }
@@ -224,7 +259,10 @@ describe("metrics adapters, fed by real electors against real etcd", () => {
       expect(point(p, "etcd_election.terms", A)).toBe(1);
       expect(point(p, "etcd_election.terms", B)).toBe(0);
       expect((point(p, "etcd_election.campaign.wait", A) as Histogram).count).toBe(1);
-      await waitFor(async () => ((point(await collect(), "etcd_election.keepalive.round_trip", A) as Histogram | undefined)?.count ?? 0) >= 1);
+      await waitFor(
+        async () =>
+          ((point(await collect(), "etcd_election.keepalive.round_trip", A) as Histogram | undefined)?.count ?? 0) >= 1,
+      );
 
       // B's instrumentation is disposed: when it takes over, nothing records its term.
       disposeB();
@@ -250,11 +288,17 @@ describe("metrics adapters, fed by real electors against real etcd", () => {
       const T = { "etcd_election.name": thrower.name };
       const L = { "etcd_election.name": lonely.name };
       await waitFor(async () => point(await collect(), "etcd_election.terms", T) === 2);
-      await waitFor(async () => ((point(await collect(), "etcd_election.failures", { ...L, "error.type": "ETCD_UNAVAILABLE" }) as number | undefined) ?? 0) >= 1);
+      await waitFor(
+        async () =>
+          ((point(await collect(), "etcd_election.failures", { ...L, "error.type": "ETCD_UNAVAILABLE" }) as
+            number | undefined) ?? 0) >= 1,
+      );
       const p = await collect();
       expect(point(p, "etcd_election.work_failures", T)).toBe(1);
       expect(point(p, "etcd_election.work_failures", L)).toBe(0);
-      expect((p.get("etcd_election.failures") ?? []).filter((x) => x.attributes["etcd_election.name"] === thrower.name)).toEqual([]);
+      expect(
+        (p.get("etcd_election.failures") ?? []).filter((x) => x.attributes["etcd_election.name"] === thrower.name),
+      ).toEqual([]);
       for (const dispose of disposers) dispose();
     });
   });

@@ -58,22 +58,29 @@ describe("properties, against real etcd", () => {
     const a = await fx.newSession();
     const b = await fx.newSession();
     await fc.assert(
-      fc.asyncProperty(validName, fc.oneof(validName, fc.tuple(validName, validName).map(([x, y]) => `${x}/${y}`)), async (first, rest) => {
-        const base = `${fx.etcd.prefix()}n/${first}`;
-        for (const other of [`${base}/${rest}`, `${fx.etcd.prefix()}n/${rest}`]) {
-          if (other === base) continue;
-          const held = await new Mutex(a, base).lock();
-          try {
-            const got = await new Mutex(b, other).tryLock();
-            expect(got, `"${other}" blocked by "${base}"`).toBeDefined();
-            expect((await new Election(b, other).leader())?.key).toBe(got?.key);
-            await got?.unlock();
-            expect((await new Election(a, base).leader())?.key).toBe(held.key);
-          } finally {
-            await held.unlock();
+      fc.asyncProperty(
+        validName,
+        fc.oneof(
+          validName,
+          fc.tuple(validName, validName).map(([x, y]) => `${x}/${y}`),
+        ),
+        async (first, rest) => {
+          const base = `${fx.etcd.prefix()}n/${first}`;
+          for (const other of [`${base}/${rest}`, `${fx.etcd.prefix()}n/${rest}`]) {
+            if (other === base) continue;
+            const held = await new Mutex(a, base).lock();
+            try {
+              const got = await new Mutex(b, other).tryLock();
+              expect(got, `"${other}" blocked by "${base}"`).toBeDefined();
+              expect((await new Election(b, other).leader())?.key).toBe(got?.key);
+              await got?.unlock();
+              expect((await new Election(a, base).leader())?.key).toBe(held.key);
+            } finally {
+              await held.unlock();
+            }
           }
-        }
-      }),
+        },
+      ),
       runs,
     );
   }, 60_000);
@@ -81,13 +88,27 @@ describe("properties, against real etcd", () => {
   it("arbitrary bad names, TTLs and timeouts always fail with an ElectionError, and send nothing", async () => {
     const session = await fx.newSession();
     const calls = countCalls(session);
-    const badTtl = fc.oneof(fc.double({ noInteger: true }), fc.integer({ max: 0 }), fc.constant(9_000_000_001), fc.string());
-    const badTimeout = fc.oneof(fc.double({ max: -Number.MIN_VALUE }), fc.constant(Number.NaN), fc.constant(Number.POSITIVE_INFINITY), fc.string());
+    const badTtl = fc.oneof(
+      fc.double({ noInteger: true }),
+      fc.integer({ max: 0 }),
+      fc.constant(9_000_000_001),
+      fc.string(),
+    );
+    const badTimeout = fc.oneof(
+      fc.double({ max: -Number.MIN_VALUE }),
+      fc.constant(Number.NaN),
+      fc.constant(Number.POSITIVE_INFINITY),
+      fc.string(),
+    );
     await fc.assert(
       fc.asyncProperty(badName, badTtl, badTimeout, async (name, ttl, timeoutMs) => {
         const failures = await Promise.all([
-          Promise.resolve().then(() => new Election(session, name as string)).catch((e: unknown) => e),
-          Promise.resolve().then(() => new Mutex(session, name as string)).catch((e: unknown) => e),
+          Promise.resolve()
+            .then(() => new Election(session, name as string))
+            .catch((e: unknown) => e),
+          Promise.resolve()
+            .then(() => new Mutex(session, name as string))
+            .catch((e: unknown) => e),
           Session.create(fx.client, { ttl: ttl as number }).catch((e: unknown) => e),
           new Mutex(session, "ok").lock({ timeoutMs: timeoutMs as number }).catch((e: unknown) => e),
         ]);

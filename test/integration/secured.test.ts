@@ -5,7 +5,15 @@
 import { describe, expect, it } from "vitest";
 import { Election, LeaderElector, Mutex, RWLock, Semaphore, Session, type EtcdClient } from "../../src/index.js";
 import { collect, keysUnder } from "../support/observe.js";
-import { APP, APP_PREFIX, faultsUnavailableReason, startEtcd, useEtcd, waitFor, type EtcdEnv } from "../support/index.js";
+import {
+  APP,
+  APP_PREFIX,
+  faultsUnavailableReason,
+  startEtcd,
+  useEtcd,
+  waitFor,
+  type EtcdEnv,
+} from "../support/index.js";
 
 /** Every primitive, start to finish, under `prefix`: what an application does with the library. */
 async function everyPrimitive(env: EtcdEnv, client: EtcdClient, prefix: string): Promise<void> {
@@ -26,14 +34,25 @@ async function everyPrimitive(env: EtcdEnv, client: EtcdClient, prefix: string):
 
     const lock = await new Mutex(a, `${prefix}mutex`).lock();
     const waiting = new Mutex(b, `${prefix}mutex`).lock();
-    await lock.txn().then(env.client({}).put(`${prefix}data`).value("fenced")).commit();
+    await lock
+      .txn()
+      .then(env.client({}).put(`${prefix}data`).value("fenced"))
+      .commit();
     await lock.unlock();
     await (await waiting).unlock();
-    await new Semaphore(a, `${prefix}sem`, { limit: 2 }).withPermit(() => new Semaphore(b, `${prefix}sem`, { limit: 2 }).withPermit(() => {}));
+    await new Semaphore(a, `${prefix}sem`, { limit: 2 }).withPermit(() =>
+      new Semaphore(b, `${prefix}sem`, { limit: 2 }).withPermit(() => {}),
+    );
     await new RWLock(a, `${prefix}rw`).withReadLock(() => new RWLock(b, `${prefix}rw`).withReadLock(() => {}));
 
     const stop = new AbortController();
-    const elector = new LeaderElector({ session: a, name: `${prefix}elector`, identity: "a", logger: false, onStartedLeading: () => {} });
+    const elector = new LeaderElector({
+      session: a,
+      name: `${prefix}elector`,
+      identity: "a",
+      logger: false,
+      onStartedLeading: () => {},
+    });
     const done = elector.run({ signal: stop.signal });
     await waitFor(() => elector.isLeader());
     stop.abort();
@@ -43,7 +62,8 @@ async function everyPrimitive(env: EtcdEnv, client: EtcdClient, prefix: string):
     await b.close();
   }
   const root = env.client();
-  for (const name of ["election", "mutex", "sem", "rw", "elector"]) expect(await keysUnder(root, `${prefix}${name}`)).toEqual([]);
+  for (const name of ["election", "mutex", "sem", "rw", "elector"])
+    expect(await keysUnder(root, `${prefix}${name}`)).toEqual([]);
   expect(await root.get(`${prefix}data`).string()).toBe("fenced");
 }
 
@@ -98,7 +118,13 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
     const before = await leases();
     const wrong = fx.etcd.client({ auth: { username: APP.username, password: "not-the-password" } });
     await expect(Session.create(wrong, { ttl: 5 })).rejects.toMatchObject({ code: "AUTH_FAILED" });
-    const elector = new LeaderElector({ client: wrong, name: `${APP_PREFIX}x`, identity: "a", logger: false, onStartedLeading: () => {} });
+    const elector = new LeaderElector({
+      client: wrong,
+      name: `${APP_PREFIX}x`,
+      identity: "a",
+      logger: false,
+      onStartedLeading: () => {},
+    });
     await expect(elector.run()).rejects.toMatchObject({ code: "AUTH_FAILED" });
     expect(await leases()).toEqual(before);
   });
@@ -127,7 +153,10 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
       const next = await waiting;
       // The observer's watch saw the leader go.
       await term.resign();
-      await waitFor(() => seen.items.at(-1) === undefined, { timeoutMs: 5000, description: "the observer's watch told it" });
+      await waitFor(() => seen.items.at(-1) === undefined, {
+        timeoutMs: 5000,
+        description: "the observer's watch told it",
+      });
       expect(Date.now() - cutAt).toBeLessThan(9000);
       // The keepalive stream renews again.
       await waitFor(() => a!.state === "connected" && a!.remainingMs() > 15_000, { timeoutMs: 10_000 });

@@ -19,7 +19,11 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
     etcd.members.find((m) => m.clientUrl === keepAliveEndpoint(session));
 
   /** A session whose keepalive stream runs through a member that `pick` accepts. */
-  async function sessionOn(client: Etcd3, ttl: number, pick: (m: EtcdMember) => boolean | Promise<boolean>): Promise<{ session: Session; member: EtcdMember }> {
+  async function sessionOn(
+    client: Etcd3,
+    ttl: number,
+    pick: (m: EtcdMember) => boolean | Promise<boolean>,
+  ): Promise<{ session: Session; member: EtcdMember }> {
     for (let i = 0; i < 30; i++) {
       const session = await Session.create(client, { ttl });
       const member = await waitFor(() => memberServing(session), { timeoutMs: ttl * 1000 });
@@ -37,14 +41,19 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
     const direct = etcd.client({}, [healthy.directClientUrl]);
     let ttlAtLoss: Promise<number> | undefined;
     session.on("lost", () => {
-        ttlAtLoss = serverTtl(direct, session.leaseId);
-      });
+      ttlAtLoss = serverTtl(direct, session.leaseId);
+    });
     try {
       await member.isolate();
       // Either it rides over to a healthy member...
-      await waitFor(() => session.state === "lost" || (memberServing(session) !== member && memberServing(session) !== undefined && session.state === "connected"), {
-        timeoutMs: 30_000,
-      });
+      await waitFor(
+        () =>
+          session.state === "lost" ||
+          (memberServing(session) !== member && memberServing(session) !== undefined && session.state === "connected"),
+        {
+          timeoutMs: 30_000,
+        },
+      );
       if (session.state === "lost") {
         // ...or it gives up before etcd could expire the lease: never late.
         expect(await ttlAtLoss).toBeGreaterThan(0);
@@ -96,9 +105,13 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
     const counts = countEvents(session);
     try {
       await member.kill();
-      await waitFor(() => memberServing(session) !== undefined && memberServing(session) !== member && session.state === "connected", {
-        timeoutMs: 20_000,
-      });
+      await waitFor(
+        () =>
+          memberServing(session) !== undefined && memberServing(session) !== member && session.state === "connected",
+        {
+          timeoutMs: 20_000,
+        },
+      );
       expect(counts.lost).toBe(0);
       const direct = etcd.client({}, [etcd.members.find((m) => m !== member)!.directClientUrl]);
       expect(await serverTtl(direct, session.leaseId)).toBeGreaterThan(0);
@@ -117,7 +130,10 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
     try {
       await leader.kill();
       const others = etcd.members.filter((m) => m !== leader);
-      const direct = etcd.client({}, others.map((m) => m.directClientUrl));
+      const direct = etcd.client(
+        {},
+        others.map((m) => m.directClientUrl),
+      );
       await waitFor(async () => (await etcd.leader()) !== leader, { timeoutMs: 20_000 });
       // Ride over: for two TTLs after the new leader is in, the session is never lost.
       const until = Date.now() + session.ttl * 2000;

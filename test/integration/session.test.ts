@@ -322,7 +322,8 @@ describe.skipIf(!!faultsUnavailableReason)("Session under faults on a single nod
       member.clientProxy.cut();
       // While we are away, the store moves on and is compacted past both watches' revisions.
       let revision = "0";
-      for (let i = 0; i < 5; i++) revision = (await direct.put(`${name}-other`).value(String(i)).exec()).header.revision;
+      for (let i = 0; i < 5; i++)
+        revision = (await direct.put(`${name}-other`).value(String(i)).exec()).header.revision;
       await direct.kv.compact({ revision, physical: true }); // the proxy is cut: compact directly
       member.clientProxy.open();
       await waitFor(() => session.state === "connected");

@@ -51,14 +51,22 @@ describe("examples/worker.ts: health and metrics over HTTP, hand-over on SIGTERM
 
   it("serves /leader, /readyz, /healthz and Prometheus /metrics; the stopped leader hands over and exits by itself", async () => {
     const name = `${etcd.prefix()}http-workers`;
-    const pair = ["h1", "h2"].map((id) => startWorker(id, { ETCD_ENDPOINTS: etcd.endpoints.join(","), ELECTION: name, PORT: "0" }));
+    const pair = ["h1", "h2"].map((id) =>
+      startWorker(id, { ETCD_ENDPOINTS: etcd.endpoints.join(","), ELECTION: name, PORT: "0" }),
+    );
     workers.push(...pair);
-    const ports = await waitFor(() => pair.every((w) => logged(w, "serving health and metrics")) && pair.map((w) => Number(logged(w, "serving health and metrics")!.port)), {
-      timeoutMs: 20_000,
-      description: "both workers listening",
-    });
+    const ports = await waitFor(
+      () =>
+        pair.every((w) => logged(w, "serving health and metrics")) &&
+        pair.map((w) => Number(logged(w, "serving health and metrics")!.port)),
+      {
+        timeoutMs: 20_000,
+        description: "both workers listening",
+      },
+    );
     const url = (i: number, path: string) => `http://127.0.0.1:${ports[i]}${path}`;
-    const status = async (i: number, path: string) => (await fetch(url(i, path), { signal: AbortSignal.timeout(5000) })).status;
+    const status = async (i: number, path: string) =>
+      (await fetch(url(i, path), { signal: AbortSignal.timeout(5000) })).status;
     await waitFor(() => pair.some((w) => logged(w, "started leading")), { timeoutMs: 20_000 });
     const li = pair.findIndex((w) => logged(w, "started leading"));
     const fi = 1 - li;
@@ -69,7 +77,8 @@ describe("examples/worker.ts: health and metrics over HTTP, hand-over on SIGTERM
       expect(await status(i, healthPaths.liveness)).toBe(200);
       await waitFor(async () => (await status(i, healthPaths.readiness)) === 200);
     }
-    const scrape = async (i: number) => parseSamples(await (await fetch(url(i, METRICS_PATH), { signal: AbortSignal.timeout(5000) })).text());
+    const scrape = async (i: number) =>
+      parseSamples(await (await fetch(url(i, METRICS_PATH), { signal: AbortSignal.timeout(5000) })).text());
     const leaderMetrics = await scrape(li);
     expect(sampleValue(leaderMetrics, "etcd_election_leader_status", { name })).toBe(1);
     expect(sampleValue(leaderMetrics, "etcd_election_terms_total", { name })).toBe(1);
@@ -80,7 +89,8 @@ describe("examples/worker.ts: health and metrics over HTTP, hand-over on SIGTERM
     // server and the keep-alive connections fetch left open are closed) with 0.
     pair[li]!.child.kill("SIGTERM");
     expect(await pair[li]!.exited, pair[li]!.out).toBe(0);
-    for (const msg of ["handing over (send the signal again to exit at once)", "stopped leading", "run() resolved"]) expect(logged(pair[li]!, msg), msg).toBeDefined();
+    for (const msg of ["handing over (send the signal again to exit at once)", "stopped leading", "run() resolved"])
+      expect(logged(pair[li]!, msg), msg).toBeDefined();
     await waitFor(async () => (await status(fi, healthPaths.leader)) === 200, { timeoutMs: 5000 });
     expect(sampleValue(await scrape(fi), "etcd_election_leader_status", { name })).toBe(1);
 
@@ -97,22 +107,25 @@ describe("examples/worker.ts: health and metrics over HTTP, hand-over on SIGTERM
     expect(await w.exited, w.out).toBe(0);
   });
 
-  it.skipIf(!!faultsUnavailableReason)("a second SIGTERM while the hand-over cannot get through exits at once, non-zero", async () => {
-    const member = etcd.members[0]!;
-    const w = startWorker("stuck", { ETCD_ENDPOINTS: member.clientUrl, ELECTION: `${etcd.prefix()}stuck` });
-    workers.push(w);
-    await waitFor(() => logged(w, "started leading"), { timeoutMs: 20_000 });
-    // etcd goes silent: the resign cannot be confirmed, so the stop waits (up to max(TTL, 2 x callTimeoutMs)).
-    member.clientProxy.blackhole();
-    try {
-      w.child.kill("SIGTERM");
-      await waitFor(() => logged(w, "handing over (send the signal again to exit at once)"));
-      w.child.kill("SIGTERM");
-      expect(await w.exited, w.out).toBe(128 + 15);
-      expect(logged(w, "second signal: exiting now, without waiting for the hand-over")).toBeDefined();
-      expect(logged(w, "run() resolved")).toBeUndefined();
-    } finally {
-      member.clientProxy.open();
-    }
-  });
+  it.skipIf(!!faultsUnavailableReason)(
+    "a second SIGTERM while the hand-over cannot get through exits at once, non-zero",
+    async () => {
+      const member = etcd.members[0]!;
+      const w = startWorker("stuck", { ETCD_ENDPOINTS: member.clientUrl, ELECTION: `${etcd.prefix()}stuck` });
+      workers.push(w);
+      await waitFor(() => logged(w, "started leading"), { timeoutMs: 20_000 });
+      // etcd goes silent: the resign cannot be confirmed, so the stop waits (up to max(TTL, 2 x callTimeoutMs)).
+      member.clientProxy.blackhole();
+      try {
+        w.child.kill("SIGTERM");
+        await waitFor(() => logged(w, "handing over (send the signal again to exit at once)"));
+        w.child.kill("SIGTERM");
+        expect(await w.exited, w.out).toBe(128 + 15);
+        expect(logged(w, "second signal: exiting now, without waiting for the hand-over")).toBeDefined();
+        expect(logged(w, "run() resolved")).toBeUndefined();
+      } finally {
+        member.clientProxy.open();
+      }
+    },
+  );
 });

@@ -55,7 +55,11 @@ export class Worker {
       const onEvent = (): void => void check();
       const timer = setTimeout(() => {
         this.#waiters.delete(onEvent);
-        reject(new Error(`worker: no "${type}" event within ${timeoutMs} ms; events ${JSON.stringify(this.#events)}; stderr ${this.#stderr}`));
+        reject(
+          new Error(
+            `worker: no "${type}" event within ${timeoutMs} ms; events ${JSON.stringify(this.#events)}; stderr ${this.#stderr}`,
+          ),
+        );
       }, timeoutMs);
       this.#waiters.add(onEvent);
       check();

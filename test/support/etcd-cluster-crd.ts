@@ -32,7 +32,8 @@ export interface EtcdCluster {
 }
 
 /** The CRD's pattern for resource quantities (x-kubernetes-int-or-string). */
-const QUANTITY = /^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$/;
+const QUANTITY =
+  /^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$/;
 
 /**
  * The checks of the CRD's schema that types cannot express (the shape and unknown fields are checked
@@ -41,15 +42,18 @@ const QUANTITY = /^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTP
 export function etcdClusterProblems(doc: EtcdCluster): string[] {
   const problems: string[] = [];
   const { spec } = doc;
-  if (!Number.isInteger(spec.size) || spec.size < 1) problems.push(`spec.size must be an integer >= 1, got ${spec.size}`);
+  if (!Number.isInteger(spec.size) || spec.size < 1)
+    problems.push(`spec.size must be an integer >= 1, got ${spec.size}`);
   if (!doc.metadata.name) problems.push("metadata.name is required");
   const storage = spec.storageSpec;
   if (storage) {
     for (const key of ["volumeSizeRequest", "volumeSizeLimit"] as const) {
       const q = storage[key];
-      if (q !== undefined && !QUANTITY.test(String(q))) problems.push(`spec.storageSpec.${key} is not a quantity: ${q}`);
+      if (q !== undefined && !QUANTITY.test(String(q)))
+        problems.push(`spec.storageSpec.${key} is not a quantity: ${q}`);
     }
-    if (storage.accessModes === "ReadWriteMany" && !storage.pvcName) problems.push("spec.storageSpec.pvcName is required with ReadWriteMany");
+    if (storage.accessModes === "ReadWriteMany" && !storage.pvcName)
+      problems.push("spec.storageSpec.pvcName is required with ReadWriteMany");
   }
   return problems;
 }

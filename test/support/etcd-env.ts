@@ -3,7 +3,15 @@ import { Etcd3, type IOptions, type IStatusResponse } from "etcd3";
 import type { EtcdEnv, EtcdMember } from "./api.js";
 import type { Member } from "./etcd-member.js";
 import { faultsUnavailableReason } from "./external-endpoints.js";
-import { FAST_RECONNECT, PROBE_DEADLINE_MS, SERVE_TIMEOUT_MS, deadline, hexId, probeClient, servesLinearizableGet } from "./probe.js";
+import {
+  FAST_RECONNECT,
+  PROBE_DEADLINE_MS,
+  SERVE_TIMEOUT_MS,
+  deadline,
+  hexId,
+  probeClient,
+  servesLinearizableGet,
+} from "./probe.js";
 import { clientOptions, enableAuth, type Security } from "./security.js";
 import { waitFor } from "./wait.js";
 
@@ -52,7 +60,9 @@ export class Env implements EtcdEnv {
     return waitFor(
       async () => {
         const running = this.members.filter((m) => m.state === "running");
-        const answers = await Promise.allSettled(running.map((m) => m.admin.maintenance.status(deadline(PROBE_DEADLINE_MS))));
+        const answers = await Promise.allSettled(
+          running.map((m) => m.admin.maintenance.status(deadline(PROBE_DEADLINE_MS))),
+        );
         // A member cut off from the others may still name an old leader; trust the newest term.
         let best: IStatusResponse | undefined;
         for (const answer of answers) {

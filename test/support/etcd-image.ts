@@ -21,6 +21,9 @@ export const HOST_LABEL = "etcd-election.host";
 /** The image tests use: global setup (select-etcd.ts) publishes its choice in ETCD_IMAGE. */
 export function etcdImage(): string {
   const fromEnv = process.env.ETCD_IMAGE?.trim();
-  if (!fromEnv) throw new Error("ETCD_IMAGE is not set: run the integration tests through vitest, whose global setup picks the image");
+  if (!fromEnv)
+    throw new Error(
+      "ETCD_IMAGE is not set: run the integration tests through vitest, whose global setup picks the image",
+    );
   return fromEnv;
 }

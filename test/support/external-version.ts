@@ -2,7 +2,12 @@
 import { deadline, probeClient } from "./probe.js";
 
 export async function externalVersion(endpoints: string): Promise<string> {
-  const client = probeClient(endpoints.split(",").map((s) => s.trim()).filter((s) => s !== ""));
+  const client = probeClient(
+    endpoints
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== ""),
+  );
   try {
     return (await client.maintenance.status(deadline(5_000))).version;
   } catch (error) {

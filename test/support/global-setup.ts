@@ -121,7 +121,9 @@ export default async function setup(): Promise<() => Promise<void>> {
   if (process.env.ETCD_ENDPOINTS) {
     // CI runs everything: a skipped fault test there would hide a missing harness.
     if (process.env.CI) throw new Error("ETCD_ENDPOINTS is set in CI: fault tests would be skipped; CI must run them");
-    log(`using the external cluster ETCD_ENDPOINTS=${process.env.ETCD_ENDPOINTS}; fault tests are skipped: they need members the harness runs itself`);
+    log(
+      `using the external cluster ETCD_ENDPOINTS=${process.env.ETCD_ENDPOINTS}; fault tests are skipped: they need members the harness runs itself`,
+    );
     const version = await externalVersion(process.env.ETCD_ENDPOINTS);
     process.env.ETCD_SERVER_VERSION = version;
     // etcdctl for the interop tests: the cached one of the cluster's series, if there is one.
@@ -135,7 +137,9 @@ export default async function setup(): Promise<() => Promise<void>> {
   let useDocker = process.env.ETCD_BACKEND !== "process";
   if (useDocker && (await tryDocker(["info", "--format", "{{.ServerVersion}}"], 15_000)) === undefined) {
     if (process.env.CI === "true" || process.env.ETCD_BACKEND === "docker") {
-      throw new Error("etcd harness: Docker engine not reachable (`docker info` failed); CI and ETCD_BACKEND=docker require it");
+      throw new Error(
+        "etcd harness: Docker engine not reachable (`docker info` failed); CI and ETCD_BACKEND=docker require it",
+      );
     }
     log("Docker engine not reachable (`docker info` failed): running etcd as local processes instead");
     useDocker = false;

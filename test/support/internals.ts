@@ -29,11 +29,19 @@ export function loseFirstAnswer(client: Etcd3, method: string, afterMs = 0): { c
       const real = service(name, channel);
       const original = real[method] as ((...args: unknown[]) => unknown) | undefined;
       if (typeof original !== "function") return real;
-      real[method] = (req: unknown, metadata: unknown, options: unknown, done: (err: Error | null, res?: unknown) => void) => {
+      real[method] = (
+        req: unknown,
+        metadata: unknown,
+        options: unknown,
+        done: (err: Error | null, res?: unknown) => void,
+      ) => {
         calls++;
         if (calls > 1) return original.call(real, req, metadata, options, done);
         return original.call(real, req, metadata, options, () =>
-          setTimeout(() => done(Object.assign(new Error("4 DEADLINE_EXCEEDED: Deadline exceeded (answer lost)"), { code: 4 })), afterMs),
+          setTimeout(
+            () => done(Object.assign(new Error("4 DEADLINE_EXCEEDED: Deadline exceeded (answer lost)"), { code: 4 })),
+            afterMs,
+          ),
         );
       };
       return real;

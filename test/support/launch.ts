@@ -36,7 +36,14 @@ export interface LaunchOptions {
 /** Where a member's TLS files are, as etcd sees them: mounted in a container, or on this host. */
 const CERTS_IN_CONTAINER = "/certs";
 
-function etcdArgs(plan: MemberPlan, dataDir: string, initialCluster: string, token: string, options: LaunchOptions, certDir: string): string[] {
+function etcdArgs(
+  plan: MemberPlan,
+  dataDir: string,
+  initialCluster: string,
+  token: string,
+  options: LaunchOptions,
+  certDir: string,
+): string[] {
   const url = (port: number): string => `http://127.0.0.1:${port}`;
   const clientUrl = (port: number): string => `${options.tls ? "https" : "http"}://127.0.0.1:${port}`;
   return [
@@ -63,7 +70,10 @@ function etcdArgs(plan: MemberPlan, dataDir: string, initialCluster: string, tok
 
 export async function launch(size: number, options: LaunchOptions = {}): Promise<Env> {
   const token = randomBytes(4).toString("hex");
-  const security: Security = { ...(options.tls ? { tls: tlsMaterial() } : {}), ...(options.auth ? { auth: true } : {}) };
+  const security: Security = {
+    ...(options.tls ? { tls: tlsMaterial() } : {}),
+    ...(options.auth ? { auth: true } : {}),
+  };
   const scheme = options.tls ? "https://" : "";
   const useDocker = process.env.ETCD_BACKEND !== "process";
   const plans: MemberPlan[] = [];
@@ -71,10 +81,12 @@ export async function launch(size: number, options: LaunchOptions = {}): Promise
     for (let i = 0; i < size; i++) {
       const [clientPort = 0, peerPort = 0] = await freePorts(2);
       const clientProxy = await TcpProxy.start({ targetPort: clientPort });
-      const peerProxy = await TcpProxy.start({ targetPort: peerPort, identify: rafthttpSender }).catch(async (error) => {
-        await clientProxy.close();
-        throw error;
-      });
+      const peerProxy = await TcpProxy.start({ targetPort: peerPort, identify: rafthttpSender }).catch(
+        async (error) => {
+          await clientProxy.close();
+          throw error;
+        },
+      );
       plans.push({ name: `m${i}`, clientPort, peerPort, clientProxy, peerProxy });
     }
   } catch (error) {
@@ -91,9 +103,22 @@ export async function launch(size: number, options: LaunchOptions = {}): Promise
           etcdArgs(plan, `/var/lib/etcd/${plan.name}`, initialCluster, token, options, CERTS_IN_CONTAINER),
           security.tls ? [{ source: security.tls.dir, target: CERTS_IN_CONTAINER }] : [],
         )
-      : new ProcessRuntime(plan.name, etcdArgs(plan, join(memberDir, "data"), initialCluster, token, options, security.tls?.dir ?? ""), memberDir);
+      : new ProcessRuntime(
+          plan.name,
+          etcdArgs(plan, join(memberDir, "data"), initialCluster, token, options, security.tls?.dir ?? ""),
+          memberDir,
+        );
     const directUrl = `127.0.0.1:${plan.clientPort}`;
-    return new Member(plan.name, plan.clientProxy, plan.peerProxy, directUrl, runtime, () => members, scheme, clientOptions(security, false));
+    return new Member(
+      plan.name,
+      plan.clientProxy,
+      plan.peerProxy,
+      directUrl,
+      runtime,
+      () => members,
+      scheme,
+      clientOptions(security, false),
+    );
   });
   const env = new Env(
     members.map((m) => m.clientUrl),

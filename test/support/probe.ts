@@ -15,7 +15,12 @@ export function deadline(ms: number): { deadline: Date } {
 
 /** Harness-internal client: no retries or circuit breakers, so probes see each failure as it is. */
 export function probeClient(hosts: string[], options: Partial<IOptions> = {}): Etcd3 {
-  return new Etcd3({ ...options, hosts, grpcOptions: FAST_RECONNECT, faultHandling: { host: () => noop, global: noop } });
+  return new Etcd3({
+    ...options,
+    hosts,
+    grpcOptions: FAST_RECONNECT,
+    faultHandling: { host: () => noop, global: noop },
+  });
 }
 
 export async function servesLinearizableGet(client: Etcd3): Promise<boolean> {

@@ -70,7 +70,8 @@ export function tlsMaterial(): TlsMaterial {
 function makeCertificates(dir: string): void {
   mkdirSync(dir, { recursive: true });
   const openssl = (...args: string[]): void => void execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
-  const key = (name: string): void => openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", `${name}.key`);
+  const key = (name: string): void =>
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", `${name}.key`);
   const ca = (name: string, cn: string): void => {
     key(name);
     openssl("req", "-x509", "-new", "-key", `${name}.key`, "-out", `${name}.pem`, "-days", "7", "-subj", `/CN=${cn}`);
@@ -79,7 +80,23 @@ function makeCertificates(dir: string): void {
     key(name);
     openssl("req", "-new", "-key", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`);
     writeFileSync(join(dir, `${name}.ext`), ext);
-    openssl("x509", "-req", "-in", `${name}.csr`, "-CA", `${by}.pem`, "-CAkey", `${by}.key`, "-CAcreateserial", "-out", `${name}.pem`, "-days", "7", "-extfile", `${name}.ext`);
+    openssl(
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      `${by}.pem`,
+      "-CAkey",
+      `${by}.key`,
+      "-CAcreateserial",
+      "-out",
+      `${name}.pem`,
+      "-days",
+      "7",
+      "-extfile",
+      `${name}.ext`,
+    );
   };
   ca("ca", "etcd-election test CA");
   signed("server", "etcd", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n");
@@ -101,7 +118,12 @@ export function tlsArgs(certDir: string): string[] {
 /** etcd3 options reaching a member secured this way, as `auth` (root by default, `false`: none). */
 export function clientOptions(security: Security, auth: Credentials | false = ROOT): Partial<IOptions> {
   const options: Partial<IOptions> = {};
-  if (security.tls) options.credentials = { rootCertificate: security.tls.ca, certChain: security.tls.clientCert, privateKey: security.tls.clientKey };
+  if (security.tls)
+    options.credentials = {
+      rootCertificate: security.tls.ca,
+      certChain: security.tls.clientCert,
+      privateKey: security.tls.clientKey,
+    };
   if (security.auth && auth) options.auth = auth;
   return options;
 }

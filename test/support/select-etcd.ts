@@ -29,7 +29,11 @@ type Log = (message: string) => void;
 
 /** Runs a .ci script; resolves with the last line it printed (its result), its log going to ours. */
 function ciScript(script: string, args: string[]): string {
-  const out = execFileSync("bash", [script, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], timeout: 600_000 });
+  const out = execFileSync("bash", [script, ...args], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    timeout: 600_000,
+  });
   return out.trim().split("\n").at(-1) ?? "";
 }
 
@@ -42,13 +46,17 @@ async function localOrOfficialImage(release: string, log: Log): Promise<string> 
   } catch (error) {
     const official = OFFICIAL_IMAGES[seriesOf(release)];
     // CI tests what it says it tests: no silent switch to another build of etcd.
-    if (process.env.CI || !official) throw new Error(`etcd harness: cannot build the local etcd ${release} image`, { cause: error });
+    if (process.env.CI || !official)
+      throw new Error(`etcd harness: cannot build the local etcd ${release} image`, { cause: error });
     log(`cannot build the local etcd ${release} image; trying the official ${official} (pull: at most 20 s)`);
     if ((await tryDocker(["image", "inspect", official], 15_000)) === undefined) {
       await docker(["pull", official], 20_000).catch((pullError: unknown) => {
-        throw new Error(`etcd harness: cannot build the local etcd ${release} image (${(error as Error).message}), nor pull ${official}`, {
-          cause: pullError,
-        });
+        throw new Error(
+          `etcd harness: cannot build the local etcd ${release} image (${(error as Error).message}), nor pull ${official}`,
+          {
+            cause: pullError,
+          },
+        );
       });
     }
     return official;
@@ -72,7 +80,9 @@ async function etcdctlFromImage(image: string, scratchDir: string): Promise<stri
 /** etcdctl of the same series as etcd; and, unless the user named the image or binary, the release asked for. */
 function checkRelease(selection: EtcdSelection, requested: string | undefined): EtcdSelection {
   if (seriesOf(selection.etcdctlVersion) !== seriesOf(selection.version)) {
-    throw new Error(`etcd harness: etcdctl ${selection.etcdctlVersion} (${selection.etcdctl}) does not match etcd ${selection.version}`);
+    throw new Error(
+      `etcd harness: etcdctl ${selection.etcdctlVersion} (${selection.etcdctl}) does not match etcd ${selection.version}`,
+    );
   }
   if (requested && !`${selection.version}.`.startsWith(`${requested}.`)) {
     throw new Error(`etcd harness: etcd ${requested} asked for, but ${selection.source} is etcd ${selection.version}`);
@@ -86,13 +96,19 @@ export async function selectImage(scratchDir: string, log: Log): Promise<EtcdSel
   let image: string;
   if (fromUser) {
     image = fromUser;
-    log(`image ${image} (from ETCD_IMAGE${process.env.ETCD_VERSION ? `, which overrides ETCD_VERSION=${process.env.ETCD_VERSION}` : ""})`);
+    log(
+      `image ${image} (from ETCD_IMAGE${process.env.ETCD_VERSION ? `, which overrides ETCD_VERSION=${process.env.ETCD_VERSION}` : ""})`,
+    );
   } else {
     image = await localOrOfficialImage(requestedRelease(), log);
   }
-  const reported = await docker(["run", "--rm", "--network", "none", "--entrypoint", ETCD_BINARY_IN_IMAGE, image, "--version"], 60_000);
+  const reported = await docker(
+    ["run", "--rm", "--network", "none", "--entrypoint", ETCD_BINARY_IN_IMAGE, image, "--version"],
+    60_000,
+  );
   const version = parseVersion(reported);
-  if (!version) throw new Error(`etcd harness: ${image} ${ETCD_BINARY_IN_IMAGE} --version printed no version:\n${reported}`);
+  if (!version)
+    throw new Error(`etcd harness: ${image} ${ETCD_BINARY_IN_IMAGE} --version printed no version:\n${reported}`);
   const etcdctl = await etcdctlFromImage(image, scratchDir);
   const selection = { version, source: `image ${image}`, etcdctl, etcdctlVersion: binaryVersion(etcdctl) };
   return { image, ...checkRelease(selection, fromUser ? undefined : requestedRelease()) };
@@ -114,9 +130,15 @@ export function selectBinary(log: Log): EtcdSelection & { binary: string } {
       requested = undefined;
     }
   }
-  if (!existsSync(binary)) throw new Error(`etcd harness: ${binary} missing; run .ci/setup (or install Debian's etcd-server)`);
+  if (!existsSync(binary))
+    throw new Error(`etcd harness: ${binary} missing; run .ci/setup (or install Debian's etcd-server)`);
   const sibling = join(dirname(binary), "etcdctl");
   const etcdctl = process.env.ETCDCTL_BINARY?.trim() || (existsSync(sibling) ? sibling : "etcdctl");
-  const selection = { version: binaryVersion(binary), source: `binary ${binary}`, etcdctl, etcdctlVersion: binaryVersion(etcdctl) };
+  const selection = {
+    version: binaryVersion(binary),
+    source: `binary ${binary}`,
+    etcdctl,
+    etcdctlVersion: binaryVersion(etcdctl),
+  };
   return { binary, ...checkRelease(selection, requested) };
 }

@@ -6,9 +6,16 @@ export const serverTtl = async (client: Etcd3, leaseId: string): Promise<number>
   Number((await client.leaseClient.leaseTimeToLive({ ID: leaseId })).TTL);
 
 /** Resolves with the first emission of `event` (rejects after `timeoutMs`). */
-export function once(session: Session, event: "suspended" | "reconnected" | "lost" | "closed", timeoutMs = 30_000): Promise<number> {
+export function once(
+  session: Session,
+  event: "suspended" | "reconnected" | "lost" | "closed",
+  timeoutMs = 30_000,
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "${event}" within ${timeoutMs} ms (state ${session.state})`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`no "${event}" within ${timeoutMs} ms (state ${session.state})`)),
+      timeoutMs,
+    );
     session.once(event, () => {
       clearTimeout(timer);
       resolve(Date.now());

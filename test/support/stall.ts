@@ -11,10 +11,14 @@ export function stallKeepAlives(session: Session): { writes: () => number; resto
   const conn = contextOf(session).conn;
   const original = conn.stream.bind(conn);
   let writes = 0;
-  conn.stream = (async (service: string, method: string, timeoutMs: number) => {
+  conn.stream = async (service: string, method: string, timeoutMs: number) => {
     if (service !== "Lease") return original(service as "KV", method, timeoutMs);
-    const stream = Object.assign(new EventEmitter(), { write: () => (writes++, true), cancel: () => {}, end: () => {} });
+    const stream = Object.assign(new EventEmitter(), {
+      write: () => (writes++, true),
+      cancel: () => {},
+      end: () => {},
+    });
     return { stream, endpoint: conn.endpoint };
-  });
+  };
   return { writes: () => writes, restore: () => (conn.stream = original) };
 }

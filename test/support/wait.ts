@@ -16,7 +16,10 @@ type Truthy<T> = Exclude<T, false | null | undefined | 0 | "">;
  * throwing. An attempt that hangs past the deadline does not hold waitFor up:
  * it times out with the last error or value seen.
  */
-export async function waitFor<T>(fn: () => T | PromiseLike<T>, options: WaitForOptions = {}): Promise<Truthy<Awaited<T>>> {
+export async function waitFor<T>(
+  fn: () => T | PromiseLike<T>,
+  options: WaitForOptions = {},
+): Promise<Truthy<Awaited<T>>> {
   const { timeoutMs = 10_000, intervalMs = 100, description = "condition" } = options;
   const deadline = Date.now() + timeoutMs;
   let last: string = "no attempt finished";

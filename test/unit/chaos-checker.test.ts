@@ -10,7 +10,9 @@ import { everyFaultOnce, soak } from "../chaos/schedule.js";
 /** A log of `entries` (token, worker, op), committed in order, each written once; the counter matches. */
 function register(entries: [string, string, string][]): RegisterData {
   return {
-    counter: entries.length ? { value: entries.length, version: entries.length, modRevision: 100 + entries.length } : null,
+    counter: entries.length
+      ? { value: entries.length, version: entries.length, modRevision: 100 + entries.length }
+      : null,
     log: entries.map(([token, worker, op], i) => ({
       seq: i + 1,
       version: 1,
@@ -22,12 +24,23 @@ function register(entries: [string, string, string][]): RegisterData {
 
 /** An op issued (and, unless told otherwise, acknowledged) by `w` under `token`, at `t`. */
 function write(w: string, token: string, op: string, value: number, t: number, outcome?: HistoryEvent): HistoryEvent[] {
-  return [{ t, w, e: "op", kind: "election", op, token, value }, outcome ?? { t: t + 1, w, e: "ok", kind: "election", op }];
+  return [
+    { t, w, e: "op", kind: "election", op, token, value },
+    outcome ?? { t: t + 1, w, e: "ok", kind: "election", op },
+  ];
 }
 
-const hold = (w: string, token: string, start: number, end?: number, message = "not the leader: released"): HistoryEvent[] => [
+const hold = (
+  w: string,
+  token: string,
+  start: number,
+  end?: number,
+  message = "not the leader: released",
+): HistoryEvent[] => [
   { t: start, w, e: "start", kind: "election", token, key: `n/${w}` },
-  ...(end === undefined ? [] : [{ t: end, w, e: "end", kind: "election", token, code: "NOT_LEADER", message } as HistoryEvent]),
+  ...(end === undefined
+    ? []
+    : [{ t: end, w, e: "end", kind: "election", token, code: "NOT_LEADER", message } as HistoryEvent]),
 ];
 
 function history(events: HistoryEvent[], election = register([]), endedAt = 100_000): History {
@@ -50,7 +63,12 @@ function history(events: HistoryEvent[], election = register([]), endedAt = 100_
 /** a leads with token 10 from 1000 to 5000 and writes once; b leads with 20 from `bStart` and writes once. */
 function handOver(bStart: number, aEnd = 5000, aMessage?: string): { events: HistoryEvent[]; data: RegisterData } {
   return {
-    events: [...hold("a", "10", 1000, aEnd, aMessage), ...write("a", "10", "a-1", 1, 1100), ...hold("b", "20", bStart), ...write("b", "20", "b-1", 2, bStart + 100)],
+    events: [
+      ...hold("a", "10", 1000, aEnd, aMessage),
+      ...write("a", "10", "a-1", 1, 1100),
+      ...hold("b", "20", bStart),
+      ...write("b", "20", "b-1", 2, bStart + 100),
+    ],
     data: register([
       ["10", "a", "a-1"],
       ["20", "b", "b-1"],
@@ -86,7 +104,16 @@ describe("the chaos checker", () => {
 
   it("ends a SIGKILLed worker's hold at the kill", () => {
     const { events, data } = handOver(6000, Infinity);
-    const verdict = check(history([...events.filter((e) => e.e !== "end"), { t: 3000, w: "a", e: "sigkill" }, { t: 3010, w: "a", e: "exit", code: null, signal: "SIGKILL" }], data));
+    const verdict = check(
+      history(
+        [
+          ...events.filter((e) => e.e !== "end"),
+          { t: 3000, w: "a", e: "sigkill" },
+          { t: 3010, w: "a", e: "exit", code: null, signal: "SIGKILL" },
+        ],
+        data,
+      ),
+    );
     expect(verdict.violations).toEqual([]);
     expect(verdict.intervals.find((i) => i.w === "a")?.end).toBe(3000);
   });
@@ -105,8 +132,14 @@ describe("the chaos checker", () => {
     const told = "our key n/a was deleted";
     const noResume = handOver(4000, 4300, told);
     expect(check(history(noResume.events, noResume.data)).ok).toBe(false);
-    const ownClock = handOver(4000, 4300, "session lost: no keepalive acknowledged within the 3s TTL less a 250 ms margin");
-    expect(check(history([...ownClock.events, { t: 3900, e: "raft-resume", member: "m0" }], ownClock.data)).ok).toBe(false);
+    const ownClock = handOver(
+      4000,
+      4300,
+      "session lost: no keepalive acknowledged within the 3s TTL less a 250 ms margin",
+    );
+    expect(check(history([...ownClock.events, { t: 3900, e: "raft-resume", member: "m0" }], ownClock.data)).ok).toBe(
+      false,
+    );
     const unfenced = handOver(4000, 4300, told);
     unfenced.data.log[1]!.version = 2;
     const verdict = check(history([...unfenced.events, { t: 3900, e: "raft-resume", member: "m0" }], unfenced.data));
@@ -115,7 +148,8 @@ describe("the chaos checker", () => {
   });
 
   it("finds lost updates, gaps, decreasing tokens, phantoms and refused writes that committed", () => {
-    const rules = (events: HistoryEvent[], data: RegisterData): string[] => check(history(events, data)).violations.map((v) => v.rule);
+    const rules = (events: HistoryEvent[], data: RegisterData): string[] =>
+      check(history(events, data)).violations.map((v) => v.rule);
     const { events, data } = handOver(6000);
 
     const overwritten = structuredClone(data);
@@ -124,26 +158,58 @@ describe("the chaos checker", () => {
 
     const gap = structuredClone(data);
     gap.log.shift();
-    expect(rules(events, gap)).toEqual(expect.arrayContaining(["election: gap", "election: lost update", "election: count"]));
+    expect(rules(events, gap)).toEqual(
+      expect.arrayContaining(["election: gap", "election: lost update", "election: count"]),
+    );
 
     const backwards = register([
       ["20", "b", "b-1"],
       ["10", "a", "a-1"],
     ]);
-    expect(rules([...hold("a", "10", 1000, 5000), ...write("a", "10", "a-1", 2, 1100), ...hold("b", "20", 6000), ...write("b", "20", "b-1", 1, 6100)], backwards)).toContain(
-      "election: token decreased",
-    );
+    expect(
+      rules(
+        [
+          ...hold("a", "10", 1000, 5000),
+          ...write("a", "10", "a-1", 2, 1100),
+          ...hold("b", "20", 6000),
+          ...write("b", "20", "b-1", 1, 6100),
+        ],
+        backwards,
+      ),
+    ).toContain("election: token decreased");
 
     const phantom = register([["10", "a", "a-99"]]);
     expect(rules(events.slice(0, 4), phantom)).toContain("election: phantom");
 
-    const refused = write("a", "10", "a-1", 1, 1100, { t: 1101, w: "a", e: "rejected", kind: "election", op: "a-1", stale: true, code: "NOT_LEADER" });
-    expect(rules([...hold("a", "10", 1000, 5000), ...refused], register([["10", "a", "a-1"]]))).toContain("election: refused write committed");
+    const refused = write("a", "10", "a-1", 1, 1100, {
+      t: 1101,
+      w: "a",
+      e: "rejected",
+      kind: "election",
+      op: "a-1",
+      stale: true,
+      code: "NOT_LEADER",
+    });
+    expect(rules([...hold("a", "10", 1000, 5000), ...refused], register([["10", "a", "a-1"]]))).toContain(
+      "election: refused write committed",
+    );
   });
 
   it("resolves a write of unknown outcome by the log", () => {
-    const unknown = (op: string, t: number): HistoryEvent => ({ t, w: "a", e: "unknown", kind: "election", op, code: "ETCD_UNAVAILABLE", message: "deadline" });
-    const events = [...hold("a", "10", 1000, 5000), ...write("a", "10", "a-1", 1, 1100, unknown("a-1", 1101)), ...write("a", "10", "a-2", 2, 1200, unknown("a-2", 1201))];
+    const unknown = (op: string, t: number): HistoryEvent => ({
+      t,
+      w: "a",
+      e: "unknown",
+      kind: "election",
+      op,
+      code: "ETCD_UNAVAILABLE",
+      message: "deadline",
+    });
+    const events = [
+      ...hold("a", "10", 1000, 5000),
+      ...write("a", "10", "a-1", 1, 1100, unknown("a-1", 1101)),
+      ...write("a", "10", "a-2", 2, 1200, unknown("a-2", 1201)),
+    ];
     const verdict = check(history(events, register([["10", "a", "a-1"]])));
     expect(verdict.violations).toEqual([]);
     expect(verdict.ops.map((o) => [o.op, o.outcome, o.committed])).toEqual([
@@ -176,6 +242,7 @@ describe("the chaos schedule", () => {
     const plans = soak(42);
     const first = Array.from({ length: 30 }, () => plans.next().value);
     expect(first.slice(0, 10)).toEqual(everyFaultOnce(42));
-    for (let round = 0; round < 3; round++) expect(new Set(first.slice(round * 10, round * 10 + 10).map((p) => p.kind)).size).toBe(10);
+    for (let round = 0; round < 3; round++)
+      expect(new Set(first.slice(round * 10, round * 10 + 10).map((p) => p.kind)).size).toBe(10);
   });
 });

@@ -4,7 +4,8 @@ import { Connection } from "../../src/etcd/connection.js";
 import type { ClientDoor, Endpoint, GrpcMetadata } from "../../src/etcd/internals.js";
 
 type Answer = Error | object;
-const grpc = (code: number, details: string): Error => Object.assign(new Error(`${code} ${details}`), { code, details });
+const grpc = (code: number, details: string): Error =>
+  Object.assign(new Error(`${code} ${details}`), { code, details });
 
 /** A door to `n` fake endpoints; each answers its calls from its own script, and records them. */
 function fakeDoor(n: number, scripts: Answer[][]): { door: ClientDoor; calls: string[]; tokens: () => number } {
@@ -48,16 +49,26 @@ describe("the session's own channels", () => {
   it("a call that is not idempotent is sent once: a transient failure is the caller's to judge", async () => {
     const { door, calls } = fakeDoor(2, [[grpc(14, "UNAVAILABLE: down")], [{ ok: 1 }]]);
     const conn = new Connection(door, silentLogger, 0);
-    await expect(conn.call("KV", "txn", {}, { timeoutMs: 2000, idempotent: false, what: "user txn" })).rejects.toMatchObject({ code: "ETCD_UNAVAILABLE" });
+    await expect(
+      conn.call("KV", "txn", {}, { timeoutMs: 2000, idempotent: false, what: "user txn" }),
+    ).rejects.toMatchObject({ code: "ETCD_UNAVAILABLE" });
     expect(calls).toEqual(["e0"]);
   });
 
   it("an expired token is fetched anew and the call sent again, once; a refusal etcd means is not retried", async () => {
-    const { door, calls, tokens } = fakeDoor(1, [[grpc(3, "INVALID_ARGUMENT: etcdserver: invalid auth token"), { ok: 1 }, grpc(7, "PERMISSION_DENIED: etcdserver: permission denied")]]);
+    const { door, calls, tokens } = fakeDoor(1, [
+      [
+        grpc(3, "INVALID_ARGUMENT: etcdserver: invalid auth token"),
+        { ok: 1 },
+        grpc(7, "PERMISSION_DENIED: etcdserver: permission denied"),
+      ],
+    ]);
     const conn = new Connection(door, silentLogger, 0);
     expect(await conn.call("KV", "txn", {}, { timeoutMs: 2000, idempotent: true, what: "t" })).toEqual({ ok: 1 });
     expect(tokens()).toBe(1);
-    await expect(conn.call("KV", "txn", {}, { timeoutMs: 2000, idempotent: true, what: "t" })).rejects.toMatchObject({ code: "PERMISSION_DENIED" });
+    await expect(conn.call("KV", "txn", {}, { timeoutMs: 2000, idempotent: true, what: "t" })).rejects.toMatchObject({
+      code: "PERMISSION_DENIED",
+    });
     expect(calls).toEqual(["e0", "e0", "e0"]);
   });
 
@@ -77,7 +88,9 @@ describe("the session's own channels", () => {
     const { door } = fakeDoor(2, []); // every attempt fails: UNAVAILABLE
     const conn = new Connection(door, silentLogger, 0);
     const started = performance.now();
-    await expect(conn.call("KV", "txn", {}, { timeoutMs: 300, idempotent: true, what: "t" })).rejects.toMatchObject({ code: "ETCD_UNAVAILABLE" });
+    await expect(conn.call("KV", "txn", {}, { timeoutMs: 300, idempotent: true, what: "t" })).rejects.toMatchObject({
+      code: "ETCD_UNAVAILABLE",
+    });
     expect(performance.now() - started).toBeLessThan(300 + 200);
   });
 });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { isInvalidToken, isTransient, toElectionError } from "../../src/etcd/errors.js";
 
-const grpc = (code: number, details: string): Error => Object.assign(new Error(`${code} ${details}`), { code, details });
+const grpc = (code: number, details: string): Error =>
+  Object.assign(new Error(`${code} ${details}`), { code, details });
 
 describe("failures from etcd become typed errors, the original kept as cause (design: Every failure is visible)", () => {
   it.each([
@@ -37,6 +38,9 @@ describe("TLS handshake failures are AUTH_FAILED: no retry changes a certificate
     "14 UNAVAILABLE: No connection established. Last error: ...:tlsv13 alert certificate required:...:SSL alert number 116",
     "14 UNAVAILABLE: No connection established. Last error: Error: unable to verify the first certificate",
   ])("%s", (details) => {
-    expect(toElectionError(grpc(14, details), "grant lease")).toMatchObject({ code: "AUTH_FAILED", message: expect.stringMatching(/TLS handshake/) });
+    expect(toElectionError(grpc(14, details), "grant lease")).toMatchObject({
+      code: "AUTH_FAILED",
+      message: expect.stringMatching(/TLS handshake/),
+    });
   });
 });

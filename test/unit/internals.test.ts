@@ -25,7 +25,9 @@ describe("the door to etcd3's internals, on the installed etcd3", () => {
     const door = openDoor(authed);
     // As if etcd3 had fetched a token (this test dials nothing).
     const token = { clone: () => token };
-    (authed as unknown as { pool: { authenticator: { getMetadata: () => Promise<unknown> } } }).pool.authenticator.getMetadata = async () => token;
+    (
+      authed as unknown as { pool: { authenticator: { getMetadata: () => Promise<unknown> } } }
+    ).pool.authenticator.getMetadata = async () => token;
     expect(await door.metadata()).toBe(token);
     expect(door.readyMetadata()).toBeUndefined();
     authed.close();

@@ -3,7 +3,14 @@ import { inQueue, Keyspace, queueKey } from "../../src/etcd/keyspace.js";
 import { queueRange, toEntries } from "../../src/queue/queue.js";
 
 const kv = (key: string, rev: number, value = "") =>
-  ({ key: Buffer.from(key), value: Buffer.from(value), create_revision: String(rev), mod_revision: String(rev), version: "1", lease: "7" }) as never;
+  ({
+    key: Buffer.from(key),
+    value: Buffer.from(value),
+    create_revision: String(rev),
+    mod_revision: String(rev),
+    version: "1",
+    lease: "7",
+  }) as never;
 
 describe("Keyspace", () => {
   it("prefixes keys for raw RPCs and strips them for users", () => {
@@ -37,10 +44,21 @@ describe("the queue of a name is exactly <name>/<lease hex> (design: Names are e
   it("the range covers <name>/ sorted by create revision; entries keep the queue's own keys", () => {
     const ks = new Keyspace(Buffer.from("ns/"));
     const req = queueRange(ks, "jobs", { limit: 1, values: false, maxCreateRevision: 9n });
-    expect(req).toMatchObject({ sort_order: "Ascend", sort_target: "Create", keys_only: true, limit: 1, max_create_revision: "9" });
+    expect(req).toMatchObject({
+      sort_order: "Ascend",
+      sort_target: "Create",
+      keys_only: true,
+      limit: 1,
+      max_create_revision: "9",
+    });
     expect(req.key?.toString()).toBe("ns/jobs/");
     expect(req.range_end?.toString()).toBe("ns/jobs0");
-    const entries = toEntries(ks, "jobs", [kv("ns/jobs/a1", 3, "x"), kv("ns/jobs/sub/b2", 4), kv("ns/jobs/c3", 5, "y")], true);
+    const entries = toEntries(
+      ks,
+      "jobs",
+      [kv("ns/jobs/a1", 3, "x"), kv("ns/jobs/sub/b2", 4), kv("ns/jobs/c3", 5, "y")],
+      true,
+    );
     expect(entries).toEqual([
       { key: "jobs/a1", createRevision: 3n, value: Buffer.from("x"), lease: "7" },
       { key: "jobs/c3", createRevision: 5n, value: Buffer.from("y"), lease: "7" },

@@ -29,7 +29,10 @@ function load(file: string, transform: (text: string) => string = (t) => t): Man
   });
 }
 const yamlFiles = readdirSync(DIR).filter((f) => f.endsWith(".yaml"));
-const variants: Manifest[][] = [...yamlFiles.map((f) => load(f)), load("worker.yaml", withTls).map((m) => ({ ...m, file: "worker.yaml (#tls on)" }))];
+const variants: Manifest[][] = [
+  ...yamlFiles.map((f) => load(f)),
+  load("worker.yaml", withTls).map((m) => ({ ...m, file: "worker.yaml (#tls on)" })),
+];
 const all = variants.flat();
 const one = <T>(file: string, kind: string): T => {
   const found = all.filter((m) => m.file === file && m.doc.kind === kind);
@@ -42,7 +45,11 @@ const KINDS: Record<string, { model?: new (data: never) => { validate(): void };
   "v1/Service": { model: Service, module: "kubernetes-models/v1", type: "IService" },
   "apps/v1/Deployment": { model: Deployment, module: "kubernetes-models/apps/v1", type: "IDeployment" },
   "apps/v1/StatefulSet": { model: StatefulSet, module: "kubernetes-models/apps/v1", type: "IStatefulSet" },
-  "policy/v1/PodDisruptionBudget": { model: PodDisruptionBudget, module: "kubernetes-models/policy/v1", type: "IPodDisruptionBudget" },
+  "policy/v1/PodDisruptionBudget": {
+    model: PodDisruptionBudget,
+    module: "kubernetes-models/policy/v1",
+    type: "IPodDisruptionBudget",
+  },
   // No npm package carries the operator's schema: its fields are checked against our transcription.
   "operator.etcd.io/v1alpha1/EtcdCluster": { module: "./etcd-cluster-crd.js", type: "EtcdCluster" },
 };
@@ -69,7 +76,9 @@ describe("examples/kubernetes", () => {
     const container = worker.spec!.template.spec!.containers[0]! as unknown as Record<string, unknown>;
     container.readinesProbe = container.readinessProbe;
     delete container.readinessProbe;
-    const errors = manifestTypeErrors([{ label: "misspelt", module: "kubernetes-models/apps/v1", type: "IDeployment", value: worker }]);
+    const errors = manifestTypeErrors([
+      { label: "misspelt", module: "kubernetes-models/apps/v1", type: "IDeployment", value: worker },
+    ]);
     expect(errors.join("\n")).toMatch(/readinesProbe/);
   });
 
@@ -112,18 +121,25 @@ describe("examples/kubernetes", () => {
       const ttlSeconds = Number(env("TTL"));
       const callTimeoutSeconds = 5; // the library's default callTimeoutMs; the worker does not change it
       expect(ttlSeconds).toBeGreaterThan(0);
-      expect(pod.spec!.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(Math.max(ttlSeconds, 2 * callTimeoutSeconds) + 5);
+      expect(pod.spec!.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(
+        Math.max(ttlSeconds, 2 * callTimeoutSeconds) + 5,
+      );
     });
 
     it("lists every etcd member by the name the StatefulSet gives it, after defining the namespace it expands", () => {
       const sts = one<IStatefulSet>("etcd.yaml", "StatefulSet");
       const clientPort = sts.spec!.template.spec!.containers[0]!.ports!.find((p) => p.name === "client")!.containerPort;
-      const members = Array.from({ length: sts.spec!.replicas! }, (_, i) => `${sts.metadata!.name}-${i}.${sts.spec!.serviceName}.$(POD_NAMESPACE).svc:${clientPort}`);
+      const members = Array.from(
+        { length: sts.spec!.replicas! },
+        (_, i) => `${sts.metadata!.name}-${i}.${sts.spec!.serviceName}.$(POD_NAMESPACE).svc:${clientPort}`,
+      );
       expect(env("ETCD_ENDPOINTS")!.split(",")).toEqual(members);
       // Kubernetes expands $(VAR) only from variables defined earlier in the list.
       const names = container.env!.map((e) => e.name);
       expect(names.indexOf("POD_NAMESPACE")).toBeLessThan(names.indexOf("ETCD_ENDPOINTS"));
-      expect(container.env!.find((e) => e.name === "POD_NAMESPACE")?.valueFrom?.fieldRef?.fieldPath).toBe("metadata.namespace");
+      expect(container.env!.find((e) => e.name === "POD_NAMESPACE")?.valueFrom?.fieldRef?.fieldPath).toBe(
+        "metadata.namespace",
+      );
     });
 
     it("with #tls on, reads the client certificate from the Secret etcd-tls.yaml's header names", () => {
@@ -146,27 +162,56 @@ describe("examples/kubernetes", () => {
     const args = sts.spec!.template.spec!.containers[0]!.args!;
     expect(args.filter((a) => /-urls=http:/.test(a))).toEqual(["--listen-metrics-urls=http://0.0.0.0:2381"]); // only the probes' port
     const mount = sts.spec!.template.spec!.containers[0]!.volumeMounts!.find((m) => m.name === "tls")!;
-    for (const flag of ["trusted-ca-file", "cert-file", "key-file", "peer-trusted-ca-file", "peer-cert-file", "peer-key-file"]) {
-      expect(args.find((a) => a.startsWith(`--${flag}=`)), flag).toMatch(new RegExp(`^--${flag}=${mount.mountPath}/`));
+    for (const flag of [
+      "trusted-ca-file",
+      "cert-file",
+      "key-file",
+      "peer-trusted-ca-file",
+      "peer-cert-file",
+      "peer-key-file",
+    ]) {
+      expect(
+        args.find((a) => a.startsWith(`--${flag}=`)),
+        flag,
+      ).toMatch(new RegExp(`^--${flag}=${mount.mountPath}/`));
     }
     expect(args).toContain("--client-cert-auth=true");
     expect(sts.spec!.template.spec!.volumes!.find((v) => v.name === "tls")?.secret?.secretName).toBe("etcd-server-tls");
   });
 
   it("every Service, PodDisruptionBudget and workload selects the pods it is meant for", () => {
-    const podLabels = all.flatMap((m) => (["Deployment", "StatefulSet"].includes(m.doc.kind) ? [(m.doc as IDeployment).spec!.template.metadata!.labels!] : []));
-    const matches = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+    const podLabels = all.flatMap((m) =>
+      ["Deployment", "StatefulSet"].includes(m.doc.kind)
+        ? [(m.doc as IDeployment).spec!.template.metadata!.labels!]
+        : [],
+    );
+    const matches = (selector: Record<string, string>, labels: Record<string, string>) =>
+      Object.entries(selector).every(([k, v]) => labels[k] === v);
     for (const { file, index, doc } of all) {
-      const spec = doc.spec as { selector?: Record<string, unknown> & { matchLabels?: Record<string, string> }; template?: { metadata?: { labels?: Record<string, string> } } };
-      if (doc.kind === "Service") expect(podLabels.some((l) => matches(spec.selector as Record<string, string>, l)), `${file} #${index}`).toBe(true);
-      if (doc.kind === "PodDisruptionBudget") expect(podLabels.some((l) => matches(spec.selector!.matchLabels!, l)), `${file} #${index}`).toBe(true);
-      if (doc.kind === "Deployment" || doc.kind === "StatefulSet") expect(matches(spec.selector!.matchLabels!, spec.template!.metadata!.labels!), `${file} #${index}`).toBe(true);
+      const spec = doc.spec as {
+        selector?: Record<string, unknown> & { matchLabels?: Record<string, string> };
+        template?: { metadata?: { labels?: Record<string, string> } };
+      };
+      if (doc.kind === "Service")
+        expect(
+          podLabels.some((l) => matches(spec.selector as Record<string, string>, l)),
+          `${file} #${index}`,
+        ).toBe(true);
+      if (doc.kind === "PodDisruptionBudget")
+        expect(
+          podLabels.some((l) => matches(spec.selector!.matchLabels!, l)),
+          `${file} #${index}`,
+        ).toBe(true);
+      if (doc.kind === "Deployment" || doc.kind === "StatefulSet")
+        expect(matches(spec.selector!.matchLabels!, spec.template!.metadata!.labels!), `${file} #${index}`).toBe(true);
     }
   });
 
   it("the Dockerfile's port and entry point are the Deployment's", () => {
     const dockerfile = readFileSync(DIR + "Dockerfile", "utf8");
-    const port = one<IDeployment>("worker.yaml", "Deployment").spec!.template.spec!.containers[0]!.env!.find((e) => e.name === "PORT")!.value;
+    const port = one<IDeployment>("worker.yaml", "Deployment").spec!.template.spec!.containers[0]!.env!.find(
+      (e) => e.name === "PORT",
+    )!.value;
     expect(dockerfile).toMatch(new RegExp(`^\\s*PORT=${port}$`, "m"));
     expect(dockerfile).toMatch(new RegExp(`^EXPOSE ${port}$`, "m"));
     const outfile = /--outfile=dist\/(\S+)/.exec(dockerfile)?.[1];

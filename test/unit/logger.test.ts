@@ -31,8 +31,10 @@ describe("the logger option", () => {
       consoleLogger.info({}, "not printed");
       consoleLogger.warn({ attempt: 2 }, "retrying");
       consoleLogger.error({ err: Object.assign(new Error("boom"), { code: "ETCD_ERROR" }) }, "failed");
-      expect(warn).toHaveBeenCalledWith('[etcd-election] retrying (attempt=2)');
-      expect(String(error.mock.calls[0]?.[0])).toMatch(/^\[etcd-election\] failed \(err=ETCD_ERROR: boom\)\nError: boom/);
+      expect(warn).toHaveBeenCalledWith("[etcd-election] retrying (attempt=2)");
+      expect(String(error.mock.calls[0]?.[0])).toMatch(
+        /^\[etcd-election\] failed \(err=ETCD_ERROR: boom\)\nError: boom/,
+      );
     } finally {
       warn.mockRestore();
       error.mockRestore();

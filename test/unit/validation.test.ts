@@ -9,7 +9,10 @@ const fakeSession = {} as Session;
 
 describe("Session.create rejects bad input before any RPC", () => {
   it.each([0, -1, 1.5, Number.NaN, MAX_TTL_SECONDS + 1, "10"])("ttl %s", async (ttl) => {
-    await expect(Session.create(offline, { ttl: ttl as number })).rejects.toMatchObject({ code: "INVALID_ARGUMENT", name: "InvalidArgumentError" });
+    await expect(Session.create(offline, { ttl: ttl as number })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      name: "InvalidArgumentError",
+    });
   });
 
   it("a value that is not an etcd3 client", async () => {
@@ -24,7 +27,9 @@ describe("Session.create rejects bad input before any RPC", () => {
   });
 
   it("a negative callTimeoutMs", async () => {
-    await expect(Session.create(offline, { ttl: 5, callTimeoutMs: -1 })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(Session.create(offline, { ttl: 5, callTimeoutMs: -1 })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+    });
   });
 });
 
@@ -43,6 +48,8 @@ describe("primitives reject bad input", () => {
   });
 
   it.each([0, -1, 2.5, undefined, 10_001])("semaphore limit %s", (limit) => {
-    expect(() => validateLimit(limit)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/limit/) }));
+    expect(() => validateLimit(limit)).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/limit/) }),
+    );
   });
 });
