@@ -369,10 +369,11 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
         { token: term.token.toString(), err: term.signal.reason as unknown },
         "stopped leading: the term ended",
       );
-    // Step down: resign (confirmed by etcd, or the session ends). After a stop it is bounded by #shutdown.
-    const resigning = term.resign();
-    if (stop.aborted) void this.#track(resigning);
-    else await resigning;
+    // Step down: resign (confirmed by etcd, or the session ends). A stop bounds it, even one that comes
+    // while it retries (keepalives may get through while every write times out): #shutdown waits for it
+    // until its deadline, then closes the session, which revokes the lease.
+    const resigning = this.#track(term.resign());
+    if (!stop.aborted) await this.#untilStop(resigning, stop);
     if (failure) throw failure;
   }
 

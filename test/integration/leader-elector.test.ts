@@ -4,7 +4,7 @@ import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, LeaderElector, Session, type Leader } from "../../src/index.js";
 import { keysUnder } from "../support/observe.js";
-import { faultsUnavailableReason, startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
+import { faultsUnavailableReason, startEtcd, TcpProxy, waitFor, type EtcdEnv } from "../support/index.js";
 
 interface Running {
   elector: LeaderElector;
@@ -186,6 +186,55 @@ describe("LeaderElector", () => {
       // Its resign could not get through, nor the revoke: the key goes with the lease, within the TTL.
       await waitFor(async () => (await keysUnder(client, name)).length === 0, { timeoutMs: 10_000 });
     },
+  );
+
+  it.skipIf(!!faultsUnavailableReason)(
+    "stopped while resigning after its work threw, with keepalives acked but every write timing out, it resolves within max(TTL, 2 x callTimeoutMs)",
+    async () => {
+      const name = `${etcd.prefix()}resign-stuck`;
+      const direct = etcd.members[0]!.directClientUrl;
+      const proxy = await TcpProxy.start({ targetPort: Number(direct.split(":")[1]) });
+      const stop = new AbortController();
+      let fail!: (err: Error) => void;
+      const elector = new LeaderElector({
+        client: etcd.client({}, [proxy.url]),
+        name,
+        identity: "slow",
+        ttl: 10,
+        callTimeoutMs: 1000,
+        logger: false,
+        onStartedLeading: () => new Promise<void>((_, reject) => (fail = reject)),
+      });
+      const done = elector.run({ signal: stop.signal });
+      try {
+        await waitFor(() => elector.isLeader());
+        // 800 ms round trips: keepalives (a stream, stalled only after TTL/6) are acked, while every
+        // attempt of the resign's delete (half of callTimeoutMs each) times out.
+        proxy.delay(400);
+        fail(new Error("the job failed"));
+        await waitFor(() => elector.metrics().workFailures === 1 && !elector.isLeader());
+        const stoppedAt = Date.now();
+        stop.abort();
+        const bound = Math.max(10_000, 2 * 1000) + 1000;
+        let timer: NodeJS.Timeout | undefined;
+        const settled = await Promise.race([
+          done.then(() => "resolved"),
+          new Promise((resolve) => (timer = setTimeout(() => resolve("still pending"), bound))),
+        ]);
+        clearTimeout(timer);
+        expect(settled).toBe("resolved");
+        expect(Date.now() - stoppedAt).toBeLessThan(bound);
+        expect(elector.metrics().state).toBe("stopped");
+      } finally {
+        proxy.delay(0);
+        stop.abort();
+        await done.catch(() => {});
+        await proxy.close();
+      }
+      // Neither the resign nor the revoke got through in time: the key goes with the lease, within the TTL.
+      await waitFor(async () => (await keysUnder(client, name)).length === 0, { timeoutMs: 15_000 });
+    },
+    40_000,
   );
 
   it("examples/worker.ts: SIGTERM makes the leading worker step down at once; the other takes over", async () => {
