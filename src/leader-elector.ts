@@ -55,7 +55,10 @@ export interface LeaderElectorOptions {
 /** idle: between terms (backing off, or making a session); stopping: releasing leadership after a stop. */
 export type ElectorState = "idle" | "campaigning" | "leading" | "stopping" | "stopped";
 
-/** A snapshot for dashboards; JSON-safe (the token is a decimal string). */
+/**
+ * A snapshot for dashboards; JSON-safe (the token is a decimal string). Everything in it is of the current
+ * (or last) `run()`: each run starts its counters, `leadingMs`, `lastFailoverMs` and `lastError` afresh.
+ */
 export interface ElectorMetrics {
   state: ElectorState;
   /** Terms this process has led. */
@@ -224,7 +227,11 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     const stop = validateSignal(options.signal) ?? new AbortController().signal;
     if (this.#running) throw new InvalidArgumentError(`this elector of "${this.name}" is already running`);
     this.#running = true;
+    // metrics() tells of this run only.
     this.#counters = { termsLed: 0, sessions: 0, failures: 0, workFailures: 0 };
+    this.#leadingMs = 0;
+    this.#lastFailoverMs = undefined;
+    this.#lastError = undefined;
     this.#lastLeader = undefined;
     this.#setState("idle");
     let stoppedAt: number | undefined;

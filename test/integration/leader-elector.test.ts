@@ -154,6 +154,52 @@ describe("LeaderElector", () => {
     expect(r.stopped).toBe(1);
   });
 
+  it("a second run() starts its metrics afresh: leadingMs, lastFailoverMs and lastError are of that run only", async () => {
+    const name = `${etcd.prefix()}rerun`;
+    const session = await Session.create(client, { ttl: 10 });
+    const first = await new Election(session, name).campaign("first");
+    let terms = 0;
+    const elector = new LeaderElector({
+      client: etcd.client(),
+      name,
+      identity: "again",
+      logger: false,
+      onStartedLeading: async (term) => {
+        if (terms++ === 0) throw new Error("the job failed");
+        await new Promise((resolve) => term.signal.addEventListener("abort", resolve, { once: true }));
+      },
+    });
+    let stop = new AbortController();
+    let done = elector.run({ signal: stop.signal });
+    try {
+      await waitFor(async () => (await keysUnder(client, name)).length === 2); // it waits behind "first"
+      await first.resign(); // taken over: lastFailoverMs is measured; then the work throws: lastError
+      await waitFor(() => terms === 2 && elector.isLeader());
+      stop.abort();
+      await done;
+      const ran = elector.metrics();
+      expect(ran).toMatchObject({ termsLed: 2, workFailures: 1, lastError: { code: "WORK_FAILED" } });
+      expect(ran.leadingMs).toBeGreaterThan(0);
+      expect(ran.lastFailoverMs).toBeGreaterThanOrEqual(0);
+
+      stop = new AbortController();
+      done = elector.run({ signal: stop.signal });
+      expect(elector.metrics()).toMatchObject({
+        termsLed: 0,
+        workFailures: 0,
+        leadingMs: 0,
+        lastFailoverMs: undefined,
+        lastError: undefined,
+      });
+      await waitFor(() => elector.isLeader());
+      expect(elector.metrics()).toMatchObject({ termsLed: 1, lastFailoverMs: undefined, lastError: undefined });
+    } finally {
+      stop.abort();
+      await done.catch(() => {});
+      await session.close();
+    }
+  });
+
   it("rejects bad options before touching etcd, and a second run of one elector", async () => {
     const ok = { client, name: "x", identity: "a", onStartedLeading: () => {} };
     expect(() => new LeaderElector({ ...ok, name: "" })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
