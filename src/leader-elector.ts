@@ -78,7 +78,8 @@ export interface ElectorMetrics {
   /**
    * For the last term this process won by taking over from a predecessor: from the moment the
    * predecessor's key was gone (resigned, or its lease expired in etcd) to the moment this process led.
-   * A crash costs the TTL before the key goes; this is the part after. Undefined if none yet.
+   * A crash costs the TTL before the key goes; this is the part after. Undefined if none yet. A takeover
+   * that only a re-read saw (the watch was made again meanwhile) has no known moment: it leaves this as it was.
    */
   lastFailoverMs: number | undefined;
   /** The session's state (undefined between sessions). */
