@@ -4,6 +4,7 @@ import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, LeaderElector, Session, type Leader } from "../../src/index.js";
 import { contextOf } from "../../src/context.js";
+import { Worker } from "../support/child.js";
 import { keyOf } from "../support/internals.js";
 import { keysUnder } from "../support/observe.js";
 import { faultsUnavailableReason, startEtcd, TcpProxy, waitFor, type EtcdEnv } from "../support/index.js";
@@ -252,6 +253,43 @@ describe("LeaderElector", () => {
     },
     30_000,
   );
+
+  it("a leader killed right after a keepalive is replaced after its TTL, within TTL + etcd's 500 ms expiry check + one round trip", async () => {
+    const name = `${etcd.prefix()}killed`;
+    const ttl = 2;
+    const session = await Session.create(client, { ttl });
+    const took: number[] = [];
+    try {
+      for (let round = 0; round < 3; round++) {
+        const worker = Worker.start({ hosts: etcd.endpoints, ttl, role: "campaign", name, value: "doomed" });
+        try {
+          await worker.next("holding");
+          const campaign = new Election(session, name).campaign("heir");
+          // Queued behind the worker's key before it dies, so the wait is the failover, not the join.
+          await waitFor(async () => (await keysUnder(client, name)).length === 2);
+          // The worst moment: etcd has just renewed the lease for a full TTL.
+          const renewals = worker.events.filter((e) => e.type === "renewed").length;
+          await waitFor(() => worker.events.filter((e) => e.type === "renewed").length > renewals, { intervalMs: 2 });
+          const killedAt = performance.now();
+          await worker.kill();
+          const term = await campaign;
+          took.push(performance.now() - killedAt);
+          await term.resign();
+        } finally {
+          await worker.kill();
+        }
+      }
+    } finally {
+      await session.close();
+    }
+    // etcd expires a lease TTL after the last keepalive it received, its lessor looks for expired leases
+    // every 500 ms, then the delete reaches the waiter, which reads once. On loopback a round trip is
+    // milliseconds; 300 ms is for this machine's scheduling.
+    for (const ms of took) {
+      expect(ms).toBeGreaterThan(ttl * 1000 - 250); // the TTL runs from that keepalive
+      expect(ms).toBeLessThan(ttl * 1000 + 500 + 300);
+    }
+  }, 60_000);
 
   it("rejects bad options before touching etcd, and a second run of one elector", async () => {
     const ok = { client, name: "x", identity: "a", onStartedLeading: () => {} };
