@@ -1,16 +1,16 @@
 /**
- * The worker's HTTP side: the elector's health endpoints (healthHandler: /healthz, /readyz, /leader,
+ * The worker's HTTP side, one port: the elector's health endpoints (/healthz, /readyz, /leader,
  * /metrics.json) and Prometheus metrics on /metrics (the elector's, through registerMetrics, and the
- * process's own).
+ * process's own), all served by healthHandler.
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { registerMetrics } from "../src/adapters/prometheus.js";
-import { healthHandler, type LeaderElector } from "../src/index.js";
+import { healthHandler, healthPaths, type LeaderElector } from "../src/index.js";
 
 /** Where Prometheus scrapes the worker (the Deployment's annotations name it too). */
-export const METRICS_PATH = "/metrics";
+export const METRICS_PATH = healthPaths.prometheus;
 
 export interface WorkerHttp {
   port: number;
@@ -23,22 +23,7 @@ export async function serveWorkerHttp(elector: LeaderElector, port: number): Pro
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const unregister = registerMetrics(elector, { registry });
-  const health = healthHandler(elector);
-
-  const server = createServer((req, res) => {
-    const path = (req.url ?? "/").split("?", 1)[0];
-    if (path !== METRICS_PATH || (req.method !== "GET" && req.method !== "HEAD")) return health(req, res);
-    registry.metrics().then(
-      (text) => {
-        res.writeHead(200, { "Content-Type": registry.contentType, "Content-Length": Buffer.byteLength(text) });
-        res.end(req.method === "HEAD" ? undefined : text);
-      },
-      (err: unknown) => {
-        res.writeHead(500, { "Content-Type": "text/plain" });
-        res.end(String(err));
-      },
-    );
-  });
+  const server = createServer(healthHandler(elector, { metrics: registry }));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, () => resolve());

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { InvalidArgumentError } from "./errors.js";
 import type { LeaderElector } from "./leader-elector.js";
 
 /** The paths `healthHandler` serves, for probes and checks to refer to. */
@@ -11,6 +12,8 @@ export const healthPaths = {
   leader: "/leader",
   /** `metrics()` as JSON, with the election's name and this candidate's identity. */
   metrics: "/metrics.json",
+  /** Prometheus's text format, when `healthHandler` is given `metrics` (404 otherwise). */
+  prometheus: "/metrics",
 } as const;
 
 /** What the health handler reads of an elector (any object of this shape will do). */
@@ -19,16 +22,35 @@ export type HealthSource = Pick<LeaderElector, "name" | "identity" | "healthy" |
 /** A `node:http` request listener (also fits Express and Connect as a plain handler). */
 export type HealthHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
+/** What `healthHandler` needs of a prom-client `Registry` (the library does not load prom-client). */
+export interface PrometheusRegistry {
+  readonly contentType: string;
+  metrics(): Promise<string> | string;
+}
+
+export interface HealthHandlerOptions {
+  /**
+   * Serve Prometheus metrics on `/metrics` too, so one port does health and scraping: a prom-client
+   * `Registry` (give it to `registerMetrics` from `etcd-election/prometheus` as well), or a request
+   * handler that answers the scrape itself, such as
+   * `(req, res) => exporter.getMetricsRequestHandler(req, res)` of an OpenTelemetry `PrometheusExporter`
+   * made with `preventServerStart: true`.
+   */
+  metrics?: PrometheusRegistry | HealthHandler | undefined;
+}
+
 /**
  * A `node:http` request listener serving the elector's health: `GET` or `HEAD` `/healthz` (liveness),
  * `/readyz` (readiness), `/leader` (200 only while leading) with 200 or 503 and a small JSON body, and
- * `/metrics.json`; 404 for other paths, 405 for other methods.
+ * `/metrics.json`; with `metrics`, Prometheus's `/metrics` as well. 404 for other paths, 405 for other
+ * methods.
  *
  * ```ts
- * http.createServer(healthHandler(elector)).listen(8080);
+ * http.createServer(healthHandler(elector, { metrics: registry })).listen(8080);
  * ```
  */
-export function healthHandler(elector: HealthSource): HealthHandler {
+export function healthHandler(elector: HealthSource, options: HealthHandlerOptions = {}): HealthHandler {
+  const scrape = prometheusRoute(options.metrics);
   const routes: Record<string, () => [status: number, body: object]> = {
     [healthPaths.liveness]: () => {
       const healthy = elector.healthy();
@@ -49,11 +71,13 @@ export function healthHandler(elector: HealthSource): HealthHandler {
   return (req, res) => {
     const path = (req.url ?? "/").split("?", 1)[0]!;
     const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
-    if (!route) return send(req, res, 404, { error: `not found: ${path}` });
+    const prometheus = scrape && path === healthPaths.prometheus;
+    if (!route && !prometheus) return send(req, res, 404, { error: `not found: ${path}` });
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.setHeader("Allow", "GET, HEAD");
       return send(req, res, 405, { error: `method not allowed: ${req.method}` });
     }
+    if (!route) return scrape!(req, res);
     let answer: [number, object];
     try {
       answer = route();
@@ -63,6 +87,54 @@ export function healthHandler(elector: HealthSource): HealthHandler {
     }
     send(req, res, ...answer);
   };
+}
+
+/** The `/metrics` responder for a registry or a handler of the caller's; undefined without one. */
+function prometheusRoute(metrics: HealthHandlerOptions["metrics"]): HealthHandler | undefined {
+  if (metrics === undefined) return undefined;
+  if (typeof metrics === "function") {
+    return (req, res) => {
+      try {
+        metrics(req, res);
+      } catch (err) {
+        if (!res.headersSent) failed(req, res, err);
+        else res.destroy();
+      }
+    };
+  }
+  const registry = metrics as Partial<PrometheusRegistry> | null;
+  if (
+    typeof registry !== "object" ||
+    typeof registry?.metrics !== "function" ||
+    typeof registry.contentType !== "string"
+  )
+    throw new InvalidArgumentError(
+      "healthHandler's metrics must be a prom-client Registry (contentType and metrics()) or a request handler",
+    );
+  const { contentType } = registry;
+  const collect = registry.metrics.bind(registry);
+  return (req, res) => {
+    Promise.resolve()
+      .then(collect)
+      .then(
+        (text) => {
+          res.writeHead(200, {
+            "Content-Type": contentType,
+            "Content-Length": Buffer.byteLength(text),
+            "Cache-Control": "no-store",
+          });
+          res.end(req.method === "HEAD" ? undefined : text);
+        },
+        (err: unknown) => failed(req, res, err),
+      );
+  };
+}
+
+/** A scrape that failed: the scraper sees why (Prometheus marks the target down). */
+function failed(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  const text = `collecting metrics failed: ${err instanceof Error ? err.message : String(err)}\n`;
+  res.writeHead(500, { "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(text) });
+  res.end(req.method === "HEAD" ? undefined : text);
 }
 
 function send(req: IncomingMessage, res: ServerResponse, status: number, body: object): void {

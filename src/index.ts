@@ -21,4 +21,4 @@ export { RWLock } from "./rwlock.js";
 export { LeaderElector } from "./leader-elector.js";
 export type { LeaderElectorOptions, ElectorEvents, ElectorMetrics, ElectorState } from "./leader-elector.js";
 export { healthHandler, healthPaths } from "./health.js";
-export type { HealthHandler, HealthSource } from "./health.js";
+export type { HealthHandler, HealthHandlerOptions, HealthSource, PrometheusRegistry } from "./health.js";

@@ -55,7 +55,10 @@ export interface LeaderElectorOptions {
 /** idle: between terms (backing off, or making a session); stopping: releasing leadership after a stop. */
 export type ElectorState = "idle" | "campaigning" | "leading" | "stopping" | "stopped";
 
-/** A snapshot for dashboards; JSON-safe (the token is a decimal string). */
+/**
+ * A snapshot for dashboards; JSON-safe (the token is a decimal string). Everything in it is of the current
+ * (or last) `run()`: each run starts its counters, `leadingMs`, `lastFailoverMs` and `lastError` afresh.
+ */
 export interface ElectorMetrics {
   state: ElectorState;
   /** Terms this process has led. */
@@ -75,7 +78,8 @@ export interface ElectorMetrics {
   /**
    * For the last term this process won by taking over from a predecessor: from the moment the
    * predecessor's key was gone (resigned, or its lease expired in etcd) to the moment this process led.
-   * A crash costs the TTL before the key goes; this is the part after. Undefined if none yet.
+   * A crash costs the TTL before the key goes; this is the part after. Undefined if none yet. A takeover
+   * that only a re-read saw (the watch was made again meanwhile) has no known moment: it leaves this as it was.
    */
   lastFailoverMs: number | undefined;
   /** The session's state (undefined between sessions). */
@@ -224,7 +228,11 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     const stop = validateSignal(options.signal) ?? new AbortController().signal;
     if (this.#running) throw new InvalidArgumentError(`this elector of "${this.name}" is already running`);
     this.#running = true;
+    // metrics() tells of this run only.
     this.#counters = { termsLed: 0, sessions: 0, failures: 0, workFailures: 0 };
+    this.#leadingMs = 0;
+    this.#lastFailoverMs = undefined;
+    this.#lastError = undefined;
     this.#lastLeader = undefined;
     this.#setState("idle");
     let stoppedAt: number | undefined;
@@ -369,10 +377,11 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
         { token: term.token.toString(), err: term.signal.reason as unknown },
         "stopped leading: the term ended",
       );
-    // Step down: resign (confirmed by etcd, or the session ends). After a stop it is bounded by #shutdown.
-    const resigning = term.resign();
-    if (stop.aborted) void this.#track(resigning);
-    else await resigning;
+    // Step down: resign (confirmed by etcd, or the session ends). A stop bounds it, even one that comes
+    // while it retries (keepalives may get through while every write times out): #shutdown waits for it
+    // until its deadline, then closes the session, which revokes the lease.
+    const resigning = this.#track(term.resign());
+    if (!stop.aborted) await this.#untilStop(resigning, stop);
     if (failure) throw failure;
   }
 

@@ -29,7 +29,10 @@ export interface Ticket {
   value: Buffer;
   /** The store revision at which our turn was confirmed. */
   revision: bigint;
-  /** When (monotonic ms) we saw the last key that blocked us go; undefined if nothing ever did. */
+  /**
+   * When (monotonic ms) the wait that gave us the turn saw the last key that blocked us go; undefined if
+   * we never waited, or that wait ended on a re-read (the watch was made again or TTL/2 passed).
+   */
   blockerGoneAt?: number | undefined;
 }
 
@@ -96,7 +99,9 @@ async function join(
           await removeOwnKey(ctx, own.key, own.createRevision, "try");
           return undefined;
         }
-        blockerGoneAt = (await waitForDeletes(ctx, name, blocking, signal)) ?? blockerGoneAt;
+        // Of this wait only: after a re-wait an earlier blocker's delete says nothing of when our turn came,
+        // and a wait ended by a resync (a delete the watch may not have told) has no known moment.
+        blockerGoneAt = await waitForDeletes(ctx, name, blocking, signal);
       }
       const read = await retryUntilAborted(() => readAhead(ctx, own, policy), signal, ctx.logger);
       signal.throwIfAborted();

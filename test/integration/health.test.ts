@@ -1,7 +1,10 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LeaderElector, healthHandler, healthPaths } from "../../src/index.js";
+import { registerMetrics } from "../../src/adapters/prometheus.js";
+import { LeaderElector, healthHandler, healthPaths, type HealthHandlerOptions } from "../../src/index.js";
+import { parseSamples, sampleValue } from "../support/prometheus-text.js";
 import { freePort, startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
 
 interface Served {
@@ -19,7 +22,12 @@ describe("healthHandler over real HTTP, with real electors against real etcd", (
   const all: Served[] = [];
 
   /** An elector serving its health on a loopback port; its work returns when told to (or at the end). */
-  async function serve(name: string, identity: string, hosts?: string[]): Promise<Served> {
+  async function serve(
+    name: string,
+    identity: string,
+    hosts?: string[],
+    options?: (elector: LeaderElector) => HealthHandlerOptions,
+  ): Promise<Served> {
     let finishWork!: () => void;
     const workMayEnd = new Promise<void>((resolve) => (finishWork = resolve));
     const stop = new AbortController();
@@ -36,7 +44,7 @@ describe("healthHandler over real HTTP, with real electors against real etcd", (
         await workMayEnd; // work that is slow to wind down keeps the elector "stopping"
       },
     });
-    const server = createServer(healthHandler(elector));
+    const server = createServer(healthHandler(elector, options?.(elector)));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as AddressInfo;
     const done = elector.run({ signal: stop.signal });
@@ -138,11 +146,37 @@ describe("healthHandler over real HTTP, with real electors against real etcd", (
     expect(metrics.body).toMatchObject({ identity: "lonely", lastError: { code: "ETCD_UNAVAILABLE" } });
   });
 
+  it("serves Prometheus /metrics on the same port when given a prom-client registry", async () => {
+    const name = `${etcd.prefix()}one-port`;
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    let unregister = (): void => {};
+    const s = await serve(name, "one", undefined, (elector) => {
+      unregister = registerMetrics(elector, { registry });
+      return { metrics: registry };
+    });
+    try {
+      await waitFor(() => s.elector.isLeader());
+      const scrape = await fetch(s.base + healthPaths.prometheus, { signal: AbortSignal.timeout(5000) });
+      expect(scrape.status).toBe(200);
+      expect(scrape.headers.get("content-type")).toBe(registry.contentType);
+      const samples = parseSamples(await scrape.text());
+      expect(sampleValue(samples, "etcd_election_leader_status", { name })).toBe(1);
+      expect(sampleValue(samples, "process_cpu_seconds_total")).toBeGreaterThan(0);
+      // The health endpoints still answer on that port.
+      expect((await get(s, healthPaths.leader)).status).toBe(200);
+      expect((await get(s, healthPaths.metrics)).body).toMatchObject({ name, identity: "one", state: "leading" });
+    } finally {
+      unregister();
+    }
+  });
+
   it("answers 404 for other paths and 405 for other methods; a query string does not matter", async () => {
     const s = await serve(`${etcd.prefix()}paths`, "p");
     await waitFor(() => s.elector.isLeader());
     expect((await get(s, "/nope")).status).toBe(404);
     expect((await get(s, "/")).status).toBe(404);
+    expect((await get(s, healthPaths.prometheus)).status).toBe(404); // no registry given
     expect((await get(s, `${healthPaths.leader}?verbose=1`)).status).toBe(200);
     const post = await get(s, healthPaths.readiness, "POST");
     expect(post.status).toBe(405);

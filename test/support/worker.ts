@@ -26,6 +26,7 @@ const client = new Etcd3({ hosts: config.hosts });
 const session = await Session.create(client, { ttl: config.ttl });
 session.on("suspended", () => emit({ type: "suspended" }));
 session.on("lost", (e) => emit({ type: "lost", code: e.code }));
+session.on("renewed", (roundTripMs) => emit({ type: "renewed", roundTripMs }));
 emit({ type: "session", leaseId: session.leaseId, ttl: session.ttl });
 
 let holder: Term | Lock | undefined;

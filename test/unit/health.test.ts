@@ -1,7 +1,15 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { healthHandler, healthPaths, type ElectorMetrics, type HealthSource } from "../../src/index.js";
+import { Gauge, Registry } from "prom-client";
+import {
+  healthHandler,
+  healthPaths,
+  type ElectorMetrics,
+  type HealthHandler,
+  type HealthHandlerOptions,
+  type HealthSource,
+} from "../../src/index.js";
 
 /**
  * The branches a real elector reaches only when wedged (a leader that has not renewed for 2 x TTL) or
@@ -39,5 +47,75 @@ describe("healthHandler: liveness fails only for a wedged leader; a throwing ele
     const res = await fetch(base + healthPaths.leader);
     expect(res.status).toBe(500);
     expect(await res.json()).toEqual({ error: "boom" });
+  });
+});
+
+describe("healthHandler: Prometheus /metrics on the same port", () => {
+  const source = {
+    name: "jobs/x",
+    identity: "me",
+    healthy: () => true,
+    ready: () => true,
+    isLeader: () => false,
+    metrics: () => ({ state: "campaigning" }) as ElectorMetrics,
+  } satisfies HealthSource;
+
+  async function serving<T>(options: HealthHandlerOptions, fn: (base: string) => Promise<T>): Promise<T> {
+    const server = createServer(healthHandler(source, options));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      return await fn(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }
+
+  it("a prom-client registry is scraped on /metrics (GET and HEAD); other methods get 405", async () => {
+    const registry = new Registry();
+    new Gauge({ name: "answer", help: "the answer", registers: [registry] }).set(42);
+    await serving({ metrics: registry }, async (base) => {
+      const res = await fetch(base + healthPaths.prometheus);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toBe(registry.contentType);
+      expect(await res.text()).toBe(await registry.metrics());
+      const head = await fetch(base + healthPaths.prometheus, { method: "HEAD" });
+      expect(head.status).toBe(200);
+      expect(await head.text()).toBe("");
+      expect((await fetch(base + healthPaths.prometheus, { method: "POST" })).status).toBe(405);
+      expect((await fetch(base + healthPaths.readiness)).status).toBe(200); // the health paths still answer
+    });
+  });
+
+  it("a registry that fails gets the scraper a 500 with the message", async () => {
+    const broken = { contentType: "text/plain", metrics: () => Promise.reject(new Error("collector broke")) };
+    await serving({ metrics: broken }, async (base) => {
+      const res = await fetch(base + healthPaths.prometheus);
+      expect(res.status).toBe(500);
+      expect(await res.text()).toContain("collector broke");
+    });
+  });
+
+  it("a request handler (an OpenTelemetry PrometheusExporter's getMetricsRequestHandler) answers /metrics itself", async () => {
+    const seen: string[] = [];
+    const exporterHandler: HealthHandler = (req, res) => {
+      seen.push(req.url ?? "");
+      res.statusCode = 200;
+      res.setHeader("content-type", "text/plain");
+      res.end("# exported by the handler\n");
+    };
+    await serving({ metrics: exporterHandler }, async (base) => {
+      const res = await fetch(`${base}${healthPaths.prometheus}?x=1`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe("# exported by the handler\n");
+      expect(seen).toEqual([`${healthPaths.prometheus}?x=1`]);
+      expect((await fetch(base + "/nope")).status).toBe(404);
+    });
+  });
+
+  it("without metrics, /metrics is 404; a metrics option of the wrong shape fails at once", async () => {
+    await serving({}, async (base) => expect((await fetch(base + healthPaths.prometheus)).status).toBe(404));
+    expect(() => healthHandler(source, { metrics: {} as Registry })).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+    );
   });
 });
