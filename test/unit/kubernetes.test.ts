@@ -59,17 +59,21 @@ describe("examples/kubernetes", () => {
     expect(yamlFiles.sort()).toEqual(["etcd-operator.yaml", "etcd-tls.yaml", "etcd.yaml", "worker.yaml"]);
   });
 
-  it("every manifest passes its Kubernetes schema (kubernetes-models) and has no unknown field", () => {
-    const typed: TypedManifest[] = [];
-    for (const { file, index, doc } of all) {
-      const label = `${file} #${index} ${doc.kind}`;
-      const kind = KINDS[`${doc.apiVersion}/${doc.kind}`];
-      expect(kind, `${label}: a kind this test knows`).toBeDefined();
-      if (kind!.model) expect(() => new kind!.model!(doc as never).validate(), label).not.toThrow();
-      typed.push({ label, module: kind!.module, type: kind!.type, value: doc });
-    }
-    expect(manifestTypeErrors(typed)).toEqual([]);
-  });
+  it(
+    "every manifest passes its Kubernetes schema (kubernetes-models) and has no unknown field",
+    { timeout: 30_000 },
+    () => {
+      const typed: TypedManifest[] = [];
+      for (const { file, index, doc } of all) {
+        const label = `${file} #${index} ${doc.kind}`;
+        const kind = KINDS[`${doc.apiVersion}/${doc.kind}`];
+        expect(kind, `${label}: a kind this test knows`).toBeDefined();
+        if (kind!.model) expect(() => new kind!.model!(doc as never).validate(), label).not.toThrow();
+        typed.push({ label, module: kind!.module, type: kind!.type, value: doc });
+      }
+      expect(manifestTypeErrors(typed)).toEqual([]);
+    },
+  );
 
   it("the unknown-field check does catch a misspelt field", () => {
     const worker = structuredClone(one<IDeployment>("worker.yaml", "Deployment"));
