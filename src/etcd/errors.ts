@@ -15,6 +15,7 @@ const INVALID_ARGUMENT = 3;
 const DEADLINE_EXCEEDED = 4;
 const PERMISSION_DENIED = 7;
 const RESOURCE_EXHAUSTED = 8;
+const INTERNAL = 13;
 const UNAVAILABLE = 14;
 const UNAUTHENTICATED = 16;
 
@@ -24,9 +25,15 @@ const codeOf = (err: unknown): number | undefined => {
 };
 const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
-/** etcd says the auth token expired or is unknown: fetch a new one and send again (nothing was applied). */
+/**
+ * etcd says the auth token expired, is unknown, or was issued before the auth store last changed (a JWT
+ * carries that revision: adding any user makes it stale): fetch a new one and send again (nothing was
+ * applied).
+ */
 export function isInvalidToken(err: unknown): boolean {
-  return /invalid auth token|auth token is expired|user name is empty/i.test(messageOf(err));
+  return /invalid auth token|auth token is expired|user name is empty|revision of auth store is old/i.test(
+    messageOf(err),
+  );
 }
 
 /**
@@ -72,6 +79,10 @@ function isTransientCode(code: number | undefined, message: string): boolean {
   if (code === UNAVAILABLE || code === DEADLINE_EXCEEDED || code === CANCELLED) return true;
   if (code === RESOURCE_EXHAUSTED) return /too many requests/i.test(message);
   if (code === INVALID_ARGUMENT) return false;
+  // The transport, not etcd, failed the call (etcd never answers INTERNAL): a stream reset without a gRPC
+  // status, or an HTTP 5xx from a proxy in front of etcd (grpc-js maps 500 to UNKNOWN). A 4xx is a refusal.
+  if (/Received HTTP status code 4\d\d/.test(message)) return false;
+  if (code === INTERNAL || /RST_STREAM|Received HTTP status code 5\d\d/.test(message)) return true;
   // etcd answers a request it gave up on when our deadline passed (a linearizable read on a member just
   // restarted, a range over a long queue on a busy one) with UNKNOWN "... context deadline exceeded":
   // a timeout, not a refusal.

@@ -1,3 +1,7 @@
+import { once } from "node:events";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import * as grpcJs from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { isInvalidToken, isTransient, toElectionError } from "../../src/etcd/errors.js";
 
@@ -17,7 +21,12 @@ describe("failures from etcd become typed errors, the original kept as cause (de
     [grpc(3, "INVALID_ARGUMENT: etcdserver: authentication failed, invalid user ID or password"), "AUTH_FAILED", false],
     [grpc(3, "INVALID_ARGUMENT: etcdserver: request is too large"), "REQUEST_TOO_LARGE", false],
     [grpc(8, "RESOURCE_EXHAUSTED: Received message larger than max (2097182 vs. 2097152)"), "REQUEST_TOO_LARGE", false],
-    [grpc(13, "INTERNAL: something odd"), "ETCD_ERROR", false],
+    // The transport failed, not etcd: a stream reset without a gRPC status, a proxy's HTTP 500.
+    [grpc(13, "INTERNAL: Received RST_STREAM with code 0 (Call ended without gRPC status)"), "ETCD_UNAVAILABLE", true],
+    [grpc(13, "INTERNAL: Received RST_STREAM with code 2 (Internal server error)"), "ETCD_UNAVAILABLE", true],
+    [grpc(2, "UNKNOWN: Received HTTP status code 500"), "ETCD_UNAVAILABLE", true],
+    [grpc(13, "INTERNAL: Received HTTP status code 400"), "ETCD_ERROR", false],
+    [grpc(9, "FAILED_PRECONDITION: etcdserver: something odd"), "ETCD_ERROR", false],
   ])("%s -> %s", (raw, code, transient) => {
     const err = toElectionError(raw, "a call");
     expect(err.code).toBe(code);
@@ -28,7 +37,56 @@ describe("failures from etcd become typed errors, the original kept as cause (de
 
   it("an expired token is told apart: the request was refused before it was applied", () => {
     expect(isInvalidToken(grpc(3, "INVALID_ARGUMENT: etcdserver: invalid auth token"))).toBe(true);
+    // A JWT issued before the auth store changed (a user or role added): a fresh token cures it.
+    expect(isInvalidToken(grpc(3, "INVALID_ARGUMENT: etcdserver: revision of auth store is old"))).toBe(true);
     expect(isInvalidToken(grpc(7, "PERMISSION_DENIED: etcdserver: permission denied"))).toBe(false);
+  });
+});
+
+describe("a transport failure as grpc-js reports it is transient: the call is sent again", () => {
+  it.each([
+    [
+      "a proxy's HTTP 500",
+      (stream: http2.ServerHttp2Stream) => stream.respond({ ":status": 500 }, { endStream: true }),
+    ],
+    [
+      "a stream reset without a gRPC status",
+      (stream: http2.ServerHttp2Stream) => stream.close(http2.constants.NGHTTP2_NO_ERROR),
+    ],
+    [
+      "a stream reset with an internal error",
+      (stream: http2.ServerHttp2Stream) => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
+    ],
+  ])("%s", async (_, answer) => {
+    const server = http2.createServer();
+    server.on("stream", (stream) => {
+      stream.on("error", () => {}); // the reset we send
+      answer(stream);
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const client = new grpcJs.Client(
+      `127.0.0.1:${(server.address() as AddressInfo).port}`,
+      grpcJs.credentials.createInsecure(),
+    );
+    try {
+      const raw = await new Promise<unknown>((resolve) => {
+        client.makeUnaryRequest(
+          "/etcdserverpb.KV/Range",
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.alloc(0),
+          (err) => resolve(err),
+        );
+      });
+      expect(raw).toBeInstanceOf(Error);
+      const err = toElectionError(raw, "range");
+      expect(err.code).toBe("ETCD_UNAVAILABLE");
+      expect(isTransient(err)).toBe(true);
+    } finally {
+      client.close();
+      server.close();
+    }
   });
 });
 
