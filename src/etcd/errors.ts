@@ -2,11 +2,12 @@ import { castGrpcError } from "etcd3";
 import {
   AuthFailedError,
   ClientClosedError,
-  ElectionError,
   EtcdError,
   EtcdUnavailableError,
   PermissionDeniedError,
   RequestTooLargeError,
+  isElectionError,
+  type ElectionError,
 } from "../errors.js";
 
 /** gRPC status codes we tell apart. */
@@ -42,7 +43,7 @@ export function isInvalidToken(err: unknown): boolean {
  * Every failure is visible).
  */
 export function toElectionError(err: unknown, what: string): ElectionError {
-  if (err instanceof ElectionError) return err;
+  if (isElectionError(err)) return err; // by code: an error of the other build (ESM/CJS) is one too
   const cause = err instanceof Error && err.constructor === Error ? castGrpcError(err) : err;
   const message = messageOf(err);
   const code = codeOf(err);
@@ -93,5 +94,5 @@ function isTransientCode(code: number | undefined, message: string): boolean {
 
 /** Worth trying again (an idempotent call, on this or another member): etcd may answer later. */
 export function isTransient(err: unknown): boolean {
-  return err instanceof ElectionError ? err.code === "ETCD_UNAVAILABLE" : isTransientCode(codeOf(err), messageOf(err));
+  return isElectionError(err) ? err.code === "ETCD_UNAVAILABLE" : isTransientCode(codeOf(err), messageOf(err));
 }

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import * as grpcJs from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { isInvalidToken, isTransient, toElectionError } from "../../src/etcd/errors.js";
+import { WorkFailedError, isElectionError } from "../../src/index.js";
 
 const grpc = (code: number, details: string): Error =>
   Object.assign(new Error(`${code} ${details}`), { code, details });
@@ -99,6 +100,48 @@ describe("TLS handshake failures are AUTH_FAILED: no retry changes a certificate
     expect(toElectionError(grpc(14, details), "grant lease")).toMatchObject({
       code: "AUTH_FAILED",
       message: expect.stringMatching(/TLS handshake/),
+    });
+  });
+});
+
+describe("errors are judged by code, whichever build made them (ESM and CJS each carry their own classes)", () => {
+  /** What the other build's EtcdUnavailableError looks like here: another class, the same code. */
+  class ForeignError extends Error {
+    constructor(
+      readonly code: string,
+      message: string,
+    ) {
+      super(message);
+    }
+  }
+
+  it("isElectionError tells by code, with or without the code asked for; other errors with a string code are not", () => {
+    const foreign = new ForeignError("ETCD_UNAVAILABLE", "leave: no answer from etcd within 1000 ms");
+    expect(isElectionError(foreign)).toBe(true);
+    expect(isElectionError(foreign, "ETCD_UNAVAILABLE")).toBe(true);
+    expect(isElectionError(foreign, "LOCK_LOST")).toBe(false);
+    expect(isElectionError(new WorkFailedError(new Error("boom")), "WORK_FAILED")).toBe(true);
+    expect(isElectionError(Object.assign(new Error("reset"), { code: "ECONNRESET" }))).toBe(false);
+    expect(isElectionError({ code: "ETCD_UNAVAILABLE", message: "not an Error" })).toBe(false);
+    expect(isElectionError(undefined)).toBe(false);
+  });
+
+  it("another build's ETCD_UNAVAILABLE is transient and another build's error keeps its code, whatever its message says", () => {
+    const unavailable = new ForeignError("ETCD_UNAVAILABLE", "leave: no answer from etcd within 1000 ms");
+    expect(isTransient(unavailable)).toBe(true);
+    expect(toElectionError(unavailable, "a call")).toBe(unavailable);
+    const conflict = new ForeignError("NAME_CONFLICT", '"jobs" is already used through this session as a mutex');
+    expect(toElectionError(conflict, "a call")).toBe(conflict);
+    expect(isTransient(conflict)).toBe(false);
+  });
+
+  it("WorkFailedError is public: code WORK_FAILED, the thrown value as cause", () => {
+    const thrown = new Error("boom");
+    expect(new WorkFailedError(thrown, "onNewLeader")).toMatchObject({
+      code: "WORK_FAILED",
+      name: "WorkFailedError",
+      message: "onNewLeader threw: boom",
+      cause: thrown,
     });
   });
 });
