@@ -20,6 +20,39 @@ export type ElectionErrorCode =
   | "ETCD_ERROR"
   | "WORK_FAILED";
 
+const CODES: ReadonlySet<string> = new Set<ElectionErrorCode>([
+  "INVALID_ARGUMENT",
+  "INVALID_CLIENT",
+  "SESSION_LOST",
+  "SESSION_CLOSED",
+  "NOT_LEADER",
+  "LOCK_LOST",
+  "LOCK_TIMEOUT",
+  "NAME_CONFLICT",
+  "LIMIT_MISMATCH",
+  "ETCD_UNAVAILABLE",
+  "PERMISSION_DENIED",
+  "AUTH_FAILED",
+  "CLIENT_CLOSED",
+  "REQUEST_TOO_LARGE",
+  "ETCD_ERROR",
+  "WORK_FAILED",
+]);
+
+/**
+ * Whether `err` is an ElectionError (with `code`, if given), from either build: it tests the `code`, not
+ * the class, so an error of the CJS build passes in the ESM build and the other way round. Use it rather
+ * than `instanceof`.
+ */
+export function isElectionError<C extends ElectionErrorCode>(
+  err: unknown,
+  code?: C,
+): err is ElectionError & { readonly code: C } {
+  if (!(err instanceof Error)) return false;
+  const actual = (err as { code?: unknown }).code;
+  return typeof actual === "string" && CODES.has(actual) && (code === undefined || actual === code);
+}
+
 export class ElectionError extends Error {
   readonly code: ElectionErrorCode;
 
@@ -135,5 +168,16 @@ export class RequestTooLargeError extends ElectionError {
 export class EtcdError extends ElectionError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("ETCD_ERROR", message, options);
+  }
+}
+
+/**
+ * The user's work (`onStartedLeading`) or a callback of the elector threw: not a failure to reach etcd.
+ * The elector resigns and campaigns again; this is what its `failure` event and `metrics().lastError`
+ * carry, the thrown value as `cause`.
+ */
+export class WorkFailedError extends ElectionError {
+  constructor(cause: unknown, what = "onStartedLeading") {
+    super("WORK_FAILED", `${what} threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
 }

@@ -16,7 +16,13 @@ import { Election } from "./election.js";
 import { toElectionError } from "./etcd/errors.js";
 import type { EtcdClient } from "./etcd/client.js";
 import { openDoor } from "./etcd/internals.js";
-import { ElectionError, InvalidArgumentError, type ElectionErrorCode } from "./errors.js";
+import {
+  InvalidArgumentError,
+  WorkFailedError,
+  isElectionError,
+  type ElectionError,
+  type ElectionErrorCode,
+} from "./errors.js";
 import { sameLeader, type Leader } from "./leader.js";
 import { Session, type SessionState } from "./session.js";
 import type { Term } from "./term.js";
@@ -258,7 +264,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
         backoff = undefined;
       } catch (err) {
         if (stop.aborted) return;
-        if (!(err instanceof WorkFailed)) {
+        if (!isElectionError(err, "WORK_FAILED")) {
           const error = this.#record(err);
           this.#counters.failures++;
           if (FATAL.has(error.code) || (this.#options.session && this.#options.session.signal.aborted)) {
@@ -355,12 +361,12 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   /** Runs the user's work and waits until the term ends, the run is stopped, or the work throws. */
   async #lead(term: Term, stop: AbortSignal): Promise<void> {
     const { controller, dispose } = linkedController(term.signal, stop);
-    let failure: WorkFailed | undefined;
+    let failure: WorkFailedError | undefined;
     const work = Promise.resolve()
       .then(() => this.#options.onStartedLeading(term))
       .catch((err: unknown) => {
         this.#counters.workFailures++;
-        failure = new WorkFailed(err);
+        failure = new WorkFailedError(err);
         this.#record(failure);
         this.#logger.error(
           { err, token: term.token.toString() },
@@ -490,13 +496,13 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
       callback();
     } catch (err) {
       this.#counters.workFailures++;
-      this.#record(new WorkFailed(err, name));
+      this.#record(new WorkFailedError(err, name));
       this.#logger.error({ err }, `${name} threw`);
     }
   }
 
   #record(err: unknown): ElectionError {
-    const error = err instanceof ElectionError ? err : toElectionError(err, "leader election");
+    const error = toElectionError(err, "leader election"); // an ElectionError of either build as it is
     this.#lastError = { code: error.code, message: error.message, at: new Date().toISOString() };
     this.emit("failure", error);
     return error;
@@ -512,12 +518,5 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     this.#state = state;
     this.#stateSince = now();
     this.emit("state", state);
-  }
-}
-
-/** The user's work (or a callback) threw: not a failure to reach etcd. */
-class WorkFailed extends ElectionError {
-  constructor(cause: unknown, what = "onStartedLeading") {
-    super("WORK_FAILED", `${what} threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
 }

@@ -17,13 +17,49 @@ type Level = (typeof LEVELS)[number];
 
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
-/** Warnings and errors to the console (as client-go's klog does), one line each; debug and info dropped. */
-export const consoleLogger: Logger = {
-  debug() {},
-  info() {},
-  warn: (fields, message) => console.warn(`[etcd-election] ${message}${describe(fields)}`),
-  error: (fields, message) => console.error(`[etcd-election] ${message}${describe(fields)}`),
-};
+/** Repeats of one failure within this window are folded into a count (design: Every failure is visible). */
+export const FOLD_WINDOW_MS = 10_000;
+
+/**
+ * Warnings and errors to `out` (the console), one line each (as client-go's klog does); debug and info
+ * dropped. A failure that repeats (the same message, election and error code) is printed once, then
+ * folded: when the window closes, one line says how many more came. Stacks only at error level, where
+ * something ended (a lost session, a callback that threw, `run()` rejecting): a retried call is one line.
+ */
+export function foldingConsole(out: Pick<Console, "warn" | "error"> = console, windowMs = FOLD_WINDOW_MS): Logger {
+  const open = new Map<string, { more: number }>();
+  const print = (level: "warn" | "error", fields: object, message: string): void => {
+    const err = (fields as { err?: unknown }).err;
+    const code = (err as { code?: unknown } | undefined)?.code;
+    const election = (fields as { election?: unknown }).election;
+    const key = `${level}\0${message}\0${String(election)}\0${String(code)}`;
+    const seen = open.get(key);
+    if (seen) {
+      seen.more++;
+      return;
+    }
+    const entry = { more: 0 };
+    open.set(key, entry);
+    out[level](`[etcd-election] ${message}${describe(fields, level === "error")}`);
+    // unref'd: a pending count never keeps the process alive
+    setTimeout(() => {
+      open.delete(key);
+      if (entry.more > 0)
+        out[level](
+          `[etcd-election] ${message}${election === undefined ? "" : ` (election=${JSON.stringify(election)})`}: ... and ${entry.more} more in the last ${Math.round(windowMs / 1000)} s`,
+        );
+    }, windowMs).unref();
+  };
+  return {
+    debug() {},
+    info() {},
+    warn: (fields, message) => print("warn", fields, message),
+    error: (fields, message) => print("error", fields, message),
+  };
+}
+
+/** The default of a LeaderElector: warnings and errors on the console, repeats folded. */
+export const consoleLogger: Logger = foldingConsole();
 
 /** The `logger` option: a logger, `false` (silent), or undefined (the given default). */
 export function toLogger(option: unknown, fallback: Logger): Logger {
@@ -56,17 +92,17 @@ function call(logger: Logger, level: Level, fields: object, message: string): vo
   }
 }
 
-/** " (k=v ...)", then the stack of `err` on the lines below. */
-function describe(fields: object): string {
+/** " (k=v ...)", then, with `stack`, the stack of `err` on the lines below. */
+function describe(fields: object, stack: boolean): string {
   const parts: string[] = [];
-  let stack = "";
+  let trace = "";
   for (const [key, value] of Object.entries(fields)) {
     if (value === undefined) continue;
     if (value instanceof Error) {
       const code = (value as { code?: unknown }).code;
       parts.push(`${key}=${typeof code === "string" ? `${code}: ` : ""}${value.message}`);
-      if (key === "err" && value.stack) stack = `\n${value.stack}`;
+      if (stack && key === "err" && value.stack) trace = `\n${value.stack}`;
     } else parts.push(`${key}=${typeof value === "bigint" ? value.toString() : JSON.stringify(value)}`);
   }
-  return (parts.length ? ` (${parts.join(" ")})` : "") + stack;
+  return (parts.length ? ` (${parts.join(" ")})` : "") + trace;
 }

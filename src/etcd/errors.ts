@@ -2,11 +2,12 @@ import { castGrpcError } from "etcd3";
 import {
   AuthFailedError,
   ClientClosedError,
-  ElectionError,
   EtcdError,
   EtcdUnavailableError,
   PermissionDeniedError,
   RequestTooLargeError,
+  isElectionError,
+  type ElectionError,
 } from "../errors.js";
 
 /** gRPC status codes we tell apart. */
@@ -15,6 +16,7 @@ const INVALID_ARGUMENT = 3;
 const DEADLINE_EXCEEDED = 4;
 const PERMISSION_DENIED = 7;
 const RESOURCE_EXHAUSTED = 8;
+const INTERNAL = 13;
 const UNAVAILABLE = 14;
 const UNAUTHENTICATED = 16;
 
@@ -24,9 +26,15 @@ const codeOf = (err: unknown): number | undefined => {
 };
 const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
-/** etcd says the auth token expired or is unknown: fetch a new one and send again (nothing was applied). */
+/**
+ * etcd says the auth token expired, is unknown, or was issued before the auth store last changed (a JWT
+ * carries that revision: adding any user makes it stale): fetch a new one and send again (nothing was
+ * applied).
+ */
 export function isInvalidToken(err: unknown): boolean {
-  return /invalid auth token|auth token is expired|user name is empty/i.test(messageOf(err));
+  return /invalid auth token|auth token is expired|user name is empty|revision of auth store is old/i.test(
+    messageOf(err),
+  );
 }
 
 /**
@@ -35,7 +43,7 @@ export function isInvalidToken(err: unknown): boolean {
  * Every failure is visible).
  */
 export function toElectionError(err: unknown, what: string): ElectionError {
-  if (err instanceof ElectionError) return err;
+  if (isElectionError(err)) return err; // by code: an error of the other build (ESM/CJS) is one too
   const cause = err instanceof Error && err.constructor === Error ? castGrpcError(err) : err;
   const message = messageOf(err);
   const code = codeOf(err);
@@ -72,6 +80,10 @@ function isTransientCode(code: number | undefined, message: string): boolean {
   if (code === UNAVAILABLE || code === DEADLINE_EXCEEDED || code === CANCELLED) return true;
   if (code === RESOURCE_EXHAUSTED) return /too many requests/i.test(message);
   if (code === INVALID_ARGUMENT) return false;
+  // The transport, not etcd, failed the call (etcd never answers INTERNAL): a stream reset without a gRPC
+  // status, or an HTTP 5xx from a proxy in front of etcd (grpc-js maps 500 to UNKNOWN). A 4xx is a refusal.
+  if (/Received HTTP status code 4\d\d/.test(message)) return false;
+  if (code === INTERNAL || /RST_STREAM|Received HTTP status code 5\d\d/.test(message)) return true;
   // etcd answers a request it gave up on when our deadline passed (a linearizable read on a member just
   // restarted, a range over a long queue on a busy one) with UNKNOWN "... context deadline exceeded":
   // a timeout, not a refusal.
@@ -82,5 +94,5 @@ function isTransientCode(code: number | undefined, message: string): boolean {
 
 /** Worth trying again (an idempotent call, on this or another member): etcd may answer later. */
 export function isTransient(err: unknown): boolean {
-  return err instanceof ElectionError ? err.code === "ETCD_UNAVAILABLE" : isTransientCode(codeOf(err), messageOf(err));
+  return isElectionError(err) ? err.code === "ETCD_UNAVAILABLE" : isTransientCode(codeOf(err), messageOf(err));
 }

@@ -2,7 +2,7 @@ import { ExponentialBackoff, type IBackoff } from "cockatiel";
 import { timerIn, type Timer } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { Connection } from "./connection.js";
-import { isTransient } from "./errors.js";
+import { isInvalidToken, isTransient } from "./errors.js";
 import type { Endpoint, GrpcDuplex } from "./internals.js";
 
 /** A key-value as etcd's watch reports it (full keys, the namespace included). */
@@ -198,7 +198,8 @@ export class WatchStream {
     reg.id = String(this.#nextId++);
     reg.everCreated = true;
     this.#regs.set(reg.id, reg);
-    if (/permission denied|auth token/i.test(res.cancel_reason)) return this.#reauthenticate();
+    if (/permission denied/i.test(res.cancel_reason) || isInvalidToken(res.cancel_reason))
+      return this.#reauthenticate();
     if (compacted) return this.#create(reg);
     // Anything else: not at once, so a watch etcd keeps refusing cannot spin.
     this.#logger.warn({ reason: res.cancel_reason }, "etcd canceled a watch; making it again in a second");
@@ -210,8 +211,8 @@ export class WatchStream {
   }
 
   /**
-   * etcd checks a watch against the token the stream was opened with, and that token may have expired
-   * since: open the stream again with a fresh one. A real lack of permission shows in the owners' reads.
+   * etcd checks a watch against the token the stream was opened with, and that token may have expired (or
+   * gone stale, the auth store having changed) since: open the stream again with a fresh one. A real lack of permission shows in the owners' reads.
    */
   #reauthenticate(): void {
     const stream = this.#stream;

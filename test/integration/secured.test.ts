@@ -166,3 +166,37 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
     }
   });
 });
+
+describe.skipIf(!!faultsUnavailableReason)(
+  "etcd with authentication and JWT tokens (a token goes stale when users change)",
+  () => {
+    const fx = useEtcd(() => startEtcd({ auth: true, jwt: true }));
+
+    it("a user added while a mutex is held: unlock() still removes the key with a fresh token, and a waiter on a stream opened before is woken", async () => {
+      const name = `${APP_PREFIX}${fx.etcd.prefix("stale")}mutex`;
+      const errors: unknown[] = [];
+      const logger = { debug() {}, info() {}, warn() {}, error: (fields: object) => void errors.push(fields) };
+      const a = await Session.create(fx.etcd.client({ auth: APP }), { ttl: 10, logger });
+      const b = await Session.create(fx.etcd.client({ auth: APP }), { ttl: 10, logger });
+      try {
+        await (await new Mutex(b, `${name}-warm`).lock()).unlock(); // b's watch stream is open, on the old token
+        const held = await new Mutex(a, name).lock();
+        // Adding a user moves the auth store's revision on: every token issued before it is now stale.
+        const admin = fx.etcd.client();
+        await admin.user(`user-${Date.now()}`).create("secret");
+        admin.close();
+        // TTL 10: the waiter's periodic re-read comes after 5 s, so a sooner wake is its watch's doing.
+        const waiting = new Mutex(b, name).lock({ timeoutMs: 4000 });
+        await waitFor(async () => (await keysUnder(fx.etcd.client(), name)).length === 2);
+        await held.unlock();
+        const next = await waiting;
+        await next.unlock();
+        expect(await keysUnder(fx.etcd.client(), name)).toEqual([]);
+        expect(errors).toEqual([]);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  },
+);

@@ -10,7 +10,7 @@ import { rafthttpSender } from "./rafthttp-sender.js";
 import { OWNER_PID } from "./runtime.js";
 import { DockerRuntime } from "./runtime-docker.js";
 import { ProcessRuntime } from "./runtime-process.js";
-import { clientOptions, tlsArgs, tlsMaterial, type Security } from "./security.js";
+import { clientOptions, jwtArgs, tlsArgs, tlsMaterial, type Security } from "./security.js";
 import { TcpProxy } from "./tcp-proxy.js";
 
 const RUN_DIR = process.env.ETCD_ELECTION_RUN_DIR ?? join(tmpdir(), `etcd-election-test-${OWNER_PID}`);
@@ -29,6 +29,8 @@ export interface LaunchOptions {
   tls?: boolean;
   /** Authentication on: root, and `app` with read-write on `app/` only (see security.ts). */
   auth?: boolean;
+  /** Auth tokens are JWTs (with `auth`): a token goes stale when the auth store changes. */
+  jwt?: boolean;
   /** More etcd flags, e.g. --auth-token-ttl=2 or --max-request-bytes=65536. */
   extraArgs?: string[];
 }
@@ -64,6 +66,7 @@ function etcdArgs(
     "--logger=zap",
     "--log-outputs=stderr",
     ...(options.tls ? tlsArgs(certDir) : []),
+    ...(options.jwt ? jwtArgs(certDir) : []),
     ...(options.extraArgs ?? []),
   ];
 }
@@ -75,6 +78,7 @@ export async function launch(size: number, options: LaunchOptions = {}): Promise
     ...(options.auth ? { auth: true } : {}),
   };
   const scheme = options.tls ? "https://" : "";
+  const keyDir = options.tls || options.jwt ? tlsMaterial().dir : undefined;
   const useDocker = process.env.ETCD_BACKEND !== "process";
   const plans: MemberPlan[] = [];
   try {
@@ -101,11 +105,11 @@ export async function launch(size: number, options: LaunchOptions = {}): Promise
       ? new DockerRuntime(
           `etcd-election-${OWNER_PID}-${token}-${plan.name}`,
           etcdArgs(plan, `/var/lib/etcd/${plan.name}`, initialCluster, token, options, CERTS_IN_CONTAINER),
-          security.tls ? [{ source: security.tls.dir, target: CERTS_IN_CONTAINER }] : [],
+          keyDir ? [{ source: keyDir, target: CERTS_IN_CONTAINER }] : [],
         )
       : new ProcessRuntime(
           plan.name,
-          etcdArgs(plan, join(memberDir, "data"), initialCluster, token, options, security.tls?.dir ?? ""),
+          etcdArgs(plan, join(memberDir, "data"), initialCluster, token, options, keyDir ?? ""),
           memberDir,
         );
     const directUrl = `127.0.0.1:${plan.clientPort}`;

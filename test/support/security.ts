@@ -1,6 +1,6 @@
 /**
  * A secured etcd for the tests: TLS material made with openssl (a CA, a server certificate for
- * 127.0.0.1, a client certificate, and a client certificate from a CA etcd does not trust), and the
+ * 127.0.0.1, a client certificate, a client certificate from a CA etcd does not trust, a JWT key), and the
  * users of an etcd with authentication: root, and `app`, whose role may read and write `app/` only.
  */
 import { execFileSync } from "node:child_process";
@@ -103,6 +103,8 @@ function makeCertificates(dir: string): void {
   signed("client", "etcd-election test client", "ca", "extendedKeyUsage=clientAuth\n");
   ca("stranger-ca", "a CA etcd does not trust");
   signed("stranger", "stranger", "stranger-ca", "extendedKeyUsage=clientAuth\n");
+  key("jwt"); // etcd's --auth-token=jwt signing key (ES256)
+  openssl("ec", "-in", "jwt.key", "-pubout", "-out", "jwt.pub");
 }
 
 /** etcd flags for TLS on the client port, with client certificates required; `certDir` as etcd sees it. */
@@ -113,6 +115,11 @@ export function tlsArgs(certDir: string): string[] {
     `--trusted-ca-file=${certDir}/ca.pem`,
     "--client-cert-auth",
   ];
+}
+
+/** etcd flags for JWT auth tokens, which carry the auth store's revision; `keyDir` as etcd sees it. */
+export function jwtArgs(keyDir: string): string[] {
+  return [`--auth-token=jwt,pub-key=${keyDir}/jwt.pub,priv-key=${keyDir}/jwt.key,sign-method=ES256`];
 }
 
 /** etcd3 options reaching a member secured this way, as `auth` (root by default, `false`: none). */

@@ -72,6 +72,23 @@ describe("the session's own channels", () => {
     expect(calls).toEqual(["e0", "e0", "e0"]);
   });
 
+  it("a token issued before the auth store changed is fetched anew, and a transport failure is sent again", async () => {
+    const { door, calls, tokens } = fakeDoor(2, [
+      [
+        grpc(3, "INVALID_ARGUMENT: etcdserver: revision of auth store is old"),
+        { ok: 1 },
+        grpc(2, "UNKNOWN: Received HTTP status code 500"),
+        { ok: 2 },
+      ],
+      [grpc(13, "INTERNAL: Received RST_STREAM with code 0 (Call ended without gRPC status)")],
+    ]);
+    const conn = new Connection(door, silentLogger, 0);
+    expect(await conn.call("KV", "txn", {}, { timeoutMs: 2000, idempotent: true, what: "t" })).toEqual({ ok: 1 });
+    expect(tokens()).toBe(1);
+    expect(await conn.call("KV", "txn", {}, { timeoutMs: 2000, idempotent: true, what: "t" })).toEqual({ ok: 2 });
+    expect(calls).toEqual(["e0", "e0", "e0", "e1", "e0"]);
+  });
+
   it("a failure reported for an endpoint that is no longer preferred does not move the preference back", () => {
     const { door } = fakeDoor(3, []);
     const conn = new Connection(door, silentLogger, 0);

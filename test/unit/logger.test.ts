@@ -1,5 +1,15 @@
+import { createServer, type AddressInfo } from "node:net";
+import { Etcd3 } from "etcd3";
 import { describe, expect, it, vi } from "vitest";
-import { consoleLogger, silentLogger, toLogger, withFields, type Logger } from "../../src/common/logger.js";
+import {
+  consoleLogger,
+  foldingConsole,
+  silentLogger,
+  toLogger,
+  withFields,
+  type Logger,
+} from "../../src/common/logger.js";
+import { LeaderElector } from "../../src/index.js";
 
 describe("the logger option", () => {
   it("undefined takes the default, false silences, anything else must have the four levels", () => {
@@ -24,14 +34,18 @@ describe("the logger option", () => {
     expect(lines).toEqual([["info", { lease: "abc", key: "k" }, "hello"]]);
   });
 
-  it("the console default prints warnings and errors, with an error's code, message and stack", () => {
+  it("the console default prints warnings and errors on one line each, with an error's code and message; a stack only at error level", () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     const error = vi.spyOn(console, "error").mockImplementation(() => {});
     try {
       consoleLogger.info({}, "not printed");
       consoleLogger.warn({ attempt: 2 }, "retrying");
+      consoleLogger.warn({ err: Object.assign(new Error("down"), { code: "ETCD_UNAVAILABLE" }) }, "call failed");
       consoleLogger.error({ err: Object.assign(new Error("boom"), { code: "ETCD_ERROR" }) }, "failed");
-      expect(warn).toHaveBeenCalledWith("[etcd-election] retrying (attempt=2)");
+      expect(warn.mock.calls).toEqual([
+        ["[etcd-election] retrying (attempt=2)"],
+        ["[etcd-election] call failed (err=ETCD_UNAVAILABLE: down)"],
+      ]);
       expect(String(error.mock.calls[0]?.[0])).toMatch(
         /^\[etcd-election\] failed \(err=ETCD_ERROR: boom\)\nError: boom/,
       );
@@ -41,3 +55,69 @@ describe("the logger option", () => {
     }
   });
 });
+
+describe("the console default folds repeats", () => {
+  it("the first of a repeated failure is printed, the rest counted and told when the window closes; other failures apart", () => {
+    vi.useFakeTimers();
+    const lines: string[] = [];
+    const out = { warn: (l: string) => void lines.push(l), error: (l: string) => void lines.push(l) };
+    const log = foldingConsole(out, 10_000);
+    const down = (): Error => Object.assign(new Error("down"), { code: "ETCD_UNAVAILABLE" });
+    try {
+      for (let i = 0; i < 42; i++) log.warn({ election: "jobs", err: down(), attempt: i + 1 }, "campaign failed");
+      log.warn({ election: "other", err: down() }, "campaign failed");
+      log.error({ err: down() }, "session lost");
+      expect(lines).toHaveLength(3);
+      expect(lines[0]).toBe('[etcd-election] campaign failed (election="jobs" err=ETCD_UNAVAILABLE: down attempt=1)');
+      expect(lines[1]).toBe('[etcd-election] campaign failed (election="other" err=ETCD_UNAVAILABLE: down)');
+      expect(lines[2]).toMatch(/^\[etcd-election\] session lost \(err=ETCD_UNAVAILABLE: down\)\nError: down\n\s+at /);
+      vi.advanceTimersByTime(10_000);
+      expect(lines.slice(3)).toEqual([
+        '[etcd-election] campaign failed (election="jobs"): ... and 41 more in the last 10 s',
+      ]);
+      log.warn({ election: "jobs", err: down() }, "campaign failed"); // a new window: printed again
+      expect(lines).toHaveLength(5);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("a LeaderElector with the default logger against an unreachable etcd: each failure once, on one line", async () => {
+    const lines: string[] = [];
+    const warn = vi.spyOn(console, "warn").mockImplementation((l: string) => void lines.push(l));
+    const error = vi.spyOn(console, "error").mockImplementation((l: string) => void lines.push(l));
+    const port = await closedPort();
+    const client = new Etcd3({ hosts: `127.0.0.1:${port}` });
+    try {
+      const elector = new LeaderElector({
+        client,
+        name: "jobs",
+        identity: "a",
+        callTimeoutMs: 300,
+        onStartedLeading() {},
+      });
+      const stop = new AbortController();
+      let failures = 0;
+      elector.on("failure", () => ++failures >= 4 && stop.abort());
+      await elector.run({ signal: stop.signal });
+      expect(failures).toBeGreaterThanOrEqual(4);
+      expect(lines.length).toBeGreaterThan(0);
+      expect(lines.filter((l) => l.includes("\n"))).toEqual([]);
+      const messages = lines.map((l) => l.replace(/ \(.*$/, ""));
+      expect(new Set(messages).size).toBe(messages.length);
+    } finally {
+      client.close();
+      warn.mockRestore();
+      error.mockRestore();
+    }
+  }, 20_000);
+});
+
+/** A loopback port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
