@@ -80,8 +80,11 @@ export class WatchStream {
   readonly #openTimeoutMs: number;
   readonly #regs = new Map<string, Registration>();
   #stream: GrpcDuplex<WatchRequest, WatchResponse> | undefined;
-  /** Creates sent on this stream and not answered yet, in order: etcd answers a refused one with id -1. */
-  #unanswered: Registration[] = [];
+  /**
+   * Ids of the creates sent on this stream and not answered yet, in the order sent (etcd answers them in
+   * that order; a refused one under id -1). A watch cancelled meanwhile stays until its answer comes.
+   */
+  #unanswered = new Set<string>();
   #opening = false;
   #retry: Timer | undefined;
   #backoff: IBackoff<unknown> | undefined;
@@ -153,7 +156,7 @@ export class WatchStream {
 
   #create(reg: Registration): void {
     if (!this.#stream) return;
-    this.#unanswered.push(reg);
+    this.#unanswered.add(reg.id);
     const start = reg.everCreated ? undefined : reg.target.startRevision;
     this.#stream.write({
       create_request: {
@@ -168,11 +171,14 @@ export class WatchStream {
 
   #onResponse(res: WatchResponse): void {
     // A create etcd refused before making the watch (no permission, an expired token) comes back under
-    // id -1: it answers the oldest create still unanswered.
-    const refused = res.created && res.canceled && String(res.watch_id) === INVALID_WATCH_ID;
-    const reg = refused ? this.#unanswered[0] : this.#regs.get(String(res.watch_id));
-    if (res.created && reg) this.#unanswered = this.#unanswered.filter((r) => r !== reg);
-    if (!reg || this.#regs.get(reg.id) !== reg) return; // cancelled by us meanwhile
+    // id -1: it answers the oldest create still unanswered, which may be one we cancelled meanwhile.
+    let id = String(res.watch_id);
+    if (res.created) {
+      if (id === INVALID_WATCH_ID && res.canceled) id = this.#unanswered.values().next().value ?? id;
+      this.#unanswered.delete(id);
+    }
+    const reg = this.#regs.get(id);
+    if (!reg) return; // cancelled by us meanwhile
     if (res.canceled) return this.#canceledByEtcd(reg, res);
     if (res.created) {
       this.#backoff = undefined;
@@ -246,7 +252,7 @@ export class WatchStream {
   #drop(): void {
     const stream = this.#stream;
     this.#stream = undefined;
-    this.#unanswered = [];
+    this.#unanswered.clear();
     if (stream) quiet(stream);
   }
 }
