@@ -40,8 +40,9 @@ class FakeStream extends EventEmitter {
 }
 
 /** A connection whose every stream is a FakeStream, on one endpoint. */
-function fakeConn(): { conn: Connection; streams: FakeStream[]; refreshes: () => number } {
+function fakeConn(): { conn: Connection; streams: FakeStream[]; refreshes: () => number; resets: string[] } {
   const streams: FakeStream[] = [];
+  const resets: string[] = [];
   let refreshes = 0;
   const endpoint = { address: "e0" } as Endpoint;
   const conn = {
@@ -52,10 +53,10 @@ function fakeConn(): { conn: Connection; streams: FakeStream[]; refreshes: () =>
       streams.push(stream);
       return Promise.resolve({ stream, endpoint });
     },
-    failed: () => {},
+    failed: (e: Endpoint, options?: { reset?: boolean }) => void (options?.reset && resets.push(e.address)),
     refreshToken: () => void refreshes++,
   };
-  return { conn: conn as unknown as Connection, streams, refreshes: () => refreshes };
+  return { conn: conn as unknown as Connection, streams, refreshes: () => refreshes, resets };
 }
 
 const handlers = (seen: string[], label: string): WatchHandlers => ({
@@ -94,4 +95,24 @@ describe("the session's watch stream", () => {
     await until(() => seen.includes("b:created:false"));
     expect(seen).not.toContain("a:created:true");
   });
+
+  it("a quiet stream is asked for progress and kept while it answers; one that stops answering is replaced, its channel reset", async () => {
+    const { conn, streams, resets } = fakeConn();
+    watches = new WatchStream(conn, silentLogger, 2000); // progress answers due within 1 s
+    const seen: string[] = [];
+    watches.add({ key: Buffer.from("k") }, handlers(seen, "k"));
+    await until(() => streams[0]?.creates().length === 1);
+    const stream = streams[0]!;
+    stream.answer({ watch_id: stream.sent[0]!.create_request!.watch_id, created: true });
+    const progress = (): number => stream.sent.filter((r) => r.progress_request).length;
+    await until(() => progress() === 1, 5000);
+    stream.answer({ watch_id: "-1" }); // etcd's progress notification
+    await until(() => progress() === 2, 5000);
+    expect(stream.cancelled).toBe(false);
+    // Now it goes silent: replaced, and the watch made again on the new stream.
+    await until(() => streams.length === 2, 5000);
+    expect(stream.cancelled).toBe(true);
+    expect(resets).toEqual(["e0"]);
+    await until(() => streams[1]!.creates().length === 1);
+  }, 15_000);
 });
