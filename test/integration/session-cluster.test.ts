@@ -134,7 +134,7 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
       await Promise.all([a.close(), b.close()]);
       await etcd.waitHealthy();
     }
-  });
+  }, 90_000); // the heal and the cluster's recovery come on top of the test's own bounds
 
   it("the member serving the keepalive stream is killed: the session rides over", async () => {
     const client = etcd.client();
