@@ -49,6 +49,7 @@ export abstract class Holding {
       fromRevision: ticket.revision,
       event: (e) => this.#onEvent(e),
       resync: () => void this.#recheck(),
+      denied: (err) => this.#end(err), // nothing could tell us the hold ended: it may have
     });
     this.#undoSession = onAbort(ctx.lease.signal, (reason) => this.#end(lost("lost with the session", reason)));
   }

@@ -32,6 +32,19 @@ export interface CallOptions {
 interface Line {
   channel: GrpcChannel;
   clients: Map<ServiceName, GrpcServiceClient>;
+  /** Streams open on the channel: grpc-js closes a channel gracefully, leaving them (and the socket) up. */
+  streams: Set<GrpcDuplex<unknown, unknown>>;
+}
+
+/** The set of open streams each stream of ours is in, so `quiet()` can take it out. */
+const openStreams = new WeakMap<GrpcDuplex<unknown, unknown>, Set<GrpcDuplex<unknown, unknown>>>();
+
+/** Ends a stream we no longer listen to, swallowing its late errors. */
+export function quiet(stream: GrpcDuplex<unknown, unknown>): void {
+  openStreams.get(stream)?.delete(stream);
+  stream.removeAllListeners();
+  stream.on("error", () => {});
+  stream.cancel();
 }
 
 /**
@@ -104,16 +117,30 @@ export class Connection {
     }
   }
 
-  /** Opens a duplex stream on the preferred endpoint; rejects with an ElectionError. */
+  /**
+   * Opens a duplex stream on the preferred endpoint; rejects with an ElectionError. Its owner ends it with
+   * `quiet()`. With `requireLeader`, a member that has no raft leader refuses it, and cancels it once it
+   * lost its leader (etcd's require-leader, clientv3.WithRequireLeader).
+   */
   async stream<Req, Res>(
     service: ServiceName,
     method: string,
     timeoutMs: number,
+    options: { requireLeader?: boolean } = {},
   ): Promise<{ stream: GrpcDuplex<Req, Res>; endpoint: Endpoint }> {
     const endpoint = this.endpoint;
     try {
-      const metadata = await this.#metadata(timeoutMs, `open ${method} stream`);
-      return { stream: duplex<Req, Res>(this.#client(endpoint, service), method, metadata), endpoint };
+      let metadata = await this.#metadata(timeoutMs, `open ${method} stream`);
+      if (options.requireLeader) {
+        metadata = metadata.clone(); // etcd3 shares its metadata with the user's calls
+        metadata.set("hasleader", "true");
+      }
+      const client = this.#client(endpoint, service);
+      const stream = duplex<Req, Res>(client, method, metadata);
+      const open = this.#lines.get(endpoint)!.streams;
+      open.add(stream);
+      openStreams.set(stream, open);
+      return { stream, endpoint };
     } catch (raw) {
       if (this.closed)
         throw new ClientClosedError(`open ${method} stream: the etcd3 client was closed`, { cause: raw });
@@ -178,7 +205,7 @@ export class Connection {
     if (this.closed) throw new ClientClosedError();
     let line = this.#lines.get(endpoint);
     if (!line) {
-      line = { channel: endpoint.newChannel(), clients: new Map() };
+      line = { channel: endpoint.newChannel(), clients: new Map(), streams: new Set() };
       this.#lines.set(endpoint, line);
     }
     let client = line.clients.get(service);
@@ -193,6 +220,10 @@ export class Connection {
     const line = this.#lines.get(endpoint);
     if (!line) return;
     this.#lines.delete(endpoint);
-    line.channel.close(); // ends the calls and streams on it; their owners see an error and carry on
+    // grpc-js closes a channel gracefully: open streams would keep it (and the process) alive. Cancel
+    // them; their owners see CANCELLED and open anew (on another endpoint) or stop.
+    for (const stream of [...line.streams]) stream.cancel();
+    line.streams.clear();
+    line.channel.close(); // unary calls on it end with their deadlines
   }
 }

@@ -28,6 +28,7 @@ import { ClientClosedError, InvalidClientError } from "../errors.js";
 /** The part of @grpc/grpc-js's Metadata we use. */
 export interface GrpcMetadata {
   clone(): GrpcMetadata;
+  set(key: string, value: string): void;
 }
 
 /** A duplex gRPC stream (LeaseKeepAlive, Watch). */

@@ -1,4 +1,5 @@
 import { timerIn, type Timer } from "../common/clock.js";
+import type { PermissionDeniedError } from "../errors.js";
 import type { Keyspace } from "./keyspace.js";
 import type { RawWatchEvent, WatchStream } from "./watch-stream.js";
 
@@ -20,6 +21,8 @@ export interface KeyWatchHandlers {
   resync(): void;
   /** The watch is in place (the first time only): from here on, no change goes untold. */
   started?(): void;
+  /** etcd refuses the watch (no permission to read): it is gone. Without this handler: `resync()`. */
+  denied?(err: PermissionDeniedError): void;
 }
 
 export interface KeyWatchOptions {
@@ -64,6 +67,11 @@ export class KeyWatch {
         created: (first) => {
           if (this.#closed) return;
           if (first) handlers.started?.();
+          else handlers.resync();
+        },
+        denied: (err) => {
+          if (this.#closed) return;
+          if (handlers.denied) handlers.denied(err);
           else handlers.resync();
         },
       },

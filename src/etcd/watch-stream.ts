@@ -1,7 +1,8 @@
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
-import { timerIn, type Timer } from "../common/clock.js";
+import { now, timerIn, type Timer } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
-import type { Connection } from "./connection.js";
+import { PermissionDeniedError } from "../errors.js";
+import { quiet, type Connection } from "./connection.js";
 import { isInvalidToken, isTransient } from "./errors.js";
 import type { Endpoint, GrpcDuplex } from "./internals.js";
 
@@ -38,6 +39,11 @@ export interface WatchHandlers {
    * the owner should read again.
    */
   created(first: boolean): void;
+  /**
+   * etcd refuses the watch even with a fresh auth token: the user may not read it. The watch is gone;
+   * without this handler the owner is asked to read again (`created(false)`), and its read fails.
+   */
+  denied?(err: PermissionDeniedError): void;
 }
 
 interface Registration {
@@ -46,9 +52,18 @@ interface Registration {
   readonly target: WatchTarget;
   readonly handlers: WatchHandlers;
   everCreated: boolean;
+  /** etcd refused it for want of auth, and the stream was re-opened with a fresh token since. */
+  refusedForAuth: boolean;
+  /** etcd holds it on the current stream (its create answered, not canceled since). */
+  live: boolean;
   /** A re-make put off after an unexpected cancel. */
   retry: Timer | undefined;
 }
+
+/** A stream silent this long, with watches on it, is asked for progress (etcd ≥ 3.4 answers at once). */
+const QUIET_MS = 2000;
+/** How often a stream is looked at for silence and unanswered requests. */
+const CHECK_MS = 500;
 
 /** The watch id etcd answers a refused create with (clientv3.InvalidWatchID). */
 const INVALID_WATCH_ID = "-1";
@@ -56,6 +71,7 @@ const INVALID_WATCH_ID = "-1";
 interface WatchRequest {
   create_request?: { key: Buffer; range_end?: Buffer; start_revision?: string; watch_id: string; filters?: string[] };
   cancel_request?: { watch_id: string };
+  progress_request?: Record<string, never>;
 }
 
 interface WatchResponse {
@@ -80,18 +96,34 @@ export class WatchStream {
   readonly #openTimeoutMs: number;
   readonly #regs = new Map<string, Registration>();
   #stream: GrpcDuplex<WatchRequest, WatchResponse> | undefined;
-  /** Creates sent on this stream and not answered yet, in order: etcd answers a refused one with id -1. */
-  #unanswered: Registration[] = [];
+  #endpoint: Endpoint | undefined;
+  /**
+   * Ids of the creates sent on this stream and not answered yet, in the order sent (etcd answers them in
+   * that order; a refused one under id -1). A watch cancelled meanwhile stays until its answer comes.
+   */
+  #unanswered = new Set<string>();
   #opening = false;
   #retry: Timer | undefined;
   #backoff: IBackoff<unknown> | undefined;
   #nextId = 1;
   #closed = false;
+  /** When (monotonic) the stream last said anything. */
+  #heardAt = 0;
+  /** When the oldest request still awaiting an answer (a create, a progress request) was sent. */
+  #awaitingSince: number | undefined;
+  #check: Timer | undefined;
+  readonly #answerMs: number;
 
   constructor(conn: Connection, logger: Logger, openTimeoutMs: number) {
     this.#conn = conn;
     this.#logger = logger;
     this.#openTimeoutMs = openTimeoutMs;
+    this.#answerMs = Math.min(5000, Math.max(1000, openTimeoutMs / 2));
+  }
+
+  /** The endpoint ("host:port") of the open stream, if one is open (for tests). */
+  get endpoint(): string | undefined {
+    return this.#stream ? this.#endpoint?.address : undefined;
   }
 
   /** Number of watches in place or being made (for tests and metrics). */
@@ -102,7 +134,15 @@ export class WatchStream {
   /** Starts watching; returns the cancel. */
   add(target: WatchTarget, handlers: WatchHandlers): () => void {
     if (this.#closed) return () => {};
-    const reg: Registration = { id: String(this.#nextId++), target, handlers, everCreated: false, retry: undefined };
+    const reg: Registration = {
+      id: String(this.#nextId++),
+      target,
+      handlers,
+      everCreated: false,
+      refusedForAuth: false,
+      live: false,
+      retry: undefined,
+    };
     this.#regs.set(reg.id, reg);
     if (this.#stream) this.#create(reg);
     else this.#open();
@@ -129,11 +169,15 @@ export class WatchStream {
   #open(): void {
     if (this.#closed || this.#stream || this.#opening || this.#retry) return;
     this.#opening = true;
-    this.#conn.stream<WatchRequest, WatchResponse>("Watch", "watch", this.#openTimeoutMs).then(
+    this.#conn.stream<WatchRequest, WatchResponse>("Watch", "watch", this.#openTimeoutMs, { requireLeader: true }).then(
       ({ stream, endpoint }) => {
         this.#opening = false;
         if (this.#closed) return quiet(stream);
         this.#stream = stream;
+        this.#endpoint = endpoint;
+        this.#heardAt = now();
+        this.#awaitingSince = undefined;
+        this.#armCheck(stream, endpoint);
         stream.on("data", (res) => this.#onResponse(res));
         stream.on("error", (err) => this.#broken(stream, endpoint, err));
         stream.on("end", () => this.#broken(stream, endpoint, undefined));
@@ -153,7 +197,8 @@ export class WatchStream {
 
   #create(reg: Registration): void {
     if (!this.#stream) return;
-    this.#unanswered.push(reg);
+    this.#unanswered.add(reg.id);
+    this.#awaitingSince ??= now();
     const start = reg.everCreated ? undefined : reg.target.startRevision;
     this.#stream.write({
       create_request: {
@@ -167,17 +212,26 @@ export class WatchStream {
   }
 
   #onResponse(res: WatchResponse): void {
+    this.#heardAt = now();
+    this.#awaitingSince = undefined;
     // A create etcd refused before making the watch (no permission, an expired token) comes back under
-    // id -1: it answers the oldest create still unanswered.
-    const refused = res.created && res.canceled && String(res.watch_id) === INVALID_WATCH_ID;
-    const reg = refused ? this.#unanswered[0] : this.#regs.get(String(res.watch_id));
-    if (res.created && reg) this.#unanswered = this.#unanswered.filter((r) => r !== reg);
-    if (!reg || this.#regs.get(reg.id) !== reg) return; // cancelled by us meanwhile
+    // id -1: it answers the oldest create still unanswered, which may be one we cancelled meanwhile.
+    let id = String(res.watch_id);
+    if (res.created) {
+      if (id === INVALID_WATCH_ID && res.canceled) id = this.#unanswered.values().next().value ?? id;
+      this.#unanswered.delete(id);
+    }
+    // Creates still unanswered: the clock for their answers starts again now.
+    if (this.#unanswered.size > 0) this.#awaitingSince = this.#heardAt;
+    const reg = this.#regs.get(id);
+    if (!reg) return; // cancelled by us meanwhile (or a progress notification)
     if (res.canceled) return this.#canceledByEtcd(reg, res);
     if (res.created) {
       this.#backoff = undefined;
       const first = !reg.everCreated;
       reg.everCreated = true;
+      reg.refusedForAuth = false;
+      reg.live = true;
       reg.handlers.created(first);
     }
     if (res.events.length > 0) reg.handlers.events(res.events);
@@ -195,11 +249,21 @@ export class WatchStream {
     );
     this.#regs.delete(reg.id);
     this.#stream?.write({ cancel_request: { watch_id: reg.id } });
+    reg.live = false;
     reg.id = String(this.#nextId++);
     reg.everCreated = true;
     this.#regs.set(reg.id, reg);
-    if (/permission denied/i.test(res.cancel_reason) || isInvalidToken(res.cancel_reason))
-      return this.#reauthenticate();
+    if (/permission denied/i.test(res.cancel_reason) || isInvalidToken(res.cancel_reason)) {
+      // The token the stream was opened with may have expired (etcd 3.4 says "permission denied" for that
+      // too): once per watch, open the stream again with a fresh one.
+      if (!reg.refusedForAuth) {
+        reg.refusedForAuth = true;
+        return this.#reauthenticate();
+      }
+      // Refused again with a fresh token: the user may not read it. Retrying would authenticate again and
+      // again (a bcrypt on etcd each time); the owner is told instead.
+      if (/permission denied/i.test(res.cancel_reason)) return this.#denied(reg, res.cancel_reason);
+    }
     if (compacted) return this.#create(reg);
     // Anything else: not at once, so a watch etcd keeps refusing cannot spin.
     this.#logger.warn({ reason: res.cancel_reason }, "etcd canceled a watch; making it again in a second");
@@ -210,9 +274,19 @@ export class WatchStream {
     });
   }
 
+  #denied(reg: Registration, reason: string): void {
+    this.#regs.delete(reg.id);
+    reg.retry?.cancel();
+    const key = reg.target.key.toString();
+    const err = new PermissionDeniedError(`watch of ${key}: permission denied by etcd (${reason})`);
+    this.#logger.error({ err, key }, "etcd refuses a watch: no permission to read the key; the watch is given up");
+    if (reg.handlers.denied) reg.handlers.denied(err);
+    else reg.handlers.created(false);
+  }
+
   /**
    * etcd checks a watch against the token the stream was opened with, and that token may have expired (or
-   * gone stale, the auth store having changed) since: open the stream again with a fresh one. A real lack of permission shows in the owners' reads.
+   * gone stale, the auth store having changed) since: open the stream again with a fresh one.
    */
   #reauthenticate(): void {
     const stream = this.#stream;
@@ -244,17 +318,54 @@ export class WatchStream {
     });
   }
 
+  /**
+   * A stream can stay open and say nothing: its member black-holed, or cut off from its peers while
+   * etcd's require-leader has not yet noticed. Quiet is not dead (nothing changed), so a stream silent for
+   * QUIET_MS while etcd holds watches of ours is asked for progress, which etcd answers at once; a
+   * request (that one, or a create) unanswered for `#answerMs` is a stall: the stream and our channel to
+   * its member are dropped, and the stream opens again, preferring another member. The decision waits two
+   * turns of I/O, so an answer waiting behind a blocked event loop is read first (design: A blocked event
+   * loop is not a stall).
+   */
+  #armCheck(stream: GrpcDuplex<WatchRequest, WatchResponse>, endpoint: Endpoint): void {
+    this.#check?.cancel();
+    this.#check = timerIn(CHECK_MS, () => {
+      if (this.#stream !== stream) return;
+      const since = this.#awaitingSince;
+      if (since !== undefined && now() - since >= this.#answerMs) {
+        return setImmediate(() =>
+          setImmediate(() => {
+            if (this.#stream !== stream) return;
+            if (this.#awaitingSince !== since) return this.#armCheck(stream, endpoint);
+            this.#logger.warn(
+              { endpoint: endpoint.address, answerMs: this.#answerMs },
+              "watch stream stalled (no answer); replacing it (watchers read again)",
+            );
+            this.#conn.failed(endpoint, { reset: true });
+            this.#broken(stream, endpoint, undefined);
+          }),
+        );
+      }
+      if (since === undefined && now() - this.#heardAt >= QUIET_MS && this.#anyLive()) {
+        this.#awaitingSince = now();
+        stream.write({ progress_request: {} });
+      }
+      this.#armCheck(stream, endpoint);
+    });
+  }
+
+  #anyLive(): boolean {
+    for (const reg of this.#regs.values()) if (reg.live) return true;
+    return false;
+  }
+
   #drop(): void {
     const stream = this.#stream;
     this.#stream = undefined;
-    this.#unanswered = [];
+    this.#check?.cancel();
+    this.#check = undefined;
+    for (const reg of this.#regs.values()) reg.live = false;
+    this.#unanswered.clear();
     if (stream) quiet(stream);
   }
-}
-
-/** Ends a stream we no longer listen to, swallowing its late errors. */
-export function quiet(stream: GrpcDuplex<unknown, unknown>): void {
-  stream.removeAllListeners();
-  stream.on("error", () => {});
-  stream.cancel();
 }

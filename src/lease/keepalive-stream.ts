@@ -1,8 +1,7 @@
 import { now, timerIn, type Timer } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
-import type { Connection } from "../etcd/connection.js";
+import { quiet, type Connection } from "../etcd/connection.js";
 import type { Endpoint, GrpcDuplex } from "../etcd/internals.js";
-import { quiet } from "../etcd/watch-stream.js";
 
 /** How long a keepalive answer gets to be read after the event loop comes back from a block. */
 const BLOCK_GRACE_MS = 100;

@@ -1,6 +1,7 @@
 import { now, timerIn, type Timer } from "../common/clock.js";
 import { KeyWatch, type KeyEvent } from "../etcd/key-watch.js";
 import type { Keyspace } from "../etcd/keyspace.js";
+import type { PermissionDeniedError } from "../errors.js";
 import type { WatchStream } from "../etcd/watch-stream.js";
 
 export interface KeyListener {
@@ -8,6 +9,8 @@ export interface KeyListener {
   fromRevision: bigint;
   event(event: KeyEvent): void;
   resync(): void;
+  /** etcd refuses the watch of the key (no permission to read it): nothing will tell of it any more. */
+  denied(err: PermissionDeniedError): void;
 }
 
 /** How long a watch on a session's own key outlives its last holder, ready for the next one. */
@@ -86,6 +89,13 @@ export class OwnKeyWatches {
         },
         resync: () => {
           for (const l of listeners) l.resync();
+        },
+        denied: (err) => {
+          // The watch is gone: a later holder of the key gets a new one.
+          if (this.#entries.get(key) === entry) this.#entries.delete(key);
+          entry.timer?.cancel();
+          watch.close();
+          for (const l of [...listeners]) l.denied(err);
         },
       },
     );

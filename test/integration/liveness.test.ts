@@ -379,6 +379,49 @@ describe.skipIf(!!faultsUnavailableReason)("liveness on a single node", () => {
   });
 });
 
+describe("a process that closes only its client", () => {
+  let etcd: EtcdEnv;
+
+  beforeAll(async () => {
+    etcd = await startEtcd();
+  });
+  afterAll(() => etcd?.close());
+
+  it("a process that locks, unlocks and closes only its etcd3 client (not the session) exits by itself within the TTL", async () => {
+    const ttl = 3;
+    const child = spawn(process.execPath, ["--import", "tsx", CLOSE_CLIENT_ONLY], {
+      env: {
+        ...process.env,
+        ETCD_ENDPOINTS: etcd.endpoints.join(","),
+        TTL: String(ttl),
+        NAME: `${etcd.prefix()}close-client`,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let closedAt = 0;
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (!closedAt && out.includes("closed")) closedAt = Date.now();
+    });
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number>((resolve) => child.once("exit", () => resolve(Date.now())));
+    try {
+      await waitFor(() => closedAt > 0, { timeoutMs: 20_000, description: `the client is closed (${out})` });
+      // The session notices the closed client at its next keepalive (TTL/3); everything of ours ends then.
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<number>((resolve) => (timer = setTimeout(() => resolve(0), ttl * 1000 + 2000)));
+      const exitAt = await Promise.race([exited, bound]).finally(() => clearTimeout(timer));
+      expect(
+        exitAt,
+        `the process is still running ${ttl * 1000 + 2000} ms after closing its client (${out})`,
+      ).toBeGreaterThan(0);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
+
 describe.skipIf(!!faultsUnavailableReason)("liveness through an etcd outage", () => {
   let etcd: EtcdEnv;
 
@@ -464,3 +507,4 @@ describe.skipIf(!!faultsUnavailableReason)("observe on a 3-member cluster", () =
 });
 
 const WORKER = fileURLToPath(new URL("../../examples/worker.ts", import.meta.url));
+const CLOSE_CLIENT_ONLY = fileURLToPath(new URL("../support/close-client-only.ts", import.meta.url));

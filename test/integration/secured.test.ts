@@ -4,10 +4,12 @@
  */
 import { describe, expect, it } from "vitest";
 import { Election, LeaderElector, Mutex, RWLock, Semaphore, Session, type EtcdClient } from "../../src/index.js";
+import { handledRpcs } from "../support/metrics.js";
 import { collect, keysUnder } from "../support/observe.js";
 import {
   APP,
   APP_PREFIX,
+  aborted,
   faultsUnavailableReason,
   startEtcd,
   useEtcd,
@@ -127,6 +129,31 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
     });
     await expect(elector.run()).rejects.toMatchObject({ code: "AUTH_FAILED" });
     expect(await leases()).toEqual(before);
+  });
+
+  it("a holder whose role loses read permission is told (its signal aborts with PERMISSION_DENIED), and re-authentication stays bounded", async () => {
+    const member = fx.etcd.members[0]!;
+    const app = fx.etcd.client({ auth: APP }, [member.clientUrl]);
+    const prefix = `${APP_PREFIX}${fx.etcd.prefix("revoked")}`;
+    const role = fx.client.role("app");
+    // TTL 20: the holder's own re-read comes every 10 s, so the watch is what must tell it.
+    const session = await Session.create(app, { ttl: 20 });
+    try {
+      const held = await new Mutex(session, `${prefix}mutex`).lock();
+      await role.revoke({ permission: "Readwrite", range: fx.client.range({ prefix: APP_PREFIX }) });
+      await role.grant({ permission: "Write", range: fx.client.range({ prefix: APP_PREFIX }) });
+      // The stream breaks: its watches are made again, and etcd now refuses them.
+      member.clientProxy.cut();
+      member.clientProxy.open();
+      expect(await aborted(held.signal, 10_000)).toMatchObject({ code: "PERMISSION_DENIED" });
+      const before = await handledRpcs(member, "Authenticate");
+      await new Promise((resolve) => setTimeout(resolve, 4000)); // the window in which Authenticate calls are counted
+      expect((await handledRpcs(member, "Authenticate")) - before).toBeLessThanOrEqual(2);
+    } finally {
+      await role.revoke({ permission: "Readwrite", range: fx.client.range({ prefix: APP_PREFIX }) }).catch(() => {});
+      await role.grant({ permission: "Readwrite", range: fx.client.range({ prefix: APP_PREFIX }) });
+      await session.close();
+    }
   });
 
   it("streams outlive an expired token: after a blip, the keepalive and every watch (holder, waiter, observer) work again", async () => {

@@ -2,8 +2,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Session } from "../../src/index.js";
-import { keepAliveEndpoint } from "../support/internals.js";
+import { Election, Session } from "../../src/index.js";
+import { keepAliveEndpoint, watchEndpoint } from "../support/internals.js";
 import { faultsUnavailableReason, startCluster, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
 import { countEvents, serverTtl } from "../support/session-events.js";
 
@@ -98,6 +98,43 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
       }
     }
   });
+
+  it("the member carrying a waiter's watch is isolated from its peers: the watch moves, and the hand-over still takes milliseconds, not TTL/2", async () => {
+    const leader = await etcd.leader();
+    const member = etcd.members.find((m) => m !== leader)!;
+    const others = etcd.members.filter((m) => m !== member);
+    const name = `${etcd.prefix()}isolated-watch`;
+    const a = await Session.create(
+      etcd.client(
+        {},
+        others.map((m) => m.clientUrl),
+      ),
+      { ttl: 20 },
+    );
+    // TTL 20: the waiter's periodic re-read comes every 10 s; a hand-over sooner is its watch's doing.
+    const { session: b } = await sessionOn(etcd.client(), 20, (m) => m === member);
+    try {
+      const term = await new Election(a, name).campaign("a");
+      const waiting = new Election(b, name).campaign("b");
+      waiting.catch(() => {}); // awaited below
+      await waitFor(() => watchEndpoint(b) === member.clientUrl, { description: "the waiter watching on the member" });
+      await member.isolate();
+      await waitFor(() => watchEndpoint(b) !== undefined && watchEndpoint(b) !== member.clientUrl, {
+        timeoutMs: 20_000,
+        description: "the watch stream off the isolated member",
+      });
+      const resignedAt = Date.now();
+      await term.resign();
+      const next = await waiting;
+      expect(Date.now() - resignedAt).toBeLessThan(2000);
+      expect(b.state).toBe("connected");
+      await next.resign();
+    } finally {
+      await member.heal();
+      await Promise.all([a.close(), b.close()]);
+      await etcd.waitHealthy();
+    }
+  }, 90_000); // the heal and the cluster's recovery come on top of the test's own bounds
 
   it("the member serving the keepalive stream is killed: the session rides over", async () => {
     const client = etcd.client();

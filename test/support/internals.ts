@@ -13,6 +13,9 @@ export const keyOf = (session: Session, name: string): string => `${name}/${leas
 /** The endpoint ("host:port") serving the session's keepalive stream, when one is open. */
 export const keepAliveEndpoint = (session: Session): string | undefined => contextOf(session).lease.endpoint;
 
+/** The endpoint ("host:port") serving the session's watch stream, when one is open. */
+export const watchEndpoint = (session: Session): string | undefined => contextOf(session).watches.endpoint;
+
 /** Watches the session has on its watch stream now. */
 export const watchCount = (session: Session): number => contextOf(session).watches.size;
 

@@ -11,7 +11,7 @@ const grpc = (code: number, details: string): Error =>
 function fakeDoor(n: number, scripts: Answer[][]): { door: ClientDoor; calls: string[]; tokens: () => number } {
   const calls: string[] = [];
   let tokens = 0;
-  const metadata: GrpcMetadata = { clone: () => metadata };
+  const metadata: GrpcMetadata = { clone: () => metadata, set: () => {} };
   const endpoints = Array.from({ length: n }, (_, i): Endpoint => ({
     address: `e${i}`,
     newChannel: () => ({ close: () => {} }),

@@ -1,0 +1,118 @@
+import { EventEmitter } from "node:events";
+import { afterEach, describe, expect, it } from "vitest";
+import { silentLogger } from "../../src/common/logger.js";
+import type { Connection } from "../../src/etcd/connection.js";
+import type { Endpoint } from "../../src/etcd/internals.js";
+import { WatchStream, type WatchHandlers } from "../../src/etcd/watch-stream.js";
+
+interface Sent {
+  create_request?: { watch_id: string; key: Buffer };
+  cancel_request?: { watch_id: string };
+  progress_request?: object;
+}
+
+/** A Watch stream etcd would answer: the test writes the answers. */
+class FakeStream extends EventEmitter {
+  readonly sent: Sent[] = [];
+  cancelled = false;
+  write(req: Sent): boolean {
+    this.sent.push(req);
+    return true;
+  }
+  cancel(): void {
+    this.cancelled = true;
+  }
+  end(): void {}
+  answer(res: Partial<{ watch_id: string; created: boolean; canceled: boolean; cancel_reason: string }>): void {
+    this.emit("data", {
+      watch_id: "0",
+      created: false,
+      canceled: false,
+      compact_revision: "0",
+      cancel_reason: "",
+      events: [],
+      ...res,
+    });
+  }
+  creates(): string[] {
+    return this.sent.flatMap((r) => (r.create_request ? [r.create_request.key.toString()] : []));
+  }
+}
+
+/** A connection whose every stream is a FakeStream, on one endpoint. */
+function fakeConn(): { conn: Connection; streams: FakeStream[]; refreshes: () => number; resets: string[] } {
+  const streams: FakeStream[] = [];
+  const resets: string[] = [];
+  let refreshes = 0;
+  const endpoint = { address: "e0" } as Endpoint;
+  const conn = {
+    closed: false,
+    endpoint,
+    stream: () => {
+      const stream = new FakeStream();
+      streams.push(stream);
+      return Promise.resolve({ stream, endpoint });
+    },
+    failed: (e: Endpoint, options?: { reset?: boolean }) => void (options?.reset && resets.push(e.address)),
+    refreshToken: () => void refreshes++,
+  };
+  return { conn: conn as unknown as Connection, streams, refreshes: () => refreshes, resets };
+}
+
+const handlers = (seen: string[], label: string): WatchHandlers => ({
+  events: () => seen.push(`${label}:events`),
+  created: (first) => seen.push(`${label}:created:${first}`),
+});
+
+/** Waits for `check` to hold, up to `ms`. */
+const until = async (check: () => boolean, ms = 3000): Promise<void> => {
+  const end = Date.now() + ms;
+  while (!check() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 5));
+  expect(check()).toBe(true);
+};
+
+describe("the session's watch stream", () => {
+  let watches: WatchStream | undefined;
+  afterEach(() => watches?.close());
+
+  it("a watch cancelled before etcd answered its create does not take the blame for a later refused create: the refused watch is made again", async () => {
+    const { conn, streams } = fakeConn();
+    watches = new WatchStream(conn, silentLogger, 5000);
+    const seen: string[] = [];
+    const cancelA = watches.add({ key: Buffer.from("a") }, handlers(seen, "a"));
+    await until(() => streams[0]?.creates().length === 1);
+    const stream = streams[0]!;
+    const idA = stream.sent[0]!.create_request!.watch_id;
+    cancelA(); // before etcd answered the create
+    stream.answer({ watch_id: idA, created: true });
+    stream.answer({ watch_id: idA, canceled: true });
+    watches.add({ key: Buffer.from("b") }, handlers(seen, "b"));
+    // etcd refuses b's create (as it does a duplicate id): answered under id -1, it can only be b's.
+    stream.answer({ watch_id: "-1", created: true, canceled: true, cancel_reason: "mvcc: duplicate watch ID" });
+    await until(() => stream.creates().filter((k) => k === "b").length === 2 || streams.length > 1);
+    const id = [...stream.sent].reverse().find((r) => r.create_request)!.create_request!.watch_id;
+    stream.answer({ watch_id: id, created: true });
+    await until(() => seen.includes("b:created:false"));
+    expect(seen).not.toContain("a:created:true");
+  });
+
+  it("a quiet stream is asked for progress and kept while it answers; one that stops answering is replaced, its channel reset", async () => {
+    const { conn, streams, resets } = fakeConn();
+    watches = new WatchStream(conn, silentLogger, 2000); // progress answers due within 1 s
+    const seen: string[] = [];
+    watches.add({ key: Buffer.from("k") }, handlers(seen, "k"));
+    await until(() => streams[0]?.creates().length === 1);
+    const stream = streams[0]!;
+    stream.answer({ watch_id: stream.sent[0]!.create_request!.watch_id, created: true });
+    const progress = (): number => stream.sent.filter((r) => r.progress_request).length;
+    await until(() => progress() === 1, 5000);
+    stream.answer({ watch_id: "-1" }); // etcd's progress notification
+    await until(() => progress() === 2, 5000);
+    expect(stream.cancelled).toBe(false);
+    // Now it goes silent: replaced, and the watch made again on the new stream.
+    await until(() => streams.length === 2, 5000);
+    expect(stream.cancelled).toBe(true);
+    expect(resets).toEqual(["e0"]);
+    await until(() => streams[1]!.creates().length === 1);
+  }, 15_000);
+});
