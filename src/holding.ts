@@ -43,6 +43,14 @@ export abstract class Holding {
     this.#value = ticket.value;
     this.#lost = lost;
     this.#leaveLine = leaveLine;
+    // The lease may have been lost since the win was confirmed (something else checked its clock in
+    // between): never hand out a hold that is gone already (design: Re-check after waiting). Its key
+    // goes with the lease; the next local contender gets in.
+    ctx.lease.check();
+    if (ctx.lease.signal.aborted) {
+      leaveLine();
+      throw ctx.lease.signal.reason;
+    }
     // Off the hot path: the session's shared watch of its own key (created on first use, from the
     // revision our turn was confirmed at) tells us of anything after that revision.
     this.#unwatch = ctx.ownKeys.subscribe(this.key, {
