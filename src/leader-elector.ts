@@ -8,7 +8,7 @@ import {
   toValueBuffer,
   validateName,
   validateSignal,
-  validateTimeout,
+  validateCallTimeout,
   validateTtl,
 } from "./common/validate.js";
 import { contextOf } from "./context.js";
@@ -171,7 +171,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     this.#ttl = o.session ? o.session.ttl : validateTtl(o.ttl ?? 10);
     this.#callTimeoutMs = o.session
       ? contextOf(o.session).callTimeoutMs
-      : (validateTimeout(o.callTimeoutMs, "callTimeoutMs") ?? 5000);
+      : (validateCallTimeout(o.callTimeoutMs) ?? 5000);
     this.#logger = withFields(toLogger(o.logger, consoleLogger), { election: this.name, identity: this.identity });
     this.#options = options;
   }

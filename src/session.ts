@@ -1,7 +1,13 @@
 import { EventEmitter } from "eventemitter3";
 import { onAbort } from "./common/abort.js";
 import { silentLogger, toLogger, withFields } from "./common/logger.js";
-import { validateByteLimit, validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
+import {
+  validateByteLimit,
+  validateCallTimeout,
+  validateSignal,
+  validateTimeout,
+  validateTtl,
+} from "./common/validate.js";
 import { attachContext, type SessionContext } from "./context.js";
 import type { Logger } from "./common/logger.js";
 import type { EtcdClient } from "./etcd/client.js";
@@ -120,7 +126,7 @@ export class Session extends EventEmitter<SessionEvents> {
     const door = openDoor(client);
     const ttl = validateTtl(options.ttl ?? 10);
     const signal = validateSignal(options.signal);
-    const callTimeoutMs = validateTimeout(options.callTimeoutMs, "callTimeoutMs") ?? 5000;
+    const callTimeoutMs = validateCallTimeout(options.callTimeoutMs) ?? 5000;
     const marginMs = validateTimeout(options.marginMs, "marginMs") ?? 250;
     const maxValueBytes = validateByteLimit(options.maxValueBytes);
     if (marginMs >= ttl * 1000)
