@@ -15,8 +15,12 @@ export interface Grant {
   sentAt: number;
 }
 
-export async function grantLease(conn: Connection, ttl: number, timeoutMs: number): Promise<Grant> {
-  const id = randomLeaseId();
+export async function grantLease(
+  conn: Connection,
+  ttl: number,
+  timeoutMs: number,
+  id: bigint = randomLeaseId(),
+): Promise<Grant> {
   const sentAt = now();
   try {
     const res = await conn.call<{ TTL: string }>(
@@ -48,7 +52,7 @@ export async function revokeLease(conn: Connection, leaseId: string, timeoutMs: 
 }
 
 /** A random positive 63-bit lease id (etcd ids are int64; 0 means "let etcd choose"). */
-function randomLeaseId(): bigint {
+export function randomLeaseId(): bigint {
   const id = randomBytes(8).readBigUInt64BE() & 0x7fff_ffff_ffff_ffffn;
   return id === 0n ? 1n : id;
 }

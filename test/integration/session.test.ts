@@ -7,7 +7,7 @@ import { contextOf } from "../../src/context.js";
 import { Worker } from "../support/child.js";
 import { collect } from "../support/observe.js";
 import { stallKeepAlives } from "../support/stall.js";
-import { activeTimers, leaseHex, keepAliveEndpoint, loseFirstAnswer } from "../support/internals.js";
+import { activeTimers, holdAnswers, leaseHex, keepAliveEndpoint, loseFirstAnswer } from "../support/internals.js";
 import { faultsUnavailableReason, startEtcd, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
 
 import { countEvents, once, serverTtl } from "../support/session-events.js";
@@ -178,6 +178,35 @@ describe("Session on a single node", () => {
     } finally {
       await session.close();
     }
+  });
+
+  it("aborting its signal while the grant is on its way rejects create at once, and the lease that grant made is revoked", async () => {
+    const c = etcd.client();
+    const leases = async (): Promise<string[]> => (await direct.leaseClient.leaseLeases()).leases.map((l) => l.ID);
+    const before = new Set(await leases());
+    const grants = holdAnswers(c, "leaseGrant");
+    const ac = new AbortController();
+    const creating = Session.create(c, { ttl: 60, signal: ac.signal });
+    // etcd made the lease; its answer is held back.
+    await waitFor(() => grants.answered() === 1);
+    const made = (await leases()).filter((id) => !before.has(id));
+    expect(made).toHaveLength(1);
+    const reason = new Error("stopped while granting");
+    ac.abort(reason);
+    const outcome = await Promise.race([
+      creating.then(
+        () => "created",
+        (err: unknown) => err,
+      ),
+      sleep(2000).then(() => "still granting 2 s after the abort"),
+    ]);
+    expect(outcome).toBe(reason);
+    // The answer arrives after all: the lease it made must not live on for its 60 s TTL.
+    grants.release();
+    await waitFor(async () => (await serverTtl(direct, made[0]!)) === -1, {
+      timeoutMs: 5000,
+      description: "the lease granted for the abandoned create revoked",
+    });
   });
 
   it("sessions of one client share its channels and watch stream; the last to close closes them", async () => {
