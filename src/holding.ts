@@ -76,9 +76,9 @@ export abstract class Holding {
   }
 
   /**
-   * Throws the reason (NotLeaderError, LockLostError) if the hold may be gone, reading the monotonic
-   * clock now: for the moment right before a side effect that fencing cannot protect. Only fencing
-   * (`txn()`, or the token checked by your storage) protects a write already in flight.
+   * Throws the reason (NotLeaderError, LockLostError) if the hold may be gone, reading the clocks now
+   * (monotonic and wall): for the moment right before a side effect that fencing cannot protect. Only
+   * fencing (`txn()`, or the token checked by your storage) protects a write already in flight.
    */
   assertHeld(): void {
     const signal = this.signal;

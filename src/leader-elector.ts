@@ -183,8 +183,8 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
 
   /**
    * For a liveness probe, as client-go's: false only while this process holds a term (leads, or is still
-   * stepping down from one) and no keepalive has been acknowledged for longer than 2 × TTL (monotonic
-   * clock). Followers are healthy whatever etcd does: restarting them cannot help.
+   * stepping down from one) and no keepalive has been acknowledged for longer than 2 × TTL (by the
+   * clock that ran further). Followers are healthy whatever etcd does: restarting them cannot help.
    */
   healthy(): boolean {
     if (!this.#term) return true;

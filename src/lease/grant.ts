@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { now } from "../common/clock.js";
+import { stamp, type Stamp } from "../common/clock.js";
 import type { Connection } from "../etcd/connection.js";
 
 /**
@@ -11,8 +11,8 @@ export interface Grant {
   id: bigint;
   /** The TTL etcd granted, seconds. */
   ttl: number;
-  /** Monotonic time the grant was sent. */
-  sentAt: number;
+  /** When the grant was sent. */
+  sentAt: Stamp;
 }
 
 export async function grantLease(
@@ -21,7 +21,7 @@ export async function grantLease(
   timeoutMs: number,
   id: bigint = randomLeaseId(),
 ): Promise<Grant> {
-  const sentAt = now();
+  const sentAt = stamp();
   try {
     const res = await conn.call<{ TTL: string }>(
       "Lease",
