@@ -37,6 +37,9 @@ export async function* observeLeader(
       ? e.type === "put"
       : e.key === current.key || (e.type === "put" && e.createRevision < current.token));
   let watch: KeyWatch | undefined;
+  // A consumer may stop pulling without ending the stream (left at its yield, `finally` never runs): the
+  // end of the session or of the caller's signal still removes the watch and its re-read timer.
+  const closeWatch = onAbort(signal, () => watch?.close());
   let last: Leader | undefined;
   let emitted = false;
   try {
@@ -57,6 +60,7 @@ export async function* observeLeader(
       // etcd unreachable: keep trying (never silently stop); the next read tells the truth.
       const read = await retryUntilAborted(() => readLeader(ctx, name), signal, ctx.logger);
       current = read.leader;
+      signal.throwIfAborted();
       // The watch starts right after the first read, so no change after it is missed.
       watch ??= new KeyWatch(
         ctx,
@@ -74,6 +78,7 @@ export async function* observeLeader(
       yield leader;
     }
   } finally {
+    closeWatch();
     dispose();
     watch?.close();
   }

@@ -1,10 +1,16 @@
+import { spawn } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, Mutex, Session, type Leader, type Term } from "../../src/index.js";
 import { etcdctl } from "../support/etcdctl.js";
 import { collect, keysUnder } from "../support/observe.js";
+import { metricsAt } from "../support/metrics.js";
 import { pausedHolderIsReplaced } from "../support/paused-holder.js";
 import { keyOf, leaseHex, watchCount } from "../support/internals.js";
 import { aborted, faultsUnavailableReason, startCluster, useEtcd, waitFor, type EtcdEnv } from "../support/index.js";
+
+const ABANDONED_OBSERVER = fileURLToPath(new URL("../support/abandoned-observer.ts", import.meta.url));
 
 describe("Election on a single node", () => {
   const fx = useEtcd();
@@ -265,6 +271,39 @@ describe("Election on a single node", () => {
     await waitFor(() => seen.items.length === 1);
     await session.close();
     await expect(seen.done).rejects.toMatchObject({ code: "SESSION_CLOSED" });
+  });
+
+  it("an observe() stream left at its yield loses its watch when its session closes, and the process still exits by itself", async () => {
+    const name = `${fx.etcd.prefix()}observe-abandoned`;
+    const watchers = async (): Promise<number> =>
+      (await metricsAt(fx.etcd.endpoints[0]!)).get("etcd_debugging_mvcc_watcher_total") ?? Number.NaN;
+    const before = await watchers();
+    const child = spawn(process.execPath, ["--import", "tsx", ABANDONED_OBSERVER], {
+      env: { ...process.env, ENDPOINTS: fx.etcd.endpoints.join(","), NAME: name },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number>((resolve) => child.once("exit", () => resolve(Date.now())));
+    try {
+      await waitFor(() => out.includes("observing"), { timeoutMs: 20_000, description: `observing (${out})` });
+      await waitFor(async () => (await watchers()) === before + 1, { description: "the observer's watch in etcd" });
+      // The client's other session keeps the shared watch stream open: only the observer's watch may go.
+      child.stdin.write("close-observer\n");
+      await waitFor(() => out.includes("observer-closed"), { description: `observer's session closed (${out})` });
+      await waitFor(async () => (await watchers()) === before, {
+        timeoutMs: 5000,
+        description: "etcd's watcher count back to what it was",
+      });
+      child.stdin.write("close-all\n");
+      await waitFor(() => out.includes("closed\n"), { description: `everything closed (${out})` });
+      const closedAt = Date.now();
+      const exitAt = await Promise.race([exited, sleep(5000).then(() => Number.NaN)]);
+      expect(exitAt - closedAt, `the process exits by itself (${out})`).toBeLessThan(2000);
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 
   it("waiters on a namespaced client are woken by their watch, not only by the periodic re-read", async () => {
