@@ -36,6 +36,13 @@ export async function* observeLeader(
     (current === undefined
       ? e.type === "put"
       : e.key === current.key || (e.type === "put" && e.createRevision < current.token));
+  // Events heard while a read is in flight wait for its answer: they are judged against the leader that
+  // read saw, not the one before it, and only if they came after it (an earlier one is in the read).
+  let heardDuringRead: KeyEvent[] | undefined;
+  const heard = (e: KeyEvent): void => {
+    if (heardDuringRead) heardDuringRead.push(e);
+    else if (mayChangeLeader(e)) poke();
+  };
   let watch: KeyWatch | undefined;
   // A consumer may stop pulling without ending the stream (left at its yield, `finally` never runs): the
   // end of the session or of the caller's signal still removes the watch and its re-read timer.
@@ -58,8 +65,15 @@ export async function* observeLeader(
       }
       dirty = false;
       // etcd unreachable: keep trying (never silently stop); the next read tells the truth.
-      const read = await retryUntilAborted(() => readLeader(ctx, name), signal, ctx.logger);
+      const events: KeyEvent[] = (heardDuringRead = []);
+      let read: Awaited<ReturnType<typeof readLeader>>;
+      try {
+        read = await retryUntilAborted(() => readLeader(ctx, name), signal, ctx.logger);
+      } finally {
+        heardDuringRead = undefined;
+      }
       current = read.leader;
+      if (events.some((e) => e.modRevision > read.revision && mayChangeLeader(e))) dirty = true;
       signal.throwIfAborted();
       // The watch starts right after the first read, so no change after it is missed.
       watch ??= new KeyWatch(
@@ -67,7 +81,7 @@ export async function* observeLeader(
         { prefix: `${name}/` },
         { startRevision: read.revision + 1n, resyncMs: ctx.resyncMs() },
         {
-          event: (e) => mayChangeLeader(e) && poke(),
+          event: heard,
           resync: poke,
         },
       );

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, Mutex, Session, type Leader, type Term } from "../../src/index.js";
 import { etcdctl } from "../support/etcdctl.js";
 import { collect, keysUnder } from "../support/observe.js";
-import { metricsAt } from "../support/metrics.js";
+import { handledRpcs, metricsAt } from "../support/metrics.js";
 import { pausedHolderIsReplaced } from "../support/paused-holder.js";
 import { keyOf, leaseHex, watchCount } from "../support/internals.js";
 import { aborted, faultsUnavailableReason, startCluster, useEtcd, waitFor, type EtcdEnv } from "../support/index.js";
@@ -436,6 +436,54 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
       await seen.done.catch(() => {});
       await Promise.all([observerSession.close(), s1.close()]);
       await etcd.waitHealthy();
+    }
+  });
+
+  it("observe judges a change heard while its read is in flight against that read's leader, not the one before", async () => {
+    const name = `${etcd.prefix()}observe-in-flight`;
+    const [watchMember, readMember] = [etcd.members[1]!, etcd.members[2]!];
+    const writer = etcd.client({}, [etcd.members[0]!.clientUrl]);
+    const [s1, s2] = [await Session.create(writer, { ttl: 10 }), await Session.create(writer, { ttl: 10 })];
+    // A long TTL: its periodic re-read (every 30 s) is too slow to pass this test. Each read attempt
+    // gets 3 s (half the call deadline).
+    const observerClient = etcd.client({}, [watchMember.clientUrl, readMember.clientUrl]);
+    readMember.clientProxy.cut(); // the observer's grant, first read and watch all go to watchMember
+    const observerSession = await Session.create(observerClient, { ttl: 60, callTimeoutMs: 6000 });
+    const observer = new Election(observerSession, name);
+    const ac = new AbortController();
+    const seen = collect(observer.observe({ signal: ac.signal }));
+    try {
+      const a = await new Election(s1, name).campaign("a");
+      await waitFor(() => seen.items.at(-1)?.value.toString() === "a");
+      readMember.clientProxy.open();
+      // Move the observer's reads (not its watch stream) to readMember: a read that times out on
+      // watchMember fails over, and readMember is preferred from then on.
+      watchMember.clientProxy.delay(2000);
+      expect((await observer.leader())?.key).toBe(a.key);
+      watchMember.clientProxy.delay(0);
+      const bPending = new Election(s2, name).campaign("b");
+      await waitFor(async () => (await keysUnder(writer, name)).length === 2);
+      // Reads now take a second each way; the watch is quick.
+      readMember.clientProxy.delay(1000);
+      const served = await handledRpcs(readMember, "Range");
+      await a.resign(); // the observer hears it and reads: b leads at that read's revision
+      const b = await bPending;
+      await waitFor(async () => (await handledRpcs(readMember, "Range")) > served, { intervalMs: 10 });
+      // The read was served; its answer is on its way back when b leaves. The watch tells the observer
+      // before the answer arrives: b's delete must not be judged against a (the leader before the read).
+      await b.resign();
+      await waitFor(() => seen.items.length > 0 && seen.items.at(-1) === undefined, {
+        timeoutMs: 10_000,
+        description: "the observer sees nobody leads, long before its periodic re-read",
+      });
+      assertLatestState(seen.items);
+    } finally {
+      readMember.clientProxy.delay(0);
+      watchMember.clientProxy.delay(0);
+      readMember.clientProxy.open();
+      ac.abort();
+      await seen.done.catch(() => {});
+      await Promise.all([observerSession.close(), s1.close(), s2.close()]);
     }
   });
 
