@@ -43,6 +43,14 @@ export abstract class Holding {
     this.#value = ticket.value;
     this.#lost = lost;
     this.#leaveLine = leaveLine;
+    // The lease may have been lost since the win was confirmed (something else checked its clock in
+    // between): never hand out a hold that is gone already (design: Re-check after waiting). Its key
+    // goes with the lease; the next local contender gets in.
+    ctx.lease.check();
+    if (ctx.lease.signal.aborted) {
+      leaveLine();
+      throw ctx.lease.signal.reason;
+    }
     // Off the hot path: the session's shared watch of its own key (created on first use, from the
     // revision our turn was confirmed at) tells us of anything after that revision.
     this.#unwatch = ctx.ownKeys.subscribe(this.key, {
@@ -69,9 +77,9 @@ export abstract class Holding {
   }
 
   /**
-   * Throws the reason (NotLeaderError, LockLostError) if the hold may be gone, reading the monotonic
-   * clock now: for the moment right before a side effect that fencing cannot protect. Only fencing
-   * (`txn()`, or the token checked by your storage) protects a write already in flight.
+   * Throws the reason (NotLeaderError, LockLostError) if the hold may be gone, reading the clocks now
+   * (monotonic and wall): for the moment right before a side effect that fencing cannot protect. Only
+   * fencing (`txn()`, or the token checked by your storage) protects a write already in flight.
    */
   assertHeld(): void {
     const signal = this.signal;

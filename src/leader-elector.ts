@@ -8,7 +8,7 @@ import {
   toValueBuffer,
   validateName,
   validateSignal,
-  validateTimeout,
+  validateCallTimeout,
   validateTtl,
 } from "./common/validate.js";
 import { contextOf } from "./context.js";
@@ -181,7 +181,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     this.#ttl = o.session ? o.session.ttl : validateTtl(o.ttl ?? 10);
     this.#callTimeoutMs = o.session
       ? contextOf(o.session).callTimeoutMs
-      : (validateTimeout(o.callTimeoutMs, "callTimeoutMs") ?? 5000);
+      : (validateCallTimeout(o.callTimeoutMs) ?? 5000);
     this.#logger = withFields(toLogger(o.logger, consoleLogger), { election: this.name, identity: this.identity });
     this.#options = options;
   }
@@ -193,8 +193,8 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
 
   /**
    * For a liveness probe, as client-go's: false only while this process holds a term (leads, or is still
-   * stepping down from one) and no keepalive has been acknowledged for longer than 2 × TTL (monotonic
-   * clock). Followers are healthy whatever etcd does: restarting them cannot help.
+   * stepping down from one) and no keepalive has been acknowledged for longer than 2 × TTL (by the
+   * clock that ran further). Followers are healthy whatever etcd does: restarting them cannot help.
    */
   healthy(): boolean {
     if (!this.#term) return true;

@@ -53,10 +53,13 @@ export abstract class LockPrimitive extends Primitive {
       assertUsable(this.context);
       const line = this.context.names.line(this.name, this.kind);
       const leave = line.tryEnter() ?? (await line.enter(signal));
-      const ticket = await this.#inLine(leave, () =>
-        acquire(this.context, this.name, value, policy, { signal, vanished: this.#vanished }),
+      return await this.#inLine(leave, async () =>
+        Lock.of(
+          this.context,
+          await acquire(this.context, this.name, value, policy, { signal, vanished: this.#vanished }),
+          leave,
+        ),
       );
-      return Lock.of(this.context, ticket, leave);
     } finally {
       dispose();
     }
@@ -67,17 +70,17 @@ export abstract class LockPrimitive extends Primitive {
     assertUsable(this.context);
     const leave = this.context.names.line(this.name, this.kind).tryEnter();
     if (!leave) return undefined;
-    const ticket = await this.#inLine(leave, () =>
-      tryAcquire(this.context, this.name, value, policy, { vanished: this.#vanished }),
-    );
-    if (ticket) return Lock.of(this.context, ticket, leave);
-    leave();
-    return undefined;
+    return this.#inLine(leave, async () => {
+      const ticket = await tryAcquire(this.context, this.name, value, policy, { vanished: this.#vanished });
+      if (ticket) return Lock.of(this.context, ticket, leave);
+      leave();
+      return undefined;
+    });
   }
 
   readonly #vanished = (message: string): Error => new LockLostError(`${this.kind} not acquired: ${message}`);
 
-  /** Runs `join` holding the name's local line, leaving the line if it fails. */
+  /** Runs `join` holding the name's local line, leaving the line if it fails (making the hold included). */
   async #inLine<T>(leave: () => void, join: () => Promise<T>): Promise<T> {
     try {
       return await join();

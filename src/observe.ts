@@ -36,7 +36,17 @@ export async function* observeLeader(
     (current === undefined
       ? e.type === "put"
       : e.key === current.key || (e.type === "put" && e.createRevision < current.token));
+  // Events heard while a read is in flight wait for its answer: they are judged against the leader that
+  // read saw, not the one before it, and only if they came after it (an earlier one is in the read).
+  let heardDuringRead: KeyEvent[] | undefined;
+  const heard = (e: KeyEvent): void => {
+    if (heardDuringRead) heardDuringRead.push(e);
+    else if (mayChangeLeader(e)) poke();
+  };
   let watch: KeyWatch | undefined;
+  // A consumer may stop pulling without ending the stream (left at its yield, `finally` never runs): the
+  // end of the session or of the caller's signal still removes the watch and its re-read timer.
+  const closeWatch = onAbort(signal, () => watch?.close());
   let last: Leader | undefined;
   let emitted = false;
   try {
@@ -55,15 +65,23 @@ export async function* observeLeader(
       }
       dirty = false;
       // etcd unreachable: keep trying (never silently stop); the next read tells the truth.
-      const read = await retryUntilAborted(() => readLeader(ctx, name), signal, ctx.logger);
+      const events: KeyEvent[] = (heardDuringRead = []);
+      let read: Awaited<ReturnType<typeof readLeader>>;
+      try {
+        read = await retryUntilAborted(() => readLeader(ctx, name), signal, ctx.logger);
+      } finally {
+        heardDuringRead = undefined;
+      }
       current = read.leader;
+      if (events.some((e) => e.modRevision > read.revision && mayChangeLeader(e))) dirty = true;
+      signal.throwIfAborted();
       // The watch starts right after the first read, so no change after it is missed.
       watch ??= new KeyWatch(
         ctx,
         { prefix: `${name}/` },
         { startRevision: read.revision + 1n, resyncMs: ctx.resyncMs() },
         {
-          event: (e) => mayChangeLeader(e) && poke(),
+          event: heard,
           resync: poke,
         },
       );
@@ -74,6 +92,7 @@ export async function* observeLeader(
       yield leader;
     }
   } finally {
+    closeWatch();
     dispose();
     watch?.close();
   }

@@ -1,7 +1,13 @@
 import { EventEmitter } from "eventemitter3";
-import { onAbort } from "./common/abort.js";
+import { onAbort, raceAbort } from "./common/abort.js";
 import { silentLogger, toLogger, withFields } from "./common/logger.js";
-import { validateByteLimit, validateSignal, validateTimeout, validateTtl } from "./common/validate.js";
+import {
+  validateByteLimit,
+  validateCallTimeout,
+  validateSignal,
+  validateTimeout,
+  validateTtl,
+} from "./common/validate.js";
 import { attachContext, type SessionContext } from "./context.js";
 import type { Logger } from "./common/logger.js";
 import type { EtcdClient } from "./etcd/client.js";
@@ -9,7 +15,7 @@ import { openDoor } from "./etcd/internals.js";
 import { Keyspace } from "./etcd/keyspace.js";
 import { acquireChannels, type Channels } from "./etcd/shared.js";
 import { InvalidArgumentError, SessionClosedError, type SessionLostError } from "./errors.js";
-import { grantLease, revokeLease, type Grant } from "./lease/grant.js";
+import { grantLease, randomLeaseId, revokeLease, type Grant } from "./lease/grant.js";
 import { LeaseKeeper } from "./lease/keeper.js";
 import { Names } from "./queue/names.js";
 import { OwnKeyWatches } from "./queue/own-key-watches.js";
@@ -120,7 +126,7 @@ export class Session extends EventEmitter<SessionEvents> {
     const door = openDoor(client);
     const ttl = validateTtl(options.ttl ?? 10);
     const signal = validateSignal(options.signal);
-    const callTimeoutMs = validateTimeout(options.callTimeoutMs, "callTimeoutMs") ?? 5000;
+    const callTimeoutMs = validateCallTimeout(options.callTimeoutMs) ?? 5000;
     const marginMs = validateTimeout(options.marginMs, "marginMs") ?? 250;
     const maxValueBytes = validateByteLimit(options.maxValueBytes);
     if (marginMs >= ttl * 1000)
@@ -129,10 +135,24 @@ export class Session extends EventEmitter<SessionEvents> {
     signal?.throwIfAborted();
 
     const channels = acquireChannels(door, options.logger, baseLogger, callTimeoutMs);
+    const leaseId = randomLeaseId();
+    const granting = grantLease(channels.conn, ttl, callTimeoutMs, leaseId);
     let granted: Grant;
     try {
-      granted = await grantLease(channels.conn, ttl, callTimeoutMs);
+      granted = await raceAbort(granting, signal);
     } catch (err) {
+      if (signal?.aborted) {
+        // Reject at once; the grant on its way may still make the lease (with its answer lost, too):
+        // once it settled, revoke it by the id we chose, so it does not live on for its TTL.
+        void granting
+          .catch(() => undefined)
+          .then(() => revokeLease(channels.conn, leaseId.toString(), callTimeoutMs))
+          .catch((revokeErr: unknown) =>
+            baseLogger.warn({ err: revokeErr }, "revoke after an aborted create failed; the lease expires on its own"),
+          )
+          .finally(() => channels.release());
+        throw signal.reason;
+      }
       channels.release();
       baseLogger.warn({ err }, "session not created: the lease grant failed");
       throw err;

@@ -1,5 +1,16 @@
-/** Monotonic milliseconds: never jumps with wall-clock changes. */
+/** Monotonic milliseconds: never jumps with wall-clock changes, but stands still while the system is suspended. */
 export const now = (): number => globalThis.performance.now();
+
+/** Wall-clock milliseconds: keeps counting through a system suspend (or a frozen VM), but may be stepped. */
+export const wallNow = (): number => Date.now();
+
+/** One moment on both clocks: the lease's deadline counts on each (design: Step down first). */
+export interface Stamp {
+  mono: number;
+  wall: number;
+}
+
+export const stamp = (): Stamp => ({ mono: now(), wall: wallNow() });
 
 /** setTimeout fires at once for delays over 2^31-1 ms; longer waits are re-armed in steps. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;

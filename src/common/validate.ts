@@ -77,6 +77,15 @@ export function validateTimeout(ms: unknown, what: string): number | undefined {
   return ms;
 }
 
+/** `callTimeoutMs`: every RPC's deadline, so 0 would fail every call at once, forever. */
+export function validateCallTimeout(ms: unknown): number | undefined {
+  if (ms === undefined) return undefined;
+  if (typeof ms !== "number" || !Number.isFinite(ms) || ms <= 0) {
+    throw new InvalidArgumentError(`callTimeoutMs must be a finite number of milliseconds > 0, got ${describe(ms)}`);
+  }
+  return ms;
+}
+
 export function validateSignal(signal: unknown): AbortSignal | undefined {
   if (signal === undefined) return undefined;
   if (!(signal instanceof AbortSignal)) throw new InvalidArgumentError("signal must be an AbortSignal");

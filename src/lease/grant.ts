@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { now } from "../common/clock.js";
+import { stamp, type Stamp } from "../common/clock.js";
 import type { Connection } from "../etcd/connection.js";
 
 /**
@@ -11,13 +11,17 @@ export interface Grant {
   id: bigint;
   /** The TTL etcd granted, seconds. */
   ttl: number;
-  /** Monotonic time the grant was sent. */
-  sentAt: number;
+  /** When the grant was sent. */
+  sentAt: Stamp;
 }
 
-export async function grantLease(conn: Connection, ttl: number, timeoutMs: number): Promise<Grant> {
-  const id = randomLeaseId();
-  const sentAt = now();
+export async function grantLease(
+  conn: Connection,
+  ttl: number,
+  timeoutMs: number,
+  id: bigint = randomLeaseId(),
+): Promise<Grant> {
+  const sentAt = stamp();
   try {
     const res = await conn.call<{ TTL: string }>(
       "Lease",
@@ -48,7 +52,7 @@ export async function revokeLease(conn: Connection, leaseId: string, timeoutMs: 
 }
 
 /** A random positive 63-bit lease id (etcd ids are int64; 0 means "let etcd choose"). */
-function randomLeaseId(): bigint {
+export function randomLeaseId(): bigint {
   const id = randomBytes(8).readBigUInt64BE() & 0x7fff_ffff_ffff_ffffn;
   return id === 0n ? 1n : id;
 }

@@ -1,4 +1,4 @@
-import { now, timerIn, type Timer } from "../common/clock.js";
+import { now, stamp, timerIn, type Stamp, type Timer } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import { quiet, type Connection } from "../etcd/connection.js";
 import type { Endpoint, GrpcDuplex } from "../etcd/internals.js";
@@ -15,8 +15,8 @@ interface KeepAliveResponse {
 }
 
 export interface KeepAliveHandlers {
-  /** A response arrived for the request written at monotonic time `sentAt`. */
-  ack(sentAt: number, ttl: number): void;
+  /** A response arrived for the request written at `sentAt`. */
+  ack(sentAt: Stamp, ttl: number): void;
   /** The stream could not be opened, errored or ended. */
   failed(): void;
 }
@@ -35,7 +35,7 @@ export class KeepAliveStream {
   #endpoint: Endpoint | undefined;
   #opening = false;
   #closed = false;
-  #pending: number[] = [];
+  #pending: Stamp[] = [];
   #stallTimer: Timer | undefined;
   #graceTimer: Timer | undefined;
   #stall: { timeoutMs: number; onStall: () => void } | undefined;
@@ -111,7 +111,7 @@ export class KeepAliveStream {
   #write(): void {
     const stream = this.#stream;
     if (!stream) return;
-    this.#pending.push(now());
+    this.#pending.push(stamp());
     stream.write({ ID: this.#leaseId });
     this.#armStall();
   }
@@ -135,7 +135,7 @@ export class KeepAliveStream {
     const oldest = this.#pending[0];
     const stall = this.#stall;
     if (this.#stallTimer || oldest === undefined || !stall) return;
-    const due = oldest + stall.timeoutMs;
+    const due = oldest.mono + stall.timeoutMs;
     const armed = (this.#stallTimer = timerIn(Math.max(0, due - now()), () => {
       const decide = (): void => {
         if (this.#stallTimer !== armed) return; // answered, re-armed or dropped meanwhile

@@ -1,11 +1,11 @@
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
-import { now, timerAt, timerIn, type Timer } from "../common/clock.js";
+import { now, stamp, timerIn, type Stamp, type Timer } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { Connection } from "../etcd/connection.js";
 import { SessionLostError } from "../errors.js";
 import { KeepAliveStream } from "./keepalive-stream.js";
 import { revokeLease } from "./grant.js";
-import { ackTimeoutMs, leaseDeadline, renewIntervalMs, safetyMarginMs } from "./timing.js";
+import { ackTimeoutMs, elapsedMs, leaseRemainingMs, renewIntervalMs, safetyMarginMs } from "./timing.js";
 
 export type LeaseState = "connected" | "suspended" | "lost" | "stopped";
 
@@ -21,20 +21,48 @@ export interface LeaseKeeperOptions {
   leaseId: string;
   /** TTL etcd granted, seconds. */
   ttl: number;
-  /** Monotonic time the grant was sent: the deadline counts from there until the first ack. */
-  sentAt: number;
+  /** When the grant was sent: the deadline counts from there until the first ack. */
+  sentAt: Stamp;
   minMarginMs: number;
   callTimeoutMs: number;
   logger: Logger;
 }
 
+/** How often one process-wide timer checks every live lease: a suspend is noticed within this of the resume. */
+const SUSPEND_CHECK_MS = 250;
+
 /**
- * Keeps one lease alive and knows, on the monotonic clock, until when it surely holds.
+ * Timers run on the monotonic clock, which stands still while the system is suspended: after a resume,
+ * the deadline timer would still wait out what it had left. One unreferenced timer for all live leases
+ * checks them (on both clocks) meanwhile, so a signal in a user's hands flips soon after a resume.
+ */
+const live = new Set<LeaseKeeper>();
+let suspendCheck: NodeJS.Timeout | undefined;
+
+function checkAfterSuspends(keeper: LeaseKeeper): void {
+  live.add(keeper);
+  if (suspendCheck) return;
+  suspendCheck = setInterval(() => {
+    for (const k of [...live]) k.check();
+  }, SUSPEND_CHECK_MS);
+  suspendCheck.unref();
+}
+
+function stopCheckingAfterSuspends(keeper: LeaseKeeper): void {
+  live.delete(keeper);
+  if (live.size > 0 || !suspendCheck) return;
+  clearInterval(suspendCheck);
+  suspendCheck = undefined;
+}
+
+/**
+ * Keeps one lease alive and knows until when it surely holds.
  *
  * The deadline counts from when the last acknowledged keepalive was *sent*: the etcd leader renewed the
  * lease after that moment, so it cannot expire it before sent + TTL. We give up `marginMs` earlier and
- * abort `signal` then (design: Step down first). Loss is final: no more renewals, and a
- * best-effort revoke so etcd keeps no key that nobody acts on.
+ * abort `signal` then, by whichever of the monotonic and the wall clock ran further (design: Step down
+ * first). Loss is final: no more renewals, and a best-effort revoke so etcd keeps no key that nobody
+ * acts on.
  */
 export class LeaseKeeper {
   readonly leaseId: string;
@@ -47,8 +75,8 @@ export class LeaseKeeper {
   readonly #stream: KeepAliveStream;
   #ttl: number;
   #state: LeaseState = "connected";
-  /** Monotonic time the last acknowledged keepalive (or the grant) was sent. */
-  #ackedSentAt: number;
+  /** When the last acknowledged keepalive (or the grant) was sent. */
+  #ackedSentAt: Stamp;
   #lastRoundTripMs: number | undefined;
   #deadlineTimer: Timer | undefined;
   #tickTimer: Timer | undefined;
@@ -74,9 +102,10 @@ export class LeaseKeeper {
       options.logger,
     );
     this.#armDeadline();
+    checkAfterSuspends(this);
     // The deadline counts from when the grant was first sent (that attempt may have made the lease), so
     // a grant answered only after retries can leave less than TTL/3: renew before half of it is gone.
-    this.#scheduleTick(Math.min(this.#intervalMs(), Math.max(0, (this.#deadline() - now()) / 2)));
+    this.#scheduleTick(Math.min(this.#intervalMs(), Math.max(0, this.#remaining() / 2)));
   }
 
   get ttl(): number {
@@ -98,9 +127,9 @@ export class LeaseKeeper {
     return safetyMarginMs(this.#ttl, this.#minMarginMs);
   }
 
-  /** Milliseconds since the last acknowledged keepalive was sent (monotonic). */
+  /** Milliseconds since the last acknowledged keepalive was sent (by whichever clock ran further). */
   get sinceRenewalMs(): number {
-    return now() - this.#ackedSentAt;
+    return elapsedMs(this.#ackedSentAt, stamp());
   }
 
   /** Round trip of the last acknowledged keepalive, in ms. */
@@ -116,13 +145,13 @@ export class LeaseKeeper {
   /** Conservative time left before etcd could expire the lease; 0 once lost or stopped. */
   remainingMs(): number {
     if (!this.check()) return 0;
-    return Math.max(0, this.#deadline() - now());
+    return Math.max(0, this.#remaining());
   }
 
   /** Notices a passed deadline now (the first tick after a pause, whatever asks); false once lost or stopped. */
   check(): boolean {
     if (this.#state === "lost" || this.#state === "stopped") return false;
-    if (now() < this.#deadline()) return true;
+    if (this.#remaining() > 0) return true;
     this.#lose(
       new SessionLostError(
         `session lost: no keepalive acknowledged within the ${this.#ttl}s TTL less a ${this.marginMs} ms margin`,
@@ -144,8 +173,9 @@ export class LeaseKeeper {
     this.#lose(reason);
   }
 
-  #deadline(): number {
-    return leaseDeadline(this.#ackedSentAt, this.#ttl, this.marginMs);
+  /** Time left before the deadline, on both clocks (the shorter counts). */
+  #remaining(): number {
+    return leaseRemainingMs(this.#ackedSentAt, stamp(), this.#ttl, this.marginMs);
   }
 
   #intervalMs(): number {
@@ -171,15 +201,17 @@ export class LeaseKeeper {
     this.#scheduleTick(this.#backoff ? this.#backoff.duration : this.#intervalMs());
   }
 
-  #onAck(sentAt: number, ttl: number): void {
+  #onAck(sentAt: Stamp, ttl: number): void {
     if (!this.check()) return;
     if (ttl <= 0) {
       this.#lose(new SessionLostError("session lost: etcd reports the lease expired or revoked"));
       return;
     }
     this.#ttl = ttl;
-    this.#lastRoundTripMs = now() - sentAt;
-    this.#ackedSentAt = Math.max(this.#ackedSentAt, sentAt);
+    this.#lastRoundTripMs = now() - sentAt.mono;
+    // Both clocks as they read at that send: a wall clock stepped back since then never lengthens the
+    // deadline, as the monotonic count still ends it.
+    if (sentAt.mono > this.#ackedSentAt.mono) this.#ackedSentAt = sentAt;
     this.#armDeadline();
     this.#listener.renewed(this.#lastRoundTripMs);
     if (this.#backoff) {
@@ -211,7 +243,7 @@ export class LeaseKeeper {
     if (this.#state === "connected") {
       this.#state = "suspended";
       this.#logger.warn(
-        { leaseId: this.leaseId, remainingMs: Math.round(this.#deadline() - now()) },
+        { leaseId: this.leaseId, remainingMs: Math.round(this.#remaining()) },
         "session suspended: keepalives failing",
       );
       this.#listener.suspended();
@@ -220,10 +252,11 @@ export class LeaseKeeper {
 
   #armDeadline(): void {
     this.#deadlineTimer?.cancel();
-    this.#deadlineTimer = timerAt(this.#deadline(), () => this.check());
+    this.#deadlineTimer = timerIn(Math.max(0, this.#remaining()), () => this.check());
   }
 
   #halt(): void {
+    stopCheckingAfterSuspends(this);
     this.#deadlineTimer?.cancel();
     this.#tickTimer?.cancel();
     this.#stream.close();

@@ -1,6 +1,8 @@
+import type { Stamp } from "../common/clock.js";
+
 /**
- * The lease's clock arithmetic, in milliseconds on the monotonic clock (design: Step down first).
- * Pure functions, unit-tested without etcd.
+ * The lease's clock arithmetic, in milliseconds (design: Step down first). Pure functions, unit-tested
+ * without etcd.
  */
 
 /** Share of the TTL kept back for clock-rate drift between us and the etcd leader. */
@@ -16,6 +18,21 @@ export const safetyMarginMs = (ttlSeconds: number, minMarginMs: number): number 
  */
 export const leaseDeadline = (ackedSentAt: number, ttlSeconds: number, marginMs: number): number =>
   ackedSentAt + ttlSeconds * 1000 - marginMs;
+
+/**
+ * Time left before the deadline, by whichever clock ran further since the acknowledged keepalive was
+ * sent: the monotonic clock stands still while the system is suspended (or the VM frozen), the wall
+ * clock does not. A wall clock stepped back only lengthens its own count, and the shorter one counts,
+ * so it never extends the deadline.
+ */
+export const leaseRemainingMs = (ackedSentAt: Stamp, at: Stamp, ttlSeconds: number, marginMs: number): number =>
+  Math.min(
+    leaseDeadline(ackedSentAt.mono, ttlSeconds, marginMs) - at.mono,
+    leaseDeadline(ackedSentAt.wall, ttlSeconds, marginMs) - at.wall,
+  );
+
+/** Time from `since` to `at`, by whichever clock ran further. */
+export const elapsedMs = (since: Stamp, at: Stamp): number => Math.max(at.mono - since.mono, at.wall - since.wall);
 
 /** Go's client renews every TTL/3: two renewals can fail before the lease runs short. */
 export const renewIntervalMs = (ttlSeconds: number): number => Math.max(100, (ttlSeconds * 1000) / 3);

@@ -1,10 +1,16 @@
+import { spawn } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, Mutex, Session, type Leader, type Term } from "../../src/index.js";
 import { etcdctl } from "../support/etcdctl.js";
 import { collect, keysUnder } from "../support/observe.js";
+import { handledRpcs, metricsAt } from "../support/metrics.js";
 import { pausedHolderIsReplaced } from "../support/paused-holder.js";
 import { keyOf, leaseHex, watchCount } from "../support/internals.js";
 import { aborted, faultsUnavailableReason, startCluster, useEtcd, waitFor, type EtcdEnv } from "../support/index.js";
+
+const ABANDONED_OBSERVER = fileURLToPath(new URL("../support/abandoned-observer.ts", import.meta.url));
 
 describe("Election on a single node", () => {
   const fx = useEtcd();
@@ -267,6 +273,39 @@ describe("Election on a single node", () => {
     await expect(seen.done).rejects.toMatchObject({ code: "SESSION_CLOSED" });
   });
 
+  it("an observe() stream left at its yield loses its watch when its session closes, and the process still exits by itself", async () => {
+    const name = `${fx.etcd.prefix()}observe-abandoned`;
+    const watchers = async (): Promise<number> =>
+      (await metricsAt(fx.etcd.endpoints[0]!)).get("etcd_debugging_mvcc_watcher_total") ?? Number.NaN;
+    const before = await watchers();
+    const child = spawn(process.execPath, ["--import", "tsx", ABANDONED_OBSERVER], {
+      env: { ...process.env, ENDPOINTS: fx.etcd.endpoints.join(","), NAME: name },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number>((resolve) => child.once("exit", () => resolve(Date.now())));
+    try {
+      await waitFor(() => out.includes("observing"), { timeoutMs: 20_000, description: `observing (${out})` });
+      await waitFor(async () => (await watchers()) === before + 1, { description: "the observer's watch in etcd" });
+      // The client's other session keeps the shared watch stream open: only the observer's watch may go.
+      child.stdin.write("close-observer\n");
+      await waitFor(() => out.includes("observer-closed"), { description: `observer's session closed (${out})` });
+      await waitFor(async () => (await watchers()) === before, {
+        timeoutMs: 5000,
+        description: "etcd's watcher count back to what it was",
+      });
+      child.stdin.write("close-all\n");
+      await waitFor(() => out.includes("closed\n"), { description: `everything closed (${out})` });
+      const closedAt = Date.now();
+      const exitAt = await Promise.race([exited, sleep(5000).then(() => Number.NaN)]);
+      expect(exitAt - closedAt, `the process exits by itself (${out})`).toBeLessThan(2000);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
   it("waiters on a namespaced client are woken by their watch, not only by the periodic re-read", async () => {
     const nsClient = fx.client.namespace(fx.etcd.prefix("ns-wait"));
     const [s1, s2] = [
@@ -397,6 +436,54 @@ describe.skipIf(!!faultsUnavailableReason)("Election observe on a 3-member clust
       await seen.done.catch(() => {});
       await Promise.all([observerSession.close(), s1.close()]);
       await etcd.waitHealthy();
+    }
+  });
+
+  it("observe judges a change heard while its read is in flight against that read's leader, not the one before", async () => {
+    const name = `${etcd.prefix()}observe-in-flight`;
+    const [watchMember, readMember] = [etcd.members[1]!, etcd.members[2]!];
+    const writer = etcd.client({}, [etcd.members[0]!.clientUrl]);
+    const [s1, s2] = [await Session.create(writer, { ttl: 10 }), await Session.create(writer, { ttl: 10 })];
+    // A long TTL: its periodic re-read (every 30 s) is too slow to pass this test. Each read attempt
+    // gets 3 s (half the call deadline).
+    const observerClient = etcd.client({}, [watchMember.clientUrl, readMember.clientUrl]);
+    readMember.clientProxy.cut(); // the observer's grant, first read and watch all go to watchMember
+    const observerSession = await Session.create(observerClient, { ttl: 60, callTimeoutMs: 6000 });
+    const observer = new Election(observerSession, name);
+    const ac = new AbortController();
+    const seen = collect(observer.observe({ signal: ac.signal }));
+    try {
+      const a = await new Election(s1, name).campaign("a");
+      await waitFor(() => seen.items.at(-1)?.value.toString() === "a");
+      readMember.clientProxy.open();
+      // Move the observer's reads (not its watch stream) to readMember: a read that times out on
+      // watchMember fails over, and readMember is preferred from then on.
+      watchMember.clientProxy.delay(2000);
+      expect((await observer.leader())?.key).toBe(a.key);
+      watchMember.clientProxy.delay(0);
+      const bPending = new Election(s2, name).campaign("b");
+      await waitFor(async () => (await keysUnder(writer, name)).length === 2);
+      // Reads now take a second each way; the watch is quick.
+      readMember.clientProxy.delay(1000);
+      const served = await handledRpcs(readMember, "Range");
+      await a.resign(); // the observer hears it and reads: b leads at that read's revision
+      const b = await bPending;
+      await waitFor(async () => (await handledRpcs(readMember, "Range")) > served, { intervalMs: 10 });
+      // The read was served; its answer is on its way back when b leaves. The watch tells the observer
+      // before the answer arrives: b's delete must not be judged against a (the leader before the read).
+      await b.resign();
+      await waitFor(() => seen.items.length > 0 && seen.items.at(-1) === undefined, {
+        timeoutMs: 10_000,
+        description: "the observer sees nobody leads, long before its periodic re-read",
+      });
+      assertLatestState(seen.items);
+    } finally {
+      readMember.clientProxy.delay(0);
+      watchMember.clientProxy.delay(0);
+      readMember.clientProxy.open();
+      ac.abort();
+      await seen.done.catch(() => {});
+      await Promise.all([observerSession.close(), s1.close(), s2.close()]);
     }
   });
 

@@ -53,6 +53,43 @@ export function loseFirstAnswer(client: Etcd3, method: string, afterMs = 0): { c
   return { calls: () => calls };
 }
 
+/**
+ * Every `method` call made through our channels for `client` reaches etcd, but its answer is held back
+ * until `release()`: a slow way back. Counts the calls etcd has answered so far.
+ */
+export function holdAnswers(client: Etcd3, method: string): { answered: () => number; release: () => void } {
+  let answered = 0;
+  let held: (() => void)[] | undefined = [];
+  for (const endpoint of openDoor(client).endpoints) {
+    const service = endpoint.service.bind(endpoint);
+    (endpoint as { service: typeof endpoint.service }).service = (name, channel) => {
+      const real = service(name, channel);
+      const original = real[method] as ((...args: unknown[]) => unknown) | undefined;
+      if (typeof original !== "function") return real;
+      real[method] = (
+        req: unknown,
+        metadata: unknown,
+        options: unknown,
+        done: (err: Error | null, res?: unknown) => void,
+      ) =>
+        original.call(real, req, metadata, options, (err: Error | null, res?: unknown) => {
+          answered++;
+          if (held) held.push(() => done(err, res));
+          else done(err, res);
+        });
+      return real;
+    };
+  }
+  return {
+    answered: () => answered,
+    release: () => {
+      const waiting = held ?? [];
+      held = undefined;
+      for (const answer of waiting) answer();
+    },
+  };
+}
+
 /** Records every unary call the session makes from now on ("KV.txn", "KV.range"...). */
 export function countCalls(session: Session): () => string[] {
   const conn = contextOf(session).conn;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Etcd3 } from "etcd3";
-import { Election, Mutex, RWLock, Session } from "../../src/index.js";
+import { Election, LeaderElector, Mutex, RWLock, Session } from "../../src/index.js";
 import { MAX_TTL_SECONDS, validateLimit } from "../../src/common/validate.js";
 
 // A client pointed at a port nothing listens on: every check below must fail before any RPC.
@@ -26,10 +26,14 @@ describe("Session.create rejects bad input before any RPC", () => {
     await expect(Session.create(offline, { ttl: 5, signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
   });
 
-  it("a negative callTimeoutMs", async () => {
-    await expect(Session.create(offline, { ttl: 5, callTimeoutMs: -1 })).rejects.toMatchObject({
+  it.each([-1, 0])("callTimeoutMs %s (every call would fail at once, forever)", async (callTimeoutMs) => {
+    await expect(Session.create(offline, { ttl: 5, callTimeoutMs })).rejects.toMatchObject({
       code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/callTimeoutMs must be .*> 0/),
     });
+    expect(
+      () => new LeaderElector({ client: offline, name: "e", identity: "i", callTimeoutMs, onStartedLeading: () => {} }),
+    ).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/callTimeoutMs/) }));
   });
 });
 

@@ -1,0 +1,78 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { stamp } from "../../src/common/clock.js";
+import { silentLogger } from "../../src/common/logger.js";
+import type { Connection } from "../../src/etcd/connection.js";
+import { LeaseKeeper } from "../../src/lease/keeper.js";
+
+/** A connection whose keepalive stream never opens: nothing renews the lease, so only the clocks decide. */
+const silentConn = {
+  closed: false,
+  stream: () => new Promise(() => {}),
+  call: () => Promise.reject(new Error("offline")),
+  failed: () => {},
+} as unknown as Connection;
+
+const keepers: LeaseKeeper[] = [];
+/** A lease of `ttl` s granted now, margin 500 ms (5% of 10 s): its deadline is 9.5 s away on both clocks. */
+function grantedNow(ttl = 10): LeaseKeeper {
+  const keeper = new LeaseKeeper(
+    silentConn,
+    { leaseId: "1", ttl, sentAt: stamp(), minMarginMs: 250, callTimeoutMs: 1000, logger: silentLogger },
+    { renewed: () => {}, suspended: () => {}, reconnected: () => {}, lost: () => {} },
+  );
+  keepers.push(keeper);
+  return keeper;
+}
+
+/** A system suspend: the monotonic clock (performance.now) stands still while the wall clock runs on. */
+const suspendFor = (ms: number): void => {
+  vi.setSystemTime(Date.now() + ms);
+};
+
+describe("the deadline counts by whichever clock ran further (design: Step down first)", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "performance", "Date"] });
+  });
+  afterEach(() => {
+    for (const k of keepers.splice(0)) k.stop(new Error("test over"));
+    vi.useRealTimers();
+  });
+
+  it("after a system suspend past the deadline, the first check says lost at once", () => {
+    const keeper = grantedNow();
+    vi.advanceTimersByTime(1000);
+    suspendFor(60_000);
+    expect(keeper.remainingMs()).toBe(0);
+    expect(keeper.check()).toBe(false);
+    expect(keeper.signal.reason).toMatchObject({ code: "SESSION_LOST" });
+  });
+
+  it("a signal already in hand aborts within 250 ms of the resume, with nobody asking", () => {
+    const keeper = grantedNow();
+    const signal = keeper.signal;
+    vi.advanceTimersByTime(1000);
+    suspendFor(60_000);
+    vi.advanceTimersByTime(250);
+    expect(signal.aborted).toBe(true);
+    expect(signal.reason).toMatchObject({ code: "SESSION_LOST" });
+  });
+
+  it("a suspend shorter than what is left only shortens the time left", () => {
+    const keeper = grantedNow();
+    suspendFor(4000);
+    expect(keeper.check()).toBe(true);
+    expect(keeper.remainingMs()).toBe(9500 - 4000);
+    expect(keeper.sinceRenewalMs).toBe(4000);
+  });
+
+  it("a wall clock stepped back never extends the deadline: the monotonic one still ends it", () => {
+    const keeper = grantedNow();
+    vi.setSystemTime(Date.now() - 3_600_000);
+    expect(keeper.remainingMs()).toBe(9500);
+    vi.advanceTimersByTime(9499);
+    expect(keeper.check()).toBe(true);
+    vi.advanceTimersByTime(1);
+    expect(keeper.signal.aborted).toBe(true);
+    expect(keeper.state).toBe("lost");
+  });
+});
