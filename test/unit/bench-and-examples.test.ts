@@ -42,4 +42,12 @@ describe("the benchmark and the examples", () => {
     expect(files).toContain("bench/workers/protocol.ts");
     expect(cycles(files)).toEqual([]);
   });
+
+  it("start etcd through the harness's one launcher: no other file spells a member's flags", () => {
+    const flag = ["--initial", "cluster="].join("-"); // not spelled here either
+    const spelling = ["src", "bench", "examples", "test"]
+      .flatMap(tsFiles)
+      .filter((file) => readFileSync(join(ROOT, file), "utf8").includes(flag));
+    expect(spelling).toEqual(["test/support/etcd-flags.ts"]);
+  });
 });
