@@ -20,7 +20,9 @@ export type ElectionErrorCode =
   | "ETCD_ERROR"
   | "WORK_FAILED";
 
+/** The base of every error this package throws: test its {@link ElectionError.code | code}, not its class. */
 export class ElectionError extends Error {
+  /** What went wrong, stable across releases and across the ESM and CJS builds. */
   readonly code: ElectionErrorCode;
 
   constructor(code: ElectionErrorCode, message: string, options?: { cause?: unknown }) {

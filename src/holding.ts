@@ -144,6 +144,7 @@ export abstract class Holding {
     return this.#releasing;
   }
 
+  /** `await using` releases it at the end of the scope, as {@link release}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.release();
   }
