@@ -1,6 +1,6 @@
 /**
  * The benchmark: etcd-election side by side with the floor and with etcd3's own Lock and Election, in
- * one run against throwaway etcd members started from the local binary (examples/local-etcd.ts).
+ * one run against throwaway etcd members started from the local binary (test/support/local-cluster.ts).
  *
  *   npm run bench                   # full: writes bench/results/<date>.md and .svg, and latest.md/.svg
  *   npm run bench -- --quick        # small sizes, same code paths (CI): prints the tables, writes nothing;
@@ -17,7 +17,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Etcd3 } from "etcd3";
-import { startLocalCluster, type LocalCluster } from "../examples/local-etcd.js";
+import { startLocalCluster, type LocalCluster } from "../test/support/local-cluster.js";
 import { renderChart } from "./chart.js";
 import { killWorkers, workerWarnings } from "./child.js";
 import { contended } from "./contended.js";
@@ -95,16 +95,14 @@ async function main(): Promise<number> {
     .map((l) => l.toFixed(2))
     .join(" ");
   const clusters: LocalCluster[] = [];
-  const stopAll = (): void => {
+  const stopAll = async (): Promise<void> => {
     killWorkers();
-    for (const c of clusters.splice(0)) c.stop();
+    await Promise.all(clusters.splice(0).map((c) => c.stop()));
   };
-  process.once("exit", stopAll);
+  // At exit the members are killed and their data removed without waiting (local-cluster.ts).
+  process.once("exit", () => void stopAll());
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    process.once(signal, () => {
-      stopAll();
-      process.exit(130);
-    });
+    process.once(signal, () => void stopAll().finally(() => process.exit(130)));
   }
 
   let endpoints: string[];
@@ -159,7 +157,7 @@ async function main(): Promise<number> {
     results.cluster = await part("cluster", () => onCluster(log, args.quick, run, clusters, size.cluster));
   } finally {
     env.closeClients();
-    stopAll();
+    await stopAll();
   }
   warnings.push(...workerWarnings);
   results.seconds = (performance.now() - started) / 1000;
@@ -229,7 +227,7 @@ async function onCluster(
     return { members: cluster.endpoints.length, role: "follower", result: await uncontended(env, sizes) };
   } finally {
     env.closeClients();
-    cluster.stop();
+    await cluster.stop();
   }
 }
 

@@ -15,6 +15,7 @@ import { BenchWorker } from "./child.js";
 import type { BenchEnv } from "./env.js";
 import { delta, openNow, scrape, total, type Counts, type Streams } from "./etcd-metrics.js";
 import { sleep, summarize, type Summary } from "./stats.js";
+import type { ScalePart, ScaleSizes } from "./workers/protocol.js";
 
 export interface HoldersResult {
   kind: "locks" | "campaigns";
@@ -51,17 +52,6 @@ export interface ScaleResult {
   holders: HoldersResult[];
   waiters: WaitersResult;
 }
-
-export interface ScaleSizes {
-  holders: number;
-  waiters: number;
-  concurrency: number;
-  handovers: number;
-  holdersTtl: number;
-  waitersTtl: number;
-}
-
-export type ScalePart = "locks" | "campaigns" | "waiters";
 
 /**
  * Each part runs in a fresh process of its own (bench/workers/scale.ts): its memory per holder is

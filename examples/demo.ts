@@ -16,7 +16,7 @@ import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Etcd3 } from "etcd3";
-import { startLocalCluster, type LocalCluster } from "./local-etcd.js";
+import { startLocalCluster, type LocalCluster } from "../test/support/local-cluster.js";
 
 const TTL = 3;
 const WORKER = fileURLToPath(new URL("./worker.ts", import.meta.url));
@@ -119,7 +119,7 @@ async function main(): Promise<void> {
     for (const w of workers) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill("SIGTERM");
     await Promise.all(workers.map((w) => w.exited));
     client.close();
-    cluster?.stop();
+    await cluster?.stop();
   }
   printSummary(summary);
   log("demo done");

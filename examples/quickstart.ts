@@ -6,15 +6,15 @@
  */
 import { Etcd3 } from "etcd3";
 import { Election, Session, type Term } from "../src/index.js";
-import { startLocalEtcd } from "./local-etcd.js";
+import { startLocalCluster } from "../test/support/local-cluster.js";
 
 const NAME = "quickstart/scheduler";
 const t0 = Date.now();
 const log = (msg: string): void => console.log(`[${((Date.now() - t0) / 1000).toFixed(2)}s] ${msg}`);
 
 async function main(): Promise<void> {
-  const etcd = process.env.ETCD_ENDPOINTS ? undefined : await startLocalEtcd(log);
-  const hosts = process.env.ETCD_ENDPOINTS?.split(",") ?? [etcd!.endpoint];
+  const etcd = process.env.ETCD_ENDPOINTS ? undefined : await startLocalCluster(1, log);
+  const hosts = process.env.ETCD_ENDPOINTS?.split(",") ?? etcd!.endpoints;
   const clients = ["node-a", "node-b", "node-c"].map(() => new Etcd3({ hosts }));
   const sessions: Session[] = [];
   try {
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     // Closing a session revokes its lease (the crashed one's is already lost: nothing to do).
     await Promise.all(sessions.map((s) => s.close()));
     for (const c of clients) c.close();
-    etcd?.stop();
+    await etcd?.stop();
   }
   log("done");
 }

@@ -53,7 +53,9 @@ export function isElectionError<C extends ElectionErrorCode>(
   return typeof actual === "string" && CODES.has(actual) && (code === undefined || actual === code);
 }
 
+/** The base of every error this package throws: test its {@link ElectionError.code | code}, not its class. */
 export class ElectionError extends Error {
+  /** What went wrong, stable across releases and across the ESM and CJS builds. */
   readonly code: ElectionErrorCode;
 
   constructor(code: ElectionErrorCode, message: string, options?: { cause?: unknown }) {

@@ -153,6 +153,7 @@ export abstract class Holding {
     return this.#releasing;
   }
 
+  /** `await using` releases it at the end of the scope, as {@link release}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.release();
   }

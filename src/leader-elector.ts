@@ -27,6 +27,7 @@ import { sameLeader, type Leader } from "./leader.js";
 import { Session, type SessionState } from "./session.js";
 import type { Term } from "./term.js";
 
+/** What {@link LeaderElector} campaigns for, on what, and what it runs while it leads. */
 export interface LeaderElectorOptions {
   /** The user's etcd3 client: the elector makes (and remakes, after a loss) its own session on it. */
   client?: EtcdClient;
@@ -66,6 +67,7 @@ export type ElectorState = "idle" | "campaigning" | "leading" | "stopping" | "st
  * (or last) `run()`: each run starts its counters, `leadingMs`, `lastFailoverMs` and `lastError` afresh.
  */
 export interface ElectorMetrics {
+  /** What the elector is doing now. */
   state: ElectorState;
   /** Terms this process has led. */
   termsLed: number;
@@ -93,7 +95,16 @@ export interface ElectorMetrics {
   /** Round trip of the last acknowledged keepalive, ms. */
   keepaliveRoundTripMs: number | undefined;
   /** The last error the elector handled: its code, message and when (ISO time). */
-  lastError: { code: string; message: string; at: string } | undefined;
+  lastError:
+    | {
+        /** The error's {@link ElectionError.code | code}. */
+        code: string;
+        /** The error's message. */
+        message: string;
+        /** When it was handled, as an ISO time. */
+        at: string;
+      }
+    | undefined;
 }
 
 /** What an elector tells as it goes, for metrics adapters and logs (eventemitter3, typed). */
@@ -129,9 +140,13 @@ const FATAL: ReadonlySet<ElectionErrorCode> = new Set([
  * LeaderSelector): campaign, lead until the term ends, step down, wait for the work to stop, campaign
  * again, with backoff after failures and a fresh session after a lost one. `run()` resolves once its
  * signal aborted and leadership is released, within max(TTL, 2 × callTimeoutMs) whatever etcd does.
+ *
+ * An event emitter (eventemitter3's `on`, `once`, `off`) of the {@link ElectorEvents}.
  */
 export class LeaderElector extends EventEmitter<ElectorEvents> {
+  /** The election name (the key prefix), from the options. */
   readonly name: string;
+  /** This candidate's value, from the options. */
   readonly identity: string;
   readonly #options: LeaderElectorOptions;
   readonly #ttl: number;
@@ -208,6 +223,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     return this.#running && this.#state !== "stopping" && this.#state !== "stopped";
   }
 
+  /** A snapshot of what the elector did and is doing; see {@link ElectorMetrics}. */
   metrics(): ElectorMetrics {
     const session = this.#currentSession();
     const lease = session && contextOf(session).lease;

@@ -5,6 +5,7 @@ import { readQueue } from "./queue/queue.js";
 export interface Leader {
   /** The leader's candidate key (relative to the client's namespace). */
   key: string;
+  /** The leader's value: what it campaigned or last proclaimed with. */
   value: Buffer;
   /** The leader's fencing token: the create revision of its key. */
   token: bigint;

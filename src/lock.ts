@@ -7,6 +7,7 @@ import { Primitive } from "./primitive.js";
 import type { QueuePolicy } from "./queue/policies.js";
 import { acquire, tryAcquire, type Ticket } from "./queue/queue.js";
 
+/** How long a lock call may wait. */
 export interface LockOptions {
   /** Abort to give up waiting: our queue key is removed and the call rejects with the signal's reason. */
   signal?: AbortSignal;

@@ -5,7 +5,9 @@ import type { Session } from "./session.js";
 
 /** What every election and lock starts from: a session, a valid name, and the kind it is used as. */
 export abstract class Primitive {
+  /** The session whose lease holds the keys this makes. */
   readonly session: Session;
+  /** The name: its keys are `<name>/<lease id>`. */
   readonly name: string;
   readonly #ctx: SessionContext;
   readonly #kind: Kind;

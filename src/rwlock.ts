@@ -13,6 +13,7 @@ export class RWLock extends LockPrimitive {
     super(session, name, "read-write lock");
   }
 
+  /** A reader waits only for the writers queued before it. Rejects with LockTimeoutError after `timeoutMs`, or the abort reason. */
   readLock(options: LockOptions = {}): Promise<Lock> {
     return this.take(READ, readerPolicy, options);
   }
@@ -22,18 +23,22 @@ export class RWLock extends LockPrimitive {
     return this.take(WRITE, predecessorPolicy, options);
   }
 
+  /** The read lock if no writer holds or waits before it now; undefined (leaving no key behind) otherwise. */
   tryReadLock(): Promise<Lock | undefined> {
     return this.tryTake(READ, readerPolicy);
   }
 
+  /** The write lock if nothing holds or waits before it now; undefined (leaving no key behind) otherwise. */
   tryWriteLock(): Promise<Lock | undefined> {
     return this.tryTake(WRITE, predecessorPolicy);
   }
 
+  /** Runs `fn` holding the read lock; releases it either way; rejects with LockLostError if it was lost meanwhile. */
   async withReadLock<T>(fn: (lock: Lock) => Promise<T> | T, options: LockOptions = {}): Promise<T> {
     return runLocked(await this.readLock(options), fn);
   }
 
+  /** Runs `fn` holding the write lock; releases it either way; rejects with LockLostError if it was lost meanwhile. */
   async withWriteLock<T>(fn: (lock: Lock) => Promise<T> | T, options: LockOptions = {}): Promise<T> {
     return runLocked(await this.writeLock(options), fn);
   }

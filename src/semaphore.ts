@@ -11,6 +11,7 @@ import type { Session } from "./session.js";
  * One session holds at most one permit of a name at a time; local callers queue behind it.
  */
 export class Semaphore extends LockPrimitive {
+  /** How many may hold a permit at once. */
   readonly limit: number;
   readonly #value: Buffer;
   readonly #policy: QueuePolicy;

@@ -20,8 +20,13 @@ import { LeaseKeeper } from "./lease/keeper.js";
 import { Names } from "./queue/names.js";
 import { OwnKeyWatches } from "./queue/own-key-watches.js";
 
+/**
+ * connected: keepalives are acknowledged; suspended: they are failing, the lease still holds until the
+ * local deadline; lost: the lease may have expired in etcd (final); closed: closed by its owner (final).
+ */
 export type SessionState = "connected" | "suspended" | "lost" | "closed";
 
+/** The events a {@link Session} emits (eventemitter3, typed): `session.on("lost", (reason) => ...)`. */
 export interface SessionEvents {
   /** A keepalive was acknowledged, `roundTripMs` after it was sent. */
   renewed: (roundTripMs: number) => void;
@@ -35,6 +40,7 @@ export interface SessionEvents {
   closed: () => void;
 }
 
+/** How {@link Session.create} makes a session. */
 export interface SessionOptions {
   /** Lease TTL in whole seconds (default 10). etcd may raise it to its minimum; see `session.ttl`. */
   ttl?: number;
@@ -59,6 +65,8 @@ export interface SessionOptions {
 /**
  * One lease, kept alive, shared by every election and lock made from it. `signal` aborts before etcd
  * could expire the lease; closing revokes it, releasing everything it held at once.
+ *
+ * An event emitter (eventemitter3's `on`, `once`, `off`) of the {@link SessionEvents}.
  */
 export class Session extends EventEmitter<SessionEvents> {
   /** Lease id as a decimal string, as etcd3 prints it. */
@@ -173,6 +181,7 @@ export class Session extends EventEmitter<SessionEvents> {
     return this.#ctx.lease.ttl;
   }
 
+  /** Where the session is in its life; see {@link SessionState}. */
   get state(): SessionState {
     if (this.#closed.signal.aborted) return "closed";
     const state = this.#ctx.lease.state;
@@ -201,6 +210,7 @@ export class Session extends EventEmitter<SessionEvents> {
     return this.#closing;
   }
 
+  /** `await using session = await Session.create(...)` closes it at the end of the scope, as {@link close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -15,12 +15,24 @@ export interface WorkerConfig {
   candidate?: "ours-election" | "etcd3-election";
   /** The scale worker's part and sizes. */
   scale?: {
-    part: "locks" | "campaigns" | "waiters";
-    sizes: import("../scale.js").ScaleSizes;
+    part: ScalePart;
+    sizes: ScaleSizes;
     metricsEndpoint: string;
     quick: boolean;
   };
 }
+
+/** How large the scale benchmark is (bench/scale.ts); the scale worker runs one part of it. */
+export interface ScaleSizes {
+  holders: number;
+  waiters: number;
+  concurrency: number;
+  handovers: number;
+  holdersTtl: number;
+  waitersTtl: number;
+}
+
+export type ScalePart = "locks" | "campaigns" | "waiters";
 
 export type WorkerEventType = "ready" | "elected" | "lost" | "warning" | "exiting" | "result" | "resigned";
 

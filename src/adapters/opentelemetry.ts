@@ -19,6 +19,7 @@ import {
 
 export type { ObservedElector } from "./observed.js";
 
+/** The meter {@link instrument} makes an elector's instruments on, and the attributes it adds. */
 export interface OpenTelemetryOptions {
   /** From your MeterProvider: `metrics.getMeter("my-service")` or `provider.getMeter(...)`. */
   meter: Meter;

@@ -18,6 +18,7 @@ import {
 
 export type { ObservedElector } from "./observed.js";
 
+/** Where {@link registerMetrics} registers an elector's metrics, and how it names and labels them. */
 export interface PrometheusOptions {
   /** The prom-client registry to register with (`new Registry()`, or prom-client's `register`). */
   registry: Registry<RegistryContentType>;

@@ -6,9 +6,13 @@ import { InvalidArgumentError } from "../errors.js";
  * call, a failed release, a callback that threw) at warn or error, with the error as `err`.
  */
 export interface Logger {
+  /** Detail of each state change (a grant, a watch, a wake). */
   debug(fields: object, message: string): void;
+  /** State changes: elected, resigned, session closing. */
   info(fields: object, message: string): void;
+  /** An error the library handled itself (retried, or given up on without harm), as `err`. */
   warn(fields: object, message: string): void;
+  /** An error that ended something: a lost session or term, a callback that threw. */
   error(fields: object, message: string): void;
 }
 

@@ -8,8 +8,10 @@
  * With ETCD_ENDPOINTS set, tests run against that external cluster instead and
  * fault injection is unavailable.
  *
- * Files: api.ts (EtcdEnv, EtcdMember), launch.ts (members and their etcd
- * flags), etcd-env.ts, etcd-member.ts, runtime*.ts (docker / process),
+ * Files: api.ts (EtcdEnv, EtcdMember), launch.ts (members behind proxies),
+ * etcd-flags.ts (a member's etcd flags), etcd-env.ts, etcd-member.ts,
+ * runtime*.ts (docker / process), local-cluster.ts (the same members without
+ * proxies or vitest, for the examples and the benchmark),
  * probe.ts (harness clients), rafthttp-sender.ts (peer partitions),
  * external-endpoints.ts (ETCD_ENDPOINTS). Which etcd release, and its etcdctl:
  * etcd-release.ts, select-etcd.ts (global setup), etcd-image.ts, docker-cli.ts.

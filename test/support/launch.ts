@@ -4,6 +4,7 @@ import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Env } from "./etcd-env.js";
+import { memberFlags } from "./etcd-flags.js";
 import { Member } from "./etcd-member.js";
 import { freePorts } from "./ports.js";
 import { rafthttpSender } from "./rafthttp-sender.js";
@@ -49,22 +50,17 @@ function etcdArgs(
   const url = (port: number): string => `http://127.0.0.1:${port}`;
   const clientUrl = (port: number): string => `${options.tls ? "https" : "http"}://127.0.0.1:${port}`;
   return [
-    `--name=${plan.name}`,
-    `--data-dir=${dataDir}`,
-    `--listen-client-urls=${clientUrl(plan.clientPort)}`,
-    // Advertise the proxies, so whatever discovers members goes through the fault switches.
-    `--advertise-client-urls=${clientUrl(plan.clientProxy.listenPort)}`,
-    `--listen-peer-urls=${url(plan.peerPort)}`,
-    `--initial-advertise-peer-urls=${url(plan.peerProxy.listenPort)}`,
-    `--initial-cluster=${initialCluster}`,
-    "--initial-cluster-state=new",
-    `--initial-cluster-token=etcd-election-${token}`,
-    "--heartbeat-interval=100",
-    "--election-timeout=1000",
-    // 3.5's default; set for 3.4 too so a healed member does not disrupt the leader.
-    "--pre-vote=true",
-    "--logger=zap",
-    "--log-outputs=stderr",
+    ...memberFlags({
+      name: plan.name,
+      dataDir,
+      listenClientUrl: clientUrl(plan.clientPort),
+      // Advertise the proxies, so whatever discovers members goes through the fault switches.
+      advertiseClientUrl: clientUrl(plan.clientProxy.listenPort),
+      listenPeerUrl: url(plan.peerPort),
+      advertisePeerUrl: url(plan.peerProxy.listenPort),
+      initialCluster,
+      token,
+    }),
     ...(options.tls ? tlsArgs(certDir) : []),
     ...(options.jwt ? jwtArgs(certDir) : []),
     ...(options.extraArgs ?? []),

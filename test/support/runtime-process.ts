@@ -22,11 +22,12 @@ export class ProcessRuntime implements Runtime {
     private readonly name: string,
     private readonly args: string[],
     private readonly dir: string,
+    private readonly binary = ETCD_BINARY,
   ) {}
 
   start(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
-    const child = spawn(ETCD_BINARY, this.args, { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(this.binary, this.args, { stdio: ["ignore", "ignore", "pipe"] });
     this.child = child;
     liveChildren.add(child);
     if (child.pid !== undefined) writeFileSync(join(this.dir, "etcd.pid"), String(child.pid));
