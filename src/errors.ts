@@ -47,7 +47,10 @@ const CODES: ReadonlySet<string> = new Set<ElectionErrorCode>([
 export function isElectionError<C extends ElectionErrorCode>(
   err: unknown,
   code?: C,
-): err is ElectionError & { readonly code: C } {
+): err is ElectionError & {
+  /** The code asked for. */
+  readonly code: C;
+} {
   if (!(err instanceof Error)) return false;
   const actual = (err as { code?: unknown }).code;
   return typeof actual === "string" && CODES.has(actual) && (code === undefined || actual === code);

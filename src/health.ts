@@ -24,10 +24,13 @@ export type HealthHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** What `healthHandler` needs of a prom-client `Registry` (the library does not load prom-client). */
 export interface PrometheusRegistry {
+  /** The Content-Type of the text it renders (Prometheus's text format). */
   readonly contentType: string;
+  /** Renders every metric it holds, in that format. */
   metrics(): Promise<string> | string;
 }
 
+/** Options of `healthHandler`. */
 export interface HealthHandlerOptions {
   /**
    * Serve Prometheus metrics on `/metrics` too, so one port does health and scraping: a prom-client
