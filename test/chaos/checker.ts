@@ -1,6 +1,6 @@
 /**
  * The history checker: pure functions from a History (the workers' reports, the runner's acts, etcd's
- * data at the end) to a verdict. Its rules (README, "Guarantees and how we test them"):
+ * data at the end) to a verdict. Its rules (docs/guarantees.md):
  *
  * From etcd's own data, per kind (the election's counter and log, the mutex's):
  * - the counter equals the committed increments: its value is N, and etcd's version of the key is N too

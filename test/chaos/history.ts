@@ -9,7 +9,7 @@ export { mono } from "../support/mono.js";
 export type HoldKind = "election" | "mutex";
 export const HOLD_KINDS: readonly HoldKind[] = ["election", "mutex"];
 
-/** The nemeses (README, "Guarantees and how we test them"). */
+/** The nemeses (docs/guarantees.md). */
 export const FAULT_KINDS = [
   "pause-worker",
   "kill-worker",

@@ -1,5 +1,5 @@
 /**
- * The README's table of bad inputs, case by case: each is rejected before any RPC, with its documented
+ * The table of bad inputs in docs/errors.md, case by case: each is rejected before any RPC, with its documented
  * code and a clear message (design: Bad input fails first). RPCs are counted on the session's channels.
  */
 import { Etcd3 } from "etcd3";

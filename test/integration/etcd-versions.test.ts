@@ -1,5 +1,5 @@
 /**
- * The etcd under test (README, "Supported etcd versions"): CI runs the whole suite on 3.5 and on 3.4
+ * The etcd under test (docs/versions.md): CI runs the whole suite on 3.5 and on 3.4
  * (ETCD_VERSION). These tests pin what we found about the releases: the run is on the release it
  * names, with that release's etcdctl; the TTL minimum; and etcd's lease bug that bites leaders.
  */
