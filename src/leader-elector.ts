@@ -1,31 +1,19 @@
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
 import { EventEmitter } from "eventemitter3";
-import { linkedController, onAbort, raceAbort, sleep } from "./common/abort.js";
-import { now, timerIn, type Timer } from "./common/clock.js";
+import { linkedController, onAbort, settledBy, sleep, track, untilAbort } from "./common/abort.js";
+import { systemClock, type Clock, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
-import {
-  DEFAULT_MAX_VALUE_BYTES,
-  toValueBuffer,
-  validateName,
-  validateSignal,
-  validateCallTimeout,
-  validateTtl,
-} from "./common/validate.js";
-import { contextOf } from "./context.js";
-import { Election } from "./election.js";
-import { toElectionError } from "./etcd/errors.js";
+import { validateElectorOptions, validateSignal } from "./common/validate.js";
+import { checkEtcdPeer, etcdBackend, type ElectorBackend, type ElectorSession } from "./elector-backend.js";
+import { ElectorTally, type ElectorMetrics, type ElectorState } from "./elector-metrics.js";
 import type { EtcdClient } from "./etcd/client.js";
-import { openDoor } from "./etcd/internals.js";
-import {
-  InvalidArgumentError,
-  WorkFailedError,
-  isElectionError,
-  type ElectionError,
-  type ElectionErrorCode,
-} from "./errors.js";
+import { isIncurable, toElectionError } from "./etcd/errors.js";
+import { InvalidArgumentError, WorkFailedError, isElectionError, type ElectionError } from "./errors.js";
 import { sameLeader, type Leader } from "./leader.js";
-import { Session, type SessionState } from "./session.js";
+import type { Session } from "./session.js";
 import type { Term } from "./term.js";
+
+export type { ElectorMetrics, ElectorState } from "./elector-metrics.js";
 
 /** What {@link LeaderElector} campaigns for, on what, and what it runs while it leads. */
 export interface LeaderElectorOptions {
@@ -59,54 +47,6 @@ export interface LeaderElectorOptions {
   onNewLeader?: (leader: Leader | undefined) => void;
 }
 
-/** idle: between terms (backing off, or making a session); stopping: releasing leadership after a stop. */
-export type ElectorState = "idle" | "campaigning" | "leading" | "stopping" | "stopped";
-
-/**
- * A snapshot for dashboards; JSON-safe (the token is a decimal string). Everything in it is of the current
- * (or last) `run()`: each run starts its counters, `leadingMs`, `lastFailoverMs` and `lastError` afresh.
- */
-export interface ElectorMetrics {
-  /** What the elector is doing now. */
-  state: ElectorState;
-  /** Terms this process has led. */
-  termsLed: number;
-  /** Sessions the elector made (more than one: it recovered from a lost session). */
-  sessions: number;
-  /** Failures to reach etcd (session creation or campaign) since the run started. */
-  failures: number;
-  /** Times the user's callbacks threw (work that throws makes the leader resign and campaign again). */
-  workFailures: number;
-  /** Fencing token of the current term, if leading. */
-  token: string | undefined;
-  /** Milliseconds since the current state began. */
-  inStateMs: number;
-  /** Milliseconds this process has led, all terms together (the current one included). */
-  leadingMs: number;
-  /**
-   * For the last term this process won by taking over from a predecessor: from the moment the
-   * predecessor's key was gone (resigned, or its lease expired in etcd) to the moment this process led.
-   * A crash costs the TTL before the key goes; this is the part after. Undefined if none yet. A takeover
-   * that only a re-read saw (the watch was made again meanwhile) has no known moment: it leaves this as it was.
-   */
-  lastFailoverMs: number | undefined;
-  /** The session's state (undefined between sessions). */
-  sessionState: SessionState | undefined;
-  /** Round trip of the last acknowledged keepalive, ms. */
-  keepaliveRoundTripMs: number | undefined;
-  /** The last error the elector handled: its code, message and when (ISO time). */
-  lastError:
-    | {
-        /** The error's {@link ElectionError.code | code}. */
-        code: string;
-        /** The error's message. */
-        message: string;
-        /** When it was handled, as an ISO time. */
-        at: string;
-      }
-    | undefined;
-}
-
 /** What an elector tells as it goes, for metrics adapters and logs (eventemitter3, typed). */
 export interface ElectorEvents {
   /** This process won a term, `waitMs` after its campaign started. */
@@ -123,17 +63,17 @@ export interface ElectorEvents {
   state: (state: ElectorState) => void;
 }
 
-/** Errors that trying again cannot cure: `run()` rejects with them instead of retrying forever. */
-const FATAL: ReadonlySet<ElectionErrorCode> = new Set([
-  "INVALID_ARGUMENT",
-  "INVALID_CLIENT",
-  "AUTH_FAILED",
-  "PERMISSION_DENIED",
-  "CLIENT_CLOSED",
-  "REQUEST_TOO_LARGE",
-  "NAME_CONFLICT",
-  "SESSION_CLOSED",
-]);
+/** Between failures: from 200 ms, growing (with jitter) up to the TTL; a term won starts it over. */
+export const electorBackoff = (ttlSeconds: number): IBackoff<unknown> =>
+  new ExponentialBackoff({ initialDelay: 200, maxDelay: ttlSeconds * 1000 }).next();
+
+/** @internal What unit tests put in place of etcd and the system clock. */
+export interface ElectorSeam {
+  backend: ElectorBackend;
+  clock: Clock;
+}
+
+let injected: ElectorSeam | undefined;
 
 /**
  * The runner a worker process uses (in the spirit of client-go's leaderelection and Curator's
@@ -152,16 +92,12 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   readonly #ttl: number;
   readonly #callTimeoutMs: number;
   readonly #logger: Logger;
-  #state: ElectorState = "idle";
-  #stateSince = now();
+  readonly #backend: ElectorBackend;
+  readonly #clock: Clock;
+  readonly #tally: ElectorTally;
   #term: Term | undefined;
-  #session: Session | undefined;
+  #session: ElectorSession | undefined;
   #running = false;
-  #counters = { termsLed: 0, sessions: 0, failures: 0, workFailures: 0 };
-  #leadingMs = 0;
-  #leadingSince: number | undefined;
-  #lastFailoverMs: number | undefined;
-  #lastError: ElectorMetrics["lastError"];
   #lastLeader: { leader: Leader | undefined } | undefined;
   /** The last term's work, until it settles: the next campaign waits for it. */
   #work: Promise<void> | undefined;
@@ -170,35 +106,29 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
 
   constructor(options: LeaderElectorOptions) {
     super();
-    const o = options as Partial<LeaderElectorOptions> | undefined;
-    if (!o || typeof o !== "object")
-      throw new InvalidArgumentError(
-        "LeaderElector needs options: { client or session, name, identity, onStartedLeading }",
-      );
-    if (o.session && o.client) throw new InvalidArgumentError("give LeaderElector either client or session, not both");
-    if (o.session) contextOf(o.session);
-    else if (o.client) openDoor(o.client);
-    else throw new InvalidArgumentError("LeaderElector needs a client (an etcd3 client) or a session");
-    if (typeof o.onStartedLeading !== "function") throw new InvalidArgumentError("onStartedLeading must be a function");
-    for (const cb of ["onStoppedLeading", "onNewLeader"] as const) {
-      if (o[cb] !== undefined && typeof o[cb] !== "function")
-        throw new InvalidArgumentError(`${cb} must be a function`);
-    }
-    if (typeof o.identity !== "string") throw new InvalidArgumentError("identity must be a string");
-    toValueBuffer(o.identity, "identity", o.session ? contextOf(o.session).maxValueBytes : DEFAULT_MAX_VALUE_BYTES);
-    this.name = validateName(o.name, "election name");
-    this.identity = o.identity;
-    if (o.session && (o.ttl !== undefined || o.callTimeoutMs !== undefined)) {
-      throw new InvalidArgumentError(
-        "ttl and callTimeoutMs belong to the session: set them on Session.create when you pass a session",
-      );
-    }
-    this.#ttl = o.session ? o.session.ttl : validateTtl(o.ttl ?? 10);
-    this.#callTimeoutMs = o.session
-      ? contextOf(o.session).callTimeoutMs
-      : (validateCallTimeout(o.callTimeoutMs) ?? 5000);
-    this.#logger = withFields(toLogger(o.logger, consoleLogger), { election: this.name, identity: this.identity });
+    const seam = injected;
+    const settings = validateElectorOptions(options, seam ? () => {} : checkEtcdPeer);
+    ({ name: this.name, identity: this.identity, ttl: this.#ttl, callTimeoutMs: this.#callTimeoutMs } = settings);
+    this.#logger = withFields(toLogger(options.logger, consoleLogger), {
+      election: this.name,
+      identity: this.identity,
+    });
     this.#options = options;
+    this.#clock = seam?.clock ?? systemClock;
+    this.#backend =
+      seam?.backend ??
+      etcdBackend({ ...options, ttl: this.#ttl, callTimeoutMs: this.#callTimeoutMs, logger: this.#logger });
+    this.#tally = new ElectorTally(this.#clock);
+  }
+
+  /** @internal An elector on `seam` instead of etcd and the system clock (unit tests). */
+  static withSeam(options: LeaderElectorOptions, seam: ElectorSeam): LeaderElector {
+    injected = seam;
+    try {
+      return new LeaderElector(options);
+    } finally {
+      injected = undefined;
+    }
   }
 
   /** True only while a term of ours holds, as far as this process can know (its deadline is read now). */
@@ -212,33 +142,23 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
    * clock that ran further). Followers are healthy whatever etcd does: restarting them cannot help.
    */
   healthy(): boolean {
-    if (!this.#term) return true;
     const session = this.#currentSession();
-    if (!session) return true;
-    return contextOf(session).lease.sinceRenewalMs <= 2 * this.#ttl * 1000;
+    return !this.#term || !session || session.sinceRenewalMs <= 2 * this.#ttl * 1000;
   }
 
   /** Whether `run()` is running and not stopping (for a readiness probe). */
   ready(): boolean {
-    return this.#running && this.#state !== "stopping" && this.#state !== "stopped";
+    return this.#running && this.#tally.state !== "stopping" && this.#tally.state !== "stopped";
   }
 
   /** A snapshot of what the elector did and is doing; see {@link ElectorMetrics}. */
   metrics(): ElectorMetrics {
     const session = this.#currentSession();
-    const lease = session && contextOf(session).lease;
-    const leading = this.#leadingSince === undefined ? 0 : now() - this.#leadingSince;
-    return {
-      state: this.#state,
-      ...this.#counters,
-      token: this.isLeader() ? this.#term?.token.toString() : undefined,
-      inStateMs: Math.round(now() - this.#stateSince),
-      leadingMs: Math.round(this.#leadingMs + leading),
-      lastFailoverMs: this.#lastFailoverMs,
+    return this.#tally.snapshot({
+      token: this.isLeader() ? this.#term?.token : undefined,
       sessionState: session?.state,
-      keepaliveRoundTripMs: lease?.roundTripMs === undefined ? undefined : Math.round(lease.roundTripMs * 10) / 10,
-      lastError: this.#lastError,
-    };
+      roundTripMs: session?.roundTripMs,
+    });
   }
 
   /**
@@ -250,23 +170,18 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     const stop = validateSignal(options.signal) ?? new AbortController().signal;
     if (this.#running) throw new InvalidArgumentError(`this elector of "${this.name}" is already running`);
     this.#running = true;
-    // metrics() tells of this run only.
-    this.#counters = { termsLed: 0, sessions: 0, failures: 0, workFailures: 0 };
-    this.#leadingMs = 0;
-    this.#lastFailoverMs = undefined;
-    this.#lastError = undefined;
+    this.#tally.reset(); // metrics() tells of this run only
     this.#lastLeader = undefined;
     this.#setState("idle");
     let stoppedAt: number | undefined;
-    const undo = onAbort(stop, () => (stoppedAt = now()));
-    const renewed = (ms: number): void => void this.emit("renewed", ms);
-    this.#options.session?.on("renewed", renewed);
+    const undo = onAbort(stop, () => (stoppedAt = this.#clock.now()));
+    const unlisten = this.#backend.given?.onRenewed((ms) => void this.emit("renewed", ms));
     try {
       await this.#loop(stop);
     } finally {
       undo();
-      this.#options.session?.off("renewed", renewed);
-      await this.#shutdown(stoppedAt ?? now());
+      unlisten?.();
+      await this.#shutdown(stoppedAt ?? this.#clock.now());
     }
   }
 
@@ -282,35 +197,30 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
         if (stop.aborted) return;
         if (!isElectionError(err, "WORK_FAILED")) {
           const error = this.#record(err);
-          this.#counters.failures++;
-          if (FATAL.has(error.code) || (this.#options.session && this.#options.session.signal.aborted)) {
+          this.#tally.failed();
+          if (isIncurable(error) || this.#backend.given?.signal.aborted) {
             this.#logger.error({ err: error }, "leader election stopped: this error does not go away by trying again");
             throw error;
           }
           this.#logger.warn({ err: error }, "leader election failed; trying again");
         }
         this.#setState("idle");
-        backoff = backoff
-          ? backoff.next(undefined)
-          : new ExponentialBackoff({ initialDelay: 200, maxDelay: this.#ttl * 1000 }).next();
-        await sleep(backoff.duration, stop).catch(() => {});
+        backoff = backoff ? backoff.next(undefined) : electorBackoff(this.#ttl);
+        await sleep(backoff.duration, stop, this.#clock).catch(() => {});
       }
     }
   }
 
   /** Our session, or a new one when there is none or it was lost. */
-  async #ensureSession(stop: AbortSignal): Promise<Session> {
+  async #ensureSession(stop: AbortSignal): Promise<ElectorSession> {
     const current = this.#currentSession();
     if (current && !current.signal.aborted) return current;
-    if (this.#options.session) throw this.#options.session.signal.reason;
-    if (current) void this.#track(current.close()); // a lost session of ours: let go of what it still holds locally
+    const given = this.#backend.given;
+    if (given) throw given.signal.reason;
+    if (current) void track(this.#inflight, current.close()); // a lost session of ours: let go of what it still holds locally
     this.#session = undefined;
-    const creating = Session.create(this.#options.client!, {
-      ttl: this.#ttl,
-      callTimeoutMs: this.#callTimeoutMs,
-      logger: this.#logger,
-    });
-    const session = await this.#untilStop(creating, stop);
+    const creating = this.#backend.newSession();
+    const session = await untilAbort(creating, stop);
     if (!session) {
       void creating.then(
         (late) => late.close(),
@@ -319,25 +229,25 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
       throw stop.reason;
     }
     this.#session = session;
-    this.#counters.sessions++;
-    session.on("renewed", (ms) => this.emit("renewed", ms));
+    this.#tally.sessionMade();
+    session.onRenewed((ms) => this.emit("renewed", ms));
     return session;
   }
 
   /** Campaign, lead until the term ends or we are told to stop, then step down. */
-  async #oneTerm(session: Session, stop: AbortSignal): Promise<void> {
-    const election = new Election(session, this.name);
+  async #oneTerm(session: ElectorSession, stop: AbortSignal): Promise<void> {
     const { controller, dispose } = linkedController(stop, session.signal);
-    const observing = this.#observe(election, controller.signal);
+    const observing = this.#observe(session, controller.signal);
     try {
       this.#setState("campaigning");
-      const campaignedAt = now();
-      const campaign = election.campaign(this.identity, { signal: controller.signal });
-      const term = await this.#untilStop(campaign, stop);
+      const campaignedAt = this.#clock.now();
+      const campaign = session.campaign(this.name, this.identity, controller.signal);
+      const term = await untilAbort(campaign, stop);
       if (!term) {
         // Stopped while campaigning: the campaign removes its key (confirmed) before it settles; a
         // term won in the meantime is resigned at once.
-        void this.#track(
+        void track(
+          this.#inflight,
           campaign.then(
             (late) => late.resign(),
             () => {},
@@ -345,13 +255,15 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
         );
         return;
       }
-      this.#won(term);
-      this.emit("elected", term, now() - campaignedAt);
+      this.#term = term;
+      this.#tally.termStarted(term.predecessorGoneAt);
+      this.#setState("leading");
+      this.#logger.info({ token: term.token.toString(), key: term.key }, "started leading");
+      this.emit("elected", term, this.#clock.now() - campaignedAt);
       try {
         await this.#lead(term, stop);
       } finally {
-        this.#leadingMs += now() - (this.#leadingSince ?? now());
-        this.#leadingSince = undefined;
+        this.#tally.termEnded();
         this.#term = undefined;
         this.#setState(stop.aborted ? "stopping" : "idle");
         this.emit("steppedDown", term);
@@ -364,16 +276,6 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     }
   }
 
-  #won(term: Term): void {
-    this.#term = term;
-    this.#counters.termsLed++;
-    this.#leadingSince = now();
-    if (term.predecessorGoneAt !== undefined)
-      this.#lastFailoverMs = Math.round((now() - term.predecessorGoneAt) * 10) / 10;
-    this.#setState("leading");
-    this.#logger.info({ token: term.token.toString(), key: term.key }, "started leading");
-  }
-
   /** Runs the user's work and waits until the term ends, the run is stopped, or the work throws. */
   async #lead(term: Term, stop: AbortSignal): Promise<void> {
     const { controller, dispose } = linkedController(term.signal, stop);
@@ -381,7 +283,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     const work = Promise.resolve()
       .then(() => this.#options.onStartedLeading(term))
       .catch((err: unknown) => {
-        this.#counters.workFailures++;
+        this.#tally.workFailed();
         failure = new WorkFailedError(err);
         this.#record(failure);
         this.#logger.error(
@@ -402,8 +304,8 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     // Step down: resign (confirmed by etcd, or the session ends). A stop bounds it, even one that comes
     // while it retries (keepalives may get through while every write times out): #shutdown waits for it
     // until its deadline, then closes the session, which revokes the lease.
-    const resigning = this.#track(term.resign());
-    if (!stop.aborted) await this.#untilStop(resigning, stop);
+    const resigning = track(this.#inflight, term.resign());
+    if (!stop.aborted) await untilAbort(resigning, stop);
     if (failure) throw failure;
   }
 
@@ -412,11 +314,11 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     const work = this.#work;
     if (!work) return;
     let timer: Timer | undefined;
-    const since = now();
+    const since = this.#clock.now();
     const warn = (): void => {
-      timer = timerIn(this.#ttl * 1000, () => {
+      timer = this.#clock.timerIn(this.#ttl * 1000, () => {
         this.#logger.warn(
-          { waitingMs: Math.round(now() - since) },
+          { waitingMs: Math.round(this.#clock.now() - since) },
           "the last term's onStartedLeading has not returned after its term ended; not campaigning until it does",
         );
         warn();
@@ -424,7 +326,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     };
     warn();
     try {
-      await this.#untilStop(work, stop);
+      await untilAbort(work, stop);
       if (this.#work === work) this.#work = undefined;
     } finally {
       timer?.cancel();
@@ -439,9 +341,9 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   async #shutdown(stoppedAt: number): Promise<void> {
     this.#setState("stopping");
     const deadline = stoppedAt + Math.max(this.#ttl * 1000, 2 * this.#callTimeoutMs);
-    const own = this.#options.session ? undefined : this.#session;
+    const own = this.#backend.given ? undefined : this.#session;
     const releaseBy = own ? deadline - this.#callTimeoutMs : deadline;
-    if (!(await this.#settleBy([...this.#inflight], releaseBy))) {
+    if (!(await settledBy([...this.#inflight], releaseBy, this.#clock))) {
       this.#logger[own ? "warn" : "error"](
         {},
         own
@@ -449,7 +351,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
           : "resign not confirmed in time; our key stays until the session ends",
       );
     }
-    if (this.#work && !(await this.#settleBy([this.#work], releaseBy))) {
+    if (this.#work && !(await settledBy([this.#work], releaseBy, this.#clock))) {
       this.#logger.warn(
         {},
         "onStartedLeading has not returned after the stop; run() resolves anyway (its term has ended)",
@@ -461,36 +363,9 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     this.#setState("stopped");
   }
 
-  /** Whether all of `promises` settled before the monotonic time `by`. */
-  async #settleBy(promises: Promise<unknown>[], by: number): Promise<boolean> {
-    if (promises.length === 0) return true;
-    const controller = new AbortController();
-    const timer = timerIn(Math.max(0, by - now()), () => controller.abort());
+  async #observe(session: ElectorSession, signal: AbortSignal): Promise<void> {
     try {
-      return (await this.#untilStop(Promise.allSettled(promises), controller.signal)) !== undefined;
-    } finally {
-      timer.cancel();
-    }
-  }
-
-  /** Resolves with the promise's value, or undefined as soon as `stop` aborts (the promise goes on). */
-  #untilStop<T>(promise: Promise<T>, stop: AbortSignal): Promise<T | undefined> {
-    return raceAbort(promise, stop).catch((err: unknown) => {
-      if (stop.aborted) return undefined;
-      throw err;
-    });
-  }
-
-  #track<T>(promise: Promise<T>): Promise<T> {
-    this.#inflight.add(promise);
-    const done = (): void => void this.#inflight.delete(promise);
-    promise.then(done, done);
-    return promise;
-  }
-
-  async #observe(election: Election, signal: AbortSignal): Promise<void> {
-    try {
-      for await (const leader of election.observe({ signal })) {
+      for await (const leader of session.observe(this.name, signal)) {
         // Each term observes afresh: tell only of changes since the last report.
         const last = this.#lastLeader;
         if (last && sameLeader(leader, last.leader)) continue;
@@ -511,7 +386,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     try {
       callback();
     } catch (err) {
-      this.#counters.workFailures++;
+      this.#tally.workFailed();
       this.#record(new WorkFailedError(err, name));
       this.#logger.error({ err }, `${name} threw`);
     }
@@ -519,20 +394,19 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
 
   #record(err: unknown): ElectionError {
     const error = toElectionError(err, "leader election"); // an ElectionError of either build as it is
-    this.#lastError = { code: error.code, message: error.message, at: new Date().toISOString() };
+    this.#tally.error(error);
     this.emit("failure", error);
     return error;
   }
 
-  #currentSession(): Session | undefined {
-    return this.#options.session ?? this.#session;
+  #currentSession(): ElectorSession | undefined {
+    return this.#backend.given ?? this.#session;
   }
 
   #setState(state: ElectorState): void {
-    if (this.#state === state) return;
-    this.#logger.debug({ from: this.#state, to: state }, "elector state");
-    this.#state = state;
-    this.#stateSince = now();
+    const from = this.#tally.state;
+    if (!this.#tally.enter(state)) return;
+    this.#logger.debug({ from, to: state }, "elector state");
     this.emit("state", state);
   }
 }

@@ -199,6 +199,26 @@ export class Session extends EventEmitter<SessionEvents> {
     return this.#ctx.lease.marginMs;
   }
 
+  /** Deadline of each RPC the library makes for this session, ms (the `callTimeoutMs` option). */
+  get callTimeoutMs(): number {
+    return this.#ctx.callTimeoutMs;
+  }
+
+  /** The largest candidate value or proclaimed value a key of this session may carry, in bytes. */
+  get maxValueBytes(): number {
+    return this.#ctx.maxValueBytes;
+  }
+
+  /** Milliseconds since the last acknowledged keepalive (or the grant) was sent: the lease's age. */
+  get sinceRenewalMs(): number {
+    return this.#ctx.lease.sinceRenewalMs;
+  }
+
+  /** Round trip of the last acknowledged keepalive, ms; undefined before the first. */
+  get roundTripMs(): number | undefined {
+    return this.#ctx.lease.roundTripMs;
+  }
+
   /** Conservative time left before the lease could expire in etcd; 0 once lost or closed. */
   remainingMs(): number {
     return this.#ctx.lease.remainingMs();

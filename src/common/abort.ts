@@ -1,5 +1,5 @@
 /** Helpers that keep AbortSignal listeners from leaking: every link returns its own undo. */
-import { timerIn } from "./clock.js";
+import { systemClock, timerIn, type Clock } from "./clock.js";
 
 /**
  * One real listener per signal, fanned out to everything of ours that waits on it: 10,000 locks held
@@ -82,10 +82,10 @@ export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefine
 }
 
 /** Waits `ms` (any length), or rejects with the signal's reason, leaving no timer or listener behind. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal?: AbortSignal, clock: Clock = systemClock): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason as Error);
-    const timer = timerIn(ms, () => {
+    const timer = clock.timerIn(ms, () => {
       undo();
       resolve();
     });
@@ -115,4 +115,36 @@ export function withTimeout(
       dispose();
     },
   };
+}
+
+/** Resolves with the promise's value, or undefined as soon as `signal` aborts (the promise goes on). */
+export function untilAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  return raceAbort(promise, signal).catch((err: unknown) => {
+    if (signal.aborted) return undefined;
+    throw err;
+  });
+}
+
+/** Whether all of `promises` settled before `clock` reaches `by` (ms). */
+export async function settledBy(
+  promises: Promise<unknown>[],
+  by: number,
+  clock: Clock = systemClock,
+): Promise<boolean> {
+  if (promises.length === 0) return true;
+  const controller = new AbortController();
+  const timer = clock.timerIn(Math.max(0, by - clock.now()), () => controller.abort());
+  try {
+    return (await untilAbort(Promise.allSettled(promises), controller.signal)) !== undefined;
+  } finally {
+    timer.cancel();
+  }
+}
+
+/** Keeps `promise` in `pending` until it settles (work a stop must wait for, within its bound). */
+export function track<T>(pending: Set<Promise<unknown>>, promise: Promise<T>): Promise<T> {
+  pending.add(promise);
+  const done = (): void => void pending.delete(promise);
+  promise.then(done, done);
+  return promise;
 }

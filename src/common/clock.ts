@@ -41,3 +41,14 @@ export function timerAt(dueAt: number, fn: () => void): Timer {
 }
 
 export const timerIn = (ms: number, fn: () => void): Timer => timerAt(now() + ms, fn);
+
+/**
+ * Time as a component sees it, injected so its rules can be unit-tested on a fake clock (the elector's
+ * backoff, settle deadlines and stop bound): monotonic `now()` and a timer on that clock.
+ */
+export interface Clock {
+  now(): number;
+  timerIn(ms: number, fn: () => void): Timer;
+}
+
+export const systemClock: Clock = { now, timerIn };

@@ -114,3 +114,66 @@ export function validateLimit(limit: unknown): number {
   }
   return limit;
 }
+
+/** The session an elector is given, as far as its checks need it. */
+interface GivenSession {
+  readonly ttl: number;
+  readonly callTimeoutMs: number;
+  readonly maxValueBytes: number;
+}
+
+/** What `validateElectorOptions` makes of an elector's options. */
+export interface ElectorSettings {
+  name: string;
+  identity: string;
+  /** The given session's TTL, or the one of the sessions the elector makes. */
+  ttl: number;
+  callTimeoutMs: number;
+}
+
+/**
+ * A LeaderElector's options (in the order a user would fix them); `checkPeer` checks the client or
+ * session given (design: Bad input fails first).
+ */
+export function validateElectorOptions(
+  options: unknown,
+  checkPeer: (peer: { client?: unknown; session?: unknown }) => void,
+): ElectorSettings {
+  const o = options as
+    | {
+        client?: unknown;
+        session?: GivenSession;
+        name?: unknown;
+        identity?: unknown;
+        ttl?: unknown;
+        callTimeoutMs?: unknown;
+        [callback: string]: unknown;
+      }
+    | undefined;
+  if (!o || typeof o !== "object")
+    throw new InvalidArgumentError(
+      "LeaderElector needs options: { client or session, name, identity, onStartedLeading }",
+    );
+  if (o.session && o.client) throw new InvalidArgumentError("give LeaderElector either client or session, not both");
+  if (!o.session && !o.client)
+    throw new InvalidArgumentError("LeaderElector needs a client (an etcd3 client) or a session");
+  checkPeer(o);
+  if (typeof o.onStartedLeading !== "function") throw new InvalidArgumentError("onStartedLeading must be a function");
+  for (const cb of ["onStoppedLeading", "onNewLeader"]) {
+    if (o[cb] !== undefined && typeof o[cb] !== "function") throw new InvalidArgumentError(`${cb} must be a function`);
+  }
+  if (typeof o.identity !== "string") throw new InvalidArgumentError("identity must be a string");
+  toValueBuffer(o.identity, "identity", o.session ? o.session.maxValueBytes : DEFAULT_MAX_VALUE_BYTES);
+  const name = validateName(o.name, "election name");
+  if (o.session && (o.ttl !== undefined || o.callTimeoutMs !== undefined)) {
+    throw new InvalidArgumentError(
+      "ttl and callTimeoutMs belong to the session: set them on Session.create when you pass a session",
+    );
+  }
+  return {
+    name,
+    identity: o.identity,
+    ttl: o.session ? o.session.ttl : validateTtl(o.ttl ?? 10),
+    callTimeoutMs: o.session ? o.session.callTimeoutMs : (validateCallTimeout(o.callTimeoutMs) ?? 5000),
+  };
+}

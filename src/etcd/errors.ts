@@ -8,6 +8,7 @@ import {
   RequestTooLargeError,
   isElectionError,
   type ElectionError,
+  type ElectionErrorCode,
 } from "../errors.js";
 
 /** gRPC status codes we tell apart. */
@@ -95,4 +96,21 @@ function isTransientCode(code: number | undefined, message: string): boolean {
 /** Worth trying again (an idempotent call, on this or another member): etcd may answer later. */
 export function isTransient(err: unknown): boolean {
   return isElectionError(err) ? err.code === "ETCD_UNAVAILABLE" : isTransientCode(codeOf(err), messageOf(err));
+}
+
+/** Codes that trying again cannot cure: a runner (the elector) gives up on them instead of retrying forever. */
+const INCURABLE: ReadonlySet<ElectionErrorCode> = new Set([
+  "INVALID_ARGUMENT",
+  "INVALID_CLIENT",
+  "AUTH_FAILED",
+  "PERMISSION_DENIED",
+  "CLIENT_CLOSED",
+  "REQUEST_TOO_LARGE",
+  "NAME_CONFLICT",
+  "SESSION_CLOSED",
+]);
+
+/** Whether retrying cannot cure `err`: judged by `code`, so an ElectionError of either build counts. */
+export function isIncurable(err: unknown): boolean {
+  return isElectionError(err) && INCURABLE.has(err.code);
 }

@@ -252,6 +252,20 @@ describe("Session on a single node", () => {
     // Timers of the client's own (gRPC) may come and go; ours must not pile up (a leak per cycle is 300).
     expect(activeTimers() - before).toBeLessThan(20);
   });
+
+  it("tells its call deadline, value limit, renewal age and last round trip (what the elector reads)", async () => {
+    const session = await Session.create(client, { ttl: 3, callTimeoutMs: 1234, maxValueBytes: 4096 });
+    try {
+      expect(session.callTimeoutMs).toBe(1234);
+      expect(session.maxValueBytes).toBe(4096);
+      const roundTripMs = await new Promise<number>((resolve) => session.once("renewed", resolve));
+      expect(session.roundTripMs).toBe(roundTripMs);
+      expect(session.sinceRenewalMs).toBeGreaterThanOrEqual(roundTripMs);
+      expect(session.sinceRenewalMs).toBeLessThan(session.ttl * 1000);
+    } finally {
+      await session.close();
+    }
+  });
 });
 
 describe.skipIf(!!faultsUnavailableReason)("Session under faults on a single node", () => {

@@ -1,0 +1,87 @@
+import type { Logger } from "./common/logger.js";
+import { contextOf } from "./context.js";
+import { Election } from "./election.js";
+import type { EtcdClient } from "./etcd/client.js";
+import { openDoor } from "./etcd/internals.js";
+import type { Leader } from "./leader.js";
+import { Session, type SessionState } from "./session.js";
+import type { Term } from "./term.js";
+
+/**
+ * @internal One session as a runner (the elector) uses it: campaign and observe through it, its end, and
+ * its renewals for health and metrics.
+ */
+export interface ElectorSession {
+  /** Aborted once the session is lost or closed. */
+  readonly signal: AbortSignal;
+  readonly state: SessionState;
+  /** Milliseconds since the last acknowledged keepalive was sent. */
+  readonly sinceRenewalMs: number;
+  /** Round trip of the last acknowledged keepalive, ms. */
+  readonly roundTripMs: number | undefined;
+  /** Calls `listener` with each acknowledged keepalive's round trip; returns its removal. */
+  onRenewed(listener: (roundTripMs: number) => void): () => void;
+  /** Resolves with the term once `value` leads `name`; rejects (its key removed) when `signal` aborts. */
+  campaign(name: string, value: string, signal: AbortSignal): Promise<Term>;
+  /** The leader of `name`, then each change; ends (throwing) when `signal` aborts. */
+  observe(name: string, signal: AbortSignal): AsyncIterable<Leader | undefined>;
+  close(): Promise<void>;
+}
+
+/**
+ * @internal The campaign/observe side a runner talks to, as client-go's `resourcelock.Interface`: etcd's
+ * (Session and Election) in the library, a fake in unit tests.
+ */
+export interface ElectorBackend {
+  /** The user's session, whose loss ends the run; undefined: the runner makes sessions with `newSession`. */
+  readonly given: ElectorSession | undefined;
+  newSession(): Promise<ElectorSession>;
+}
+
+/** Throws InvalidArgumentError unless `peer` has a Session or an etcd3 client (either build's). */
+export function checkEtcdPeer(peer: { client?: unknown; session?: unknown }): void {
+  if (peer.session) contextOf(peer.session);
+  else openDoor(peer.client);
+}
+
+/** @internal The backend on etcd: the user's session, or sessions the runner makes on the user's client. */
+export function etcdBackend(options: {
+  client?: EtcdClient;
+  session?: Session;
+  ttl: number;
+  callTimeoutMs: number;
+  logger: Logger;
+}): ElectorBackend {
+  const { client, ttl, callTimeoutMs, logger } = options;
+  return {
+    given: options.session && onSession(options.session),
+    async newSession() {
+      if (!client) throw new Error("etcdBackend: no client to make a session on");
+      return onSession(await Session.create(client, { ttl, callTimeoutMs, logger }));
+    },
+  };
+}
+
+function onSession(session: Session): ElectorSession {
+  return {
+    get signal() {
+      return session.signal;
+    },
+    get state() {
+      return session.state;
+    },
+    get sinceRenewalMs() {
+      return session.sinceRenewalMs;
+    },
+    get roundTripMs() {
+      return session.roundTripMs;
+    },
+    onRenewed(listener) {
+      session.on("renewed", listener);
+      return () => void session.off("renewed", listener);
+    },
+    campaign: (name, value, signal) => new Election(session, name).campaign(value, { signal }),
+    observe: (name, signal) => new Election(session, name).observe({ signal }),
+    close: () => session.close(),
+  };
+}
