@@ -1,8 +1,8 @@
 import { linkedController, onAbort } from "./common/abort.js";
-import { retryUntilAborted } from "./common/retry.js";
 import type { SessionContext } from "./context.js";
 import { KeyWatch, type KeyEvent } from "./etcd/key-watch.js";
 import { inQueue } from "./etcd/keyspace.js";
+import { retryRead } from "./etcd/kv.js";
 import { readLeader, sameLeader, type Leader } from "./leader.js";
 
 /**
@@ -68,7 +68,7 @@ export async function* observeLeader(
       const events: KeyEvent[] = (heardDuringRead = []);
       let read: Awaited<ReturnType<typeof readLeader>>;
       try {
-        read = await retryUntilAborted(() => readLeader(ctx, name), signal, ctx.logger);
+        read = await retryRead(() => readLeader(ctx, name), signal, ctx.logger);
       } finally {
         heardDuringRead = undefined;
       }

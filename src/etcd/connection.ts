@@ -1,6 +1,6 @@
-import { ExponentialBackoff, type IBackoff } from "cockatiel";
 import { ClientClosedError, EtcdUnavailableError } from "../errors.js";
 import { sleep } from "../common/abort.js";
+import { Backoff, callRetry } from "../common/backoff.js";
 import { now, timerIn, type Timer } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import { isInvalidToken, isTransient, toElectionError } from "./errors.js";
@@ -82,7 +82,7 @@ export class Connection {
   /** A unary call, with deadlines per attempt and in all; rejects with an ElectionError. */
   async call<Res>(service: ServiceName, method: string, req: object, options: CallOptions): Promise<Res> {
     const end = now() + options.timeoutMs;
-    let backoff: IBackoff<unknown> | undefined;
+    const backoff = new Backoff(callRetry);
     let tokenRefreshed = false;
     for (;;) {
       const endpoint = this.endpoint;
@@ -104,15 +104,13 @@ export class Connection {
         const err = toElectionError(raw, options.what);
         if (!isTransient(err)) throw err;
         this.failed(endpoint);
-        backoff = backoff
-          ? backoff.next(undefined)
-          : new ExponentialBackoff({ initialDelay: 25, maxDelay: 500 }).next();
-        if (!options.idempotent || now() + backoff.duration >= end) throw err;
+        const delay = backoff.next();
+        if (!options.idempotent || now() + delay >= end) throw err;
         this.#logger.warn(
           { err, endpoint: endpoint.address },
           `${options.what}: failed; sending it again to ${this.endpoint.address}`,
         );
-        await sleep(backoff.duration);
+        await sleep(delay);
       }
     }
   }

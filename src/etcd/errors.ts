@@ -38,6 +38,21 @@ export function isInvalidToken(err: unknown): boolean {
   );
 }
 
+/** etcd refuses a lease grant under an id already in use: ours, when a grant sent twice landed once. */
+export function isLeaseExists(err: unknown): boolean {
+  return /lease already exists/i.test(messageOf(err));
+}
+
+/** etcd has no such lease: it expired or was revoked ("requested lease not found"). */
+export function isLeaseNotFound(err: unknown): boolean {
+  return /lease not found/i.test(messageOf(err));
+}
+
+/** etcd refuses for want of permission: an error, or a watch's cancel reason (a string). */
+export function isPermissionDenied(err: unknown): boolean {
+  return codeOf(err) === PERMISSION_DENIED || /permission denied/i.test(messageOf(err));
+}
+
 /**
  * Turns whatever gRPC or etcd3 rejected with into an ElectionError with a string code, keeping the
  * original (cast to etcd3's typed error) as `cause`. `what` names the call, for the message (design:
@@ -62,8 +77,7 @@ export function toElectionError(err: unknown, what: string): ElectionError {
       cause,
     });
   }
-  if (code === PERMISSION_DENIED || /permission denied/i.test(message))
-    return new PermissionDeniedError(say("permission denied by etcd"), { cause });
+  if (isPermissionDenied(err)) return new PermissionDeniedError(say("permission denied by etcd"), { cause });
   if (
     /request is too large|larger than max/i.test(message) ||
     (code === RESOURCE_EXHAUSTED && /message/i.test(message))

@@ -1,6 +1,10 @@
 import type { IRangeRequest, IRangeResponse, ITxnRequest, ITxnResponse } from "etcd3";
+import { raceAbort } from "../common/abort.js";
+import { readRetry, retryWithBackoff } from "../common/backoff.js";
+import type { Logger } from "../common/logger.js";
 import type { SessionContext } from "../context.js";
 import { SessionLostError } from "../errors.js";
+import { isLeaseNotFound, isTransient } from "./errors.js";
 
 /**
  * The library's own KV calls, on the session's channels, each within the session's call deadline. Every
@@ -15,7 +19,7 @@ export async function txn(ctx: SessionContext, req: ITxnRequest, what: string): 
     });
   } catch (err) {
     // A put on our lease that etcd refuses for want of the lease: the session is lost, now.
-    if (/requested lease not found/.test((err as Error).message)) {
+    if (isLeaseNotFound(err)) {
       ctx.lease.lose(new SessionLostError("session lost: etcd reports the lease expired or revoked", { cause: err }));
       throw ctx.lease.signal.reason;
     }
@@ -26,4 +30,19 @@ export async function txn(ctx: SessionContext, req: ITxnRequest, what: string): 
 /** A linearizable range read. */
 export function range(ctx: SessionContext, req: IRangeRequest, what: string): Promise<IRangeResponse> {
   return ctx.conn.call<IRangeResponse>("KV", "range", req, { timeoutMs: ctx.callTimeoutMs, idempotent: true, what });
+}
+
+/**
+ * A wait can outlast a passing etcd outage: reads (safe to repeat) that fail transiently are retried
+ * with backoff until they succeed or `signal` aborts (the session's deadline aborts it if etcd stays
+ * away too long). Other errors (no permission, a limit mismatch...) are final: retrying cannot help.
+ */
+export function retryRead<T>(read: () => Promise<T>, signal: AbortSignal | undefined, logger: Logger): Promise<T> {
+  // A stop does not wait for a slow read.
+  return retryWithBackoff(readRetry, () => raceAbort(read(), signal), {
+    retryable: isTransient,
+    signal,
+    onRetry: (err, attempt) =>
+      logger[attempt === 1 ? "warn" : "debug"]({ err, attempt }, "read failed; retrying while etcd is away"),
+  });
 }

@@ -1,9 +1,9 @@
-import { ExponentialBackoff, type IBackoff } from "cockatiel";
+import { Backoff, streamReopen, watchRemakeMs } from "../common/backoff.js";
 import { now, timerIn, type Timer } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import { PermissionDeniedError } from "../errors.js";
 import { quiet, type Connection } from "./connection.js";
-import { isInvalidToken, isTransient } from "./errors.js";
+import { isInvalidToken, isPermissionDenied, isTransient } from "./errors.js";
 import type { Endpoint, GrpcDuplex } from "./internals.js";
 
 /** A key-value as etcd's watch reports it (full keys, the namespace included). */
@@ -104,7 +104,7 @@ export class WatchStream {
   #unanswered = new Set<string>();
   #opening = false;
   #retry: Timer | undefined;
-  #backoff: IBackoff<unknown> | undefined;
+  readonly #reopen = new Backoff(streamReopen);
   #nextId = 1;
   #closed = false;
   /** When (monotonic) the stream last said anything. */
@@ -227,7 +227,7 @@ export class WatchStream {
     if (!reg) return; // cancelled by us meanwhile (or a progress notification)
     if (res.canceled) return this.#canceledByEtcd(reg, res);
     if (res.created) {
-      this.#backoff = undefined;
+      this.#reopen.reset();
       const first = !reg.everCreated;
       reg.everCreated = true;
       reg.refusedForAuth = false;
@@ -253,7 +253,7 @@ export class WatchStream {
     reg.id = String(this.#nextId++);
     reg.everCreated = true;
     this.#regs.set(reg.id, reg);
-    if (/permission denied/i.test(res.cancel_reason) || isInvalidToken(res.cancel_reason)) {
+    if (isPermissionDenied(res.cancel_reason) || isInvalidToken(res.cancel_reason)) {
       // The token the stream was opened with may have expired (etcd 3.4 says "permission denied" for that
       // too): once per watch, open the stream again with a fresh one.
       if (!reg.refusedForAuth) {
@@ -262,13 +262,13 @@ export class WatchStream {
       }
       // Refused again with a fresh token: the user may not read it. Retrying would authenticate again and
       // again (a bcrypt on etcd each time); the owner is told instead.
-      if (/permission denied/i.test(res.cancel_reason)) return this.#denied(reg, res.cancel_reason);
+      if (isPermissionDenied(res.cancel_reason)) return this.#denied(reg, res.cancel_reason);
     }
     if (compacted) return this.#create(reg);
     // Anything else: not at once, so a watch etcd keeps refusing cannot spin.
     this.#logger.warn({ reason: res.cancel_reason }, "etcd canceled a watch; making it again in a second");
     reg.retry?.cancel();
-    reg.retry = timerIn(1000, () => {
+    reg.retry = timerIn(watchRemakeMs, () => {
       reg.retry = undefined;
       if (this.#regs.get(reg.id) === reg && this.#stream) this.#create(reg);
     });
@@ -309,10 +309,7 @@ export class WatchStream {
     // The user closed the client: nothing will ever open again, and no timer of ours may keep the
     // process alive for it.
     if (this.#conn.closed) return this.close();
-    this.#backoff = this.#backoff
-      ? this.#backoff.next(undefined)
-      : new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }).next();
-    this.#retry = timerIn(this.#backoff.duration, () => {
+    this.#retry = timerIn(this.#reopen.next(), () => {
       this.#retry = undefined;
       this.#open();
     });

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { stamp, type Stamp } from "../common/clock.js";
 import type { Connection } from "../etcd/connection.js";
+import { isLeaseExists, isLeaseNotFound } from "../etcd/errors.js";
 
 /**
  * Grants a lease under an id we choose at random: if the grant's answer is lost and it is sent again,
@@ -31,7 +32,7 @@ export async function grantLease(
     );
     return { id, ttl: Number(res.TTL), sentAt };
   } catch (err) {
-    if (!/lease already exists/i.test(String((err as Error).message))) throw err;
+    if (!isLeaseExists(err)) throw err;
     const info = await conn.call<{ grantedTTL: string }>(
       "Lease",
       "leaseTimeToLive",
@@ -47,7 +48,7 @@ export async function revokeLease(conn: Connection, leaseId: string, timeoutMs: 
   try {
     await conn.call("Lease", "leaseRevoke", { ID: leaseId }, { timeoutMs, idempotent: true, what: "revoke lease" });
   } catch (err) {
-    if (!/lease not found/i.test(String((err as Error).message))) throw err;
+    if (!isLeaseNotFound(err)) throw err;
   }
 }
 

@@ -1,4 +1,4 @@
-import { ExponentialBackoff, type IBackoff } from "cockatiel";
+import { Backoff, keepaliveRetry } from "../common/backoff.js";
 import { now, stamp, timerIn, type Stamp, type Timer } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import type { Connection } from "../etcd/connection.js";
@@ -80,7 +80,8 @@ export class LeaseKeeper {
   #lastRoundTripMs: number | undefined;
   #deadlineTimer: Timer | undefined;
   #tickTimer: Timer | undefined;
-  #backoff: IBackoff<unknown> | undefined;
+  /** Set while keepalives fail: the delays between them until one is acknowledged. */
+  #backoff: Backoff | undefined;
 
   constructor(conn: Connection, options: LeaseKeeperOptions, listener: LeaseListener) {
     this.#conn = conn;
@@ -198,7 +199,7 @@ export class LeaseKeeper {
       return;
     }
     this.#stream.send(this.#ackTimeoutMs(), () => this.#onStall());
-    this.#scheduleTick(this.#backoff ? this.#backoff.duration : this.#intervalMs());
+    this.#scheduleTick(this.#backoff ? this.#backoff.current : this.#intervalMs());
   }
 
   #onAck(sentAt: Stamp, ttl: number): void {
@@ -237,9 +238,8 @@ export class LeaseKeeper {
 
   #onStreamFailed(): void {
     if (!this.check()) return;
-    const factory = new ExponentialBackoff({ initialDelay: 50, maxDelay: Math.min(1000, this.#intervalMs() / 2) });
-    this.#backoff = this.#backoff ? this.#backoff.next(undefined) : factory.next();
-    this.#scheduleTick(this.#backoff.duration);
+    this.#backoff ??= new Backoff(keepaliveRetry(this.#intervalMs()));
+    this.#scheduleTick(this.#backoff.next());
     if (this.#state === "connected") {
       this.#state = "suspended";
       this.#logger.warn(

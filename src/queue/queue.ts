@@ -1,13 +1,12 @@
 import type { IKeyValue, IRangeRequest } from "etcd3";
 import { linkedController, onAbort } from "../common/abort.js";
 import { now } from "../common/clock.js";
-import { retryUntilAborted } from "../common/retry.js";
 import { assertUsable, type SessionContext } from "../context.js";
 import { EtcdError } from "../errors.js";
 import { isTransient } from "../etcd/errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
 import { inQueue, queueKey, type Keyspace } from "../etcd/keyspace.js";
-import { range, txn } from "../etcd/kv.js";
+import { range, retryRead, txn } from "../etcd/kv.js";
 import { judgeJoin } from "./join.js";
 import type { Blocking, QueueEntry, QueuePolicy } from "./policies.js";
 import { removeOwnKey } from "./release.js";
@@ -103,7 +102,7 @@ async function join(
         // and a wait ended by a resync (a delete the watch may not have told) has no known moment.
         blockerGoneAt = await waitForDeletes(ctx, name, blocking, signal);
       }
-      const read = await retryUntilAborted(() => readAhead(ctx, own, policy), signal, ctx.logger);
+      const read = await retryRead(() => readAhead(ctx, own, policy), signal, ctx.logger);
       signal.throwIfAborted();
       if (!read.exists)
         throw ctx.lease.signal.aborted

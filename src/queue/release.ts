@@ -1,5 +1,4 @@
-import { ExponentialBackoff, type IBackoff } from "cockatiel";
-import { sleep } from "../common/abort.js";
+import { releaseRetry, retryWithBackoff } from "../common/backoff.js";
 import type { SessionContext } from "../context.js";
 import { isTransient } from "../etcd/errors.js";
 import { range, txn } from "../etcd/kv.js";
@@ -35,34 +34,38 @@ export async function removeOwnKey(
   createRevision: bigint | undefined,
   why: string,
 ): Promise<void> {
-  let backoff: IBackoff<unknown> | undefined;
-  for (let attempt = 1; !ctx.lease.signal.aborted; attempt++) {
-    try {
-      let revision = createRevision;
-      if (revision === undefined) {
-        const res = await range(ctx, { key: ctx.keyspace.full(key), keys_only: true }, `read ${key}`);
-        const kv = res.kvs[0];
-        if (!kv) return;
-        revision = BigInt(kv.create_revision);
-      }
-      await removeKeyOnce(ctx, key, revision);
-      if (attempt > 1) ctx.logger.info({ key, attempts: attempt }, `${why}: our key is removed`);
+  const signal = ctx.lease.signal;
+  try {
+    await retryWithBackoff(
+      releaseRetry,
+      async (attempt) => {
+        let revision = createRevision;
+        if (revision === undefined) {
+          const res = await range(ctx, { key: ctx.keyspace.full(key), keys_only: true }, `read ${key}`);
+          const kv = res.kvs[0];
+          if (!kv) return;
+          revision = BigInt(kv.create_revision);
+        }
+        await removeKeyOnce(ctx, key, revision);
+        if (attempt > 1) ctx.logger.info({ key, attempts: attempt }, `${why}: our key is removed`);
+      },
+      {
+        retryable: isTransient,
+        signal,
+        // Said once at warn; the retries that follow at debug, and the outcome at info.
+        onRetry: (err, attempt) =>
+          ctx.logger[attempt === 1 ? "warn" : "debug"](
+            { err, key, attempt },
+            `${why}: removing our key failed; retrying until etcd confirms or the session ends`,
+          ),
+      },
+    );
+  } catch (err) {
+    if (signal.aborted) {
+      ctx.logger.debug({ key }, `${why}: the session ended; its lease takes our key with it`);
       return;
-    } catch (err) {
-      if (ctx.lease.signal.aborted) break;
-      if (!isTransient(err)) {
-        // No permission, a closed client...: sending it again cannot help. The lease takes the key.
-        ctx.logger.error({ err, key }, `${why}: etcd refused to remove our key; it stays until the session ends`);
-        return;
-      }
-      // Said once at warn; the retries that follow at debug, and the outcome at info.
-      ctx.logger[attempt === 1 ? "warn" : "debug"](
-        { err, key, attempt },
-        `${why}: removing our key failed; retrying until etcd confirms or the session ends`,
-      );
-      backoff = backoff ? backoff.next(undefined) : new ExponentialBackoff({ initialDelay: 50, maxDelay: 500 }).next();
-      await sleep(backoff.duration, ctx.lease.signal).catch(() => {});
     }
+    // No permission, a closed client...: sending it again cannot help. The lease takes the key.
+    ctx.logger.error({ err, key }, `${why}: etcd refused to remove our key; it stays until the session ends`);
   }
-  ctx.logger.debug({ key }, `${why}: the session ended; its lease takes our key with it`);
 }

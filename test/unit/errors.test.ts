@@ -3,7 +3,14 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import * as grpcJs from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { isInvalidToken, isTransient, toElectionError } from "../../src/etcd/errors.js";
+import {
+  isInvalidToken,
+  isLeaseExists,
+  isLeaseNotFound,
+  isPermissionDenied,
+  isTransient,
+  toElectionError,
+} from "../../src/etcd/errors.js";
 import { WorkFailedError, isElectionError } from "../../src/index.js";
 
 const grpc = (code: number, details: string): Error =>
@@ -143,5 +150,30 @@ describe("errors are judged by code, whichever build made them (ESM and CJS each
       message: "onNewLeader threw: boom",
       cause: thrown,
     });
+  });
+});
+
+describe("etcd's refusals are told apart by named predicates, on raw errors, typed ones and cancel reasons", () => {
+  const exists = grpc(9, "FAILED_PRECONDITION: etcdserver: lease already exists");
+  const notFound = grpc(5, "NOT_FOUND: etcdserver: requested lease not found");
+  const denied = grpc(7, "PERMISSION_DENIED: etcdserver: permission denied");
+
+  it("a lease id taken", () => {
+    expect(isLeaseExists(exists)).toBe(true);
+    expect(isLeaseExists(toElectionError(exists, "grant lease"))).toBe(true);
+    expect(isLeaseExists(notFound)).toBe(false);
+  });
+
+  it("a lease that is gone", () => {
+    expect(isLeaseNotFound(notFound)).toBe(true);
+    expect(isLeaseNotFound(toElectionError(notFound, "txn"))).toBe(true);
+    expect(isLeaseNotFound(exists)).toBe(false);
+  });
+
+  it("no permission, as an error or as a watch's cancel reason", () => {
+    expect(isPermissionDenied(denied)).toBe(true);
+    expect(isPermissionDenied("etcdserver: permission denied")).toBe(true);
+    expect(isPermissionDenied("etcdserver: mvcc: required revision has been compacted")).toBe(false);
+    expect(isPermissionDenied(notFound)).toBe(false);
   });
 });
