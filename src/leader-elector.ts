@@ -1,5 +1,5 @@
-import { ExponentialBackoff, type IBackoff } from "cockatiel";
 import { EventEmitter } from "eventemitter3";
+import { Backoff, campaignBackoff } from "./common/backoff.js";
 import { linkedController, onAbort, settledBy, sleep, track, untilAbort } from "./common/abort.js";
 import { systemClock, type Clock, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
@@ -62,10 +62,6 @@ export interface ElectorEvents {
   /** The elector's state changed. */
   state: (state: ElectorState) => void;
 }
-
-/** Between failures: from 200 ms, growing (with jitter) up to the TTL; a term won starts it over. */
-export const electorBackoff = (ttlSeconds: number): IBackoff<unknown> =>
-  new ExponentialBackoff({ initialDelay: 200, maxDelay: ttlSeconds * 1000 }).next();
 
 /** @internal What unit tests put in place of etcd and the system clock. */
 export interface ElectorSeam {
@@ -186,13 +182,14 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   }
 
   async #loop(stop: AbortSignal): Promise<void> {
-    let backoff: IBackoff<unknown> | undefined;
+    // Between failures: from 200 ms, growing (with jitter) up to the TTL; a term won starts it over.
+    const backoff = new Backoff(campaignBackoff(this.#ttl));
     while (!stop.aborted) {
       try {
         await this.#settleWork(stop);
         if (stop.aborted) return;
         await this.#oneTerm(await this.#ensureSession(stop), stop);
-        backoff = undefined;
+        backoff.reset();
       } catch (err) {
         if (stop.aborted) return;
         if (!isElectionError(err, "WORK_FAILED")) {
@@ -205,8 +202,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
           this.#logger.warn({ err: error }, "leader election failed; trying again");
         }
         this.#setState("idle");
-        backoff = backoff ? backoff.next(undefined) : electorBackoff(this.#ttl);
-        await sleep(backoff.duration, stop, this.#clock).catch(() => {});
+        await sleep(backoff.next(), stop, this.#clock).catch(() => {});
       }
     }
   }

@@ -33,4 +33,9 @@ describe("where code may look", () => {
       );
     expect(found).toEqual([]);
   });
+
+  it("every wait between tries comes from common/backoff.ts: only it builds cockatiel's backoffs", () => {
+    const users = files(".").filter((file) => /from "cockatiel"/.test(read(file)));
+    expect(users).toEqual([join("common", "backoff.ts")]);
+  });
 });

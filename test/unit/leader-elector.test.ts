@@ -4,7 +4,8 @@
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Logger } from "../../src/common/logger.js";
-import { electorBackoff, LeaderElector, type LeaderElectorOptions } from "../../src/leader-elector.js";
+import { Backoff, campaignBackoff } from "../../src/common/backoff.js";
+import { LeaderElector, type LeaderElectorOptions } from "../../src/leader-elector.js";
 import {
   AuthFailedError,
   EtcdUnavailableError,
@@ -66,8 +67,8 @@ describe("LeaderElector on a fake clock", () => {
     await clock.until(() => backend.attempts.length >= 8, 60_000);
     const gaps = backend.attempts.slice(1).map((at, i) => at - backend.attempts[i]!);
     // The named policy's sequence, step for step: it grows and stops at the TTL.
-    let policy = electorBackoff(2);
-    const expected = gaps.map((_, i) => (i === 0 ? policy : (policy = policy.next(undefined))).duration);
+    const policy = new Backoff(campaignBackoff(2));
+    const expected = gaps.map(() => policy.next());
     gaps.forEach((gap, i) => expect(gap).toBeCloseTo(expected[i]!, 6));
     expect(gaps[1]!).toBeGreaterThan(gaps[0]!);
     expect(gaps.at(-1)).toBe(2000);
