@@ -99,12 +99,12 @@ export class Session extends EventEmitter<SessionEvents> {
         logger,
       },
       {
-        renewed: (roundTripMs) => this.emit("renewed", roundTripMs),
-        suspended: () => this.emit("suspended"),
-        reconnected: () => this.emit("reconnected"),
+        renewed: (roundTripMs) => this.#tell(logger, "renewed", () => this.emit("renewed", roundTripMs)),
+        suspended: () => this.#tell(logger, "suspended", () => this.emit("suspended")),
+        reconnected: () => this.#tell(logger, "reconnected", () => this.emit("reconnected")),
         lost: (reason) => {
           this.#ctx.ownKeys.close(); // no key of ours can hold any more: nothing to watch for
-          this.emit("lost", reason);
+          this.#tell(logger, "lost", () => this.emit("lost", reason));
         },
       },
     );
@@ -127,6 +127,18 @@ export class Session extends EventEmitter<SessionEvents> {
     };
     this.leaseId = lease.leaseId;
     attachContext(this, this.#ctx);
+  }
+
+  /**
+   * Emits to the user's listeners, which run inside our timers and getters: a listener that throws is
+   * logged, never thrown into a keepalive, the process-wide check, or a `state` read.
+   */
+  #tell(logger: Logger, event: keyof SessionEvents, emit: () => void): void {
+    try {
+      emit();
+    } catch (err) {
+      logger.error({ err, event }, `a session "${event}" listener threw; ignored`);
+    }
   }
 
   /** Grants a lease and starts keeping it alive. */
@@ -241,7 +253,7 @@ export class Session extends EventEmitter<SessionEvents> {
     ctx.lease.stop(new SessionClosedError());
     this.#closed.abort(new SessionClosedError());
     this.#undoSignal();
-    this.emit("closed");
+    this.#tell(ctx.logger, "closed", () => this.emit("closed")); // a throwing listener must not skip the revoke
     ctx.logger.info({}, "session closing: revoking the lease");
     if (!wasLost) {
       await revokeLease(ctx.conn, this.leaseId, ctx.callTimeoutMs).catch((err: unknown) =>

@@ -61,6 +61,8 @@ export class Connection {
   /** Starts at a random endpoint, as etcd3 shuffles its hosts: sessions spread over the members. */
   #preferred: number;
   #closed = false;
+  /** When (monotonic) a keepalive was last acknowledged through each endpoint: the member answers us. */
+  readonly #ackedAt = new Map<Endpoint, number>();
 
   constructor(door: ClientDoor, logger: Logger, first = Math.floor(Math.random() * door.endpoints.length)) {
     this.#door = door;
@@ -153,6 +155,16 @@ export class Connection {
   failed(endpoint: Endpoint, options: { reset?: boolean } = {}): void {
     if (this.endpoint === endpoint) this.#preferred = (this.#preferred + 1) % this.#door.endpoints.length;
     if (options.reset) this.#drop(endpoint);
+  }
+
+  /** A keepalive was acknowledged through `endpoint`: our channel to it works. */
+  acked(endpoint: Endpoint): void {
+    this.#ackedAt.set(endpoint, now());
+  }
+
+  /** When a keepalive was last acknowledged through `endpoint` (monotonic ms), if ever. */
+  ackedAt(endpoint: Endpoint): number | undefined {
+    return this.#ackedAt.get(endpoint);
   }
 
   /** etcd refused our token (it expired): the next call or stream fetches a new one. */

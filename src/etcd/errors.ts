@@ -91,13 +91,26 @@ export function toElectionError(err: unknown, what: string): ElectionError {
   return new EtcdError(say("etcd failed"), { cause });
 }
 
+/**
+ * grpc-js failed the call on our side with INTERNAL: it could not serialize our request, or not parse
+ * (or decompress) what came back: a proxy answering garbage, a proto mismatch. Sending again cannot cure it.
+ */
+function isLocalInternal(code: number | undefined, message: string): boolean {
+  return (
+    code === INTERNAL &&
+    /Request message serialization failure|Response message parsing error|Failed to decompress/i.test(message)
+  );
+}
+
 function isTransientCode(code: number | undefined, message: string): boolean {
   if (code === UNAVAILABLE || code === DEADLINE_EXCEEDED || code === CANCELLED) return true;
   if (code === RESOURCE_EXHAUSTED) return /too many requests/i.test(message);
   if (code === INVALID_ARGUMENT) return false;
   // The transport, not etcd, failed the call (etcd never answers INTERNAL): a stream reset without a gRPC
-  // status, or an HTTP 5xx from a proxy in front of etcd (grpc-js maps 500 to UNKNOWN). A 4xx is a refusal.
+  // status, or an HTTP 5xx from a proxy in front of etcd (grpc-js maps 500 to UNKNOWN). A 4xx is a refusal,
+  // and so is grpc-js's own INTERNAL for a message it could not encode or decode.
   if (/Received HTTP status code 4\d\d/.test(message)) return false;
+  if (isLocalInternal(code, message)) return false;
   if (code === INTERNAL || /RST_STREAM|Received HTTP status code 5\d\d/.test(message)) return true;
   // etcd answers a request it gave up on when our deadline passed (a linearizable read on a member just
   // restarted, a range over a long queue on a busy one) with UNKNOWN "... context deadline exceeded":

@@ -1,5 +1,5 @@
 import { Backoff, streamReopen, watchRemakeMs } from "../common/backoff.js";
-import { now, timerIn, type Timer } from "../common/clock.js";
+import { now, timerAt, timerIn, type Timer } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import { PermissionDeniedError } from "../errors.js";
 import { quiet, type Connection } from "./connection.js";
@@ -64,6 +64,14 @@ interface Registration {
 const QUIET_MS = 2000;
 /** How often a stream is looked at for silence and unanswered requests. */
 const CHECK_MS = 500;
+/** A check this late means the event loop was blocked: what we wrote before may not even have left. */
+const BLOCK_GRACE_MS = 100;
+/**
+ * Progress requests left unanswered this many times in a row by a member that acknowledges our keepalives
+ * meanwhile: that member does not answer them (etcd 3.5.8-3.5.12 with an unsynced watcher, etcd's gRPC
+ * proxy, other etcd-compatible servers), and a silent stream there is not a stall.
+ */
+const PROBE_MISFIRES = 2;
 
 /** The watch id etcd answers a refused create with (clientv3.InvalidWatchID). */
 const INVALID_WATCH_ID = "-1";
@@ -113,6 +121,14 @@ export class WatchStream {
   #awaitingSince: number | undefined;
   #check: Timer | undefined;
   readonly #answerMs: number;
+  /** Registrations etcd holds on the current stream (`live`), counted rather than walked every check. */
+  #liveCount = 0;
+  /** The request awaiting an answer is a progress request alone (no create). */
+  #probing = false;
+  /** Progress requests in a row left unanswered by each member whose keepalives were acknowledged. */
+  readonly #misfires = new Map<Endpoint, number>();
+  /** Members not sent progress requests any more (they do not answer them). */
+  readonly #noProbe = new Set<Endpoint>();
 
   constructor(conn: Connection, logger: Logger, openTimeoutMs: number) {
     this.#conn = conn;
@@ -161,18 +177,19 @@ export class WatchStream {
   #cancel(reg: Registration): void {
     if (this.#regs.get(reg.id) !== reg) return;
     this.#regs.delete(reg.id);
+    this.#setLive(reg, false);
     reg.retry?.cancel();
     // etcd answers the cancel (and maybe a compaction cancel crossing it); answers for unknown ids are dropped.
     if (this.#stream) this.#stream.write({ cancel_request: { watch_id: reg.id } });
   }
 
   #open(): void {
-    if (this.#closed || this.#stream || this.#opening || this.#retry) return;
+    if (this.#closed || this.#stream || this.#opening || this.#retry || this.#regs.size === 0) return;
     this.#opening = true;
     this.#conn.stream<WatchRequest, WatchResponse>("Watch", "watch", this.#openTimeoutMs, { requireLeader: true }).then(
       ({ stream, endpoint }) => {
         this.#opening = false;
-        if (this.#closed) return quiet(stream);
+        if (this.#closed || this.#regs.size === 0) return quiet(stream); // nothing to watch any more
         this.#stream = stream;
         this.#endpoint = endpoint;
         this.#heardAt = now();
@@ -199,6 +216,7 @@ export class WatchStream {
     if (!this.#stream) return;
     this.#unanswered.add(reg.id);
     this.#awaitingSince ??= now();
+    this.#probing = false;
     const start = reg.everCreated ? undefined : reg.target.startRevision;
     this.#stream.write({
       create_request: {
@@ -214,6 +232,8 @@ export class WatchStream {
   #onResponse(res: WatchResponse): void {
     this.#heardAt = now();
     this.#awaitingSince = undefined;
+    if (this.#probing && this.#endpoint) this.#misfires.delete(this.#endpoint); // it answers progress requests
+    this.#probing = false;
     // A create etcd refused before making the watch (no permission, an expired token) comes back under
     // id -1: it answers the oldest create still unanswered, which may be one we cancelled meanwhile.
     let id = String(res.watch_id);
@@ -231,7 +251,7 @@ export class WatchStream {
       const first = !reg.everCreated;
       reg.everCreated = true;
       reg.refusedForAuth = false;
-      reg.live = true;
+      this.#setLive(reg, true);
       reg.handlers.created(first);
     }
     if (res.events.length > 0) reg.handlers.events(res.events);
@@ -249,7 +269,7 @@ export class WatchStream {
     );
     this.#regs.delete(reg.id);
     this.#stream?.write({ cancel_request: { watch_id: reg.id } });
-    reg.live = false;
+    this.#setLive(reg, false);
     reg.id = String(this.#nextId++);
     reg.everCreated = true;
     this.#regs.set(reg.id, reg);
@@ -309,6 +329,7 @@ export class WatchStream {
     // The user closed the client: nothing will ever open again, and no timer of ours may keep the
     // process alive for it.
     if (this.#conn.closed) return this.close();
+    if (this.#regs.size === 0) return; // nothing to watch: the next add opens a stream
     this.#retry = timerIn(this.#reopen.next(), () => {
       this.#retry = undefined;
       this.#open();
@@ -319,41 +340,89 @@ export class WatchStream {
    * A stream can stay open and say nothing: its member black-holed, or cut off from its peers while
    * etcd's require-leader has not yet noticed. Quiet is not dead (nothing changed), so a stream silent for
    * QUIET_MS while etcd holds watches of ours is asked for progress, which etcd answers at once; a
-   * request (that one, or a create) unanswered for `#answerMs` is a stall: the stream and our channel to
-   * its member are dropped, and the stream opens again, preferring another member. The decision waits two
-   * turns of I/O, so an answer waiting behind a blocked event loop is read first (design: A blocked event
-   * loop is not a stall).
+   * request (that one, or a create) unanswered for `#answerMs` is a stall, and the stream opens again.
+   * Our channel to its member is reset (preferring another member) only when no keepalive was acknowledged
+   * there since about then: otherwise the member answers us, and a reset would suspend every session's
+   * keepalives on it for nothing. A member that leaves progress requests unanswered PROBE_MISFIRES times
+   * while acknowledging keepalives is not asked any more (require-leader and the owners' TTL/2 re-reads
+   * remain). A blocked event loop is not a stall: the decision waits two turns of I/O, and a check that
+   * fired late starts the answer window again (design: A blocked event loop is not a stall).
+   *
+   * The check also ends what nothing else would: once the user closed the client (a lost session's keeper
+   * reads `conn.closed` no more), the stream closes; with nothing to watch, the stream and this timer go.
    */
   #armCheck(stream: GrpcDuplex<WatchRequest, WatchResponse>, endpoint: Endpoint): void {
     this.#check?.cancel();
-    this.#check = timerIn(CHECK_MS, () => {
+    const due = now() + CHECK_MS;
+    this.#check = timerAt(due, () => {
       if (this.#stream !== stream) return;
+      if (this.#conn.closed) return this.close();
+      if (this.#regs.size === 0) return this.#drop();
+      if (now() - due > BLOCK_GRACE_MS && this.#awaitingSince !== undefined) {
+        this.#awaitingSince = now();
+        return this.#armCheck(stream, endpoint);
+      }
       const since = this.#awaitingSince;
       if (since !== undefined && now() - since >= this.#answerMs) {
         return setImmediate(() =>
           setImmediate(() => {
             if (this.#stream !== stream) return;
             if (this.#awaitingSince !== since) return this.#armCheck(stream, endpoint);
-            this.#logger.warn(
-              { endpoint: endpoint.address, answerMs: this.#answerMs },
-              "watch stream stalled (no answer); replacing it (watchers read again)",
-            );
-            this.#conn.failed(endpoint, { reset: true });
-            this.#broken(stream, endpoint, undefined);
+            this.#stalled(stream, endpoint, since);
           }),
         );
       }
-      if (since === undefined && now() - this.#heardAt >= QUIET_MS && this.#anyLive()) {
+      if (
+        since === undefined &&
+        now() - this.#heardAt >= QUIET_MS &&
+        this.#liveCount > 0 &&
+        !this.#noProbe.has(endpoint)
+      ) {
         this.#awaitingSince = now();
+        this.#probing = true;
         stream.write({ progress_request: {} });
       }
       this.#armCheck(stream, endpoint);
     });
   }
 
-  #anyLive(): boolean {
-    for (const reg of this.#regs.values()) if (reg.live) return true;
-    return false;
+  #stalled(stream: GrpcDuplex<WatchRequest, WatchResponse>, endpoint: Endpoint, since: number): void {
+    const ackedAt = this.#conn.ackedAt(endpoint);
+    if (ackedAt === undefined || ackedAt < since - this.#answerMs) {
+      this.#logger.warn(
+        { endpoint: endpoint.address, answerMs: this.#answerMs },
+        "watch stream stalled (no answer) and no keepalive acknowledged there; replacing it and our channel there (watchers read again)",
+      );
+      this.#conn.failed(endpoint, { reset: true });
+      return this.#broken(stream, endpoint, undefined);
+    }
+    if (this.#probing) {
+      const misfires = (this.#misfires.get(endpoint) ?? 0) + 1;
+      this.#misfires.set(endpoint, misfires);
+      if (misfires >= PROBE_MISFIRES) {
+        this.#noProbe.add(endpoint);
+        this.#misfires.delete(endpoint);
+        this.#awaitingSince = undefined;
+        this.#probing = false;
+        this.#logger.warn(
+          { endpoint: endpoint.address, misfires },
+          "this etcd member leaves progress requests unanswered while it acknowledges keepalives; no longer probing the watch stream there",
+        );
+        return this.#armCheck(stream, endpoint);
+      }
+    }
+    this.#logger.warn(
+      { endpoint: endpoint.address, answerMs: this.#answerMs },
+      "watch stream stalled (no answer) while keepalives are acknowledged there; replacing the watch stream only (watchers read again)",
+    );
+    this.#drop();
+    this.#scheduleOpen();
+  }
+
+  #setLive(reg: Registration, live: boolean): void {
+    if (reg.live === live) return;
+    reg.live = live;
+    this.#liveCount += live ? 1 : -1;
   }
 
   #drop(): void {
@@ -362,6 +431,8 @@ export class WatchStream {
     this.#check?.cancel();
     this.#check = undefined;
     for (const reg of this.#regs.values()) reg.live = false;
+    this.#liveCount = 0;
+    this.#probing = false;
     this.#unanswered.clear();
     if (stream) quiet(stream);
   }

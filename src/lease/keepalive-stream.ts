@@ -119,6 +119,7 @@ export class KeepAliveStream {
   #onData(res: KeepAliveResponse): void {
     const sentAt = this.#pending.shift();
     if (sentAt === undefined) return;
+    if (this.#endpoint) this.#conn.acked(this.#endpoint);
     this.#stallTimer?.cancel();
     this.#stallTimer = undefined;
     this.#armStall();

@@ -43,7 +43,14 @@ function checkAfterSuspends(keeper: LeaseKeeper): void {
   live.add(keeper);
   if (suspendCheck) return;
   suspendCheck = setInterval(() => {
-    for (const k of [...live]) k.check();
+    // Each on its own: one keeper's failure must neither skip the others nor escape from this timer.
+    for (const k of [...live]) {
+      try {
+        k.check();
+      } catch (err) {
+        k.logger.error({ err, leaseId: k.leaseId }, "checking a lease's deadline failed");
+      }
+    }
   }, SUSPEND_CHECK_MS);
   suspendCheck.unref();
 }
@@ -107,6 +114,11 @@ export class LeaseKeeper {
     // The deadline counts from when the grant was first sent (that attempt may have made the lease), so
     // a grant answered only after retries can leave less than TTL/3: renew before half of it is gone.
     this.#scheduleTick(Math.min(this.#intervalMs(), Math.max(0, this.#remaining() / 2)));
+  }
+
+  /** Where this lease logs (the process-wide check logs a failure of this keeper there). */
+  get logger(): Logger {
+    return this.#logger;
   }
 
   get ttl(): number {

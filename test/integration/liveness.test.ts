@@ -387,9 +387,9 @@ describe("a process that closes only its client", () => {
   });
   afterAll(() => etcd?.close());
 
-  it("a process that locks, unlocks and closes only its etcd3 client (not the session) exits by itself within the TTL", async () => {
-    const ttl = 3;
-    const child = spawn(process.execPath, ["--import", "tsx", CLOSE_CLIENT_ONLY], {
+  /** Runs `script` in a child process; it must exit by itself within `boundMs` of printing "closed". */
+  async function exitsAfterClosing(script: string, ttl: number, boundMs: number): Promise<void> {
+    const child = spawn(process.execPath, ["--import", "tsx", script], {
       env: {
         ...process.env,
         ETCD_ENDPOINTS: etcd.endpoints.join(","),
@@ -408,17 +408,23 @@ describe("a process that closes only its client", () => {
     const exited = new Promise<number>((resolve) => child.once("exit", () => resolve(Date.now())));
     try {
       await waitFor(() => closedAt > 0, { timeoutMs: 20_000, description: `the client is closed (${out})` });
-      // The session notices the closed client at its next keepalive (TTL/3); everything of ours ends then.
       let timer: NodeJS.Timeout | undefined;
-      const bound = new Promise<number>((resolve) => (timer = setTimeout(() => resolve(0), ttl * 1000 + 2000)));
+      const bound = new Promise<number>((resolve) => (timer = setTimeout(() => resolve(0), boundMs)));
       const exitAt = await Promise.race([exited, bound]).finally(() => clearTimeout(timer));
-      expect(
-        exitAt,
-        `the process is still running ${ttl * 1000 + 2000} ms after closing its client (${out})`,
-      ).toBeGreaterThan(0);
+      expect(exitAt, `the process is still running ${boundMs} ms after closing its client (${out})`).toBeGreaterThan(0);
     } finally {
       child.kill("SIGKILL");
     }
+  }
+
+  it("a process that locks, unlocks and closes only its etcd3 client (not the session) exits by itself within the TTL", async () => {
+    // The session notices the closed client at its next keepalive (TTL/3); everything of ours ends then.
+    await exitsAfterClosing(CLOSE_CLIENT_ONLY, 3, 3000 + 2000);
+  });
+
+  it("a process whose session was lost and that then closes only its etcd3 client exits by itself", async () => {
+    // No keeper reads the client's state after the loss: the watch stream notices on its own, within a check.
+    await exitsAfterClosing(LOST_THEN_CLOSE_CLIENT, 3, 3000);
   });
 });
 
@@ -508,3 +514,4 @@ describe.skipIf(!!faultsUnavailableReason)("observe on a 3-member cluster", () =
 
 const WORKER = fileURLToPath(new URL("../../examples/worker.ts", import.meta.url));
 const CLOSE_CLIENT_ONLY = fileURLToPath(new URL("../support/close-client-only.ts", import.meta.url));
+const LOST_THEN_CLOSE_CLIENT = fileURLToPath(new URL("../support/lost-then-close-client.ts", import.meta.url));

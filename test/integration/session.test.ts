@@ -80,6 +80,30 @@ describe("Session on a single node", () => {
     }
   });
 
+  it("a lost listener that throws is logged, not thrown: the getter that noticed the loss answers", async () => {
+    const lines: { level: string; message: string }[] = [];
+    const at = (level: string) => (_: object, message: string) => void lines.push({ level, message });
+    const logger = { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+    const session = await Session.create(client, { ttl: 5, logger });
+    try {
+      session.on("lost", () => {
+        throw new Error("a user's listener threw");
+      });
+      // As after a system suspend past the deadline: the next getter notices the loss and tells listeners.
+      vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 3_600_000 });
+      try {
+        expect(() => session.state).not.toThrow();
+        expect(session.state).toBe("lost");
+        expect(session.signal.reason).toMatchObject({ code: "SESSION_LOST" });
+      } finally {
+        vi.useRealTimers();
+      }
+      expect(lines).toContainEqual({ level: "error", message: expect.stringMatching(/"lost" listener threw/) });
+    } finally {
+      await session.close();
+    }
+  });
+
   it("close() revokes the lease at once, aborts the signal, and is idempotent", async () => {
     const session = await Session.create(client, { ttl: 30 });
     const closed = once(session, "closed");

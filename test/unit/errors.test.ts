@@ -98,6 +98,49 @@ describe("a transport failure as grpc-js reports it is transient: the call is se
   });
 });
 
+describe("grpc-js's own INTERNAL failures on our side are not transient: sending again cannot cure them", () => {
+  it.each([
+    ["a request that cannot be serialized", (b: Buffer) => b, true],
+    ["a response that cannot be parsed (a proxy answering garbage, a proto mismatch)", (b: Buffer) => b, false],
+  ])("%s", async (_, __, failSerialize) => {
+    const server = http2.createServer();
+    server.on("stream", (stream) => {
+      stream.on("error", () => {});
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      stream.end(Buffer.from([0, 0, 0, 0, 1, 7])); // one uncompressed message of one byte
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const client = new grpcJs.Client(
+      `127.0.0.1:${(server.address() as AddressInfo).port}`,
+      grpcJs.credentials.createInsecure(),
+    );
+    const refuse = (): never => {
+      throw new Error("invalid wire type 7");
+    };
+    try {
+      const raw = await new Promise<unknown>((resolve) => {
+        client.makeUnaryRequest(
+          "/etcdserverpb.KV/Range",
+          failSerialize ? refuse : (b: Buffer) => b,
+          failSerialize ? (b: Buffer) => b : refuse,
+          Buffer.alloc(0),
+          (err) => resolve(err),
+        );
+      });
+      expect((raw as { code?: number }).code).toBe(grpcJs.status.INTERNAL);
+      const err = toElectionError(raw, "range");
+      expect(err.code).toBe("ETCD_ERROR");
+      expect(isTransient(raw)).toBe(false);
+      expect(isTransient(err)).toBe(false);
+    } finally {
+      client.close();
+      server.close();
+    }
+  });
+});
+
 describe("TLS handshake failures are AUTH_FAILED: no retry changes a certificate", () => {
   it.each([
     "14 UNAVAILABLE: No connection established. Last error: 801C...:SSL routines:ssl3_read_bytes:tlsv1 alert unknown ca:...:SSL alert number 48",

@@ -14,11 +14,11 @@ const silentConn = {
 
 const keepers: LeaseKeeper[] = [];
 /** A lease of `ttl` s granted now, margin 500 ms (5% of 10 s): its deadline is 9.5 s away on both clocks. */
-function grantedNow(ttl = 10): LeaseKeeper {
+function grantedNow(ttl = 10, lost: () => void = () => {}): LeaseKeeper {
   const keeper = new LeaseKeeper(
     silentConn,
     { leaseId: "1", ttl, sentAt: stamp(), minMarginMs: 250, callTimeoutMs: 1000, logger: silentLogger },
-    { renewed: () => {}, suspended: () => {}, reconnected: () => {}, lost: () => {} },
+    { renewed: () => {}, suspended: () => {}, reconnected: () => {}, lost },
   );
   keepers.push(keeper);
   return keeper;
@@ -74,5 +74,18 @@ describe("the deadline counts by whichever clock ran further (design: Step down 
     vi.advanceTimersByTime(1);
     expect(keeper.signal.aborted).toBe(true);
     expect(keeper.state).toBe("lost");
+  });
+
+  it("a keeper whose loss handler throws does not stop the process-wide check from telling the others", () => {
+    const throwing = grantedNow(10, () => {
+      throw new Error("a user's lost listener threw");
+    });
+    const other = grantedNow();
+    vi.advanceTimersByTime(1000);
+    suspendFor(60_000);
+    expect(() => vi.advanceTimersByTime(250)).not.toThrow();
+    expect(throwing.signal.aborted).toBe(true);
+    expect(other.signal.aborted).toBe(true);
+    expect(other.signal.reason).toMatchObject({ code: "SESSION_LOST" });
   });
 });

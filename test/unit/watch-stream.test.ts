@@ -39,8 +39,16 @@ class FakeStream extends EventEmitter {
   }
 }
 
-/** A connection whose every stream is a FakeStream, on one endpoint. */
-function fakeConn(): { conn: Connection; streams: FakeStream[]; refreshes: () => number; resets: string[] } {
+/**
+ * A connection whose every stream is a FakeStream, on one endpoint. `keepalivesAcked`: a keepalive was
+ * just acknowledged through it, whenever asked.
+ */
+function fakeConn({ keepalivesAcked = false } = {}): {
+  conn: Connection & { closed: boolean };
+  streams: FakeStream[];
+  refreshes: () => number;
+  resets: string[];
+} {
   const streams: FakeStream[] = [];
   const resets: string[] = [];
   let refreshes = 0;
@@ -48,6 +56,7 @@ function fakeConn(): { conn: Connection; streams: FakeStream[]; refreshes: () =>
   const conn = {
     closed: false,
     endpoint,
+    ackedAt: () => (keepalivesAcked ? performance.now() : undefined),
     stream: () => {
       const stream = new FakeStream();
       streams.push(stream);
@@ -56,13 +65,30 @@ function fakeConn(): { conn: Connection; streams: FakeStream[]; refreshes: () =>
     failed: (e: Endpoint, options?: { reset?: boolean }) => void (options?.reset && resets.push(e.address)),
     refreshToken: () => void refreshes++,
   };
-  return { conn: conn as unknown as Connection, streams, refreshes: () => refreshes, resets };
+  return { conn: conn as unknown as Connection & { closed: boolean }, streams, refreshes: () => refreshes, resets };
 }
 
 const handlers = (seen: string[], label: string): WatchHandlers => ({
   events: () => seen.push(`${label}:events`),
   created: (first) => seen.push(`${label}:created:${first}`),
 });
+
+const busyWait = (ms: number): void => {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // block the event loop, as a user's synchronous callback does
+  }
+};
+
+/** Opens `watches` with one watch etcd holds; returns its stream. */
+async function oneLiveWatch(watches: WatchStream, streams: FakeStream[], seen: string[] = []): Promise<FakeStream> {
+  const n = streams.length;
+  watches.add({ key: Buffer.from("k") }, handlers(seen, "k"));
+  await until(() => streams[n]?.creates().length === 1);
+  const stream = streams[n]!;
+  stream.answer({ watch_id: stream.sent[0]!.create_request!.watch_id, created: true });
+  return stream;
+}
 
 /** Waits for `check` to hold, up to `ms`. */
 const until = async (check: () => boolean, ms = 3000): Promise<void> => {
@@ -114,5 +140,79 @@ describe("the session's watch stream", () => {
     expect(stream.cancelled).toBe(true);
     expect(resets).toEqual(["e0"]);
     await until(() => streams[1]!.creates().length === 1);
+  }, 15_000);
+
+  it("with nothing left to watch, the stream and its check timer go; the next watch opens a stream again", async () => {
+    const { conn, streams } = fakeConn();
+    watches = new WatchStream(conn, silentLogger, 5000);
+    const cancel = watches.add({ key: Buffer.from("k") }, handlers([], "k"));
+    await until(() => streams[0]?.creates().length === 1);
+    streams[0]!.answer({ watch_id: streams[0]!.sent[0]!.create_request!.watch_id, created: true });
+    cancel();
+    await until(() => streams[0]!.cancelled);
+    expect(watches.endpoint).toBeUndefined();
+    await oneLiveWatch(watches, streams);
+    expect(streams).toHaveLength(2);
+  });
+
+  it("once the user closed the client, the stream closes by itself, with watches on it and nobody else asking", async () => {
+    const { conn, streams } = fakeConn();
+    watches = new WatchStream(conn, silentLogger, 5000);
+    const stream = await oneLiveWatch(watches, streams);
+    conn.closed = true;
+    await until(() => stream.cancelled);
+    expect(watches.size).toBe(0);
+    watches.add({ key: Buffer.from("j") }, handlers([], "j"));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(streams).toHaveLength(1);
+  });
+
+  it("an unanswered request while keepalives are acknowledged through the member replaces only the watch stream; progress requests that member keeps leaving unanswered stop being sent, the stream kept", async () => {
+    const { conn, streams, resets } = fakeConn({ keepalivesAcked: true });
+    watches = new WatchStream(conn, silentLogger, 2000); // progress answers due within 1 s
+    const first = await oneLiveWatch(watches, streams);
+    const progress = (s: FakeStream): number => s.sent.filter((r) => r.progress_request).length;
+    await until(() => progress(first) === 1, 5000);
+    // Unanswered (as etcd 3.5.8-3.5.12 may leave it): the watch stream is replaced, our channel is not.
+    await until(() => streams.length === 2, 5000);
+    expect(first.cancelled).toBe(true);
+    const second = streams[1]!;
+    await until(() => second.creates().length === 1);
+    second.answer({
+      watch_id: [...second.sent].reverse().find((r) => r.create_request)!.create_request!.watch_id,
+      created: true,
+    });
+    await until(() => progress(second) === 1, 5000);
+    // Unanswered again: that member does not answer progress requests. The stream stays, unprobed.
+    const quietFor = Date.now() + 5000;
+    while (Date.now() < quietFor) await new Promise((resolve) => setTimeout(resolve, 100)); // observing a span
+    expect(streams).toHaveLength(2);
+    expect(second.cancelled).toBe(false);
+    expect(progress(second)).toBe(1);
+    expect(resets).toEqual([]);
+  }, 20_000);
+
+  it("a check that fires late, the event loop blocked past the answer window right after a progress request was written, is not a stall", async () => {
+    const { conn, streams, resets } = fakeConn();
+    watches = new WatchStream(conn, silentLogger, 2000); // progress answers due within 1 s
+    const stream = await oneLiveWatch(watches, streams);
+    const write = stream.write.bind(stream);
+    let probes = 0;
+    stream.write = (req: Sent): boolean => {
+      const ok = write(req);
+      if (req.progress_request && probes++ === 0) {
+        // A user's callback blocks the loop before the request leaves; etcd answers a round trip after.
+        setImmediate(() => {
+          busyWait(1500);
+          setTimeout(() => stream.answer({ watch_id: "-1" }), 20);
+        });
+      }
+      return ok;
+    };
+    await until(() => probes === 1, 5000);
+    await until(() => probes === 2, 5000); // answered: quiet again, so asked again
+    expect(stream.cancelled).toBe(false);
+    expect(streams).toHaveLength(1);
+    expect(resets).toEqual([]);
   }, 15_000);
 });
