@@ -131,6 +131,27 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
     expect(await leases()).toEqual(before);
   });
 
+  it("a create aborted while its grant fails with AUTH_FAILED sends no revoke (no lease can exist) and warns of none", async () => {
+    const lines: { level: string; fields: object; message: string }[] = [];
+    const at =
+      (level: string) =>
+      (fields: object, message: string): void =>
+        void lines.push({ level, fields, message });
+    const logger = { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+    const wrong = fx.etcd.client({ auth: { username: APP.username, password: "not-the-password" } });
+    const controller = new AbortController();
+    const creating = Session.create(wrong, { ttl: 5, signal: controller.signal, logger });
+    controller.abort(new Error("shutting down"));
+    await expect(creating).rejects.toThrow("shutting down");
+    // The grant goes on after the abort; once it settled, the abort path either revokes or says why not.
+    await waitFor(() => lines.some((l) => /revoke/.test(l.message)), { description: "the aborted grant settled" });
+    expect(lines.filter((l) => l.level === "warn" || l.level === "error")).toEqual([]);
+    expect(lines.find((l) => /revoke/.test(l.message))).toMatchObject({
+      level: "debug",
+      fields: { err: expect.objectContaining({ code: "AUTH_FAILED" }) },
+    });
+  });
+
   it("a holder whose role loses read permission is told (its signal aborts with PERMISSION_DENIED), and re-authentication stays bounded", async () => {
     const member = fx.etcd.members[0]!;
     const app = fx.etcd.client({ auth: APP }, [member.clientUrl]);
