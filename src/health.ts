@@ -38,9 +38,10 @@ export interface HealthHandlerOptions {
    * `Registry` (give it to `registerMetrics` from `etcd-election/prometheus` as well), or a request
    * handler that answers the scrape itself, such as
    * `(req, res) => exporter.getMetricsRequestHandler(req, res)` of an OpenTelemetry `PrometheusExporter`
-   * made with `preventServerStart: true`.
+   * made with `preventServerStart: true`. The handler may be async: its rejection answers 500.
    */
-  metrics?: PrometheusRegistry | HealthHandler | undefined;
+  metrics?:
+    PrometheusRegistry | ((req: IncomingMessage, res: ServerResponse) => void | PromiseLike<unknown>) | undefined;
   /**
    * Where a failed scrape is logged (pino's shape), or `false`; default: warnings and errors on the
    * console, as a LeaderElector's.

@@ -124,7 +124,7 @@ describe("healthHandler: Prometheus /metrics on the same port", () => {
     const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
     process.on("unhandledRejection", onUnhandled);
     try {
-      const failing: HealthHandler = async (_req, res) => {
+      const failing: HealthHandlerOptions["metrics"] = async (_req, res) => {
         res.end(await Promise.reject<string>(new Error("registry went away")));
       };
       await serving({ metrics: failing, logger }, async (base) => {
@@ -133,7 +133,7 @@ describe("healthHandler: Prometheus /metrics on the same port", () => {
         expect(await res.text()).toContain("registry went away");
       });
       // Headers already sent when it rejects: the response is cut, never left hanging.
-      const halfway: HealthHandler = async (_req, res) => {
+      const halfway: HealthHandlerOptions["metrics"] = async (_req, res) => {
         res.writeHead(200, { "Content-Type": "text/plain" });
         res.write("# partial\n");
         await Promise.reject(new Error("died mid-scrape"));
