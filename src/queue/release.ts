@@ -1,7 +1,8 @@
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
 import { sleep } from "../common/abort.js";
 import type { SessionContext } from "../context.js";
-import { isTransient } from "../etcd/errors.js";
+import { isTransient, toElectionError } from "../etcd/errors.js";
+import type { ElectionError } from "../errors.js";
 import { range, txn } from "../etcd/kv.js";
 
 /**
@@ -27,14 +28,15 @@ export async function removeKeyOnce(ctx: SessionContext, key: string, createRevi
  * in a blip must not leave the key in the queue for the life of the session (design: Every outage ends
  * in a working state). `createRevision`
  * undefined: whether our put landed is unknown; read the key first (the delete stays guarded). Errors
- * that sending again cannot cure (no permission) end the retries, logged.
+ * that sending again cannot cure (no permission) end the retries, logged: then it resolves with that
+ * error, the key being still there under a live lease (undefined otherwise).
  */
 export async function removeOwnKey(
   ctx: SessionContext,
   key: string,
   createRevision: bigint | undefined,
   why: string,
-): Promise<void> {
+): Promise<ElectionError | undefined> {
   let backoff: IBackoff<unknown> | undefined;
   for (let attempt = 1; !ctx.lease.signal.aborted; attempt++) {
     try {
@@ -42,18 +44,18 @@ export async function removeOwnKey(
       if (revision === undefined) {
         const res = await range(ctx, { key: ctx.keyspace.full(key), keys_only: true }, `read ${key}`);
         const kv = res.kvs[0];
-        if (!kv) return;
+        if (!kv) return undefined;
         revision = BigInt(kv.create_revision);
       }
       await removeKeyOnce(ctx, key, revision);
       if (attempt > 1) ctx.logger.info({ key, attempts: attempt }, `${why}: our key is removed`);
-      return;
+      return undefined;
     } catch (err) {
       if (ctx.lease.signal.aborted) break;
       if (!isTransient(err)) {
         // No permission, a closed client...: sending it again cannot help. The lease takes the key.
         ctx.logger.error({ err, key }, `${why}: etcd refused to remove our key; it stays until the session ends`);
-        return;
+        return toElectionError(err, `${why}: remove ${key}`);
       }
       // Said once at warn; the retries that follow at debug, and the outcome at info.
       ctx.logger[attempt === 1 ? "warn" : "debug"](
@@ -65,4 +67,5 @@ export async function removeOwnKey(
     }
   }
   ctx.logger.debug({ key }, `${why}: the session ended; its lease takes our key with it`);
+  return undefined;
 }
