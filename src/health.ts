@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { consoleLogger, toLogger, type Logger } from "./common/logger.js";
 import { InvalidArgumentError } from "./errors.js";
 import type { LeaderElector } from "./leader-elector.js";
 
@@ -37,9 +38,15 @@ export interface HealthHandlerOptions {
    * `Registry` (give it to `registerMetrics` from `etcd-election/prometheus` as well), or a request
    * handler that answers the scrape itself, such as
    * `(req, res) => exporter.getMetricsRequestHandler(req, res)` of an OpenTelemetry `PrometheusExporter`
-   * made with `preventServerStart: true`.
+   * made with `preventServerStart: true`. The handler may be async: its rejection answers 500.
    */
-  metrics?: PrometheusRegistry | HealthHandler | undefined;
+  metrics?:
+    PrometheusRegistry | ((req: IncomingMessage, res: ServerResponse) => void | PromiseLike<unknown>) | undefined;
+  /**
+   * Where a failed scrape is logged (pino's shape), or `false`; default: warnings and errors on the
+   * console, as a LeaderElector's.
+   */
+  logger?: Logger | false | undefined;
 }
 
 /**
@@ -53,7 +60,8 @@ export interface HealthHandlerOptions {
  * ```
  */
 export function healthHandler(elector: HealthSource, options: HealthHandlerOptions = {}): HealthHandler {
-  const scrape = prometheusRoute(options.metrics);
+  const logger = toLogger(options.logger, consoleLogger);
+  const scrape = prometheusRoute(options.metrics, logger);
   const routes: Record<string, () => [status: number, body: object]> = {
     [healthPaths.liveness]: () => {
       const healthy = elector.healthy();
@@ -93,15 +101,22 @@ export function healthHandler(elector: HealthSource, options: HealthHandlerOptio
 }
 
 /** The `/metrics` responder for a registry or a handler of the caller's; undefined without one. */
-function prometheusRoute(metrics: HealthHandlerOptions["metrics"]): HealthHandler | undefined {
+function prometheusRoute(metrics: HealthHandlerOptions["metrics"], logger: Logger): HealthHandler | undefined {
   if (metrics === undefined) return undefined;
   if (typeof metrics === "function") {
+    const fail = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
+      logger.error({ err }, "the metrics handler failed; the scrape is answered 500 (or cut short)");
+      if (!res.headersSent) failed(req, res, err);
+      else res.destroy();
+    };
     return (req, res) => {
       try {
-        metrics(req, res);
+        // An async handler rejects instead of throwing: left alone, that rejection would be unhandled.
+        const out: unknown = metrics(req, res);
+        if (typeof (out as PromiseLike<unknown> | undefined)?.then === "function")
+          (out as PromiseLike<unknown>).then(undefined, (err: unknown) => fail(req, res, err));
       } catch (err) {
-        if (!res.headersSent) failed(req, res, err);
-        else res.destroy();
+        fail(req, res, err);
       }
     };
   }
@@ -128,7 +143,10 @@ function prometheusRoute(metrics: HealthHandlerOptions["metrics"]): HealthHandle
           });
           res.end(req.method === "HEAD" ? undefined : text);
         },
-        (err: unknown) => failed(req, res, err),
+        (err: unknown) => {
+          logger.error({ err }, "collecting metrics failed; the scrape is answered 500");
+          failed(req, res, err);
+        },
       );
   };
 }

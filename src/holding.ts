@@ -57,7 +57,8 @@ export abstract class Holding {
       fromRevision: ticket.revision,
       event: (e) => this.#onEvent(e),
       resync: () => void this.#recheck(),
-      denied: (err) => this.#end(err), // nothing could tell us the hold ended: it may have
+      // Nothing could tell us the hold ended: it may have. Our key is likely still there: as a release.
+      denied: (err) => void this.#release(err.message, err),
     });
     this.#undoSession = onAbort(ctx.lease.signal, (reason) => this.#end(lost("lost with the session", reason)));
   }
@@ -142,11 +143,22 @@ export abstract class Holding {
    * retried with backoff. The next local contender for the name gets in only after that. Idempotent.
    */
   release(): Promise<void> {
+    return this.#release("released");
+  }
+
+  /**
+   * Ends the hold and removes our key; the local line is left only once etcd confirmed it gone (or the
+   * session ended). If etcd refused, the key stays under a live lease: the session remembers it, so the
+   * next join of the name replaces it (a new token) instead of adopting it (rule 2).
+   */
+  #release(message: string, reason?: ElectionError): Promise<void> {
     this.#releasing ??= (async () => {
-      const wasHeld = this.#stop("released");
+      const wasHeld = this.#stop(message, reason);
+      let refused: ElectionError | undefined;
       try {
-        await removeOwnKey(this.#ctx, this.key, this.token, `release of ${this.key}`);
+        refused = await removeOwnKey(this.#ctx, this.key, this.token, `release of ${this.key}`);
       } finally {
+        if (refused !== undefined) this.#ctx.names.leftBehind(this.key, this.token);
         if (wasHeld) this.#leaveLine();
       }
     })();

@@ -1,6 +1,7 @@
 import { linkedController, onAbort } from "./common/abort.js";
 import type { SessionContext } from "./context.js";
 import { KeyWatch, type KeyEvent } from "./etcd/key-watch.js";
+import { ClientClosedError } from "./errors.js";
 import { inQueue } from "./etcd/keyspace.js";
 import { retryRead } from "./etcd/kv.js";
 import { readLeader, sameLeader, type Leader } from "./leader.js";
@@ -47,6 +48,13 @@ export async function* observeLeader(
   // A consumer may stop pulling without ending the stream (left at its yield, `finally` never runs): the
   // end of the session or of the caller's signal still removes the watch and its re-read timer.
   const closeWatch = onAbort(signal, () => watch?.close());
+  // A closed client is the end too, though the session was never closed: it shows as the lease lost (or,
+  // lost before, at the watch's next re-read), and nothing could be read again.
+  const endWithClient = (cause?: unknown): void =>
+    controller.abort(new ClientClosedError("observe: the etcd3 client was closed", { cause }));
+  const undoLost = onAbort(ctx.lease.signal, (reason) => {
+    if (ctx.conn.closed) endWithClient(reason);
+  });
   let last: Leader | undefined;
   let emitted = false;
   try {
@@ -83,6 +91,7 @@ export async function* observeLeader(
         {
           event: heard,
           resync: poke,
+          ended: (err) => endWithClient(err),
         },
       );
       const { leader } = read;
@@ -93,6 +102,7 @@ export async function* observeLeader(
     }
   } finally {
     closeWatch();
+    undoLost();
     dispose();
     watch?.close();
   }

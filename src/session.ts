@@ -11,6 +11,7 @@ import {
 import { attachContext, type SessionContext } from "./context.js";
 import type { Logger } from "./common/logger.js";
 import type { EtcdClient } from "./etcd/client.js";
+import { isIncurable } from "./etcd/errors.js";
 import { openDoor } from "./etcd/internals.js";
 import { Keyspace } from "./etcd/keyspace.js";
 import { acquireChannels, type Channels } from "./etcd/shared.js";
@@ -163,10 +164,18 @@ export class Session extends EventEmitter<SessionEvents> {
     } catch (err) {
       if (signal?.aborted) {
         // Reject at once; the grant on its way may still make the lease (with its answer lost, too):
-        // once it settled, revoke it by the id we chose, so it does not live on for its TTL.
+        // once it settled, revoke it by the id we chose, so it does not live on for its TTL. A grant that
+        // refused (bad credentials, no permission, a closed client: incurable) made no lease: nothing to revoke.
         void granting
-          .catch(() => undefined)
-          .then(() => revokeLease(channels.conn, leaseId.toString(), callTimeoutMs))
+          .then(
+            () => true,
+            (grantErr: unknown) => {
+              if (!isIncurable(grantErr)) return true; // a timeout, say: it may have been applied
+              baseLogger.debug({ err: grantErr }, "aborted create: the grant failed, no lease to revoke");
+              return false;
+            },
+          )
+          .then((mayExist) => (mayExist ? revokeLease(channels.conn, leaseId.toString(), callTimeoutMs) : undefined))
           .catch((revokeErr: unknown) =>
             baseLogger.warn({ err: revokeErr }, "revoke after an aborted create failed; the lease expires on its own"),
           )

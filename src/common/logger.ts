@@ -24,19 +24,50 @@ export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() 
 /** Repeats of one failure within this window are folded into a count (design: Every failure is visible). */
 export const FOLD_WINDOW_MS = 10_000;
 
+/** Fields that count or time the repeats of one failure: two lines differing only in them are a repeat. */
+const COUNTERS = new Set(["attempt", "remainingMs", "waitingMs", "ackTimeoutMs", "answerMs"]);
+
+/** What tells one failure from another: every field but the counters; an error by its code and message. */
+function foldKey(level: string, fields: object, message: string): string {
+  const parts = [level, message];
+  for (const [key, value] of Object.entries(fields)) {
+    if (COUNTERS.has(key) || value === undefined) continue;
+    // grpc's messages carry timings and timestamps ("Deadline exceeded after 5.002s"): not a new failure.
+    const text =
+      value instanceof Error
+        ? `${String((value as { code?: unknown }).code)}: ${value.message.replace(/\d+/g, "#")}`
+        : typeof value === "bigint"
+          ? value.toString()
+          : JSON.stringify(value);
+    parts.push(`${key}=${text}`);
+  }
+  return parts.join("\0");
+}
+
+/** Folds still counting, of every folding console: printed when the process exits. */
+const counting = new Set<() => void>();
+let exitHooked = false;
+
+/** One "exit" listener for the whole process, not one per logger; it keeps nothing alive. */
+function flushOnExit(): void {
+  if (exitHooked || typeof process?.once !== "function") return;
+  exitHooked = true;
+  process.once("exit", () => {
+    for (const flush of [...counting]) flush();
+  });
+}
+
 /**
  * Warnings and errors to `out` (the console), one line each (as client-go's klog does); debug and info
- * dropped. A failure that repeats (the same message, election and error code) is printed once, then
- * folded: when the window closes, one line says how many more came. Stacks only at error level, where
- * something ended (a lost session, a callback that threw, `run()` rejecting): a retried call is one line.
+ * dropped. A failure that repeats (the same message and fields, an error by its code and message, but
+ * attempt counts and timings aside) is printed once, then folded: when the window closes, or the process
+ * exits, one line says how many more came. Stacks only at error level, where something ended (a lost
+ * session, a callback that threw, `run()` rejecting): a retried call is one line.
  */
 export function foldingConsole(out: Pick<Console, "warn" | "error"> = console, windowMs = FOLD_WINDOW_MS): Logger {
   const open = new Map<string, { more: number }>();
   const print = (level: "warn" | "error", fields: object, message: string): void => {
-    const err = (fields as { err?: unknown }).err;
-    const code = (err as { code?: unknown } | undefined)?.code;
-    const election = (fields as { election?: unknown }).election;
-    const key = `${level}\0${message}\0${String(election)}\0${String(code)}`;
+    const key = foldKey(level, fields, message);
     const seen = open.get(key);
     if (seen) {
       seen.more++;
@@ -45,14 +76,24 @@ export function foldingConsole(out: Pick<Console, "warn" | "error"> = console, w
     const entry = { more: 0 };
     open.set(key, entry);
     out[level](`[etcd-election] ${message}${describe(fields, level === "error")}`);
-    // unref'd: a pending count never keeps the process alive
-    setTimeout(() => {
-      open.delete(key);
+    const { election, identity } = fields as { election?: unknown; identity?: unknown };
+    const who = [
+      ...(election === undefined ? [] : [`election=${JSON.stringify(election)}`]),
+      ...(identity === undefined ? [] : [`identity=${JSON.stringify(identity)}`]),
+    ];
+    const flush = (): void => {
+      clearTimeout(timer);
+      counting.delete(flush);
+      if (open.get(key) === entry) open.delete(key);
       if (entry.more > 0)
         out[level](
-          `[etcd-election] ${message}${election === undefined ? "" : ` (election=${JSON.stringify(election)})`}: ... and ${entry.more} more in the last ${Math.round(windowMs / 1000)} s`,
+          `[etcd-election] ${message}${who.length ? ` (${who.join(" ")})` : ""}: ... and ${entry.more} more in the last ${Math.round(windowMs / 1000)} s`,
         );
-    }, windowMs).unref();
+    };
+    // unref'd: a pending count never keeps the process alive (the exit hook prints it instead)
+    const timer = setTimeout(flush, windowMs).unref();
+    counting.add(flush);
+    flushOnExit();
   };
   return {
     debug() {},

@@ -1,5 +1,5 @@
 import { timerIn, type Timer } from "../common/clock.js";
-import type { PermissionDeniedError } from "../errors.js";
+import { ClientClosedError, type PermissionDeniedError } from "../errors.js";
 import type { Keyspace } from "./keyspace.js";
 import type { RawWatchEvent, WatchStream } from "./watch-stream.js";
 
@@ -23,6 +23,11 @@ export interface KeyWatchHandlers {
   started?(): void;
   /** etcd refuses the watch (no permission to read): it is gone. Without this handler: `resync()`. */
   denied?(err: PermissionDeniedError): void;
+  /**
+   * The user's client was closed: the watch stream will never open again, so the watch and its re-read
+   * timer are gone (noticed at the next re-read). Without this handler: a last `resync()`, whose read fails.
+   */
+  ended?(err: ClientClosedError): void;
 }
 
 export interface KeyWatchOptions {
@@ -42,14 +47,20 @@ export class KeyWatch {
   #timer: Timer | undefined;
   #closed = false;
 
-  /** `on`: the session's watch stream and keyspace (a SessionContext has both). */
+  readonly #conn: { readonly closed: boolean } | undefined;
+
+  /**
+   * `on`: the session's watch stream and keyspace (a SessionContext has both), and its connection, which
+   * tells when the client is closed for good (otherwise the re-read timer would re-arm forever).
+   */
   constructor(
-    on: { watches: WatchStream; keyspace: Keyspace },
+    on: { watches: WatchStream; keyspace: Keyspace; conn?: { readonly closed: boolean } },
     target: { key: string } | { prefix: string },
     options: KeyWatchOptions,
     handlers: KeyWatchHandlers,
   ) {
     const { watches: stream, keyspace } = on;
+    this.#conn = on.conn;
     this.#handlers = handlers;
     this.#resyncMs = options.resyncMs;
     const key = "key" in target ? target.key : target.prefix;
@@ -90,6 +101,12 @@ export class KeyWatch {
   #arm(): void {
     this.#timer = timerIn(this.#resyncMs, () => {
       if (this.#closed) return;
+      if (this.#conn?.closed) {
+        this.close();
+        if (this.#handlers.ended) this.#handlers.ended(new ClientClosedError("watch: the etcd3 client was closed"));
+        else this.#handlers.resync();
+        return;
+      }
       this.#handlers.resync();
       this.#arm();
     });

@@ -12,6 +12,26 @@ export type Kind = "election" | "mutex" | "semaphore" | "read-write lock";
  */
 export class Names {
   readonly #lines = new Map<string, { kind: Kind; line: LocalLine }>();
+  /** Keys of ended holds that etcd may still hold (their removal was refused), by create revision. */
+  readonly #leftBehind = new Map<string, bigint>();
+
+  /**
+   * A hold on `key` ended while etcd may still hold its key (its removal refused, or not confirmed): the
+   * next join must not take it for an earlier attempt of its own and reuse its token (rule 2).
+   */
+  leftBehind(key: string, createRevision: bigint): void {
+    this.#leftBehind.set(key, createRevision);
+  }
+
+  /** The create revision of `key` if a hold left it behind; undefined otherwise. */
+  leftBehindAt(key: string): bigint | undefined {
+    return this.#leftBehind.get(key);
+  }
+
+  /** etcd confirmed `key` (at `createRevision`) gone: nothing left behind. */
+  removed(key: string, createRevision: bigint): void {
+    if (this.#leftBehind.get(key) === createRevision) this.#leftBehind.delete(key);
+  }
 
   /** The local line for `name`; NameConflictError if the name is in use as another kind. */
   line(name: string, kind: Kind): LocalLine {

@@ -168,11 +168,15 @@ async function enqueue(
       lookahead: policy.lookahead,
     },
     value,
+    ctx.names.leftBehindAt(key),
   );
   if (outcome.kind === "leftover") {
-    // A key of ours whose meaning differs: delete it (guarded) and queue afresh, at the back.
+    // A key of ours whose meaning differs, or an ended hold's: delete it (guarded) and queue afresh, at
+    // the back, with a new token.
     if (retried) throw new EtcdError(`${what}: our key ${key} keeps coming back with another value`);
-    await removeOwnKey(ctx, key, outcome.createRevision, "replacing a leftover key");
+    const refused = await removeOwnKey(ctx, key, outcome.createRevision, "replacing a leftover key");
+    if (refused !== undefined) throw refused;
+    ctx.names.removed(key, outcome.createRevision);
     return enqueue(ctx, name, value, policy, true);
   }
   const { createRevision, ahead, complete } = outcome;

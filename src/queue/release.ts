@@ -1,6 +1,7 @@
 import { releaseRetry, retryWithBackoff } from "../common/backoff.js";
 import type { SessionContext } from "../context.js";
-import { isTransient } from "../etcd/errors.js";
+import { isTransient, toElectionError } from "../etcd/errors.js";
+import type { ElectionError } from "../errors.js";
 import { range, txn } from "../etcd/kv.js";
 
 /**
@@ -26,14 +27,15 @@ export async function removeKeyOnce(ctx: SessionContext, key: string, createRevi
  * in a blip must not leave the key in the queue for the life of the session (design: Every outage ends
  * in a working state). `createRevision`
  * undefined: whether our put landed is unknown; read the key first (the delete stays guarded). Errors
- * that sending again cannot cure (no permission) end the retries, logged.
+ * that sending again cannot cure (no permission) end the retries, logged: then it resolves with that
+ * error, the key being still there under a live lease (undefined otherwise).
  */
 export async function removeOwnKey(
   ctx: SessionContext,
   key: string,
   createRevision: bigint | undefined,
   why: string,
-): Promise<void> {
+): Promise<ElectionError | undefined> {
   const signal = ctx.lease.signal;
   try {
     await retryWithBackoff(
@@ -60,12 +62,14 @@ export async function removeOwnKey(
           ),
       },
     );
+    return undefined;
   } catch (err) {
     if (signal.aborted) {
       ctx.logger.debug({ key }, `${why}: the session ended; its lease takes our key with it`);
-      return;
+      return undefined;
     }
     // No permission, a closed client...: sending it again cannot help. The lease takes the key.
     ctx.logger.error({ err, key }, `${why}: etcd refused to remove our key; it stays until the session ends`);
+    return toElectionError(err, `${why}: remove ${key}`);
   }
 }

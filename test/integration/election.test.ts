@@ -306,6 +306,45 @@ describe("Election on a single node", () => {
     }
   });
 
+  it("an observe() stream left at its yield ends when only its client is closed, and the process exits by itself", async () => {
+    const ttl = 3;
+    const child = spawn(process.execPath, ["--import", "tsx", ABANDONED_OBSERVER], {
+      env: {
+        ...process.env,
+        ENDPOINTS: fx.etcd.endpoints.join(","),
+        NAME: `${fx.etcd.prefix()}observe-client-closed`,
+        TTL: String(ttl),
+      },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number>((resolve) => child.once("exit", () => resolve(Date.now())));
+    try {
+      await waitFor(() => out.includes("observing"), { timeoutMs: 20_000, description: `observing (${out})` });
+      child.stdin.write("close-client\n");
+      await waitFor(() => out.includes("client-closed"), { description: `client closed (${out})` });
+      const closedAt = Date.now();
+      // The sessions notice the closed client at their next keepalive (TTL/3); the observe ends then.
+      const bound = ttl * 1000 + 2000;
+      const exitAt = await Promise.race([exited, sleep(bound + 1000).then(() => Number.NaN)]);
+      expect(exitAt - closedAt, `the process exits by itself within ${bound} ms (${out})`).toBeLessThan(bound);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
+  it("observe ends with CLIENT_CLOSED once its client is closed, though its session was never closed", async () => {
+    const client = fx.etcd.client();
+    const session = await Session.create(client, { ttl: 3 });
+    const seen = collect(new Election(session, `${fx.etcd.prefix()}observe-client-gone`).observe());
+    await waitFor(() => seen.items.length === 1);
+    client.close();
+    await expect(seen.done).rejects.toMatchObject({ code: "CLIENT_CLOSED" });
+    expect(watchCount(session)).toBe(0);
+  });
+
   it("waiters on a namespaced client are woken by their watch, not only by the periodic re-read", async () => {
     const nsClient = fx.client.namespace(fx.etcd.prefix("ns-wait"));
     const [s1, s2] = [

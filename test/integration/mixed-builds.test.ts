@@ -1,12 +1,17 @@
 /**
  * The ESM and CJS builds each carry their own error classes, and one process may load both (an ESM app
  * with a CJS dependency that made the session). Errors are judged by `code`, so an object of one build
- * works with a session of the other. Loads the built dist/, rebuilt first.
+ * works with a session of the other. Loads both builds from a scratch directory of their own (inside the
+ * repository, so that their dependencies resolve), never the repository's dist/, which other test files
+ * may be reading meanwhile.
  */
-import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { beforeAll, describe, expect, it } from "vitest";
+import { build } from "tsup";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import tsupConfig from "../../tsup.config.js";
 import type * as Api from "../../src/index.js";
 import { keysUnder } from "../support/observe.js";
 import { faultsUnavailableReason, useEtcd, waitFor } from "../support/index.js";
@@ -18,12 +23,26 @@ describe.skipIf(!!faultsUnavailableReason)("an ESM object on a session of the CJ
   let esm: typeof Api;
   let cjs: typeof Api;
 
+  let outDir: string;
+  let distBefore: string;
+
   beforeAll(async () => {
-    execFileSync("npm", ["run", "build"], { cwd: root, stdio: "ignore", timeout: 180_000 });
-    esm = (await import(`${root}dist/index.js`)) as typeof Api;
-    cjs = createRequire(import.meta.url)(`${root}dist/index.cjs`) as typeof Api;
+    distBefore = listing(join(root, "dist"));
+    mkdirSync(join(root, ".scratch"), { recursive: true });
+    outDir = mkdtempSync(join(root, ".scratch", "mixed-builds-"));
+    // The package's own build settings, written elsewhere; no types needed to load it.
+    await build({ ...(tsupConfig as object), config: false, outDir, dts: false, sourcemap: false, silent: true });
+    esm = (await import(join(outDir, "index.js"))) as typeof Api;
+    cjs = createRequire(import.meta.url)(join(outDir, "index.cjs")) as typeof Api;
     expect(esm.ElectionError).not.toBe(cjs.ElectionError);
   }, 200_000);
+  afterAll(() => {
+    if (outDir) rmSync(outDir, { recursive: true, force: true });
+  });
+
+  it("building both formats for this file leaves the repository's dist/ untouched", () => {
+    expect(listing(join(root, "dist"))).toBe(distBefore);
+  });
 
   /** A CJS session through the member's proxy, telling the test of its warnings. */
   async function cjsSession(warnings: string[]): Promise<Api.Session> {
@@ -116,3 +135,19 @@ describe.skipIf(!!faultsUnavailableReason)("an ESM object on a session of the CJ
     }
   });
 });
+
+/** Every file under `dir` with its size and modification time ("" when there is no such directory). */
+function listing(dir: string): string {
+  let names: string[];
+  try {
+    names = readdirSync(dir, { recursive: true, encoding: "utf8" }).sort();
+  } catch {
+    return "";
+  }
+  return names
+    .map((name) => {
+      const st = statSync(join(dir, name));
+      return `${name} ${st.size} ${st.mtimeMs}`;
+    })
+    .join("\n");
+}

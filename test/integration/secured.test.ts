@@ -131,6 +131,27 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
     expect(await leases()).toEqual(before);
   });
 
+  it("a create aborted while its grant fails with AUTH_FAILED sends no revoke (no lease can exist) and warns of none", async () => {
+    const lines: { level: string; fields: object; message: string }[] = [];
+    const at =
+      (level: string) =>
+      (fields: object, message: string): void =>
+        void lines.push({ level, fields, message });
+    const logger = { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+    const wrong = fx.etcd.client({ auth: { username: APP.username, password: "not-the-password" } });
+    const controller = new AbortController();
+    const creating = Session.create(wrong, { ttl: 5, signal: controller.signal, logger });
+    controller.abort(new Error("shutting down"));
+    await expect(creating).rejects.toThrow("shutting down");
+    // The grant goes on after the abort; once it settled, the abort path either revokes or says why not.
+    await waitFor(() => lines.some((l) => /revoke/.test(l.message)), { description: "the aborted grant settled" });
+    expect(lines.filter((l) => l.level === "warn" || l.level === "error")).toEqual([]);
+    expect(lines.find((l) => /revoke/.test(l.message))).toMatchObject({
+      level: "debug",
+      fields: { err: expect.objectContaining({ code: "AUTH_FAILED" }) },
+    });
+  });
+
   it("a holder whose role loses read permission is told (its signal aborts with PERMISSION_DENIED), and re-authentication stays bounded", async () => {
     const member = fx.etcd.members[0]!;
     const app = fx.etcd.client({ auth: APP }, [member.clientUrl]);
@@ -151,6 +172,61 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
       expect((await handledRpcs(member, "Authenticate")) - before).toBeLessThanOrEqual(2);
     } finally {
       await role.revoke({ permission: "Readwrite", range: fx.client.range({ prefix: APP_PREFIX }) }).catch(() => {});
+      await role.grant({ permission: "Readwrite", range: fx.client.range({ prefix: APP_PREFIX }) });
+      await session.close();
+    }
+  });
+
+  it("a release etcd refused (no write permission) leaves no token to reuse: the next lock of the session gets a greater one", async () => {
+    const app = fx.etcd.client({ auth: APP });
+    const name = `${APP_PREFIX}${fx.etcd.prefix("refused")}mutex`;
+    const role = fx.client.role("app");
+    const session = await Session.create(app, { ttl: 20, logger: false });
+    try {
+      const first = await new Mutex(session, name).lock();
+      await role.revoke({ permission: "Readwrite", range: fx.client.range({ prefix: APP_PREFIX }) });
+      await role.grant({ permission: "Read", range: fx.client.range({ prefix: APP_PREFIX }) });
+      await first.unlock(); // refused by etcd: the key stays, under a live lease
+      expect(await keysUnder(fx.client, name)).toEqual([first.key]);
+      await role.revoke({ permission: "Read", range: fx.client.range({ prefix: APP_PREFIX }) });
+      await role.grant({ permission: "Readwrite", range: fx.client.range({ prefix: APP_PREFIX }) });
+      const second = await new Mutex(session, name).lock();
+      expect(second.token).toBeGreaterThan(first.token);
+      expect(await fx.client.get(second.key).exec()).toMatchObject({
+        kvs: [expect.objectContaining({ create_revision: second.token.toString() })],
+      });
+      await second.unlock();
+      expect(await keysUnder(fx.client, name)).toEqual([]);
+    } finally {
+      await role.revoke({ permission: "Read", range: fx.client.range({ prefix: APP_PREFIX }) }).catch(() => {});
+      await role.grant({ permission: "Readwrite", range: fx.client.range({ prefix: APP_PREFIX }) });
+      await session.close();
+    }
+  });
+
+  it("a hold ended by a refused watch of its key leaves no token to reuse: the next lock of the session gets a greater one", async () => {
+    const member = fx.etcd.members[0]!;
+    const app = fx.etcd.client({ auth: APP }, [member.clientUrl]);
+    const name = `${APP_PREFIX}${fx.etcd.prefix("denied-watch")}mutex`;
+    const role = fx.client.role("app");
+    const session = await Session.create(app, { ttl: 20, logger: false });
+    try {
+      const first = await new Mutex(session, name).lock();
+      await role.revoke({ permission: "Readwrite", range: fx.client.range({ prefix: APP_PREFIX }) });
+      await role.grant({ permission: "Write", range: fx.client.range({ prefix: APP_PREFIX }) });
+      member.clientProxy.cut(); // the watch is made again, and etcd now refuses it
+      member.clientProxy.open();
+      expect(await aborted(first.signal, 10_000)).toMatchObject({ code: "PERMISSION_DENIED" });
+      await role.revoke({ permission: "Write", range: fx.client.range({ prefix: APP_PREFIX }) });
+      await role.grant({ permission: "Readwrite", range: fx.client.range({ prefix: APP_PREFIX }) });
+      const second = await new Mutex(session, name).lock();
+      expect(second.token).toBeGreaterThan(first.token);
+      await first.unlock(); // the first hold's late release must not remove the second's key
+      expect(await keysUnder(fx.client, name)).toEqual([second.key]);
+      expect(second.signal.aborted).toBe(false);
+      await second.unlock();
+    } finally {
+      await role.revoke({ permission: "Write", range: fx.client.range({ prefix: APP_PREFIX }) }).catch(() => {});
       await role.grant({ permission: "Readwrite", range: fx.client.range({ prefix: APP_PREFIX }) });
       await session.close();
     }

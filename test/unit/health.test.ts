@@ -88,7 +88,7 @@ describe("healthHandler: Prometheus /metrics on the same port", () => {
 
   it("a registry that fails gets the scraper a 500 with the message", async () => {
     const broken = { contentType: "text/plain", metrics: () => Promise.reject(new Error("collector broke")) };
-    await serving({ metrics: broken }, async (base) => {
+    await serving({ metrics: broken, logger: false }, async (base) => {
       const res = await fetch(base + healthPaths.prometheus);
       expect(res.status).toBe(500);
       expect(await res.text()).toContain("collector broke");
@@ -110,6 +110,46 @@ describe("healthHandler: Prometheus /metrics on the same port", () => {
       expect(seen).toEqual([`${healthPaths.prometheus}?x=1`]);
       expect((await fetch(base + "/nope")).status).toBe(404);
     });
+  });
+
+  it("an async request handler that rejects gets the scraper a 500, is logged, and leaves no unhandled rejection", async () => {
+    const logged: { fields: object; message: string }[] = [];
+    const logger = {
+      debug() {},
+      info() {},
+      warn: () => {},
+      error: (fields: object, message: string) => void logged.push({ fields, message }),
+    };
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const failing: HealthHandlerOptions["metrics"] = async (_req, res) => {
+        res.end(await Promise.reject<string>(new Error("registry went away")));
+      };
+      await serving({ metrics: failing, logger }, async (base) => {
+        const res = await fetch(base + healthPaths.prometheus);
+        expect(res.status).toBe(500);
+        expect(await res.text()).toContain("registry went away");
+      });
+      // Headers already sent when it rejects: the response is cut, never left hanging.
+      const halfway: HealthHandlerOptions["metrics"] = async (_req, res) => {
+        res.writeHead(200, { "Content-Type": "text/plain" });
+        res.write("# partial\n");
+        await Promise.reject(new Error("died mid-scrape"));
+      };
+      await serving({ metrics: halfway, logger }, async (base) => {
+        await expect(fetch(base + healthPaths.prometheus).then((r) => r.text())).rejects.toThrow();
+      });
+      await new Promise((resolve) => setImmediate(resolve)); // a rejection left unhandled is reported by now
+      expect(unhandled).toEqual([]);
+      expect(logged.map((l) => (l.fields as { err?: Error }).err?.message)).toEqual([
+        "registry went away",
+        "died mid-scrape",
+      ]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
   });
 
   it("without metrics, /metrics is 404; a metrics option of the wrong shape fails at once", async () => {

@@ -65,6 +65,20 @@ describe("what the join transaction means", () => {
     expect(outcome).toEqual({ kind: "leftover", createRevision: 10n });
   });
 
+  it("our key found with our value but left behind by an ended hold is a leftover: its token is never handed out again", () => {
+    const answer = {
+      succeeded: false,
+      revision: 12n,
+      own: { createRevision: 10n, value: ours },
+      entries: [entry(10)],
+      rangeCount: 1,
+      lookahead: 0,
+    };
+    expect(judgeJoin(answer, ours, 10n)).toEqual({ kind: "leftover", createRevision: 10n });
+    // A key left behind at another revision says nothing of this one.
+    expect(judgeJoin(answer, ours, 7n)).toMatchObject({ kind: "queued", createRevision: 10n });
+  });
+
   it("a failed put-if-absent without the key it found is an error with a code", () => {
     expect(() =>
       judgeJoin({ succeeded: false, revision: 12n, entries: [], rangeCount: 0, lookahead: 0 }, ours),

@@ -1,4 +1,6 @@
+import { spawn } from "node:child_process";
 import { createServer, type AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
 import { Etcd3 } from "etcd3";
 import { describe, expect, it, vi } from "vitest";
 import {
@@ -81,6 +83,59 @@ describe("the console default folds repeats", () => {
       vi.useRealTimers();
     }
   });
+
+  it("folds only true repeats: another identity, another error message or another reason is printed; counters and timings in a message still fold", () => {
+    vi.useFakeTimers();
+    const lines: string[] = [];
+    const out = { warn: (l: string) => void lines.push(l), error: (l: string) => void lines.push(l) };
+    const log = foldingConsole(out, 10_000);
+    const err = (message: string): Error => Object.assign(new Error(message), { code: "SESSION_LOST" });
+    try {
+      // Two electors of one name in one process.
+      log.warn({ election: "jobs", identity: "a", err: err("down") }, "leader election failed; trying again");
+      log.warn({ election: "jobs", identity: "b", err: err("down") }, "leader election failed; trying again");
+      // A second loss for another reason.
+      log.error({ err: err("session lost: etcd reports the lease expired or revoked") }, "session lost");
+      log.error({ err: err("session lost: its etcd3 client was closed; the lease is left to expire") }, "session lost");
+      // etcd's reason is a field, not an error.
+      log.warn({ reason: "etcdserver: mvcc: required revision has been compacted" }, "etcd canceled a watch");
+      log.warn({ reason: "etcdserver: no leader" }, "etcd canceled a watch");
+      expect(lines).toHaveLength(6);
+      // Repeats whose only difference is an attempt count or a time in grpc's message fold.
+      const late = (s: string): Error =>
+        Object.assign(new Error(`call: etcd unavailable (4 DEADLINE_EXCEEDED: Deadline exceeded after ${s}s)`), {
+          code: "ETCD_UNAVAILABLE",
+        });
+      log.warn({ election: "jobs", identity: "a", err: late("5.002"), attempt: 1 }, "read failed; retrying");
+      log.warn({ election: "jobs", identity: "a", err: late("5.013"), attempt: 2 }, "read failed; retrying");
+      expect(lines).toHaveLength(7);
+      vi.advanceTimersByTime(10_000);
+      expect(lines.slice(7)).toEqual([
+        '[etcd-election] read failed; retrying (election="jobs" identity="a"): ... and 1 more in the last 10 s',
+      ]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("counts still folded when the process exits are printed on the way out", async () => {
+    const script = [
+      `import { foldingConsole } from ${JSON.stringify(fileURLToPath(new URL("../../src/common/logger.ts", import.meta.url)))};`,
+      "const log = foldingConsole();",
+      'for (let i = 0; i < 3; i++) log.warn({ election: "jobs", attempt: i }, "campaign failed");',
+    ].join("\n");
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    expect(code).toBe(0);
+    expect(err.trim().split("\n")).toEqual([
+      '[etcd-election] campaign failed (election="jobs" attempt=0)',
+      '[etcd-election] campaign failed (election="jobs"): ... and 2 more in the last 10 s',
+    ]);
+  }, 20_000);
 
   it("a LeaderElector with the default logger against an unreachable etcd: each failure once, on one line", async () => {
     const lines: string[] = [];
