@@ -9,13 +9,19 @@ import { dirname, join } from "node:path";
 
 export const DEFAULT_SERIES = "3.5";
 
-/** Pinned official images, pulled only where the local image cannot be built (no Debian apt). */
+/**
+ * Pinned official images, pulled only where the local image cannot be built: no Debian apt, or a series
+ * Debian does not package (3.6, 3.7; README, "Supported etcd versions"). 3.6.6: past 3.6.5's fix of a
+ * renew that succeeded on a revoked lease (etcd #20615).
+ */
 export const OFFICIAL_IMAGES: Record<string, string> = {
+  "3.7": "gcr.io/etcd-development/etcd:v3.7.0",
+  "3.6": "gcr.io/etcd-development/etcd:v3.6.6",
   "3.5": "gcr.io/etcd-development/etcd:v3.5.17",
   "3.4": "gcr.io/etcd-development/etcd:v3.4.23",
 };
 
-/** What ETCD_VERSION asks for: "3.5" (default), "3.4", or a pinned release such as "3.4.23". */
+/** What ETCD_VERSION asks for: "3.5" (default), "3.4", "3.6", "3.7", or a release such as "3.4.23". */
 export function requestedRelease(): string {
   return process.env.ETCD_VERSION?.trim() || DEFAULT_SERIES;
 }

@@ -109,6 +109,8 @@ function sweepStaleContainers(): void {
 
 /** Returns the teardown. */
 export default async function setup(): Promise<() => Promise<void>> {
+  // Names the runtime the tests, and the workers they spawn (process.execPath), run on: CI checks it.
+  console.log(`[runtime] node ${process.versions.node} (${process.execPath})`);
   const pid = process.pid;
   const runDir = join(tmpdir(), `${RUN_DIR_PREFIX}${pid}`);
   process.env.TESTCONTAINERS_RYUK_DISABLED = "true"; // Ryuk's image cannot be pulled here

@@ -16,7 +16,7 @@ import { TcpProxy } from "./tcp-proxy.js";
 
 const RUN_DIR = process.env.ETCD_ELECTION_RUN_DIR ?? join(tmpdir(), `etcd-election-test-${OWNER_PID}`);
 
-interface MemberPlan {
+export interface MemberPlan {
   name: string;
   clientPort: number;
   peerPort: number;
@@ -39,7 +39,8 @@ export interface LaunchOptions {
 /** Where a member's TLS files are, as etcd sees them: mounted in a container, or on this host. */
 const CERTS_IN_CONTAINER = "/certs";
 
-function etcdArgs(
+/** A member's etcd flags (exported for test/unit/etcd-versions.test.ts: none that a supported release lacks). */
+export function etcdArgs(
   plan: MemberPlan,
   dataDir: string,
   initialCluster: string,

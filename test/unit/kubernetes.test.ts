@@ -1,6 +1,9 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { Service } from "kubernetes-models/v1";
+import { existsSync } from "node:fs";
+import { Service, ServiceAccount, type IServiceAccount } from "kubernetes-models/v1";
+import { Job, type IJob } from "kubernetes-models/batch/v1";
+import { NetworkPolicy, type INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import { Deployment, StatefulSet, type IDeployment, type IStatefulSet } from "kubernetes-models/apps/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import type { IService } from "kubernetes-models/v1";
@@ -28,7 +31,8 @@ function load(file: string, transform: (text: string) => string = (t) => t): Man
     return { file, index, doc: d.toJS() as Manifest["doc"] };
   });
 }
-const yamlFiles = readdirSync(DIR).filter((f) => f.endsWith(".yaml"));
+const KUSTOMIZATION = "kustomization.yaml";
+const yamlFiles = readdirSync(DIR).filter((f) => f.endsWith(".yaml") && f !== KUSTOMIZATION);
 const variants: Manifest[][] = [
   ...yamlFiles.map((f) => load(f)),
   load("worker.yaml", withTls).map((m) => ({ ...m, file: "worker.yaml (#tls on)" })),
@@ -43,6 +47,13 @@ const one = <T>(file: string, kind: string): T => {
 /** Each kind the examples use: its kubernetes-models class (schema validation) and its type (unknown fields). */
 const KINDS: Record<string, { model?: new (data: never) => { validate(): void }; module: string; type: string }> = {
   "v1/Service": { model: Service, module: "kubernetes-models/v1", type: "IService" },
+  "v1/ServiceAccount": { model: ServiceAccount, module: "kubernetes-models/v1", type: "IServiceAccount" },
+  "batch/v1/Job": { model: Job, module: "kubernetes-models/batch/v1", type: "IJob" },
+  "networking.k8s.io/v1/NetworkPolicy": {
+    model: NetworkPolicy,
+    module: "kubernetes-models/networking.k8s.io/v1",
+    type: "INetworkPolicy",
+  },
   "apps/v1/Deployment": { model: Deployment, module: "kubernetes-models/apps/v1", type: "IDeployment" },
   "apps/v1/StatefulSet": { model: StatefulSet, module: "kubernetes-models/apps/v1", type: "IStatefulSet" },
   "policy/v1/PodDisruptionBudget": {
@@ -59,21 +70,18 @@ describe("examples/kubernetes", () => {
     expect(yamlFiles.sort()).toEqual(["etcd-operator.yaml", "etcd-tls.yaml", "etcd.yaml", "worker.yaml"]);
   });
 
-  it(
-    "every manifest passes its Kubernetes schema (kubernetes-models) and has no unknown field",
-    { timeout: 30_000 },
-    () => {
-      const typed: TypedManifest[] = [];
-      for (const { file, index, doc } of all) {
-        const label = `${file} #${index} ${doc.kind}`;
-        const kind = KINDS[`${doc.apiVersion}/${doc.kind}`];
-        expect(kind, `${label}: a kind this test knows`).toBeDefined();
-        if (kind!.model) expect(() => new kind!.model!(doc as never).validate(), label).not.toThrow();
-        typed.push({ label, module: kind!.module, type: kind!.type, value: doc });
-      }
-      expect(manifestTypeErrors(typed)).toEqual([]);
-    },
-  );
+  it("every manifest passes its Kubernetes schema (kubernetes-models) and has no unknown field", () => {
+    const typed: TypedManifest[] = [];
+    for (const { file, index, doc } of all) {
+      const label = `${file} #${index} ${doc.kind}`;
+      const kind = KINDS[`${doc.apiVersion}/${doc.kind}`];
+      expect(kind, `${label}: a kind this test knows`).toBeDefined();
+      if (kind!.model) expect(() => new kind!.model!(doc as never).validate(), label).not.toThrow();
+      typed.push({ label, module: kind!.module, type: kind!.type, value: doc });
+    }
+    expect(manifestTypeErrors(typed)).toEqual([]);
+    // manifestTypeErrors runs the TypeScript checker over every manifest: seconds on a busy machine.
+  }, 60_000);
 
   it("the unknown-field check does catch a misspelt field", () => {
     const worker = structuredClone(one<IDeployment>("worker.yaml", "Deployment"));
@@ -158,10 +166,12 @@ describe("examples/kubernetes", () => {
     });
   });
 
-  it("etcd-tls.yaml differs from etcd.yaml only in the StatefulSet, which serves HTTPS from the mounted Secret", () => {
+  it("etcd-tls.yaml differs from etcd.yaml only in the StatefulSet, which serves HTTPS from the mounted Secret, and the authentication Job", () => {
     const plain = all.filter((m) => m.file === "etcd.yaml").map((m) => m.doc);
     const tls = all.filter((m) => m.file === "etcd-tls.yaml").map((m) => m.doc);
-    expect(tls.filter((d) => d.kind !== "StatefulSet")).toEqual(plain.filter((d) => d.kind !== "StatefulSet"));
+    const others = (docs: Manifest["doc"][]) => docs.filter((d) => d.kind !== "StatefulSet" && d.kind !== "Job");
+    expect(others(tls)).toEqual(others(plain));
+    expect(plain.filter((d) => d.kind === "Job")).toEqual([]);
     const sts = one<IStatefulSet>("etcd-tls.yaml", "StatefulSet");
     const args = sts.spec!.template.spec!.containers[0]!.args!;
     expect(args.filter((a) => /-urls=http:/.test(a))).toEqual(["--listen-metrics-urls=http://0.0.0.0:2381"]); // only the probes' port
@@ -211,6 +221,58 @@ describe("examples/kubernetes", () => {
     }
   });
 
+  it("the workers run under their own ServiceAccount, with no API token mounted (they never call Kubernetes)", () => {
+    const account = one<IServiceAccount>("worker.yaml", "ServiceAccount");
+    const pod = one<IDeployment>("worker.yaml", "Deployment").spec!.template.spec!;
+    expect(account.automountServiceAccountToken).toBe(false);
+    expect(pod.serviceAccountName).toBe(account.metadata!.name);
+    expect(pod.automountServiceAccountToken).toBe(false);
+  });
+
+  it("the workers' NetworkPolicy lets them reach etcd's client port and DNS only, and be reached on their HTTP port only", () => {
+    const policy = one<INetworkPolicy>("worker.yaml", "NetworkPolicy").spec!;
+    const deployment = one<IDeployment>("worker.yaml", "Deployment");
+    const container = deployment.spec!.template.spec!.containers[0]!;
+    expect(policy.podSelector.matchLabels).toEqual(deployment.spec!.selector.matchLabels);
+    expect(policy.policyTypes).toEqual(["Ingress", "Egress"]);
+    expect(policy.ingress!.map((rule) => [rule.from, rule.ports])).toEqual([
+      [undefined, [{ protocol: "TCP", port: container.ports![0]!.name }]],
+    ]);
+    const [toEtcd, toDns, ...more] = policy.egress!;
+    expect(more).toEqual([]);
+    expect(toDns!.ports!.map((p) => `${p.protocol}/${p.port}`).sort()).toEqual(["TCP/53", "UDP/53"]);
+    for (const file of ["etcd.yaml", "etcd-tls.yaml"]) {
+      const etcdPod = one<IStatefulSet>(file, "StatefulSet").spec!.template;
+      const client = etcdPod.spec!.containers[0]!.ports!.find((p) => p.name === "client")!;
+      expect(toEtcd!.to).toEqual([{ podSelector: { matchLabels: etcdPod.metadata!.labels } }]);
+      expect(toEtcd!.ports).toEqual([{ protocol: "TCP", port: client.containerPort }]);
+    }
+  });
+
+  it("etcd-tls.yaml's authentication Job runs on the worker's image and gives the workers' user their election's prefix", () => {
+    const container = one<IJob>("etcd-tls.yaml", "Job").spec!.template.spec!.containers[0]!;
+    const env = (name: string) => container.env!.find((e) => e.name === name)?.value;
+    const worker = one<IDeployment>("worker.yaml", "Deployment").spec!.template.spec!.containers[0]!;
+    const workerEnv = (name: string) => worker.env!.find((e) => e.name === name)?.value;
+    expect(container.image).toBe(worker.image);
+    expect(workerEnv("ELECTION")!.startsWith(env("WORKER_PREFIX")!)).toBe(true);
+    expect(env("ETCD_ENDPOINTS")).toBe(workerEnv("ETCD_ENDPOINTS"));
+    // The README has you make etcd-client-tls with this CN: etcd takes the user from it.
+    expect(readFileSync(DIR + "README.md", "utf8")).toContain(`/CN=${env("WORKER_USER")} `);
+  });
+
+  it("kustomization.yaml lists manifests that exist and sets the workers' image", () => {
+    const kustomization = parseAllDocuments(readFileSync(DIR + KUSTOMIZATION, "utf8"))[0]!.toJS() as {
+      resources: string[];
+      images: { name: string; newName: string; newTag: string }[];
+    };
+    for (const file of kustomization.resources) expect(existsSync(DIR + file), file).toBe(true);
+    expect(kustomization.resources).toContain("worker.yaml");
+    const image = one<IDeployment>("worker.yaml", "Deployment").spec!.template.spec!.containers[0]!.image!;
+    expect(kustomization.images).toEqual([expect.objectContaining({ name: image.split(":")[0] })]);
+    expect(`${kustomization.images[0]!.newName}:${kustomization.images[0]!.newTag}`).toBe(image);
+  });
+
   it("the Dockerfile's port and entry point are the Deployment's", () => {
     const dockerfile = readFileSync(DIR + "Dockerfile", "utf8");
     const port = one<IDeployment>("worker.yaml", "Deployment").spec!.template.spec!.containers[0]!.env!.find(
@@ -220,6 +282,8 @@ describe("examples/kubernetes", () => {
     expect(dockerfile).toMatch(new RegExp(`^EXPOSE ${port}$`, "m"));
     const outfile = /--outfile=dist\/(\S+)/.exec(dockerfile)?.[1];
     expect(dockerfile).toContain(`CMD ["node", "--enable-source-maps", "${outfile}"]`);
-    expect(dockerfile).toMatch(/^FROM node:20-slim AS build$/m);
+    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:24-slim$/m);
+    expect(dockerfile).toMatch(/^FROM \$\{NODE_IMAGE\} AS build$/m);
+    expect(dockerfile).toContain("--target=node24 ");
   });
 });
