@@ -91,6 +91,8 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   readonly #backend: ElectorBackend;
   readonly #clock: Clock;
   readonly #tally: ElectorTally;
+  /** The term's end was seen: its resign may still be on its way. */
+  #stepping = false;
   #term: Term | undefined;
   #session: ElectorSession | undefined;
   #running = false;
@@ -133,13 +135,14 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   }
 
   /**
-   * For a liveness probe, as client-go's: false only while this process holds a term (leads, or is still
-   * stepping down from one) and no keepalive has been acknowledged for longer than 2 × TTL (by the
-   * clock that ran further). Followers are healthy whatever etcd does: restarting them cannot help.
+   * For a liveness probe, as client-go's: false only while this process holds a term it has not yet seen
+   * end (it still acts as leader) and no keepalive has been acknowledged for longer than 2 × TTL (by the
+   * clock that ran further): a wedged leader. Followers are healthy whatever etcd does, and so is a leader
+   * whose term has ended and that is stepping down: restarting them cannot help.
    */
   healthy(): boolean {
     const session = this.#currentSession();
-    return !this.#term || !session || session.sinceRenewalMs <= 2 * this.#ttl * 1000;
+    return !this.#term || this.#stepping || !session || session.sinceRenewalMs <= 2 * this.#ttl * 1000;
   }
 
   /** Whether `run()` is running and not stopping (for a readiness probe). */
@@ -171,7 +174,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     this.#setState("idle");
     let stoppedAt: number | undefined;
     const undo = onAbort(stop, () => (stoppedAt = this.#clock.now()));
-    const unlisten = this.#backend.given?.onRenewed((ms) => void this.emit("renewed", ms));
+    const unlisten = this.#backend.given?.onRenewed((ms) => this.#tell("renewed", ms));
     try {
       await this.#loop(stop);
     } finally {
@@ -226,7 +229,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     }
     this.#session = session;
     this.#tally.sessionMade();
-    session.onRenewed((ms) => this.emit("renewed", ms));
+    session.onRenewed((ms) => this.#tell("renewed", ms));
     return session;
   }
 
@@ -255,14 +258,15 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
       this.#tally.termStarted(term.predecessorGoneAt);
       this.#setState("leading");
       this.#logger.info({ token: term.token.toString(), key: term.key }, "started leading");
-      this.emit("elected", term, this.#clock.now() - campaignedAt);
+      this.#tell("elected", term, this.#clock.now() - campaignedAt);
       try {
         await this.#lead(term, stop);
       } finally {
         this.#tally.termEnded();
         this.#term = undefined;
+        this.#stepping = false;
         this.#setState(stop.aborted ? "stopping" : "idle");
-        this.emit("steppedDown", term);
+        this.#tell("steppedDown", term);
         this.#call("onStoppedLeading", () => this.#options.onStoppedLeading?.());
       }
     } finally {
@@ -291,6 +295,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     this.#work = work;
     await new Promise<void>((resolve) => onAbort(controller.signal, () => resolve()));
     dispose();
+    this.#stepping = true; // seen to end: no longer acting as leader (healthy() stops judging it)
     if (stop.aborted) this.#setState("stopping");
     else if (!failure)
       this.#logger.warn(
@@ -367,7 +372,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
         if (last && sameLeader(leader, last.leader)) continue;
         this.#lastLeader = { leader };
         this.#logger.debug({ leader: leader?.value.toString(), token: leader?.token.toString() }, "leader observed");
-        this.emit("newLeader", leader);
+        this.#tell("newLeader", leader);
         const onNewLeader = this.#options.onNewLeader;
         if (onNewLeader) this.#call("onNewLeader", () => onNewLeader(leader));
       }
@@ -391,7 +396,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   #record(err: unknown): ElectionError {
     const error = toElectionError(err, "leader election"); // an ElectionError of either build as it is
     this.#tally.error(error);
-    this.emit("failure", error);
+    this.#tell("failure", error);
     return error;
   }
 
@@ -399,10 +404,22 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     return this.#backend.given ?? this.#session;
   }
 
+  /**
+   * Tells the listeners of an event; one that throws must not break stepping down (a resign skipped, a
+   * term left held), so it is logged, as every error the library handles is.
+   */
+  #tell<E extends keyof ElectorEvents>(event: E, ...args: Parameters<ElectorEvents[E]>): void {
+    try {
+      (this.emit as (event: E, ...args: Parameters<ElectorEvents[E]>) => boolean)(event, ...args);
+    } catch (err) {
+      this.#logger.error({ err, event }, `a listener of "${event}" threw`);
+    }
+  }
+
   #setState(state: ElectorState): void {
     const from = this.#tally.state;
     if (!this.#tally.enter(state)) return;
     this.#logger.debug({ from, to: state }, "elector state");
-    this.emit("state", state);
+    this.#tell("state", state);
   }
 }

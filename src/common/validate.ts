@@ -163,7 +163,8 @@ export function validateElectorOptions(
     if (o[cb] !== undefined && typeof o[cb] !== "function") throw new InvalidArgumentError(`${cb} must be a function`);
   }
   if (typeof o.identity !== "string") throw new InvalidArgumentError("identity must be a string");
-  toValueBuffer(o.identity, "identity", o.session ? o.session.maxValueBytes : DEFAULT_MAX_VALUE_BYTES);
+  // A session of another installed copy may lack a getter: its numbers are checked, not trusted.
+  toValueBuffer(o.identity, "identity", o.session?.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES);
   const name = validateName(o.name, "election name");
   if (o.session && (o.ttl !== undefined || o.callTimeoutMs !== undefined)) {
     throw new InvalidArgumentError(
@@ -173,7 +174,7 @@ export function validateElectorOptions(
   return {
     name,
     identity: o.identity,
-    ttl: o.session ? o.session.ttl : validateTtl(o.ttl ?? 10),
-    callTimeoutMs: o.session ? o.session.callTimeoutMs : (validateCallTimeout(o.callTimeoutMs) ?? 5000),
+    ttl: validateTtl(o.session ? o.session.ttl : (o.ttl ?? 10)),
+    callTimeoutMs: validateCallTimeout(o.session ? o.session.callTimeoutMs : o.callTimeoutMs) ?? 5000,
   };
 }

@@ -38,14 +38,25 @@ export function isInvalidToken(err: unknown): boolean {
   );
 }
 
+/**
+ * etcd's own words for a failure: the message of the innermost cause. Our errors wrap etcd's and name the
+ * call, and the call's name carries the user's key: a name that happens to contain etcd's phrase must
+ * not read as etcd saying it.
+ */
+function etcdMessage(err: unknown): string {
+  let inner = err;
+  while (inner instanceof Error && inner.cause instanceof Error) inner = inner.cause;
+  return messageOf(inner);
+}
+
 /** etcd refuses a lease grant under an id already in use: ours, when a grant sent twice landed once. */
 export function isLeaseExists(err: unknown): boolean {
-  return /lease already exists/i.test(messageOf(err));
+  return /etcdserver: lease already exists/.test(etcdMessage(err));
 }
 
 /** etcd has no such lease: it expired or was revoked ("requested lease not found"). */
 export function isLeaseNotFound(err: unknown): boolean {
-  return /lease not found/i.test(messageOf(err));
+  return /etcdserver: requested lease not found/.test(etcdMessage(err));
 }
 
 /** etcd refuses for want of permission: an error, or a watch's cancel reason (a string). */

@@ -11,7 +11,7 @@ import {
   isTransient,
   toElectionError,
 } from "../../src/etcd/errors.js";
-import { WorkFailedError, isElectionError } from "../../src/index.js";
+import { EtcdUnavailableError, WorkFailedError, isElectionError } from "../../src/index.js";
 
 const grpc = (code: number, details: string): Error =>
   Object.assign(new Error(`${code} ${details}`), { code, details });
@@ -211,6 +211,15 @@ describe("etcd's refusals are told apart by named predicates, on raw errors, typ
     expect(isLeaseNotFound(notFound)).toBe(true);
     expect(isLeaseNotFound(toElectionError(notFound, "txn"))).toBe(true);
     expect(isLeaseNotFound(exists)).toBe(false);
+  });
+
+  it("a key name that contains etcd's phrase is not etcd saying it: a timeout on such a name is no lost lease", () => {
+    const timeout = new EtcdUnavailableError(
+      'join the queue of "billing/Lease not found alerts": no answer from etcd within 1000 ms',
+    );
+    expect(isLeaseNotFound(timeout)).toBe(false);
+    const refused = toElectionError(grpc(4, "DEADLINE_EXCEEDED: Deadline exceeded"), 'remove "x/lease already exists"');
+    expect(isLeaseExists(refused)).toBe(false);
   });
 
   it("no permission, as an error or as a watch's cancel reason", () => {

@@ -168,6 +168,42 @@ describe("LeaderElector on a fake clock", () => {
     expect(elector.healthy()).toBe(true);
   });
 
+  it("a term seen to end is stepping down, not wedged: healthy() stays true while its resign hangs past 2 × TTL", async () => {
+    const { clock, backend, elector, stop, running } = setup({ ttl: 3 });
+    await clock.until(() => backend.campaigns.length === 1, 1000);
+    backend.sessions[0]!.renew();
+    const won = backend.campaigns[0]!.win({ resign: "hangs" });
+    await clock.until(() => elector.isLeader(), 100);
+    won.lose(); // the term ends (its key deleted, say) and etcd then goes away: the resign cannot get through
+    await clock.until(() => won.resigned, 100);
+    await clock.advance(7000);
+    expect(elector.isLeader()).toBe(false);
+    expect(elector.healthy()).toBe(true);
+    stop.abort();
+    await clock.advance(10_000);
+    await running;
+  });
+
+  it("a listener that throws is logged and never skips stepping down: the term is still resigned", async () => {
+    const { clock, backend, elector, stop, logged, running } = setup({ ttl: 3 });
+    elector.on("state", (state) => {
+      if (state === "stopping") throw new Error("listener bug");
+    });
+    elector.on("elected", () => {
+      throw new Error("listener bug");
+    });
+    await clock.until(() => backend.campaigns.length === 1, 1000);
+    const won = backend.campaigns[0]!.win();
+    await clock.until(() => elector.isLeader(), 100);
+    stop.abort();
+    await clock.advance(10_000);
+    await running;
+    expect(won.resigned).toBe(true);
+    expect(
+      logged.filter((l) => l.level === "error" && /listener of "(state|elected)" threw/.test(l.message)),
+    ).toHaveLength(2);
+  });
+
   const incurable: [ElectionErrorCode, () => Error][] = [
     ["PERMISSION_DENIED", () => new PermissionDeniedError("permission denied: fake")],
     ["AUTH_FAILED", () => new AuthFailedError("auth failed: fake")],
