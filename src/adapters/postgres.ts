@@ -11,7 +11,7 @@ import { consoleLogger, toLogger, type Logger } from "../common/logger.js";
 import { FenceBusyError, InvalidArgumentError, type ElectionError } from "../errors.js";
 
 /**
- * What `withFence` needs of a hold: a {@link Term} or a {@link Lock} (a permit or read/write lock too).
+ * What `withFence` needs of a hold: a `Term` or a `Lock` of etcd-election (a permit or read/write lock too).
  * Its `token` is what the fence row records; `assertHeld()` is read before the transaction and before its commit.
  */
 export interface FenceHolder {
@@ -257,12 +257,13 @@ async function viaPostgresJs<T>(
 ): Promise<T> {
   // sql.begin commits when the callback resolves and rolls back when it throws.
   const result = await sql.begin(async (tx) => {
-    await fence((text, params) => tx.unsafe(text, params as never[]) as Promise<never>, holder, resource, s);
+    const run: Run = async (text, params) => [...(await tx.unsafe(text, params as never[]))];
+    await fence(run, holder, resource, s);
     const value = await fn(tx);
     holder.assertHeld();
     return { value };
   });
-  return result.value as T;
+  return result.value;
 }
 
 /**
@@ -277,7 +278,10 @@ async function rollback(send: () => Promise<unknown>, s: Settings, cause: unknow
   try {
     const outcome = await Promise.race([send().then(() => "done" as const), timedOut]);
     if (outcome === "timeout") {
-      s.logger.warn({ cause }, `withFence: no answer to ROLLBACK within ${s.lockTimeoutMs} ms; discarding the connection`);
+      s.logger.warn(
+        { cause },
+        `withFence: no answer to ROLLBACK within ${s.lockTimeoutMs} ms; discarding the connection`,
+      );
       return false;
     }
     return true;

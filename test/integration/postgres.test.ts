@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -187,9 +188,15 @@ describe("withFence", () => {
     } finally {
       other.release();
     }
-    const inside = await withFence(pool, term, resource, async (tx) => (await tx.query("SHOW lock_timeout")).rows[0], {
-      lockTimeoutMs: 300,
-    });
+    const inside = await withFence(
+      pool,
+      term,
+      resource,
+      async (tx) => (await tx.query<object>("SHOW lock_timeout")).rows[0],
+      {
+        lockTimeoutMs: 300,
+      },
+    );
     expect(inside).toEqual({ lock_timeout: "0" });
     await term.resign();
   });
@@ -233,7 +240,10 @@ describe("withFence", () => {
       const update = (v: string) => async (tx: pg.Client) => {
         await tx.query("UPDATE fenced_data SET value = value || $1 WHERE resource = $2", [v, resource]);
       };
-      await Promise.all([withFence(client, term, resource, update("-1")), withFence(client, term, resource, update("-2"))]);
+      await Promise.all([
+        withFence(client, term, resource, update("-1")),
+        withFence(client, term, resource, update("-2")),
+      ]);
       expect((await data(resource)).value).toBe("initial-1-2");
       const got = await withFence(sql, term, resource, async (tx) => {
         await tx`UPDATE fenced_data SET value = 'js' WHERE resource = ${resource}`;
@@ -341,7 +351,13 @@ describe("fencing into Postgres under faults (a leader in a child process, a new
       const a = startLeader({ name, idleTimeoutMs });
       try {
         await a.next("holding");
-        send(a, { cmd: "fence", id: "a", value: "A", holdAt: "in-fn", hold: { sync: marker(name.replace(/\W/g, "_")) } });
+        send(a, {
+          cmd: "fence",
+          id: "a",
+          value: "A",
+          holdAt: "in-fn",
+          hold: { sync: marker(name.replace(/\W/g, "_")) },
+        });
         await a.next("held-in-fn");
         a.pause();
         const b = await campaign(name, "b");
@@ -416,12 +432,15 @@ describe("fencing into Postgres under faults (a leader in a child process, a new
       a.pause();
       const b = await campaign(name, "b");
       // B does the same: its check passes, its write lands.
-      const checked = await pool.query("UPDATE etcd_election_fences SET token = $1 WHERE resource = $2 AND token < $1", [
+      const checked = await pool.query(
+        "UPDATE etcd_election_fences SET token = $1 WHERE resource = $2 AND token < $1",
+        [b.token.toString(), name],
+      );
+      expect(checked.rowCount).toBe(1);
+      await pool.query("UPDATE fenced_data SET value = 'B', token = $1 WHERE resource = $2", [
         b.token.toString(),
         name,
       ]);
-      expect(checked.rowCount).toBe(1);
-      await pool.query("UPDATE fenced_data SET value = 'B', token = $1 WHERE resource = $2", [b.token.toString(), name]);
       writeFileSync(marker("naive"), "");
       a.resume();
       const result: WorkerEvent = await a.next("result-a");
@@ -433,5 +452,34 @@ describe("fencing into Postgres under faults (a leader in a child process, a new
     } finally {
       await a.kill();
     }
+  }, 60_000);
+});
+
+describe("examples/postgres-worker.ts", () => {
+  it("leads and writes its ticks into Postgres through withFence, with its token, then exits", async () => {
+    const path = fileURLToPath(new URL("../../examples/postgres-worker.ts", import.meta.url));
+    const election = `${fx.etcd.prefix()}example`;
+    const child = spawn(process.execPath, ["--import", "tsx", path], {
+      env: {
+        ...process.env,
+        ETCD_ENDPOINTS: fx.etcd.endpoints.join(","),
+        DATABASE_URL: db.env.url,
+        ELECTION: election,
+        WORKER_ID: "example",
+        TTL: "2",
+        TICKS: "3",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const code = await new Promise((resolve) => child.once("exit", resolve));
+    expect(code, out).toBe(0);
+    expect(out).toContain('"msg":"done","written":3');
+    const { rows } = await pool.query<{ token: string }>("SELECT token FROM worker_ticks WHERE worker = 'example'");
+    expect(rows).toHaveLength(3);
+    expect(new Set(rows.map((r) => r.token)).size).toBe(1); // one term wrote them all
+    expect((await fenceOf(election))?.toString()).toBe(rows[0]!.token);
   }, 60_000);
 });

@@ -39,10 +39,7 @@ export interface WriteCommand {
   hold?: { sync: string } | "command";
 }
 
-export type FenceCommand =
-  | WriteCommand
-  | { cmd: "continue" }
-  | { cmd: "exit" };
+export type FenceCommand = WriteCommand | { cmd: "continue" } | { cmd: "exit" };
 
 /** The data the leaders write: one row per resource, the last writer's value and token. */
 const DATA_TABLE = "fenced_data";
