@@ -6,6 +6,7 @@ export default defineConfig({
     // Subpath entry points: each loads its optional peer, the main entry loads neither.
     prometheus: "src/adapters/prometheus.ts",
     opentelemetry: "src/adapters/opentelemetry.ts",
+    postgres: "src/adapters/postgres.ts",
   },
   format: ["esm", "cjs"],
   // Only the public API in the published types: members marked @internal are stripped.
@@ -13,6 +14,7 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: "node20",
-  // etcd3 is a peer: the user's copy must be the one we talk through; so are the metrics libraries.
-  external: ["etcd3", "prom-client", "@opentelemetry/api"],
+  // etcd3 is a peer: the user's copy must be the one we talk through; so are the metrics libraries and
+  // the Postgres drivers.
+  external: ["etcd3", "prom-client", "@opentelemetry/api", "pg", "postgres"],
 });

@@ -1,9 +1,9 @@
-// The main entry must load where the optional peers (prom-client, @opentelemetry/api) are not installed:
+// The main entry must load where the optional peers (prom-client, @opentelemetry/api, pg, postgres) are not installed:
 // both builds are loaded with those packages made unresolvable, and the adapters must then fail to load
 // (which shows the block works).
 import Module, { createRequire, register } from "node:module";
 
-const BLOCKED = String.raw`^(prom-client|@opentelemetry/)`;
+const BLOCKED = String.raw`^(prom-client|@opentelemetry/|pg$|pg/|postgres$)`;
 const blocked = new RegExp(BLOCKED);
 
 // CommonJS: require() resolves through Module._resolveFilename.
@@ -35,9 +35,10 @@ for (const [build, api] of [
     if (typeof api[name] !== "function") throw new Error(`${build} main entry lacks ${name}`);
   }
 }
-for (const adapter of ["prometheus", "opentelemetry"]) {
-  // The OpenTelemetry adapter uses only the API's types, so it loads without the package; prom-client's does not.
-  const loads = adapter === "opentelemetry";
+for (const adapter of ["prometheus", "opentelemetry", "postgres"]) {
+  // The OpenTelemetry and Postgres adapters use only their peers' types (the Postgres one drives the driver
+  // it is handed), so they load without them; prom-client's does not.
+  const loads = adapter !== "prometheus";
   for (const load of [() => import(`../dist/${adapter}.js`), async () => require(`../dist/${adapter}.cjs`)]) {
     const ok = await load().then(
       () => true,
@@ -47,4 +48,6 @@ for (const adapter of ["prometheus", "opentelemetry"]) {
       throw new Error(`dist/${adapter}: expected it ${loads ? "to load" : "not to load"} without its peer`);
   }
 }
-console.log("main-entry-check: the main entry (ESM and CJS) loads without prom-client and @opentelemetry/api");
+console.log(
+  "main-entry-check: the main entry (ESM and CJS) loads without prom-client, @opentelemetry/api, pg and postgres",
+);

@@ -18,7 +18,8 @@ export type ElectionErrorCode =
   | "CLIENT_CLOSED"
   | "REQUEST_TOO_LARGE"
   | "ETCD_ERROR"
-  | "WORK_FAILED";
+  | "WORK_FAILED"
+  | "FENCE_BUSY";
 
 const CODES: ReadonlySet<string> = new Set<ElectionErrorCode>([
   "INVALID_ARGUMENT",
@@ -37,6 +38,7 @@ const CODES: ReadonlySet<string> = new Set<ElectionErrorCode>([
   "REQUEST_TOO_LARGE",
   "ETCD_ERROR",
   "WORK_FAILED",
+  "FENCE_BUSY",
 ]);
 
 /**
@@ -184,5 +186,16 @@ export class EtcdError extends ElectionError {
 export class WorkFailedError extends ElectionError {
   constructor(cause: unknown, what = "onStartedLeading") {
     super("WORK_FAILED", `${what} threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+/**
+ * `withFence` (etcd-election/postgres) waited longer than its `lockTimeoutMs` for the fence row of the
+ * resource: another transaction holds it (a holder still in its `fn`, or one paused or cut off inside it).
+ * Nothing was written. Transient: retry; the database's lock error is the `cause`.
+ */
+export class FenceBusyError extends ElectionError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("FENCE_BUSY", message, options);
   }
 }

@@ -175,6 +175,16 @@ export abstract class Holding {
     this.#end(reason);
   }
 
+  /**
+   * @internal A store fenced by our token (Postgres, through `withFence`) holds a newer token: a newer
+   * holder exists, so this hold is gone. Ends it as a refused guarded write does; returns the loss error.
+   */
+  fenceRefused(message: string): ElectionError {
+    const err = this.#lost(message);
+    this.#end(err);
+    return err;
+  }
+
   /** The hold is gone (key deleted or replaced, session lost): stop, and let the next local contender in. */
   #end(reason: ElectionError): void {
     if (this.#stop(reason.message, reason)) this.#leaveLine();

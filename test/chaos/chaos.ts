@@ -26,6 +26,7 @@ import {
   type RegisterData,
 } from "./history.js";
 import { applyFault, type NemesisContext } from "./nemesis.js";
+import { startPostgresStore, type PostgresStore } from "./postgres-store.js";
 import { checkRecovery, type RecoveryContext } from "./recovery.js";
 import { writeReport } from "./report.js";
 import { everyFaultOnce, soak, type FaultPlan } from "./schedule.js";
@@ -43,6 +44,8 @@ export interface ChaosOptions {
   out: string;
   /** The command that replays this run, for the report and failure messages. */
   replay: string;
+  /** Where the workers write (default etcd, guarded by txn()); "postgres": through withFence. */
+  store?: "etcd" | "postgres";
   log?: (line: string) => void;
 }
 
@@ -110,9 +113,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const data: Record<HoldKind, string> = { election: `${base}data/election/`, mutex: `${base}data/mutex/` };
   const docker = process.env.ETCD_BACKEND !== "process";
 
+  const store = options.store ?? "etcd";
   const history: History = {
     seed: options.seed,
     replay: options.replay,
+    store,
     etcdVersion: "unknown",
     image: docker ? (process.env.ETCD_IMAGE ?? "") : `binary ${process.env.ETCD_BINARY ?? "etcd"}`,
     workers: options.workers ?? 3,
@@ -130,13 +135,31 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const env = await startCluster(3);
   const mine = docker ? (await ourContainers()).filter((c) => !before.has(c)) : [];
   const client = env.client();
-  const fleet = new Fleet(env, { ttl, election: names.election, mutex: names.mutex, data, writeEveryMs: 100 }, record);
+  let pgStore: PostgresStore | undefined;
+  try {
+    pgStore = store === "postgres" ? await startPostgresStore() : undefined;
+  } catch (error) {
+    await env.close();
+    throw error;
+  }
+  const fleet = new Fleet(
+    env,
+    {
+      ttl,
+      election: names.election,
+      mutex: names.mutex,
+      data,
+      writeEveryMs: 100,
+      postgres: pgStore && { port: pgStore.port },
+    },
+    record,
+  );
   const nothingLeft = (ok: boolean, detail: string): void =>
     record({ t: mono(), e: "check", n: -1, rule: "nothing-left", ok, ms: 0, detail });
   try {
     history.etcdVersion = (await client.maintenance.status()).version;
     say(
-      `etcd ${history.etcdVersion}, ${options.workers ?? 3} workers, TTL ${ttl} s, recovery bound ${recoveryBoundMs} ms`,
+      `etcd ${history.etcdVersion}, ${options.workers ?? 3} workers, TTL ${ttl} s, recovery bound ${recoveryBoundMs} ms, writes into ${store === "postgres" ? "Postgres through withFence" : "etcd through txn()"}`,
     );
     for (let i = 0; i < (options.workers ?? 3); i++) await fleet.spawn();
     await waitFor(() => fleet.holder("election") && fleet.live().every((w) => w.leases.size === 2), {
@@ -227,12 +250,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       nothingLeft(false, `left in etcd after every worker stopped: ${(await leftovers().catch(() => [])).join(", ")}`);
     }
     history.endedAt = mono();
-    for (const kind of HOLD_KINDS) history.data[kind] = await readRegister(client, data[kind]);
+    for (const kind of HOLD_KINDS)
+      history.data[kind] = pgStore ? await pgStore.read(data[kind]) : await readRegister(client, data[kind]);
     await client.delete().prefix(base).options(deadline(5000)).exec();
   } finally {
     if (history.endedAt === startedAt) history.endedAt = mono();
     await fleet.close();
     await env.close();
+    await pgStore?.close();
   }
 
   const gone = await Promise.all(fleet.workers.flatMap((w) => w.proxies.map((p) => portClosed(p.url))));

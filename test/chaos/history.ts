@@ -95,6 +95,8 @@ export interface History {
   seed: number;
   /** The command that replays this run's schedule. */
   replay: string;
+  /** Where the workers wrote the counters and logs (absent in older histories: etcd). */
+  store?: "etcd" | "postgres";
   etcdVersion: string;
   /** The image (or binary) etcd ran from. */
   image: string;

@@ -23,11 +23,12 @@ function reportMarkdown(history: History, verdict: Verdict): string {
     `# Chaos run, seed ${history.seed}: ${verdict.ok ? "no violation" : `${verdict.violations.length} VIOLATION(S)`}`,
     "",
     `etcd ${history.etcdVersion} (${history.image}), 3 members; ${history.workers} worker processes at a time; session TTL ${history.ttlMs / 1000} s, ` +
-      `election timeout ${history.electionTimeoutMs} ms; ${perFault.length} faults in ${minutes} min. ` +
+      `election timeout ${history.electionTimeoutMs} ms; ${perFault.length} faults in ${minutes} min; ` +
+      `writes ${history.store === "postgres" ? "into PostgreSQL through withFence" : "into etcd through txn()"}. ` +
       `Replay the schedule: \`${history.replay}\`.`,
     "",
     `- Committed increments: election ${verdict.committed.election}, mutex ${verdict.committed.mutex} (counters: ${history.data.election.counter?.value ?? 0}, ${history.data.mutex.counter?.value ?? 0}).`,
-    `- Writes refused by etcd as stale (fencing): ${verdict.ops.filter((o) => o.outcome === "stale").length}; refused by the library's clock before sending: ${verdict.ops.filter((o) => o.outcome === "refused").length}; ` +
+    `- Writes refused by ${history.store === "postgres" ? "Postgres" : "etcd"} as stale (fencing): ${verdict.ops.filter((o) => o.outcome === "stale").length}; refused by the library's clock before sending: ${verdict.ops.filter((o) => o.outcome === "refused").length}; ` +
       `outcome unknown to the worker: ${verdict.ops.filter((o) => o.outcome === "unknown").length} (${verdict.ops.filter((o) => o.outcome === "unknown" && o.committed).length} of them committed, by the log).`,
     `- etcd #15247: after ${pauses.length} raft-leader pause(s) (${pauses.filter((f) => f.etcdRevokes > 0).length} of them with revokes), etcd ended ${verdict.etcdRevokes.length} holds whose leases were kept alive ` +
       `(holders told ${spread(verdict.etcdRevokes.map((r) => r.afterResumeMs))} after the resume); in ${verdict.etcdBugs.length} of them someone else had already begun ` +

@@ -4,6 +4,7 @@
  *   npm run chaos                                   # every fault once, random seed (printed)
  *   npm run chaos -- --duration 10m --seed 42       # soak: faults from the seeded schedule for 10 min
  *   npm run chaos -- --image gcr.io/etcd-development/etcd:v3.5.17 --workers 4 --ttl 3 --out chaos-report
+ *   npm run chaos -- --store postgres              # the writes go into PostgreSQL through withFence
  *   npm run chaos -- --check chaos-report/history.json --out /tmp/again   # re-check a recorded history
  *
  * ETCD_IMAGE works as --image; ETCD_VERSION=3.4 picks the local 3.4.23 image. Exits 1 if the history
@@ -35,6 +36,7 @@ const { values } = parseArgs({
     ttl: { type: "string" },
     out: { type: "string" },
     check: { type: "string" },
+    store: { type: "string" },
   },
 });
 const out = resolve(values.out ?? "chaos-report");
@@ -56,6 +58,9 @@ if (values.check) {
   if (!verdict.ok) printViolations(verdict, history.seed, history.replay);
   process.exit(verdict.ok ? 0 : 1);
 }
+if (values.store !== undefined && values.store !== "etcd" && values.store !== "postgres")
+  throw new Error(`--store must be etcd or postgres, not ${values.store}`);
+const store = values.store;
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
 if (!Number.isInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, not ${values.seed}`);
 if (values.image) process.env.ETCD_IMAGE = values.image;
@@ -68,6 +73,7 @@ const replay = [
   process.env.ETCD_IMAGE && `--image ${process.env.ETCD_IMAGE}`,
   values.workers && `--workers ${values.workers}`,
   values.ttl && `--ttl ${values.ttl}`,
+  store && `--store ${store}`,
 ]
   .filter(Boolean)
   .join(" ");
@@ -84,6 +90,7 @@ try {
     ttl: values.ttl === undefined ? undefined : Number(values.ttl),
     out,
     replay,
+    store,
   });
   failed = !verdict.ok;
   if (failed) printViolations(verdict, seed, replay);

@@ -10,6 +10,8 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { Etcd3 } from "etcd3";
+import pg from "pg";
+import { withFence } from "../../src/adapters/postgres.js";
 import { LeaderElector, Mutex, Session, type Holding, type Logger } from "../../src/index.js";
 import { FAST_RECONNECT } from "../support/probe.js";
 import { logKey, mono, type HoldKind, type WorkerReport } from "./history.js";
@@ -27,6 +29,11 @@ export interface WorkerConfig {
   data: Record<HoldKind, string>;
   /** Pause between writes while holding. */
   writeEveryMs: number;
+  /**
+   * `--store postgres`: the counter and log live in this Postgres (tables of postgres-store.ts), each
+   * write one `withFence` transaction on the resource `<data prefix>`, instead of a guarded etcd txn.
+   */
+  postgres?: { port: number };
 }
 
 const config = JSON.parse(process.env.CHAOS_WORKER ?? "{}") as WorkerConfig;
@@ -115,20 +122,35 @@ async function hold(kind: HoldKind, holding: Holding, until = Infinity): Promise
     const value = v + 1;
     report({ e: "op", kind, op, token, value });
     try {
-      await holding
-        .txn()
-        .then(
-          client.put(`${prefix}counter`).value(String(value)),
-          client.put(logKey(prefix, value)).value(JSON.stringify({ token, worker: config.id, op, value })),
-        )
-        .commit();
+      const entry = { token, worker: config.id, op, value };
+      if (pool) await writePostgres(pool, holding, prefix, entry);
+      else
+        await holding
+          .txn()
+          .then(
+            client.put(`${prefix}counter`).value(String(value)),
+            client.put(logKey(prefix, value)).value(JSON.stringify(entry)),
+          )
+          .commit();
       report({ e: "ok", kind, op });
       v = value;
     } catch (e) {
       if (isLoss(e)) {
-        // The guard failing in etcd is what fencing is for; a refusal before sending is the clock's.
-        report({ e: "rejected", kind, op, stale: /refused by etcd/.test(messageOf(e)), code: codeOf(e) });
+        // The guard failing in etcd (or the fence in Postgres) is what fencing is for; a refusal before
+        // sending is the clock's.
+        report({
+          e: "rejected",
+          kind,
+          op,
+          stale: /refused by etcd|Postgres refused/.test(messageOf(e)),
+          code: codeOf(e),
+        });
         return;
+      }
+      if (codeOf(e) === "FENCE_BUSY") {
+        // Nothing written: a paused predecessor holds the fence row until Postgres ends its transaction.
+        report({ e: "rejected", kind, op, stale: false, code: codeOf(e) });
+        continue;
       }
       report({ e: "unknown", kind, op, code: codeOf(e), message: messageOf(e) });
       throw new StepDown(`write ${op} outcome unknown (${codeOf(e)}): stepping down`);
@@ -141,6 +163,7 @@ async function hold(kind: HoldKind, holding: Holding, until = Infinity): Promise
 async function readCounter(holding: Holding, prefix: string): Promise<number | undefined> {
   while (!holding.signal.aborted) {
     try {
+      if (pool) return await readPostgres(pool, holding, prefix);
       const res = await holding
         .txn()
         .then(client.get(`${prefix}counter`))
@@ -153,6 +176,58 @@ async function readCounter(holding: Holding, prefix: string): Promise<number | u
     }
   }
   return undefined;
+}
+
+const pool = config.postgres
+  ? new pg.Pool({ host: "127.0.0.1", port: config.postgres.port, user: "postgres", database: "postgres", max: 4 })
+  : undefined;
+// A connection Postgres ended while it sat idle in the pool (the idle timeout of a paused transaction).
+pool?.on("error", (err) =>
+  report({ e: "log", level: "warn", msg: "idle Postgres connection failed", err: messageOf(err) }),
+);
+const FENCE_OPTIONS = { lockTimeoutMs: 1000, idleTimeoutMs: 5000, logger: false } as const;
+
+/** One fenced transaction: counter = value, log/<value> = entry, each with its write count and a revision. */
+async function writePostgres(
+  db: pg.Pool,
+  holding: Holding,
+  resource: string,
+  entry: { token: string; worker: string; op: string; value: number },
+): Promise<void> {
+  await withFence(
+    db,
+    holding,
+    resource,
+    async (tx) => {
+      await tx.query(
+        `INSERT INTO chaos_counter (prefix, value, version, rev) VALUES ($1, $2, 1, nextval('chaos_rev'))
+         ON CONFLICT (prefix) DO UPDATE SET value = EXCLUDED.value, version = chaos_counter.version + 1, rev = EXCLUDED.rev`,
+        [resource, entry.value],
+      );
+      await tx.query(
+        `INSERT INTO chaos_log (prefix, seq, entry, version, rev) VALUES ($1, $2, $3, 1, nextval('chaos_rev'))
+         ON CONFLICT (prefix, seq) DO UPDATE SET entry = EXCLUDED.entry, version = chaos_log.version + 1, rev = EXCLUDED.rev`,
+        [resource, entry.value, JSON.stringify(entry)],
+      );
+    },
+    FENCE_OPTIONS,
+  );
+}
+
+/** The counter, read in a fenced transaction (which also moves the fence to our token). */
+async function readPostgres(db: pg.Pool, holding: Holding, resource: string): Promise<number> {
+  return withFence(
+    db,
+    holding,
+    resource,
+    async (tx) => {
+      const { rows } = await tx.query<{ value: number }>("SELECT value FROM chaos_counter WHERE prefix = $1", [
+        resource,
+      ]);
+      return rows[0]?.value ?? 0;
+    },
+    FENCE_OPTIONS,
+  );
 }
 
 const elector = new LeaderElector({
@@ -206,6 +281,7 @@ const status = setInterval(() => report({ e: "status", leader: elector.isLeader(
 report({ e: "ready" });
 await Promise.all([elector.run({ signal: stop.signal }), mutexLoop()]);
 clearInterval(status);
+await pool?.end();
 client.close();
 report({ e: "stopped" });
 // Nothing else: the process must now exit by itself (design: Every outage ends in a working state).

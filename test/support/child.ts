@@ -29,7 +29,12 @@ export class Worker {
   }
 
   static start(config: WorkerConfig): Worker {
-    const child = spawn(process.execPath, ["--import", "tsx", WORKER], {
+    return Worker.startScript(WORKER, config);
+  }
+
+  /** Another worker script (same protocol: JSON lines out, commands in), its config in WORKER_CONFIG. */
+  static startScript(script: string, config: unknown): Worker {
+    const child = spawn(process.execPath, ["--import", "tsx", script], {
       env: { ...process.env, WORKER_CONFIG: JSON.stringify(config) },
       stdio: ["pipe", "pipe", "pipe"],
     });

@@ -46,10 +46,21 @@ function snippetsOf(file: string): Snippet[] {
 /** What snippets may use without declaring it. */
 const PRELUDE = `
 import { Etcd3 } from "etcd3";
-${["Session", "Election", "Mutex", "Semaphore", "RWLock", "LeaderElector", "healthHandler", "ElectionError"]
+${[
+  "Session",
+  "Election",
+  "Mutex",
+  "Semaphore",
+  "RWLock",
+  "LeaderElector",
+  "healthHandler",
+  "ElectionError",
+  "isElectionError",
+]
   .map((name) => `import { ${name} } from "etcd-election";`)
   .join("\n")}
 import type { Leader, Lock, Logger, Term } from "etcd-election";
+import { withFence } from "etcd-election/postgres";
 declare const client: Etcd3;
 declare const hosts: string[];
 declare const signal: AbortSignal;
@@ -64,6 +75,7 @@ declare const me: string;
 declare const json: string;
 declare const maxValueBytes: number;
 declare const db: { query(sql: string, params: unknown[]): Promise<unknown> };
+declare const pool: import("pg").Pool;
 declare const onStartedLeading: (term: Term) => Promise<void>;
 declare const onNewLeader: (leader: Leader | undefined) => void;
 declare function pauseRiskyWork(): void;
@@ -111,6 +123,7 @@ function typeErrors(snippets: Snippet[]): string[] {
       "etcd-election": ["src/index.ts"],
       "etcd-election/prometheus": ["src/adapters/prometheus.ts"],
       "etcd-election/opentelemetry": ["src/adapters/opentelemetry.ts"],
+      "etcd-election/postgres": ["src/adapters/postgres.ts"],
     },
   };
   const host = ts.createCompilerHost(options);
