@@ -2,6 +2,9 @@
  * Leader election, fenced locks and leader-watch on etcd. Metrics adapters are separate entry points:
  * `etcd-election/prometheus` and `etcd-election/opentelemetry`.
  *
+ * Layout: src/'s top level holds only the public surface (this file and the files it exports from);
+ * everything internal lives in a folder (design: The pieces).
+ *
  * @module etcd-election
  */
 export * from "./errors.js";

@@ -1,9 +1,9 @@
 import { withTimeout } from "./common/abort.js";
 import { validateSignal, validateTimeout } from "./common/validate.js";
-import { assertUsable, type SessionContext } from "./context.js";
+import { assertUsable, type SessionContext } from "./session/context.js";
 import { LockLostError, LockTimeoutError } from "./errors.js";
 import { Holding } from "./holding.js";
-import { Primitive } from "./primitive.js";
+import { Primitive } from "./queue/primitive.js";
 import type { QueuePolicy } from "./queue/policies.js";
 import { acquire, tryAcquire, type Ticket } from "./queue/queue.js";
 

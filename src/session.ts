@@ -8,18 +8,18 @@ import {
   validateTimeout,
   validateTtl,
 } from "./common/validate.js";
-import { attachContext, type SessionContext } from "./context.js";
+import { attachContext, type SessionContext } from "./session/context.js";
 import type { Logger } from "./common/logger.js";
 import type { EtcdClient } from "./etcd/client.js";
 import { isIncurable } from "./etcd/errors.js";
 import { openDoor } from "./etcd/internals.js";
 import { Keyspace } from "./etcd/keyspace.js";
-import { acquireChannels, type Channels } from "./etcd/shared.js";
+import { acquireChannels, type Channels } from "./etcd/channel-pool.js";
 import { InvalidArgumentError, SessionClosedError, type SessionLostError } from "./errors.js";
 import { grantLease, randomLeaseId, revokeLease, type Grant } from "./lease/grant.js";
 import { LeaseKeeper } from "./lease/keeper.js";
 import { Names } from "./queue/names.js";
-import { OwnKeyWatches } from "./queue/own-key-watches.js";
+import { OwnKeyWatches } from "./session/own-key-watches.js";
 
 /**
  * connected: keepalives are acknowledged; suspended: they are failing, the lease still holds until the

@@ -1,7 +1,7 @@
 import type { IKeyValue, IRangeRequest } from "etcd3";
 import { linkedController, onAbort } from "../common/abort.js";
 import { now } from "../common/clock.js";
-import { assertUsable, type SessionContext } from "../context.js";
+import { assertUsable, type SessionContext } from "../session/context.js";
 import { EtcdError } from "../errors.js";
 import { isTransient } from "../etcd/errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";

@@ -1,5 +1,5 @@
 import { releaseRetry, retryWithBackoff } from "../common/backoff.js";
-import type { SessionContext } from "../context.js";
+import type { SessionContext } from "../session/context.js";
 import { isTransient, toElectionError } from "../etcd/errors.js";
 import type { ElectionError } from "../errors.js";
 import { range, txn } from "../etcd/kv.js";

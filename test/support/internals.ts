@@ -1,7 +1,7 @@
 /** What tests read of a session that users cannot: its keys, its lease in hex, its keepalive endpoint. */
 import type { Session } from "../../src/index.js";
 import type { Etcd3 } from "etcd3";
-import { contextOf } from "../../src/context.js";
+import { contextOf } from "../../src/session/context.js";
 import { openDoor } from "../../src/etcd/internals.js";
 
 /** The lease id in lowercase hex, as it ends every key the session creates. */

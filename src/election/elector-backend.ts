@@ -1,11 +1,11 @@
-import type { Logger } from "./common/logger.js";
-import { contextOf } from "./context.js";
-import { Election } from "./election.js";
-import type { EtcdClient } from "./etcd/client.js";
-import { openDoor } from "./etcd/internals.js";
-import type { Leader } from "./leader.js";
-import { Session, type SessionState } from "./session.js";
-import type { Term } from "./term.js";
+import type { Logger } from "../common/logger.js";
+import { contextOf } from "../session/context.js";
+import { Election } from "../election.js";
+import type { EtcdClient } from "../etcd/client.js";
+import { openDoor } from "../etcd/internals.js";
+import type { Leader } from "../leader.js";
+import { Session, type SessionState } from "../session.js";
+import type { Term } from "../term.js";
 
 /**
  * @internal One session as a runner (the elector) uses it: campaign and observe through it, its end, and
