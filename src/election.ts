@@ -59,5 +59,3 @@ export class Election extends Primitive {
     return observeLeader(this.context, this.name, validateSignal(options.signal));
   }
 }
-
-export type { Leader };

@@ -9,8 +9,7 @@
  */
 export * from "./errors.js";
 export { Session } from "./session.js";
-export type { SessionEvents, SessionOptions, SessionState } from "./session.js";
-export type { EtcdClient } from "./etcd/client.js";
+export type { EtcdClient, SessionEvents, SessionOptions, SessionState } from "./session.js";
 export type { Logger } from "./common/logger.js";
 export { Election } from "./election.js";
 export type { Leader } from "./leader.js";

@@ -6,11 +6,10 @@ import { consoleLogger, toLogger, withFields, type Logger } from "./common/logge
 import { validateElectorOptions, validateSignal } from "./common/validate.js";
 import { checkEtcdPeer, etcdBackend, type ElectorBackend, type ElectorSession } from "./election/elector-backend.js";
 import { ElectorTally, type ElectorMetrics, type ElectorState } from "./election/elector-metrics.js";
-import type { EtcdClient } from "./etcd/client.js";
 import { isIncurable, toElectionError } from "./etcd/errors.js";
 import { InvalidArgumentError, WorkFailedError, isElectionError, type ElectionError } from "./errors.js";
 import { sameLeader, type Leader } from "./leader.js";
-import type { Session } from "./session.js";
+import type { EtcdClient, Session } from "./session.js";
 import type { Term } from "./term.js";
 
 export type { ElectorMetrics, ElectorState } from "./election/elector-metrics.js";
