@@ -12,7 +12,7 @@
  */
 import type { Etcd3 } from "etcd3";
 import { Election, Mutex, Session } from "../src/index.js";
-import { contextOf } from "../src/context.js";
+import { contextOf } from "../src/session/context.js";
 import { queueRange } from "../src/queue/queue.js";
 import type { BenchEnv } from "./env.js";
 import { countRpcs, type Counts } from "./etcd-metrics.js";

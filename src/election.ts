@@ -1,9 +1,9 @@
 import { toValueBuffer, validateSignal } from "./common/validate.js";
-import { assertUsable } from "./context.js";
+import { assertUsable } from "./session/context.js";
 import { NameConflictError, NotLeaderError } from "./errors.js";
 import { readLeader, type Leader } from "./leader.js";
-import { observeLeader } from "./observe.js";
-import { Primitive } from "./primitive.js";
+import { observeLeader } from "./election/observe.js";
+import { Primitive } from "./queue/primitive.js";
 import { predecessorPolicy } from "./queue/policies.js";
 import { acquire } from "./queue/queue.js";
 import type { Session } from "./session.js";
@@ -59,5 +59,3 @@ export class Election extends Primitive {
     return observeLeader(this.context, this.name, validateSignal(options.signal));
   }
 }
-
-export type { Leader };

@@ -1,6 +1,6 @@
 import type { ComparatorBuilder, ITxnResponse } from "etcd3";
 import { onAbort } from "./common/abort.js";
-import type { SessionContext } from "./context.js";
+import type { SessionContext } from "./session/context.js";
 import { builderContents } from "./etcd/internals.js";
 import { range } from "./etcd/kv.js";
 import type { KeyEvent } from "./etcd/key-watch.js";

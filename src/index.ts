@@ -2,12 +2,14 @@
  * Leader election, fenced locks and leader-watch on etcd. Metrics adapters are separate entry points:
  * `etcd-election/prometheus` and `etcd-election/opentelemetry`.
  *
+ * Layout: src/'s top level holds only the public surface (this file and the files it exports from);
+ * everything internal lives in a folder (design: The pieces).
+ *
  * @module etcd-election
  */
 export * from "./errors.js";
 export { Session } from "./session.js";
-export type { SessionEvents, SessionOptions, SessionState } from "./session.js";
-export type { EtcdClient } from "./etcd/client.js";
+export type { EtcdClient, SessionEvents, SessionOptions, SessionState } from "./session.js";
 export type { Logger } from "./common/logger.js";
 export { Election } from "./election.js";
 export type { Leader } from "./leader.js";

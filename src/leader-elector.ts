@@ -4,16 +4,15 @@ import { linkedController, onAbort, settledBy, sleep, track, untilAbort } from "
 import { systemClock, type Clock, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
 import { validateElectorOptions, validateSignal } from "./common/validate.js";
-import { checkEtcdPeer, etcdBackend, type ElectorBackend, type ElectorSession } from "./elector-backend.js";
-import { ElectorTally, type ElectorMetrics, type ElectorState } from "./elector-metrics.js";
-import type { EtcdClient } from "./etcd/client.js";
+import { checkEtcdPeer, etcdBackend, type ElectorBackend, type ElectorSession } from "./election/elector-backend.js";
+import { ElectorTally, type ElectorMetrics, type ElectorState } from "./election/elector-metrics.js";
 import { isIncurable, toElectionError } from "./etcd/errors.js";
 import { InvalidArgumentError, WorkFailedError, isElectionError, type ElectionError } from "./errors.js";
 import { sameLeader, type Leader } from "./leader.js";
-import type { Session } from "./session.js";
+import type { EtcdClient, Session } from "./session.js";
 import type { Term } from "./term.js";
 
-export type { ElectorMetrics, ElectorState } from "./elector-metrics.js";
+export type { ElectorMetrics, ElectorState } from "./election/elector-metrics.js";
 
 /** What {@link LeaderElector} campaigns for, on what, and what it runs while it leads. */
 export interface LeaderElectorOptions {

@@ -1,11 +1,11 @@
 import { withTimeout } from "./common/abort.js";
 import { validateSignal, validateTimeout } from "./common/validate.js";
-import { assertUsable, type SessionContext } from "./context.js";
+import { assertUsable, type SessionContext } from "./session/context.js";
 import { LockLostError, LockTimeoutError } from "./errors.js";
 import { Holding } from "./holding.js";
-import { Primitive } from "./primitive.js";
+import { Primitive } from "./queue/primitive.js";
 import type { QueuePolicy } from "./queue/policies.js";
-import { acquire, tryAcquire, type Ticket } from "./queue/queue.js";
+import { acquire, type Ticket } from "./queue/queue.js";
 
 /** How long a lock call may wait. */
 export interface LockOptions {
@@ -72,7 +72,7 @@ export abstract class LockPrimitive extends Primitive {
     const leave = this.context.names.line(this.name, this.kind).tryEnter();
     if (!leave) return undefined;
     return this.#inLine(leave, async () => {
-      const ticket = await tryAcquire(this.context, this.name, value, policy, { vanished: this.#vanished });
+      const ticket = await acquire(this.context, this.name, value, policy, { vanished: this.#vanished, ifFree: true });
       if (ticket) return Lock.of(this.context, ticket, leave);
       leave();
       return undefined;
@@ -81,10 +81,10 @@ export abstract class LockPrimitive extends Primitive {
 
   readonly #vanished = (message: string): Error => new LockLostError(`${this.kind} not acquired: ${message}`);
 
-  /** Runs `join` holding the name's local line, leaving the line if it fails (making the hold included). */
-  async #inLine<T>(leave: () => void, join: () => Promise<T>): Promise<T> {
+  /** Runs `take` holding the name's local line, leaving the line if it fails (making the hold included). */
+  async #inLine<T>(leave: () => void, take: () => Promise<T>): Promise<T> {
     try {
-      return await join();
+      return await take();
     } catch (err) {
       leave();
       throw err;

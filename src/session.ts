@@ -1,3 +1,4 @@
+import type { Namespace } from "etcd3";
 import { EventEmitter } from "eventemitter3";
 import { onAbort, raceAbort } from "./common/abort.js";
 import { silentLogger, toLogger, withFields } from "./common/logger.js";
@@ -8,24 +9,26 @@ import {
   validateTimeout,
   validateTtl,
 } from "./common/validate.js";
-import { attachContext, type SessionContext } from "./context.js";
+import { attachContext, type SessionContext } from "./session/context.js";
 import type { Logger } from "./common/logger.js";
-import type { EtcdClient } from "./etcd/client.js";
 import { isIncurable } from "./etcd/errors.js";
-import { openDoor } from "./etcd/internals.js";
+import { etcd3Internals } from "./etcd/internals.js";
 import { Keyspace } from "./etcd/keyspace.js";
-import { acquireChannels, type Channels } from "./etcd/shared.js";
+import { acquireChannels, type Channels } from "./etcd/channel-pool.js";
 import { InvalidArgumentError, SessionClosedError, type SessionLostError } from "./errors.js";
 import { grantLease, randomLeaseId, revokeLease, type Grant } from "./lease/grant.js";
 import { LeaseKeeper } from "./lease/keeper.js";
-import { Names } from "./queue/names.js";
-import { OwnKeyWatches } from "./queue/own-key-watches.js";
+import { SessionNames } from "./queue/names.js";
+import { OwnKeyWatches } from "./session/own-key-watches.js";
 
 /**
  * connected: keepalives are acknowledged; suspended: they are failing, the lease still holds until the
  * local deadline; lost: the lease may have expired in etcd (final); closed: closed by its owner (final).
  */
 export type SessionState = "connected" | "suspended" | "lost" | "closed";
+
+/** The user's etcd3 client, or a namespace of it (`client.namespace("app/")`). */
+export type EtcdClient = Namespace;
 
 /** The events a {@link Session} emits (eventemitter3, typed): `session.on("lost", (reason) => ...)`. */
 export interface SessionEvents {
@@ -88,7 +91,7 @@ export class Session extends EventEmitter<SessionEvents> {
     const { callTimeoutMs, logger } = options;
     const { conn, watches } = channels;
     this.#releaseChannels = channels.release;
-    const keyspace = new Keyspace(openDoor(client).prefix);
+    const keyspace = new Keyspace(etcd3Internals(client).prefix);
     const lease = new LeaseKeeper(
       conn,
       {
@@ -117,7 +120,7 @@ export class Session extends EventEmitter<SessionEvents> {
       watches,
       ownKeys: new OwnKeyWatches(watches, keyspace, resyncMs),
       keyspace,
-      names: new Names(),
+      names: new SessionNames(),
       lease,
       leaseHex: granted.id.toString(16),
       callTimeoutMs,
@@ -144,7 +147,7 @@ export class Session extends EventEmitter<SessionEvents> {
 
   /** Grants a lease and starts keeping it alive. */
   static async create(client: EtcdClient, options: SessionOptions = {}): Promise<Session> {
-    const door = openDoor(client);
+    const etcd3 = etcd3Internals(client);
     const ttl = validateTtl(options.ttl ?? 10);
     const signal = validateSignal(options.signal);
     const callTimeoutMs = validateCallTimeout(options.callTimeoutMs) ?? 5000;
@@ -155,7 +158,7 @@ export class Session extends EventEmitter<SessionEvents> {
     const baseLogger = toLogger(options.logger, silentLogger);
     signal?.throwIfAborted();
 
-    const channels = acquireChannels(door, options.logger, baseLogger, callTimeoutMs);
+    const channels = acquireChannels(etcd3, options.logger, baseLogger, callTimeoutMs);
     const leaseId = randomLeaseId();
     const granting = grantLease(channels.conn, ttl, callTimeoutMs, leaseId);
     let granted: Grant;
@@ -274,5 +277,3 @@ export class Session extends EventEmitter<SessionEvents> {
     this.removeAllListeners();
   }
 }
-
-export type { EtcdClient };

@@ -1,5 +1,5 @@
 import { toValueBuffer } from "./common/validate.js";
-import type { SessionContext } from "./context.js";
+import type { SessionContext } from "./session/context.js";
 import { txn } from "./etcd/kv.js";
 import { NotLeaderError } from "./errors.js";
 import { Holding } from "./holding.js";

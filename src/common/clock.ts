@@ -2,7 +2,7 @@
 export const now = (): number => globalThis.performance.now();
 
 /** Wall-clock milliseconds: keeps counting through a system suspend (or a frozen VM), but may be stepped. */
-export const wallNow = (): number => Date.now();
+const wallNow = (): number => Date.now();
 
 /** One moment on both clocks: the lease's deadline counts on each (design: Step down first). */
 export interface Stamp {

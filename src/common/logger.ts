@@ -22,7 +22,7 @@ type Level = (typeof LEVELS)[number];
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** Repeats of one failure within this window are folded into a count (design: Every failure is visible). */
-export const FOLD_WINDOW_MS = 10_000;
+const FOLD_WINDOW_MS = 10_000;
 
 /** Fields that count or time the repeats of one failure: two lines differing only in them are a repeat. */
 const COUNTERS = new Set(["attempt", "remainingMs", "waitingMs", "ackTimeoutMs", "answerMs"]);

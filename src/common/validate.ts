@@ -104,7 +104,7 @@ const describe = (v: unknown): string =>
         : typeof v;
 
 /** A semaphore's limit: how many may hold it at once. */
-export const MAX_SEMAPHORE_LIMIT = 10_000;
+const MAX_SEMAPHORE_LIMIT = 10_000;
 
 export function validateLimit(limit: unknown): number {
   if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 1 || limit > MAX_SEMAPHORE_LIMIT) {

@@ -7,7 +7,7 @@ import { isInvalidToken, isTransient, toElectionError } from "./errors.js";
 import {
   duplex,
   unary,
-  type ClientDoor,
+  type Etcd3Internals,
   type Endpoint,
   type GrpcChannel,
   type GrpcDuplex,
@@ -29,18 +29,19 @@ export interface CallOptions {
   what: string;
 }
 
-interface Line {
+/** Our channel to one endpoint, the service clients made on it, and the streams open on it. */
+interface EndpointChannel {
   channel: GrpcChannel;
   clients: Map<ServiceName, GrpcServiceClient>;
   /** Streams open on the channel: grpc-js closes a channel gracefully, leaving them (and the socket) up. */
   streams: Set<GrpcDuplex<unknown, unknown>>;
 }
 
-/** The set of open streams each stream of ours is in, so `quiet()` can take it out. */
+/** The set of open streams each stream of ours is in, so `abandonStream()` can take it out. */
 const openStreams = new WeakMap<GrpcDuplex<unknown, unknown>, Set<GrpcDuplex<unknown, unknown>>>();
 
 /** Ends a stream we no longer listen to, swallowing its late errors. */
-export function quiet(stream: GrpcDuplex<unknown, unknown>): void {
+export function abandonStream(stream: GrpcDuplex<unknown, unknown>): void {
   openStreams.get(stream)?.delete(stream);
   stream.removeAllListeners();
   stream.on("error", () => {});
@@ -55,30 +56,30 @@ export function quiet(stream: GrpcDuplex<unknown, unknown>): void {
  * Every call has a deadline).
  */
 export class Connection {
-  readonly #door: ClientDoor;
+  readonly #etcd3: Etcd3Internals;
   readonly #logger: Logger;
-  readonly #lines = new Map<Endpoint, Line>();
+  readonly #channels = new Map<Endpoint, EndpointChannel>();
   /** Starts at a random endpoint, as etcd3 shuffles its hosts: sessions spread over the members. */
   #preferred: number;
   #closed = false;
   /** When (monotonic) a keepalive was last acknowledged through each endpoint: the member answers us. */
   readonly #ackedAt = new Map<Endpoint, number>();
 
-  constructor(door: ClientDoor, logger: Logger, first = Math.floor(Math.random() * door.endpoints.length)) {
-    this.#door = door;
+  constructor(etcd3: Etcd3Internals, logger: Logger, first = Math.floor(Math.random() * etcd3.endpoints.length)) {
+    this.#etcd3 = etcd3;
     this.#logger = logger;
     this.#preferred = first;
   }
 
   /** The user closed their client (or we were closed): nothing more can be sent. */
   get closed(): boolean {
-    if (!this.#closed && this.#door.closed()) this.close();
+    if (!this.#closed && this.#etcd3.closed()) this.close();
     return this.#closed;
   }
 
   /** The endpoint calls and streams go to now. */
   get endpoint(): Endpoint {
-    return this.#door.endpoints[this.#preferred % this.#door.endpoints.length]!;
+    return this.#etcd3.endpoints[this.#preferred % this.#etcd3.endpoints.length]!;
   }
 
   /** A unary call, with deadlines per attempt and in all; rejects with an ElectionError. */
@@ -93,14 +94,14 @@ export class Connection {
         if (left <= 0)
           throw new EtcdUnavailableError(`${options.what}: no answer from etcd within ${options.timeoutMs} ms`);
         const attemptMs = options.idempotent ? Math.min(left, options.timeoutMs / 2) : left;
-        const metadata = this.#door.readyMetadata() ?? (await this.#metadata(attemptMs, options.what));
+        const metadata = this.#etcd3.readyMetadata() ?? (await this.#metadata(attemptMs, options.what));
         return await this.#unary<Res>(endpoint, service, method, req, metadata, attemptMs);
       } catch (raw) {
         if (this.closed) throw new ClientClosedError(`${options.what}: the etcd3 client was closed`, { cause: raw });
         if (isInvalidToken(raw) && !tokenRefreshed) {
           // etcd refused the request before applying it: safe to send again with a fresh token.
           tokenRefreshed = true;
-          this.#door.invalidateToken();
+          this.#etcd3.invalidateToken();
           continue;
         }
         const err = toElectionError(raw, options.what);
@@ -119,7 +120,7 @@ export class Connection {
 
   /**
    * Opens a duplex stream on the preferred endpoint; rejects with an ElectionError. Its owner ends it with
-   * `quiet()`. With `requireLeader`, a member that has no raft leader refuses it, and cancels it once it
+   * `abandonStream()`. With `requireLeader`, a member that has no raft leader refuses it, and cancels it once it
    * lost its leader (etcd's require-leader, clientv3.WithRequireLeader).
    */
   async stream<Req, Res>(
@@ -137,7 +138,7 @@ export class Connection {
       }
       const client = this.#client(endpoint, service);
       const stream = duplex<Req, Res>(client, method, metadata);
-      const open = this.#lines.get(endpoint)!.streams;
+      const open = this.#channels.get(endpoint)!.streams;
       open.add(stream);
       openStreams.set(stream, open);
       return { stream, endpoint };
@@ -153,7 +154,7 @@ export class Connection {
    * stays open but silent means the connection is bad): the next call dials afresh.
    */
   failed(endpoint: Endpoint, options: { reset?: boolean } = {}): void {
-    if (this.endpoint === endpoint) this.#preferred = (this.#preferred + 1) % this.#door.endpoints.length;
+    if (this.endpoint === endpoint) this.#preferred = (this.#preferred + 1) % this.#etcd3.endpoints.length;
     if (options.reset) this.#drop(endpoint);
   }
 
@@ -169,13 +170,13 @@ export class Connection {
 
   /** etcd refused our token (it expired): the next call or stream fetches a new one. */
   refreshToken(): void {
-    this.#door.invalidateToken();
+    this.#etcd3.invalidateToken();
   }
 
   /** Closes every channel of ours. Idempotent. */
   close(): void {
     this.#closed = true;
-    for (const endpoint of [...this.#lines.keys()]) this.#drop(endpoint);
+    for (const endpoint of [...this.#channels.keys()]) this.#drop(endpoint);
   }
 
   /** The auth token, within the attempt's time: etcd3 fetches it, and a black-holed fetch must not hang us. */
@@ -184,12 +185,12 @@ export class Connection {
     let timer: Timer | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = timerIn(timeoutMs, () => {
-        this.#door.invalidateToken(); // the next attempt asks again instead of waiting on this one
+        this.#etcd3.invalidateToken(); // the next attempt asks again instead of waiting on this one
         reject(new EtcdUnavailableError(`${what}: no auth token from etcd within ${Math.round(timeoutMs)} ms`));
       });
     });
     try {
-      return await Promise.race([this.#door.metadata(), timeout]);
+      return await Promise.race([this.#etcd3.metadata(), timeout]);
     } finally {
       timer?.cancel();
     }
@@ -213,27 +214,27 @@ export class Connection {
 
   #client(endpoint: Endpoint, service: ServiceName): GrpcServiceClient {
     if (this.closed) throw new ClientClosedError();
-    let line = this.#lines.get(endpoint);
-    if (!line) {
-      line = { channel: endpoint.newChannel(), clients: new Map(), streams: new Set() };
-      this.#lines.set(endpoint, line);
+    let open = this.#channels.get(endpoint);
+    if (!open) {
+      open = { channel: endpoint.newChannel(), clients: new Map(), streams: new Set() };
+      this.#channels.set(endpoint, open);
     }
-    let client = line.clients.get(service);
+    let client = open.clients.get(service);
     if (!client) {
-      client = endpoint.service(service, line.channel);
-      line.clients.set(service, client);
+      client = endpoint.service(service, open.channel);
+      open.clients.set(service, client);
     }
     return client;
   }
 
   #drop(endpoint: Endpoint): void {
-    const line = this.#lines.get(endpoint);
-    if (!line) return;
-    this.#lines.delete(endpoint);
+    const open = this.#channels.get(endpoint);
+    if (!open) return;
+    this.#channels.delete(endpoint);
     // grpc-js closes a channel gracefully: open streams would keep it (and the process) alive. Cancel
     // them; their owners see CANCELLED and open anew (on another endpoint) or stop.
-    for (const stream of [...line.streams]) stream.cancel();
-    line.streams.clear();
-    line.channel.close(); // unary calls on it end with their deadlines
+    for (const stream of [...open.streams]) stream.cancel();
+    open.streams.clear();
+    open.channel.close(); // unary calls on it end with their deadlines
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The one door to etcd3's non-public API. Checked against etcd3 1.1.2; every use is named here, and
- * `openDoor()` fails loudly (InvalidClientError naming what is missing) when the installed etcd3 lacks
+ * `etcd3Internals()` fails loudly (InvalidClientError naming what is missing) when the installed etcd3 lacks
  * one, instead of silently working less well. Nothing else in the library reaches into etcd3.
  *
  * What we take from the user's client, and why:
@@ -68,7 +68,7 @@ export interface Endpoint {
 export type ServiceName = "KV" | "Lease" | "Watch";
 
 /** What the library needs of the user's etcd3 client. */
-export interface ClientDoor {
+export interface Etcd3Internals {
   /** The namespace prefix (empty for a plain client). */
   readonly prefix: Buffer;
   readonly endpoints: readonly Endpoint[];
@@ -101,13 +101,13 @@ interface Etcd3Pool {
   authenticator: { getMetadata(): Promise<GrpcMetadata>; invalidateMetadata(): void; options: { auth?: unknown } };
 }
 
-const doors = new WeakMap<object, ClientDoor>();
+const checked = new WeakMap<object, Etcd3Internals>();
 
-/** The door to `client`'s internals, checked once per client; throws InvalidClientError naming what is missing. */
-export function openDoor(client: unknown): ClientDoor {
+/** etcd3's internals in `client`, checked once per client; throws InvalidClientError naming what is missing. */
+export function etcd3Internals(client: unknown): Etcd3Internals {
   if (client === null || typeof client !== "object")
     throw new InvalidClientError("expected an etcd3 client (new Etcd3(...)) or a namespace of one");
-  const known = doors.get(client);
+  const known = checked.get(client);
   if (known) return known;
   const c = client as { prefix?: unknown; pool?: Partial<Etcd3Pool>; if?: unknown; watch?: unknown };
   const missing: string[] = [];
@@ -141,12 +141,12 @@ export function openDoor(client: unknown): ClientDoor {
         "(etcd-election reaches these etcd3 internals, checked against etcd3 1.1.2)",
     );
   }
-  const door = makeDoor(c.prefix as Buffer, pool as Etcd3Pool);
-  doors.set(client, door);
-  return door;
+  const internals = readInternals(c.prefix as Buffer, pool as Etcd3Pool);
+  checked.set(client, internals);
+  return internals;
 }
 
-function makeDoor(prefix: Buffer, pool: Etcd3Pool): ClientDoor {
+function readInternals(prefix: Buffer, pool: Etcd3Pool): Etcd3Internals {
   const endpoints = pool.hosts.map((host): Endpoint => {
     // Built on first use: asking etcd3 for a service client creates it in the user's pool (idle, no
     // connection until the user calls), which etcd3 would do on the user's first call anyway.

@@ -2,7 +2,7 @@ import type { IRangeRequest, IRangeResponse, ITxnRequest, ITxnResponse } from "e
 import { raceAbort } from "../common/abort.js";
 import { readRetry, retryWithBackoff } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
-import type { SessionContext } from "../context.js";
+import type { SessionContext } from "../session/context.js";
 import { SessionLostError } from "../errors.js";
 import { isLeaseNotFound, isTransient } from "./errors.js";
 

@@ -2,7 +2,7 @@ import { Backoff, streamReopen, watchRemakeMs } from "../common/backoff.js";
 import { now, timerAt, timerIn, type Timer } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
 import { PermissionDeniedError } from "../errors.js";
-import { quiet, type Connection } from "./connection.js";
+import { abandonStream, type Connection } from "./connection.js";
 import { isInvalidToken, isPermissionDenied, isTransient } from "./errors.js";
 import type { Endpoint, GrpcDuplex } from "./internals.js";
 
@@ -137,11 +137,6 @@ export class WatchStream {
     this.#answerMs = Math.min(5000, Math.max(1000, openTimeoutMs / 2));
   }
 
-  /** The endpoint ("host:port") of the open stream, if one is open (for tests). */
-  get endpoint(): string | undefined {
-    return this.#stream ? this.#endpoint?.address : undefined;
-  }
-
   /** Number of watches in place or being made (for tests and metrics). */
   get size(): number {
     return this.#regs.size;
@@ -189,7 +184,7 @@ export class WatchStream {
     this.#conn.stream<WatchRequest, WatchResponse>("Watch", "watch", this.#openTimeoutMs, { requireLeader: true }).then(
       ({ stream, endpoint }) => {
         this.#opening = false;
-        if (this.#closed || this.#regs.size === 0) return quiet(stream); // nothing to watch any more
+        if (this.#closed || this.#regs.size === 0) return abandonStream(stream); // nothing to watch any more
         this.#stream = stream;
         this.#endpoint = endpoint;
         this.#heardAt = now();
@@ -434,6 +429,6 @@ export class WatchStream {
     this.#liveCount = 0;
     this.#probing = false;
     this.#unanswered.clear();
-    if (stream) quiet(stream);
+    if (stream) abandonStream(stream);
   }
 }

@@ -1,6 +1,6 @@
 import { now, stamp, timerIn, type Stamp, type Timer } from "../common/clock.js";
 import type { Logger } from "../common/logger.js";
-import { quiet, type Connection } from "../etcd/connection.js";
+import { abandonStream, type Connection } from "../etcd/connection.js";
 import type { Endpoint, GrpcDuplex } from "../etcd/internals.js";
 
 /** How long a keepalive answer gets to be read after the event loop comes back from a block. */
@@ -84,7 +84,7 @@ export class KeepAliveStream {
         "leaseKeepAlive",
         this.#openTimeoutMs,
       );
-      if (this.#closed) return quiet(stream);
+      if (this.#closed) return abandonStream(stream);
       this.#stream = stream;
       this.#endpoint = endpoint;
       stream.on("data", (res) => this.#onData(res));
@@ -156,6 +156,6 @@ export class KeepAliveStream {
     this.#pending = [];
     const stream = this.#stream;
     this.#stream = undefined;
-    if (stream) quiet(stream);
+    if (stream) abandonStream(stream);
   }
 }

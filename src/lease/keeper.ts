@@ -9,7 +9,7 @@ import { ackTimeoutMs, elapsedMs, leaseRemainingMs, renewIntervalMs, safetyMargi
 
 export type LeaseState = "connected" | "suspended" | "lost" | "stopped";
 
-export interface LeaseListener {
+export interface LeaseHandlers {
   /** A keepalive was acknowledged after `roundTripMs`. */
   renewed(roundTripMs: number): void;
   suspended(): void;
@@ -74,7 +74,7 @@ function stopCheckingAfterSuspends(keeper: LeaseKeeper): void {
 export class LeaseKeeper {
   readonly leaseId: string;
   readonly #conn: Connection;
-  readonly #listener: LeaseListener;
+  readonly #handlers: LeaseHandlers;
   readonly #logger: Logger;
   readonly #minMarginMs: number;
   readonly #callTimeoutMs: number;
@@ -90,9 +90,9 @@ export class LeaseKeeper {
   /** Set while keepalives fail: the delays between them until one is acknowledged. */
   #backoff: Backoff | undefined;
 
-  constructor(conn: Connection, options: LeaseKeeperOptions, listener: LeaseListener) {
+  constructor(conn: Connection, options: LeaseKeeperOptions, handlers: LeaseHandlers) {
     this.#conn = conn;
-    this.#listener = listener;
+    this.#handlers = handlers;
     this.#logger = options.logger;
     this.leaseId = options.leaseId;
     this.#ttl = options.ttl;
@@ -148,11 +148,6 @@ export class LeaseKeeper {
   /** Round trip of the last acknowledged keepalive, in ms. */
   get roundTripMs(): number | undefined {
     return this.#lastRoundTripMs;
-  }
-
-  /** The endpoint serving the keepalive stream now, when one is open. */
-  get endpoint(): string | undefined {
-    return this.#stream.endpoint;
   }
 
   /** Conservative time left before etcd could expire the lease; 0 once lost or stopped. */
@@ -226,7 +221,7 @@ export class LeaseKeeper {
     // deadline, as the monotonic count still ends it.
     if (sentAt.mono > this.#ackedSentAt.mono) this.#ackedSentAt = sentAt;
     this.#armDeadline();
-    this.#listener.renewed(this.#lastRoundTripMs);
+    this.#handlers.renewed(this.#lastRoundTripMs);
     if (this.#backoff) {
       this.#backoff = undefined;
       this.#scheduleTick(this.#intervalMs());
@@ -234,7 +229,7 @@ export class LeaseKeeper {
     if (this.#state === "suspended") {
       this.#state = "connected";
       this.#logger.info({ leaseId: this.leaseId }, "session reconnected: keepalives acknowledged again");
-      this.#listener.reconnected();
+      this.#handlers.reconnected();
     }
   }
 
@@ -258,7 +253,7 @@ export class LeaseKeeper {
         { leaseId: this.leaseId, remainingMs: Math.round(this.#remaining()) },
         "session suspended: keepalives failing",
       );
-      this.#listener.suspended();
+      this.#handlers.suspended();
     }
   }
 
@@ -283,6 +278,6 @@ export class LeaseKeeper {
     revokeLease(this.#conn, this.leaseId, this.#callTimeoutMs).catch((err: unknown) =>
       this.#logger.debug({ leaseId: this.leaseId, err }, "revoke of the lost lease failed; it expires on its own"),
     );
-    this.#listener.lost(reason);
+    this.#handlers.lost(reason);
   }
 }

@@ -13,10 +13,6 @@ export class LocalLine {
     this.#onIdle = onIdle;
   }
 
-  get busy(): boolean {
-    return this.#busy;
-  }
-
   /** Takes the line now, or returns undefined when someone in this process has it. */
   tryEnter(): (() => void) | undefined {
     if (this.#busy) return undefined;

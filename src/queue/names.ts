@@ -10,7 +10,7 @@ export type Kind = "election" | "mutex" | "semaphore" | "read-write lock";
  * package gets this wrong: etcd #11360). A name is used as one kind of primitive only; the entry goes
  * away once its line is idle.
  */
-export class Names {
+export class SessionNames {
   readonly #lines = new Map<string, { kind: Kind; line: LocalLine }>();
   /** Keys of ended holds that etcd may still hold (their removal was refused), by create revision. */
   readonly #leftBehind = new Map<string, bigint>();

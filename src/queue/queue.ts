@@ -1,7 +1,7 @@
 import type { IKeyValue, IRangeRequest } from "etcd3";
 import { linkedController, onAbort } from "../common/abort.js";
 import { now } from "../common/clock.js";
-import { assertUsable, type SessionContext } from "../context.js";
+import { assertUsable, type SessionContext } from "../session/context.js";
 import { EtcdError } from "../errors.js";
 import { isTransient } from "../etcd/errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
@@ -43,7 +43,8 @@ export interface AcquireOptions {
 
 /**
  * Joins the queue under `name` and resolves with our ticket once `policy` says it is our turn, confirmed
- * by a linearizable read that also saw our own key. On abort, timeout, session loss or error, our key is
+ * by a linearizable read that also saw our own key. With `ifFree`, resolves undefined (our key removed)
+ * instead of waiting when it is not our turn. On abort, timeout, session loss or error, our key is
  * removed (confirmed by etcd, or gone with the session) before the promise rejects. The caller holds the
  * name's local line throughout.
  */
@@ -52,29 +53,21 @@ export function acquire(
   name: string,
   value: Buffer,
   policy: QueuePolicy,
-  options: AcquireOptions,
-): Promise<Ticket> {
-  return join(ctx, name, value, policy, options, false) as Promise<Ticket>;
-}
-
-/** As `acquire`, but resolves undefined (our key removed) instead of waiting when it is not our turn. */
-export function tryAcquire(
+  options: AcquireOptions & { ifFree: true },
+): Promise<Ticket | undefined>;
+export function acquire(
   ctx: SessionContext,
   name: string,
   value: Buffer,
   policy: QueuePolicy,
   options: AcquireOptions,
-): Promise<Ticket | undefined> {
-  return join(ctx, name, value, policy, options, true);
-}
-
-async function join(
+): Promise<Ticket>;
+export async function acquire(
   ctx: SessionContext,
   name: string,
   value: Buffer,
   policy: QueuePolicy,
-  options: AcquireOptions,
-  tryOnly: boolean,
+  options: AcquireOptions & { ifFree?: boolean },
 ): Promise<Ticket | undefined> {
   assertUsable(ctx);
   // The session's signal alone when the caller gave none: no controller to make on the hot path.
@@ -94,7 +87,7 @@ async function join(
       if (confirmed) {
         const blocking = policy.blocking(ahead);
         if (!blocking) break;
-        if (tryOnly) {
+        if (options.ifFree) {
           await removeOwnKey(ctx, own.key, own.createRevision, "try");
           return undefined;
         }
@@ -218,7 +211,7 @@ function waitForDeletes(
         resync: () => finish(),
         started: () => {
           if (finished) return; // a resync already sent the caller to read
-          stillThere(ctx, name, blocking).then(
+          readExistingBlockers(ctx, name, blocking).then(
             (present) => count([...waiting].filter((key) => !present.has(key))),
             () => finish(), // let the caller's read, with its retries, decide
           );
@@ -279,7 +272,7 @@ async function readAhead(
 }
 
 /** Which of the blocking keys still exist, as we saw them (keys only, linearizable). */
-async function stillThere(ctx: SessionContext, name: string, blocking: Blocking): Promise<Set<string>> {
+async function readExistingBlockers(ctx: SessionContext, name: string, blocking: Blocking): Promise<Set<string>> {
   const only = blocking.keys.length === 1 ? blocking.keys[0]! : undefined;
   if (only) {
     // One key (a mutex, an election, a writer): read just it, not everything ahead (1,000 waiters

@@ -1,5 +1,5 @@
 import { releaseRetry, retryWithBackoff } from "../common/backoff.js";
-import type { SessionContext } from "../context.js";
+import type { SessionContext } from "../session/context.js";
 import { isTransient, toElectionError } from "../etcd/errors.js";
 import type { ElectionError } from "../errors.js";
 import { range, txn } from "../etcd/kv.js";
@@ -8,7 +8,7 @@ import { range, txn } from "../etcd/kv.js";
  * Deletes `key` only if it is still the one we created (a newer holder's key is never touched): safe to
  * send again, and safe to arrive late.
  */
-export async function removeKeyOnce(ctx: SessionContext, key: string, createRevision: bigint): Promise<void> {
+async function removeKeyOnce(ctx: SessionContext, key: string, createRevision: bigint): Promise<void> {
   const full = ctx.keyspace.full(key);
   await txn(
     ctx,

@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, LeaderElector, Session, type Leader } from "../../src/index.js";
-import { contextOf } from "../../src/context.js";
+import { contextOf } from "../../src/session/context.js";
 import { Worker } from "../support/child.js";
 import { keyOf } from "../support/internals.js";
 import { keysUnder } from "../support/observe.js";

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, LeaderElector, Mutex, Session, type Lock, type Logger, type Term } from "../../src/index.js";
-import { contextOf } from "../../src/context.js";
+import { contextOf } from "../../src/session/context.js";
 import { failKvCalls } from "../support/internals.js";
 import { handledRpcs } from "../support/metrics.js";
 import { collect, keysUnder } from "../support/observe.js";

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Election, Session } from "../../src/index.js";
-import { contextOf } from "../../src/context.js";
+import { contextOf } from "../../src/session/context.js";
 import { Worker } from "../support/child.js";
 import { collect } from "../support/observe.js";
 import { stallKeepAlives } from "../support/stall.js";

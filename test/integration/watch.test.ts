@@ -1,7 +1,7 @@
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Session } from "../../src/index.js";
-import { contextOf } from "../../src/context.js";
+import { contextOf } from "../../src/session/context.js";
 import { KeyWatch } from "../../src/etcd/key-watch.js";
 import { faultsUnavailableReason, startEtcd, waitFor, type EtcdEnv } from "../support/index.js";
 

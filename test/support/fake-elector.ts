@@ -5,7 +5,7 @@
  */
 import { onAbort } from "../../src/common/abort.js";
 import type { Clock, Timer } from "../../src/common/clock.js";
-import type { ElectorBackend, ElectorSession } from "../../src/elector-backend.js";
+import type { ElectorBackend, ElectorSession } from "../../src/election/elector-backend.js";
 import { SessionLostError } from "../../src/errors.js";
 import type { Leader } from "../../src/leader.js";
 import type { SessionState } from "../../src/session.js";

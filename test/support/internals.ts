@@ -1,8 +1,9 @@
 /** What tests read of a session that users cannot: its keys, its lease in hex, its keepalive endpoint. */
 import type { Session } from "../../src/index.js";
 import type { Etcd3 } from "etcd3";
-import { contextOf } from "../../src/context.js";
-import { openDoor } from "../../src/etcd/internals.js";
+import { contextOf } from "../../src/session/context.js";
+import { Connection } from "../../src/etcd/connection.js";
+import { etcd3Internals, type Endpoint, type GrpcDuplex } from "../../src/etcd/internals.js";
 
 /** The lease id in lowercase hex, as it ends every key the session creates. */
 export const leaseHex = (session: Session): string => BigInt(session.leaseId).toString(16);
@@ -10,11 +11,56 @@ export const leaseHex = (session: Session): string => BigInt(session.leaseId).to
 /** The key `session` owns under `name`. */
 export const keyOf = (session: Session, name: string): string => `${name}/${leaseHex(session)}`;
 
-/** The endpoint ("host:port") serving the session's keepalive stream, when one is open. */
-export const keepAliveEndpoint = (session: Session): string | undefined => contextOf(session).lease.endpoint;
+/** A stream our channels opened and nothing has ended yet (cancel() or end()). */
+interface OpenStream {
+  service: string;
+  endpoint: string;
+  /** The lease a LeaseKeepAlive stream renews (from the requests written on it). */
+  leaseId?: string;
+}
 
-/** The endpoint ("host:port") serving the session's watch stream, when one is open. */
-export const watchEndpoint = (session: Session): string | undefined => contextOf(session).watches.endpoint;
+const openStreams = new WeakMap<Connection, Set<OpenStream>>();
+
+// Every stream a connection opens, recorded until its owner (or the connection) ends it: what tests read
+// of which member serves a session, without members of the library kept for them.
+type StreamArgs = Parameters<Connection["stream"]>;
+const openStream = Object.getOwnPropertyDescriptor(Connection.prototype, "stream")!.value as (
+  this: Connection,
+  ...args: StreamArgs
+) => Promise<{ stream: GrpcDuplex<unknown, unknown>; endpoint: Endpoint }>;
+Connection.prototype.stream = async function <Req, Res>(
+  this: Connection,
+  ...args: StreamArgs
+): Promise<{ stream: GrpcDuplex<Req, Res>; endpoint: Endpoint }> {
+  const opened = await openStream.apply(this, args);
+  const stream = opened.stream as GrpcDuplex<Req, Res>;
+  let open = openStreams.get(this);
+  if (!open) openStreams.set(this, (open = new Set()));
+  const record: OpenStream = { service: args[0], endpoint: opened.endpoint.address };
+  open.add(record);
+  const ended = (): boolean => open.delete(record);
+  const [cancel, end, write] = [stream.cancel.bind(stream), stream.end.bind(stream), stream.write.bind(stream)];
+  stream.cancel = () => (ended(), cancel());
+  stream.end = () => (ended(), end());
+  stream.write = (req: Req) => {
+    const id = (req as { ID?: unknown }).ID;
+    if (typeof id === "string") record.leaseId = id;
+    return write(req);
+  };
+  return { stream, endpoint: opened.endpoint };
+};
+
+const openStreamOf = (session: Session, service: string, leaseId?: string): OpenStream | undefined =>
+  [...(openStreams.get(contextOf(session).conn) ?? [])].find(
+    (s) => s.service === service && (leaseId === undefined || s.leaseId === leaseId),
+  );
+
+/** The endpoint ("host:port") serving the session's keepalive stream, when one is open. */
+export const keepAliveEndpoint = (session: Session): string | undefined =>
+  openStreamOf(session, "Lease", session.leaseId)?.endpoint;
+
+/** The endpoint ("host:port") serving the session's watch stream (shared by the sessions of its client), when one is open. */
+export const watchEndpoint = (session: Session): string | undefined => openStreamOf(session, "Watch")?.endpoint;
 
 /** Watches the session has on its watch stream now. */
 export const watchCount = (session: Session): number => contextOf(session).watches.size;
@@ -26,7 +72,7 @@ export const watchCount = (session: Session): number => contextOf(session).watch
  */
 export function loseFirstAnswer(client: Etcd3, method: string, afterMs = 0): { calls: () => number } {
   let calls = 0;
-  for (const endpoint of openDoor(client).endpoints) {
+  for (const endpoint of etcd3Internals(client).endpoints) {
     const service = endpoint.service.bind(endpoint);
     (endpoint as { service: typeof endpoint.service }).service = (name, channel) => {
       const real = service(name, channel);
@@ -60,7 +106,7 @@ export function loseFirstAnswer(client: Etcd3, method: string, afterMs = 0): { c
 export function holdAnswers(client: Etcd3, method: string): { answered: () => number; release: () => void } {
   let answered = 0;
   let held: (() => void)[] | undefined = [];
-  for (const endpoint of openDoor(client).endpoints) {
+  for (const endpoint of etcd3Internals(client).endpoints) {
     const service = endpoint.service.bind(endpoint);
     (endpoint as { service: typeof endpoint.service }).service = (name, channel) => {
       const real = service(name, channel);
@@ -109,7 +155,7 @@ export function countCalls(session: Session): () => string[] {
  */
 export function failKvCalls(client: Etcd3): { on: () => void; off: () => void } {
   let failing = false;
-  for (const endpoint of openDoor(client).endpoints) {
+  for (const endpoint of etcd3Internals(client).endpoints) {
     const service = endpoint.service.bind(endpoint);
     (endpoint as { service: typeof endpoint.service }).service = (name, channel) => {
       const real = service(name, channel);

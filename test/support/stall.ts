@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { Session } from "../../src/index.js";
-import { contextOf } from "../../src/context.js";
+import { contextOf } from "../../src/session/context.js";
 
 /**
  * Makes `session`'s LeaseKeepAlive streams open but never answer (a stalled stream, as a hung member or

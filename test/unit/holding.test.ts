@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/common/logger.js";
-import type { SessionContext } from "../../src/context.js";
+import type { SessionContext } from "../../src/session/context.js";
 import { SessionLostError } from "../../src/errors.js";
 import { Lock } from "../../src/lock.js";
 import { LocalLine } from "../../src/queue/local-line.js";

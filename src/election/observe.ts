@@ -1,10 +1,10 @@
-import { linkedController, onAbort } from "./common/abort.js";
-import type { SessionContext } from "./context.js";
-import { KeyWatch, type KeyEvent } from "./etcd/key-watch.js";
-import { ClientClosedError } from "./errors.js";
-import { inQueue } from "./etcd/keyspace.js";
-import { retryRead } from "./etcd/kv.js";
-import { readLeader, sameLeader, type Leader } from "./leader.js";
+import { linkedController, onAbort } from "../common/abort.js";
+import type { SessionContext } from "../session/context.js";
+import { KeyWatch, type KeyEvent } from "../etcd/key-watch.js";
+import { ClientClosedError } from "../errors.js";
+import { inQueue } from "../etcd/keyspace.js";
+import { retryRead } from "../etcd/kv.js";
+import { readLeader, sameLeader, type Leader } from "../leader.js";
 
 /**
  * The leader of `name` as a latest-state stream. Each item is a fresh linearizable read; the watch only

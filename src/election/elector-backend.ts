@@ -1,11 +1,10 @@
-import type { Logger } from "./common/logger.js";
-import { contextOf } from "./context.js";
-import { Election } from "./election.js";
-import type { EtcdClient } from "./etcd/client.js";
-import { openDoor } from "./etcd/internals.js";
-import type { Leader } from "./leader.js";
-import { Session, type SessionState } from "./session.js";
-import type { Term } from "./term.js";
+import type { Logger } from "../common/logger.js";
+import { contextOf } from "../session/context.js";
+import { Election } from "../election.js";
+import { etcd3Internals } from "../etcd/internals.js";
+import type { Leader } from "../leader.js";
+import { Session, type EtcdClient, type SessionState } from "../session.js";
+import type { Term } from "../term.js";
 
 /**
  * @internal One session as a runner (the elector) uses it: campaign and observe through it, its end, and
@@ -41,7 +40,7 @@ export interface ElectorBackend {
 /** Throws InvalidArgumentError unless `peer` has a Session or an etcd3 client (either build's). */
 export function checkEtcdPeer(peer: { client?: unknown; session?: unknown }): void {
   if (peer.session) contextOf(peer.session);
-  else openDoor(peer.client);
+  else etcd3Internals(peer.client);
 }
 
 /** @internal The backend on etcd: the user's session, or sessions the runner makes on the user's client. */

@@ -4,8 +4,8 @@ import type { Keyspace } from "../etcd/keyspace.js";
 import type { PermissionDeniedError } from "../errors.js";
 import type { WatchStream } from "../etcd/watch-stream.js";
 
-export interface KeyListener {
-  /** Only events after this store revision concern the listener. */
+export interface OwnKeyHandlers {
+  /** Only events after this store revision concern the holder. */
   fromRevision: bigint;
   event(event: KeyEvent): void;
   resync(): void;
@@ -18,8 +18,8 @@ const IDLE_WATCH_MS = 30_000;
 
 interface Entry {
   watch: KeyWatch;
-  listeners: Set<KeyListener>;
-  /** When (monotonic ms) the last listener left; undefined while someone listens. */
+  holders: Set<OwnKeyHandlers>;
+  /** When (monotonic ms) the last holder left; undefined while one subscribes. */
   idleSince: number | undefined;
   /** Looks at `idleSince` when due; one at a time, so locking and unlocking arms no timer per lock. */
   timer: Timer | undefined;
@@ -43,13 +43,13 @@ export class OwnKeyWatches {
     this.#resyncMs = resyncMs;
   }
 
-  /** Delivers events on `key` after `listener.fromRevision`; returns the unsubscribe. */
-  subscribe(key: string, listener: KeyListener): () => void {
-    const entry = this.#entries.get(key) ?? this.#add(key, listener.fromRevision + 1n);
+  /** Delivers events on `key` after `holder.fromRevision`; returns the unsubscribe. */
+  subscribe(key: string, holder: OwnKeyHandlers): () => void {
+    const entry = this.#entries.get(key) ?? this.#add(key, holder.fromRevision + 1n);
     entry.idleSince = undefined;
-    entry.listeners.add(listener);
+    entry.holders.add(holder);
     return () => {
-      if (!entry.listeners.delete(listener) || entry.listeners.size > 0) return;
+      if (!entry.holders.delete(holder) || entry.holders.size > 0) return;
       if (this.#entries.get(key) !== entry) return; // closed meanwhile (its session ended): no timer
       entry.idleSince = now();
       if (!entry.timer) this.#arm(key, entry, IDLE_WATCH_MS);
@@ -78,28 +78,28 @@ export class OwnKeyWatches {
   }
 
   #add(key: string, startRevision: bigint): Entry {
-    const listeners = new Set<KeyListener>();
+    const holders = new Set<OwnKeyHandlers>();
     const watch = new KeyWatch(
       { watches: this.#stream, keyspace: this.#keyspace },
       { key },
       { startRevision, resyncMs: this.#resyncMs(), deletesOnly: true },
       {
         event: (e) => {
-          for (const l of listeners) if (e.modRevision > l.fromRevision) l.event(e);
+          for (const l of holders) if (e.modRevision > l.fromRevision) l.event(e);
         },
         resync: () => {
-          for (const l of listeners) l.resync();
+          for (const l of holders) l.resync();
         },
         denied: (err) => {
           // The watch is gone: a later holder of the key gets a new one.
           if (this.#entries.get(key) === entry) this.#entries.delete(key);
           entry.timer?.cancel();
           watch.close();
-          for (const l of [...listeners]) l.denied(err);
+          for (const l of [...holders]) l.denied(err);
         },
       },
     );
-    const entry: Entry = { watch, listeners, idleSince: undefined, timer: undefined };
+    const entry: Entry = { watch, holders, idleSince: undefined, timer: undefined };
     this.#entries.set(key, entry);
     return entry;
   }

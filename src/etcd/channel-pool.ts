@@ -1,6 +1,6 @@
 import type { Logger } from "../common/logger.js";
 import { Connection } from "./connection.js";
-import type { ClientDoor } from "./internals.js";
+import type { Etcd3Internals } from "./internals.js";
 import { WatchStream } from "./watch-stream.js";
 
 /** The channels and the watch stream sessions of one client share, while any of them is open. */
@@ -17,7 +17,7 @@ interface Entry {
   users: number;
 }
 
-const shared = new WeakMap<ClientDoor, Map<unknown, Entry>>();
+const pools = new WeakMap<Etcd3Internals, Map<unknown, Entry>>();
 
 /**
  * Sessions made from one client (with one logger) share one connection per endpoint and one watch
@@ -25,13 +25,18 @@ const shared = new WeakMap<ClientDoor, Map<unknown, Entry>>();
  * not a thousand connections and watch streams. `loggerKey` is the logger option as given: sessions
  * logging elsewhere get channels of their own, so every line reaches the logger of its session.
  */
-export function acquireChannels(door: ClientDoor, loggerKey: unknown, logger: Logger, openTimeoutMs: number): Channels {
-  let byLogger = shared.get(door);
-  if (!byLogger) shared.set(door, (byLogger = new Map<unknown, Entry>()));
+export function acquireChannels(
+  etcd3: Etcd3Internals,
+  loggerKey: unknown,
+  logger: Logger,
+  openTimeoutMs: number,
+): Channels {
+  let byLogger = pools.get(etcd3);
+  if (!byLogger) pools.set(etcd3, (byLogger = new Map<unknown, Entry>()));
   const pool = byLogger;
   let entry = pool.get(loggerKey);
   if (!entry || entry.conn.closed) {
-    const conn = new Connection(door, logger);
+    const conn = new Connection(etcd3, logger);
     entry = { conn, watches: new WatchStream(conn, logger, openTimeoutMs), users: 0 };
     pool.set(loggerKey, entry);
   }

@@ -1,12 +1,12 @@
-import type { Logger } from "./common/logger.js";
-import type { Connection } from "./etcd/connection.js";
-import type { EtcdClient } from "./etcd/client.js";
-import type { Keyspace } from "./etcd/keyspace.js";
-import type { WatchStream } from "./etcd/watch-stream.js";
-import { InvalidArgumentError } from "./errors.js";
-import type { LeaseKeeper } from "./lease/keeper.js";
-import type { Names } from "./queue/names.js";
-import type { OwnKeyWatches } from "./queue/own-key-watches.js";
+import type { Namespace } from "etcd3";
+import type { Logger } from "../common/logger.js";
+import type { Connection } from "../etcd/connection.js";
+import type { Keyspace } from "../etcd/keyspace.js";
+import type { WatchStream } from "../etcd/watch-stream.js";
+import { InvalidArgumentError } from "../errors.js";
+import type { LeaseKeeper } from "../lease/keeper.js";
+import type { SessionNames } from "../queue/names.js";
+import type { OwnKeyWatches } from "./own-key-watches.js";
 
 /**
  * What every election and lock made from a session works with: the session's channels and watch
@@ -14,12 +14,12 @@ import type { OwnKeyWatches } from "./queue/own-key-watches.js";
  */
 export interface SessionContext {
   /** The user's client: only for the transaction builders we hand out (`txn()`). */
-  readonly client: EtcdClient;
+  readonly client: Namespace;
   readonly conn: Connection;
   readonly watches: WatchStream;
   readonly ownKeys: OwnKeyWatches;
   readonly keyspace: Keyspace;
-  readonly names: Names;
+  readonly names: SessionNames;
   readonly lease: LeaseKeeper;
   /** The lease id in lowercase hex: the last segment of every key this session creates. */
   readonly leaseHex: string;

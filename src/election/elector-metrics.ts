@@ -1,6 +1,6 @@
-import type { Clock } from "./common/clock.js";
-import type { ElectionError } from "./errors.js";
-import type { SessionState } from "./session.js";
+import type { Clock } from "../common/clock.js";
+import type { ElectionError } from "../errors.js";
+import type { SessionState } from "../session.js";
 
 /** idle: between terms (backing off, or making a session); stopping: releasing leadership after a stop. */
 export type ElectorState = "idle" | "campaigning" | "leading" | "stopping" | "stopped";

@@ -1,7 +1,7 @@
-import { validateName } from "./common/validate.js";
-import { contextOf, type SessionContext } from "./context.js";
-import type { Kind } from "./queue/names.js";
-import type { Session } from "./session.js";
+import { validateName } from "../common/validate.js";
+import { contextOf, type SessionContext } from "../session/context.js";
+import type { Kind } from "./names.js";
+import type { Session } from "../session.js";
 
 /** What every election and lock starts from: a session, a valid name, and the kind it is used as. */
 export abstract class Primitive {
