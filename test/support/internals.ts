@@ -72,31 +72,41 @@ export const watchCount = (session: Session): number => contextOf(session).watch
  */
 export function loseFirstAnswer(client: Etcd3, method: string, afterMs = 0): { calls: () => number } {
   let calls = 0;
+  wrapUnary(client, method, (call, done) => {
+    calls++;
+    if (calls > 1) return call(done);
+    call(() =>
+      setTimeout(
+        () => done(Object.assign(new Error("4 DEADLINE_EXCEEDED: Deadline exceeded (answer lost)"), { code: 4 })),
+        afterMs,
+      ),
+    );
+  });
+  return { calls: () => calls };
+}
+
+type Answer = (err: Error | null, res?: unknown) => void;
+
+/**
+ * Puts `around` between our channels' `method` calls for `client` and etcd: it gets the call (to send it,
+ * with the answer's callback of its choice) and the caller's callback.
+ */
+function wrapUnary(
+  client: Etcd3,
+  method: string,
+  around: (call: (answer: Answer) => void, done: Answer) => void,
+): void {
   for (const endpoint of etcd3Internals(client).endpoints) {
     const service = endpoint.service.bind(endpoint);
     (endpoint as { service: typeof endpoint.service }).service = (name, channel) => {
       const real = service(name, channel);
       const original = real[method] as ((...args: unknown[]) => unknown) | undefined;
       if (typeof original !== "function") return real;
-      real[method] = (
-        req: unknown,
-        metadata: unknown,
-        options: unknown,
-        done: (err: Error | null, res?: unknown) => void,
-      ) => {
-        calls++;
-        if (calls > 1) return original.call(real, req, metadata, options, done);
-        return original.call(real, req, metadata, options, () =>
-          setTimeout(
-            () => done(Object.assign(new Error("4 DEADLINE_EXCEEDED: Deadline exceeded (answer lost)"), { code: 4 })),
-            afterMs,
-          ),
-        );
-      };
+      real[method] = (req: unknown, metadata: unknown, options: unknown, done: Answer) =>
+        around((answer) => original.call(real, req, metadata, options, answer), done);
       return real;
     };
   }
-  return { calls: () => calls };
 }
 
 /**
@@ -106,26 +116,13 @@ export function loseFirstAnswer(client: Etcd3, method: string, afterMs = 0): { c
 export function holdAnswers(client: Etcd3, method: string): { answered: () => number; release: () => void } {
   let answered = 0;
   let held: (() => void)[] | undefined = [];
-  for (const endpoint of etcd3Internals(client).endpoints) {
-    const service = endpoint.service.bind(endpoint);
-    (endpoint as { service: typeof endpoint.service }).service = (name, channel) => {
-      const real = service(name, channel);
-      const original = real[method] as ((...args: unknown[]) => unknown) | undefined;
-      if (typeof original !== "function") return real;
-      real[method] = (
-        req: unknown,
-        metadata: unknown,
-        options: unknown,
-        done: (err: Error | null, res?: unknown) => void,
-      ) =>
-        original.call(real, req, metadata, options, (err: Error | null, res?: unknown) => {
-          answered++;
-          if (held) held.push(() => done(err, res));
-          else done(err, res);
-        });
-      return real;
-    };
-  }
+  wrapUnary(client, method, (call, done) =>
+    call((err, res) => {
+      answered++;
+      if (held) held.push(() => done(err, res));
+      else done(err, res);
+    }),
+  );
   return {
     answered: () => answered,
     release: () => {
