@@ -291,16 +291,20 @@ describe("locks on a single node", () => {
       }),
     );
     const pending: Promise<Lock>[] = [];
+    const calls = waiters.map((w) => countCalls(w.session));
+    const kvCalls = (c: () => string[]): number =>
+      c().filter((call) => call === "KV.range" || call === "KV.txn").length;
     for (const [i, w] of waiters.entries()) {
       pending.push(w.sem.acquire());
       await waitFor(async () => (await keysUnder(fx.client, name)).length === 3 + i);
     }
-    // Each waiter has done its reads and sits on its watch before we start counting.
-    await waitFor(() => waiters.every((w) => watchCount(w.session) >= 1));
-    const calls = waiters.map((w) => countCalls(w.session));
+    // Each waiter has joined (one txn), read the queue ahead of it, and, once its watch was in place, read
+    // which blockers still exist: only then does it sit on its watch. Count from there.
+    await waitFor(() => waiters.every((w, i) => watchCount(w.session) >= 1 && kvCalls(calls[i]!) >= 3));
+    const joined = calls.map(kvCalls);
     // A re-read is one linearizable range; nothing else a waiter sends reads or writes KV meanwhile.
-    const rereads = (): number[] =>
-      calls.map((c) => c().filter((call) => call === "KV.range" || call === "KV.txn").length);
+    const rereads = (): number[] => calls.map((c, i) => kvCalls(c) - joined[i]!);
+    expect(joined).toEqual([3, 3, 3]);
     await holders[0]!.release();
     const first = await pending[0]!;
     expect(rereads()).toEqual([1, 0, 0]); // one re-read, by the first waiter only
