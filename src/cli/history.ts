@@ -178,13 +178,19 @@ async function watchFrom(
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearInterval(progress);
       stream.end();
+      // Ending our side leaves the call open until etcd answers: cancel it, so nothing keeps the process up.
+      (stream as unknown as { cancel?: () => void }).cancel?.();
       fn();
     };
     const timer = setTimeout(
       () => finish(() => reject(new EtcdUnavailableError(`${what}: etcd sent no history within ${timeoutMs} ms`))),
       timeoutMs,
     );
+    // etcd answers a progress request only once the watch caught up (3.5.8+; earlier ones may answer at
+    // once, then the events' own revisions end it), and drops it before: ask until it answers.
+    let progress: ReturnType<typeof setInterval> | undefined;
     stream.on("error", (err) => finish(() => reject(toElectionError(err, what))));
     stream.on("end", () => finish(() => reject(new EtcdUnavailableError(`${what}: the watch stream ended early`))));
     stream.on("data", (res: IWatchResponse) => {
@@ -213,7 +219,7 @@ async function watchFrom(
       // etcd's progress notice, which it sends only after the events before it, is at or past it.
       const last = res.events?.at(-1);
       if (last && BigInt(last.kv.mod_revision) >= until) return finish(() => resolve({ events }));
-      if (res.created) stream.write({ progress_request: {} });
+      if (res.created) progress ??= setInterval(() => stream.write({ progress_request: {} }), 100);
       else if (!res.events?.length && BigInt(res.header.revision) >= until) finish(() => resolve({ events }));
     });
     stream.write({

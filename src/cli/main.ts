@@ -38,6 +38,9 @@ Exit codes: 0 ok; 1 error (printed as one line, CODE: message, e.g. AUTH_FAILED:
 2 usage; 3 nothing to do (resign: nobody holds it, the holder changed, or not confirmed).
 `;
 
+/** gRPC's messages span lines (TLS alerts): an error is one line. */
+const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ").trim();
+
 export async function main(argv: string[], io: Omit<Io, "timeoutMs">): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -108,10 +111,10 @@ export async function main(argv: string[], io: Omit<Io, "timeoutMs">): Promise<n
       return EXIT.usage;
     }
     if (isElectionError(err)) {
-      io.err(`${err.code}: ${err.message}\n`);
+      io.err(`${err.code}: ${oneLine(err.message)}\n`);
       return EXIT.error;
     }
-    io.err(`ERROR: ${err instanceof Error ? err.message : String(err)}\n`);
+    io.err(`ERROR: ${oneLine(err instanceof Error ? err.message : String(err))}\n`);
     return EXIT.error;
   }
 }
