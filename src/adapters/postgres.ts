@@ -5,6 +5,7 @@
  *
  * @module etcd-election/postgres
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { Pool, PoolClient, Client } from "pg";
 import type postgres from "postgres";
 import { consoleLogger, toLogger, type Logger } from "../common/logger.js";
@@ -106,6 +107,11 @@ export async function withFence<D extends FenceDatabase, T>(
 ): Promise<T> {
   const settings = validate(holder, resource, fn, options);
   const kind = kindOf(db);
+  if (kind === "client" && (fencing.has(db) || insideFence.getStore()?.has(db)))
+    // Its BEGIN would only warn and its COMMIT would commit the outer transaction early, fence row released.
+    throw new InvalidArgumentError(
+      "withFence: called inside another withFence's fn on its connection; nested fences are not supported (fence each resource in its own withFence call)",
+    );
   holder.assertHeld(); // a holder already gone sends nothing
   if (kind === "postgres.js") return viaPostgresJs(db as postgres.Sql, holder, resource, fn as never, settings);
   if (kind === "pool") return viaPg(db as Pool, true, holder, resource, fn as never, settings);
@@ -227,10 +233,16 @@ async function viaPg<T>(
   };
   client.on("error", onError);
   try {
+    const status = (client as Partial<Pick<Client, "getTransactionStatus">>).getTransactionStatus?.();
+    if (status === "T" || status === "E")
+      throw new InvalidArgumentError(
+        "withFence: the pg Client is already in a transaction; withFence begins and commits its own",
+      );
     await client.query("BEGIN");
+    if (pooled) fencing.add(client);
     try {
       await fence(run, holder, resource, s);
-      const result = await fn(client);
+      const result = await insideFence.run(new Set([...(insideFence.getStore() ?? []), client]), () => fn(client));
       holder.assertHeld(); // a holder that may be gone commits nothing
       await client.query("COMMIT");
       return result;
@@ -242,6 +254,7 @@ async function viaPg<T>(
     broken ??= isConnectionLost(err) ? asError(err) : undefined;
     throw err;
   } finally {
+    fencing.delete(client);
     client.off("error", onError);
     // A connection whose rollback failed or hung is discarded: the server rolls back when it goes.
     if (pooled) (client as PoolClient).release(broken);
@@ -302,6 +315,11 @@ function isConnectionLost(err: unknown): boolean {
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
+
+/** The pg connections we took from a Pool, while in a withFence transaction: only its fn has them. */
+const fencing = new WeakSet<object>();
+/** The connections whose withFence fn we are running in (a Client's other calls queue, nested ones hang). */
+const insideFence = new AsyncLocalStorage<ReadonlySet<object>>();
 
 /** One transaction at a time per pg Client: its queries would otherwise interleave into one transaction. */
 const queues = new WeakMap<object, Promise<unknown>>();

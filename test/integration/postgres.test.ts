@@ -285,6 +285,62 @@ describe("withFence", () => {
   });
 });
 
+describe("withFence misuse and aborted transactions", () => {
+  it("a withFence nested in another's fn (on its tx) is refused with INVALID_ARGUMENT, and the outer transaction stays whole", async () => {
+    const resource = `${fx.etcd.prefix()}nested-pool`;
+    await seed(resource);
+    const term = await campaign(resource, "a");
+    let inner: unknown;
+    const outer = await withFence(pool, term, resource, async (tx) => {
+      await tx.query("UPDATE fenced_data SET value = 'outer-1' WHERE resource = $1", [resource]);
+      inner = await withFence(tx, term, `${resource}-2`, async () => undefined).catch((e: unknown) => e);
+      await tx.query("UPDATE fenced_data SET value = 'outer-2' WHERE resource = $1", [resource]);
+      throw new Error("outer fails");
+    }).catch((e: unknown) => e);
+    expect(codeOf(inner)).toBe("INVALID_ARGUMENT");
+    expect(String(outer)).toContain("outer fails");
+    expect(await data(resource)).toEqual({ value: "initial", token: null });
+    expect(await fenceOf(resource)).toBeUndefined();
+    const sql = postgres(db.env.url, { max: 1, onnotice: () => undefined });
+    try {
+      const nested = await withFence(sql, term, resource, async (tx) =>
+        withFence(tx as never, term, `${resource}-2`, async () => undefined).catch((e: unknown) => codeOf(e)),
+      );
+      expect(nested).toBe("INVALID_ARGUMENT");
+    } finally {
+      await sql.end();
+    }
+    await term.resign();
+  });
+
+  it("a withFence nested in another's fn on the same pg Client is refused, not queued for ever; a Client already in a transaction is refused", async () => {
+    const resource = `${fx.etcd.prefix()}nested-client`;
+    await seed(resource);
+    const term = await campaign(resource, "a");
+    const client = new pg.Client({ connectionString: db.env.url });
+    await client.connect();
+    try {
+      const bounded = <T>(p: Promise<T>): Promise<T | "hung"> =>
+        Promise.race([p, new Promise<"hung">((r) => setTimeout(() => r("hung"), 5_000).unref())]);
+      const outcome = await bounded(
+        withFence(client, term, resource, async (tx) => {
+          await tx.query("UPDATE fenced_data SET value = 'outer' WHERE resource = $1", [resource]);
+          return withFence(client, term, `${resource}-2`, async () => "inner").catch((e: unknown) => codeOf(e));
+        }),
+      );
+      expect(outcome).toBe("INVALID_ARGUMENT");
+      expect((await data(resource)).value).toBe("outer");
+      await client.query("BEGIN");
+      const err = await bounded(withFence(client, term, resource, async () => undefined).catch((e: unknown) => e));
+      expect(codeOf(err)).toBe("INVALID_ARGUMENT");
+      await client.query("ROLLBACK");
+    } finally {
+      await client.end();
+    }
+    await term.resign();
+  });
+});
+
 /** Retries a write while the fence row is busy, within `timeoutMs`. */
 async function writeWhenFree(holder: Holding, resource: string, value: string, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
