@@ -9,7 +9,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import type { Pool, PoolClient, Client } from "pg";
 import type postgres from "postgres";
 import { consoleLogger, toLogger, type Logger } from "../common/logger.js";
-import { FenceBusyError, InvalidArgumentError, type ElectionError } from "../errors.js";
+import { FenceBusyError, InvalidArgumentError, TransactionAbortedError, type ElectionError } from "../errors.js";
 
 /**
  * What `withFence` needs of a hold: a `Term` or a `Lock` of etcd-election (a permit or read/write lock too).
@@ -244,7 +244,13 @@ async function viaPg<T>(
       await fence(run, holder, resource, s);
       const result = await insideFence.run(new Set([...(insideFence.getStore() ?? []), client]), () => fn(client));
       holder.assertHeld(); // a holder that may be gone commits nothing
-      await client.query("COMMIT");
+      // A failed statement that fn caught aborts the transaction: Postgres then answers COMMIT with a
+      // ROLLBACK tag and no error.
+      const done = await client.query("COMMIT");
+      if (done.command !== "COMMIT")
+        throw new TransactionAbortedError(
+          `withFence: a statement of fn failed and fn went on, so the transaction was aborted; Postgres rolled it back at COMMIT (${String(done.command)}): nothing was committed`,
+        );
       return result;
     } catch (err) {
       if (!(await rollback(() => client.query("ROLLBACK"), s, err))) broken = asError(err);

@@ -313,6 +313,37 @@ describe("withFence misuse and aborted transactions", () => {
     await term.resign();
   });
 
+  it("fn that catches a database error leaves the transaction aborted: nothing commits and withFence rejects (TRANSACTION_ABORTED with pg; the driver's error with postgres.js)", async () => {
+    const resource = `${fx.etcd.prefix()}aborted`;
+    await seed(resource);
+    const term = await campaign(resource, "a");
+    const err = await withFence(pool, term, resource, async (tx) => {
+      await tx.query("UPDATE fenced_data SET value = 'lost' WHERE resource = $1", [resource]);
+      await tx.query("INSERT INTO fenced_data (resource, value) VALUES ($1, 'dup')", [resource]).catch(() => undefined); // 23505, ignored
+      return "resolved";
+    }).catch((e: unknown) => e);
+    expect(codeOf(err)).toBe("TRANSACTION_ABORTED");
+    expect(await data(resource)).toEqual({ value: "initial", token: null });
+    expect(await fenceOf(resource)).toBeUndefined();
+    const sql = postgres(db.env.url, { max: 1, onnotice: () => undefined });
+    try {
+      const jsErr = await withFence(sql, term, resource, async (tx) => {
+        await tx`UPDATE fenced_data SET value = 'lost' WHERE resource = ${resource}`;
+        await tx`INSERT INTO fenced_data (resource, value) VALUES (${resource}, 'dup')`.catch(() => undefined);
+        return "resolved";
+      }).catch((e: unknown) => e);
+      expect(codeOf(jsErr)).toBe("23505");
+    } finally {
+      await sql.end();
+    }
+    expect(await data(resource)).toEqual({ value: "initial", token: null });
+    expect(await fenceOf(resource)).toBeUndefined();
+    // The pool's connection is usable again.
+    await write(term, resource, "after");
+    expect((await data(resource)).value).toBe("after");
+    await term.resign();
+  });
+
   it("a withFence nested in another's fn on the same pg Client is refused, not queued for ever; a Client already in a transaction is refused", async () => {
     const resource = `${fx.etcd.prefix()}nested-client`;
     await seed(resource);
