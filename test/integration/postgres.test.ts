@@ -129,6 +129,20 @@ describe("withFence", () => {
     await lock.unlock();
   });
 
+  it("a lock refused by Postgres gives up its key: the same session's next lock of the name gets a new key with a greater token", async () => {
+    const resource = `${fx.etcd.prefix()}refused-relock`;
+    await seed(resource);
+    const session = await fx.newSession();
+    const lock = await new Mutex(session, resource).lock();
+    await write(lock, resource, "a");
+    await newerHolderWrote(resource);
+    expect(codeOf(await write(lock, resource, "stale").catch((e: unknown) => e))).toBe("LOCK_LOST");
+    const again = await new Mutex(session, resource).lock();
+    expect(again.token).toBeGreaterThan(lock.token);
+    await again.unlock();
+    await lock.unlock();
+  });
+
   it("a holder already gone locally sends nothing: it rejects with its own loss error", async () => {
     const resource = `${fx.etcd.prefix()}gone`;
     await seed(resource);
