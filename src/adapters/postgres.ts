@@ -56,6 +56,8 @@ const DEFAULT_LOCK_TIMEOUT_MS = 5_000;
 const DEFAULT_IDLE_TIMEOUT_MS = 10_000;
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const LOCK_NOT_AVAILABLE = "55P03";
+const SERIALIZATION_FAILURE = "40001";
+const DEADLOCK_DETECTED = "40P01";
 
 /**
  * The fence table's DDL (what {@link createFenceTable} runs): one row per resource, the newest token that
@@ -200,9 +202,17 @@ async function fence(run: Run, holder: FenceHolder, resource: string, s: Setting
       [resource, holder.token.toString()],
     );
   } catch (err) {
-    if ((err as { code?: unknown } | null)?.code === LOCK_NOT_AVAILABLE)
+    const code = (err as { code?: unknown } | null)?.code;
+    if (code === LOCK_NOT_AVAILABLE)
       throw new FenceBusyError(
         `withFence: the fence row of ${JSON.stringify(resource)} is held by another transaction (waited ${s.lockTimeoutMs} ms); retry`,
+        { cause: err },
+      );
+    // Under repeatable read / serializable, a fence row another holder committed while we waited (40001),
+    // or a deadlock with one (40P01): the same contention, nothing written, a retry starts afresh.
+    if (code === SERIALIZATION_FAILURE || code === DEADLOCK_DETECTED)
+      throw new FenceBusyError(
+        `withFence: the fence row of ${JSON.stringify(resource)} was moved by a concurrent transaction (${code}); retry`,
         { cause: err },
       );
     throw err;

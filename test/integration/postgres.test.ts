@@ -215,6 +215,49 @@ describe("withFence", () => {
     await term.resign();
   });
 
+  it("under serializable isolation, a fence row updated by a transaction that committed while we waited rejects with FENCE_BUSY (a serialization failure), and a retry passes", async () => {
+    const resource = `${fx.etcd.prefix()}serializable`;
+    await seed(resource);
+    const term = await campaign(resource, "a");
+    await write(term, resource, "a");
+    const strict = new pg.Pool({
+      connectionString: db.env.url,
+      options: "-c default_transaction_isolation=serializable",
+      max: 1,
+    });
+    strict.on("error", () => undefined);
+    try {
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let entered!: () => void;
+      const inside = new Promise<void>((r) => (entered = r));
+      const first = withFence(pool, term, resource, async () => {
+        entered();
+        await gate;
+      });
+      await inside;
+      const second = withFence(strict, term, resource, async () => "second").catch((e: unknown) => e);
+      await waitFor(
+        async () =>
+          (
+            await pool.query(
+              "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO%etcd_election_fences%'",
+            )
+          ).rowCount === 1,
+        { timeoutMs: 10_000, description: "the serializable withFence waits for the fence row" },
+      );
+      release();
+      await first;
+      const err = await second;
+      expect(codeOf(err)).toBe("FENCE_BUSY");
+      expect((err as Error).cause).toMatchObject({ code: "40001" });
+      expect(await withFence(strict, term, resource, async () => "retried")).toBe("retried");
+    } finally {
+      await strict.end();
+    }
+    await term.resign();
+  });
+
   it("concurrent writers of one resource serialize on the fence row: the newer token wins, the older is refused after it", async () => {
     const resource = `${fx.etcd.prefix()}serialize`;
     await seed(resource);
