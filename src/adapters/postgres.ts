@@ -145,8 +145,18 @@ function validate(holder: FenceHolder, resource: string, fn: unknown, options: F
     throw new InvalidArgumentError("withFence: holder must be a Term or a Lock");
   if (typeof (holder as Partial<Refusable>).fenceRefused !== "function")
     throw new InvalidArgumentError("withFence: holder must be a Term or a Lock of etcd-election");
-  if (typeof resource !== "string" || resource.length === 0 || resource.length > 1024)
-    throw new InvalidArgumentError("withFence: resource must be a non-empty string of at most 1024 characters");
+  // Bytes, not characters; NUL is refused by Postgres's text; a lone surrogate would become U+FFFD and
+  // collide with another name.
+  if (
+    typeof resource !== "string" ||
+    resource.length === 0 ||
+    Buffer.byteLength(resource, "utf8") > 1024 ||
+    resource.includes("\u0000") ||
+    Buffer.from(resource, "utf8").toString("utf8") !== resource
+  )
+    throw new InvalidArgumentError(
+      "withFence: resource must be a non-empty, well-formed string of at most 1024 UTF-8 bytes, without NUL",
+    );
   if (typeof fn !== "function") throw new InvalidArgumentError("withFence: fn must be a function");
   const table = options.table ?? DEFAULT_TABLE;
   quoteTable(table);

@@ -331,6 +331,9 @@ describe("withFence", () => {
     const fn = async (): Promise<void> => undefined;
     const cases: (() => Promise<unknown>)[] = [
       () => withFence(pool, term, "", fn),
+      () => withFence(pool, term, "é".repeat(600), fn), // 600 characters, 1200 bytes
+      () => withFence(pool, term, "a\u0000b", fn),
+      () => withFence(pool, term, "lone \uD800 surrogate", fn),
       () => withFence(pool, term, "r", fn, { table: 'x"; DROP TABLE y; --' }),
       () => withFence(pool, term, "r", fn, { lockTimeoutMs: 0 }),
       () => withFence(pool, term, "r", fn, { idleTimeoutMs: -1 }),
