@@ -19,7 +19,8 @@ export type ElectionErrorCode =
   | "REQUEST_TOO_LARGE"
   | "ETCD_ERROR"
   | "WORK_FAILED"
-  | "FENCE_BUSY";
+  | "FENCE_BUSY"
+  | "TRANSACTION_ABORTED";
 
 const CODES: ReadonlySet<string> = new Set<ElectionErrorCode>([
   "INVALID_ARGUMENT",
@@ -39,6 +40,7 @@ const CODES: ReadonlySet<string> = new Set<ElectionErrorCode>([
   "ETCD_ERROR",
   "WORK_FAILED",
   "FENCE_BUSY",
+  "TRANSACTION_ABORTED",
 ]);
 
 /**
@@ -197,5 +199,17 @@ export class WorkFailedError extends ElectionError {
 export class FenceBusyError extends ElectionError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("FENCE_BUSY", message, options);
+  }
+}
+
+/**
+ * `withFence` (etcd-election/postgres, with `pg`): a statement of `fn` failed and `fn` went on (it caught
+ * the error), so the transaction was aborted and Postgres answered `COMMIT` with a rollback. Nothing of
+ * `fn` was committed, fence row included; the hold is not lost. Not retryable as is: fix `fn` (let the error
+ * out, or use a savepoint around a statement that may fail).
+ */
+export class TransactionAbortedError extends ElectionError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("TRANSACTION_ABORTED", message, options);
   }
 }

@@ -177,11 +177,14 @@ export abstract class Holding {
 
   /**
    * @internal A store fenced by our token (Postgres, through `withFence`) holds a newer token: a newer
-   * holder exists, so this hold is gone. Ends it as a refused guarded write does; returns the loss error.
+   * holder exists, so this hold is gone. Ends it as release does (our key may still be in etcd: left
+   * there, the session's next join of the name would adopt it and its token); returns the loss error.
    */
   fenceRefused(message: string): ElectionError {
     const err = this.#lost(message);
-    this.#end(err);
+    this.#release(message, err).catch((e: unknown) =>
+      this.#ctx.logger.warn({ err: e, key: this.key }, "removing our key after Postgres refused it failed"),
+    );
     return err;
   }
 

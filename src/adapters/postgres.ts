@@ -5,10 +5,11 @@
  *
  * @module etcd-election/postgres
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { Pool, PoolClient, Client } from "pg";
 import type postgres from "postgres";
 import { consoleLogger, toLogger, type Logger } from "../common/logger.js";
-import { FenceBusyError, InvalidArgumentError, type ElectionError } from "../errors.js";
+import { FenceBusyError, InvalidArgumentError, TransactionAbortedError, type ElectionError } from "../errors.js";
 
 /**
  * What `withFence` needs of a hold: a `Term` or a `Lock` of etcd-election (a permit or read/write lock too).
@@ -55,6 +56,8 @@ const DEFAULT_LOCK_TIMEOUT_MS = 5_000;
 const DEFAULT_IDLE_TIMEOUT_MS = 10_000;
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const LOCK_NOT_AVAILABLE = "55P03";
+const SERIALIZATION_FAILURE = "40001";
+const DEADLOCK_DETECTED = "40P01";
 
 /**
  * The fence table's DDL (what {@link createFenceTable} runs): one row per resource, the newest token that
@@ -106,6 +109,11 @@ export async function withFence<D extends FenceDatabase, T>(
 ): Promise<T> {
   const settings = validate(holder, resource, fn, options);
   const kind = kindOf(db);
+  if (kind === "client" && (fencing.has(db) || insideFence.getStore()?.has(db)))
+    // Its BEGIN would only warn and its COMMIT would commit the outer transaction early, fence row released.
+    throw new InvalidArgumentError(
+      "withFence: called inside another withFence's fn on its connection; nested fences are not supported (fence each resource in its own withFence call)",
+    );
   holder.assertHeld(); // a holder already gone sends nothing
   if (kind === "postgres.js") return viaPostgresJs(db as postgres.Sql, holder, resource, fn as never, settings);
   if (kind === "pool") return viaPg(db as Pool, true, holder, resource, fn as never, settings);
@@ -137,8 +145,18 @@ function validate(holder: FenceHolder, resource: string, fn: unknown, options: F
     throw new InvalidArgumentError("withFence: holder must be a Term or a Lock");
   if (typeof (holder as Partial<Refusable>).fenceRefused !== "function")
     throw new InvalidArgumentError("withFence: holder must be a Term or a Lock of etcd-election");
-  if (typeof resource !== "string" || resource.length === 0 || resource.length > 1024)
-    throw new InvalidArgumentError("withFence: resource must be a non-empty string of at most 1024 characters");
+  // Bytes, not characters; NUL is refused by Postgres's text; a lone surrogate would become U+FFFD and
+  // collide with another name.
+  if (
+    typeof resource !== "string" ||
+    resource.length === 0 ||
+    Buffer.byteLength(resource, "utf8") > 1024 ||
+    resource.includes("\u0000") ||
+    Buffer.from(resource, "utf8").toString("utf8") !== resource
+  )
+    throw new InvalidArgumentError(
+      "withFence: resource must be a non-empty, well-formed string of at most 1024 UTF-8 bytes, without NUL",
+    );
   if (typeof fn !== "function") throw new InvalidArgumentError("withFence: fn must be a function");
   const table = options.table ?? DEFAULT_TABLE;
   quoteTable(table);
@@ -194,9 +212,17 @@ async function fence(run: Run, holder: FenceHolder, resource: string, s: Setting
       [resource, holder.token.toString()],
     );
   } catch (err) {
-    if ((err as { code?: unknown } | null)?.code === LOCK_NOT_AVAILABLE)
+    const code = (err as { code?: unknown } | null)?.code;
+    if (code === LOCK_NOT_AVAILABLE)
       throw new FenceBusyError(
         `withFence: the fence row of ${JSON.stringify(resource)} is held by another transaction (waited ${s.lockTimeoutMs} ms); retry`,
+        { cause: err },
+      );
+    // Under repeatable read / serializable, a fence row another holder committed while we waited (40001),
+    // or a deadlock with one (40P01): the same contention, nothing written, a retry starts afresh.
+    if (code === SERIALIZATION_FAILURE || code === DEADLOCK_DETECTED)
+      throw new FenceBusyError(
+        `withFence: the fence row of ${JSON.stringify(resource)} was moved by a concurrent transaction (${code}); retry`,
         { cause: err },
       );
     throw err;
@@ -227,12 +253,24 @@ async function viaPg<T>(
   };
   client.on("error", onError);
   try {
+    const status = (client as Partial<Pick<Client, "getTransactionStatus">>).getTransactionStatus?.();
+    if (status === "T" || status === "E")
+      throw new InvalidArgumentError(
+        "withFence: the pg Client is already in a transaction; withFence begins and commits its own",
+      );
     await client.query("BEGIN");
+    if (pooled) fencing.add(client);
     try {
       await fence(run, holder, resource, s);
-      const result = await fn(client);
+      const result = await insideFence.run(new Set([...(insideFence.getStore() ?? []), client]), () => fn(client));
       holder.assertHeld(); // a holder that may be gone commits nothing
-      await client.query("COMMIT");
+      // A failed statement that fn caught aborts the transaction: Postgres then answers COMMIT with a
+      // ROLLBACK tag and no error.
+      const done = await client.query("COMMIT");
+      if (done.command !== "COMMIT")
+        throw new TransactionAbortedError(
+          `withFence: a statement of fn failed and fn went on, so the transaction was aborted; Postgres rolled it back at COMMIT (${String(done.command)}): nothing was committed`,
+        );
       return result;
     } catch (err) {
       if (!(await rollback(() => client.query("ROLLBACK"), s, err))) broken = asError(err);
@@ -242,6 +280,7 @@ async function viaPg<T>(
     broken ??= isConnectionLost(err) ? asError(err) : undefined;
     throw err;
   } finally {
+    fencing.delete(client);
     client.off("error", onError);
     // A connection whose rollback failed or hung is discarded: the server rolls back when it goes.
     if (pooled) (client as PoolClient).release(broken);
@@ -302,6 +341,11 @@ function isConnectionLost(err: unknown): boolean {
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
+
+/** The pg connections we took from a Pool, while in a withFence transaction: only its fn has them. */
+const fencing = new WeakSet<object>();
+/** The connections whose withFence fn we are running in (a Client's other calls queue, nested ones hang). */
+const insideFence = new AsyncLocalStorage<ReadonlySet<object>>();
 
 /** One transaction at a time per pg Client: its queries would otherwise interleave into one transaction. */
 const queues = new WeakMap<object, Promise<unknown>>();

@@ -129,6 +129,20 @@ describe("withFence", () => {
     await lock.unlock();
   });
 
+  it("a lock refused by Postgres gives up its key: the same session's next lock of the name gets a new key with a greater token", async () => {
+    const resource = `${fx.etcd.prefix()}refused-relock`;
+    await seed(resource);
+    const session = await fx.newSession();
+    const lock = await new Mutex(session, resource).lock();
+    await write(lock, resource, "a");
+    await newerHolderWrote(resource);
+    expect(codeOf(await write(lock, resource, "stale").catch((e: unknown) => e))).toBe("LOCK_LOST");
+    const again = await new Mutex(session, resource).lock();
+    expect(again.token).toBeGreaterThan(lock.token);
+    await again.unlock();
+    await lock.unlock();
+  });
+
   it("a holder already gone locally sends nothing: it rejects with its own loss error", async () => {
     const resource = `${fx.etcd.prefix()}gone`;
     await seed(resource);
@@ -198,6 +212,49 @@ describe("withFence", () => {
       },
     );
     expect(inside).toEqual({ lock_timeout: "0" });
+    await term.resign();
+  });
+
+  it("under serializable isolation, a fence row updated by a transaction that committed while we waited rejects with FENCE_BUSY (a serialization failure), and a retry passes", async () => {
+    const resource = `${fx.etcd.prefix()}serializable`;
+    await seed(resource);
+    const term = await campaign(resource, "a");
+    await write(term, resource, "a");
+    const strict = new pg.Pool({
+      connectionString: db.env.url,
+      options: "-c default_transaction_isolation=serializable",
+      max: 1,
+    });
+    strict.on("error", () => undefined);
+    try {
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let entered!: () => void;
+      const inside = new Promise<void>((r) => (entered = r));
+      const first = withFence(pool, term, resource, async () => {
+        entered();
+        await gate;
+      });
+      await inside;
+      const second = withFence(strict, term, resource, async () => "second").catch((e: unknown) => e);
+      await waitFor(
+        async () =>
+          (
+            await pool.query(
+              "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO%etcd_election_fences%'",
+            )
+          ).rowCount === 1,
+        { timeoutMs: 10_000, description: "the serializable withFence waits for the fence row" },
+      );
+      release();
+      await first;
+      const err = await second;
+      expect(codeOf(err)).toBe("FENCE_BUSY");
+      expect((err as Error).cause).toMatchObject({ code: "40001" });
+      expect(await withFence(strict, term, resource, async () => "retried")).toBe("retried");
+    } finally {
+      await strict.end();
+    }
     await term.resign();
   });
 
@@ -274,6 +331,9 @@ describe("withFence", () => {
     const fn = async (): Promise<void> => undefined;
     const cases: (() => Promise<unknown>)[] = [
       () => withFence(pool, term, "", fn),
+      () => withFence(pool, term, "é".repeat(600), fn), // 600 characters, 1200 bytes
+      () => withFence(pool, term, "a\u0000b", fn),
+      () => withFence(pool, term, "lone \uD800 surrogate", fn),
       () => withFence(pool, term, "r", fn, { table: 'x"; DROP TABLE y; --' }),
       () => withFence(pool, term, "r", fn, { lockTimeoutMs: 0 }),
       () => withFence(pool, term, "r", fn, { idleTimeoutMs: -1 }),
@@ -281,6 +341,93 @@ describe("withFence", () => {
       () => withFence(pool, { token: 1n, assertHeld() {} }, "r", fn),
     ];
     for (const c of cases) expect(codeOf(await c().catch((e: unknown) => e))).toBe("INVALID_ARGUMENT");
+    await term.resign();
+  });
+});
+
+describe("withFence misuse and aborted transactions", () => {
+  it("a withFence nested in another's fn (on its tx) is refused with INVALID_ARGUMENT, and the outer transaction stays whole", async () => {
+    const resource = `${fx.etcd.prefix()}nested-pool`;
+    await seed(resource);
+    const term = await campaign(resource, "a");
+    let inner: unknown;
+    const outer = await withFence(pool, term, resource, async (tx) => {
+      await tx.query("UPDATE fenced_data SET value = 'outer-1' WHERE resource = $1", [resource]);
+      inner = await withFence(tx, term, `${resource}-2`, async () => undefined).catch((e: unknown) => e);
+      await tx.query("UPDATE fenced_data SET value = 'outer-2' WHERE resource = $1", [resource]);
+      throw new Error("outer fails");
+    }).catch((e: unknown) => e);
+    expect(codeOf(inner)).toBe("INVALID_ARGUMENT");
+    expect(String(outer)).toContain("outer fails");
+    expect(await data(resource)).toEqual({ value: "initial", token: null });
+    expect(await fenceOf(resource)).toBeUndefined();
+    const sql = postgres(db.env.url, { max: 1, onnotice: () => undefined });
+    try {
+      const nested = await withFence(sql, term, resource, async (tx) =>
+        withFence(tx as never, term, `${resource}-2`, async () => undefined).catch((e: unknown) => codeOf(e)),
+      );
+      expect(nested).toBe("INVALID_ARGUMENT");
+    } finally {
+      await sql.end();
+    }
+    await term.resign();
+  });
+
+  it("fn that catches a database error leaves the transaction aborted: nothing commits and withFence rejects (TRANSACTION_ABORTED with pg; the driver's error with postgres.js)", async () => {
+    const resource = `${fx.etcd.prefix()}aborted`;
+    await seed(resource);
+    const term = await campaign(resource, "a");
+    const err = await withFence(pool, term, resource, async (tx) => {
+      await tx.query("UPDATE fenced_data SET value = 'lost' WHERE resource = $1", [resource]);
+      await tx.query("INSERT INTO fenced_data (resource, value) VALUES ($1, 'dup')", [resource]).catch(() => undefined); // 23505, ignored
+      return "resolved";
+    }).catch((e: unknown) => e);
+    expect(codeOf(err)).toBe("TRANSACTION_ABORTED");
+    expect(await data(resource)).toEqual({ value: "initial", token: null });
+    expect(await fenceOf(resource)).toBeUndefined();
+    const sql = postgres(db.env.url, { max: 1, onnotice: () => undefined });
+    try {
+      const jsErr = await withFence(sql, term, resource, async (tx) => {
+        await tx`UPDATE fenced_data SET value = 'lost' WHERE resource = ${resource}`;
+        await tx`INSERT INTO fenced_data (resource, value) VALUES (${resource}, 'dup')`.catch(() => undefined);
+        return "resolved";
+      }).catch((e: unknown) => e);
+      expect(codeOf(jsErr)).toBe("23505");
+    } finally {
+      await sql.end();
+    }
+    expect(await data(resource)).toEqual({ value: "initial", token: null });
+    expect(await fenceOf(resource)).toBeUndefined();
+    // The pool's connection is usable again.
+    await write(term, resource, "after");
+    expect((await data(resource)).value).toBe("after");
+    await term.resign();
+  });
+
+  it("a withFence nested in another's fn on the same pg Client is refused, not queued for ever; a Client already in a transaction is refused", async () => {
+    const resource = `${fx.etcd.prefix()}nested-client`;
+    await seed(resource);
+    const term = await campaign(resource, "a");
+    const client = new pg.Client({ connectionString: db.env.url });
+    await client.connect();
+    try {
+      const bounded = <T>(p: Promise<T>): Promise<T | "hung"> =>
+        Promise.race([p, new Promise<"hung">((r) => setTimeout(() => r("hung"), 5_000).unref())]);
+      const outcome = await bounded(
+        withFence(client, term, resource, async (tx) => {
+          await tx.query("UPDATE fenced_data SET value = 'outer' WHERE resource = $1", [resource]);
+          return withFence(client, term, `${resource}-2`, async () => "inner").catch((e: unknown) => codeOf(e));
+        }),
+      );
+      expect(outcome).toBe("INVALID_ARGUMENT");
+      expect((await data(resource)).value).toBe("outer");
+      await client.query("BEGIN");
+      const err = await bounded(withFence(client, term, resource, async () => undefined).catch((e: unknown) => e));
+      expect(codeOf(err)).toBe("INVALID_ARGUMENT");
+      await client.query("ROLLBACK");
+    } finally {
+      await client.end();
+    }
     await term.resign();
   });
 });

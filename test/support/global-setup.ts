@@ -86,6 +86,14 @@ function removeRunDirSync(runDir: string): void {
     } catch {
       // No pid file or the process is gone.
     }
+    try {
+      // A PostgreSQL of test/support/postgres.ts: its postmaster (SIGKILL: its backends exit with it).
+      const pid = Number(readFileSync(join(memberDir, "data", "postmaster.pid"), "utf8").split("\n")[0]);
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      if (cmdline.includes(join(memberDir, "data"))) process.kill(pid, "SIGKILL");
+    } catch {
+      // Not a PostgreSQL dir, or the server is gone.
+    }
   }
   rmSync(runDir, { recursive: true, force: true });
 }

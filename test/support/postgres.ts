@@ -1,11 +1,11 @@
 /**
  * A throwaway PostgreSQL for a test file, as the harness starts etcd: Debian's `postgresql` binaries
- * (installed by .ci/setup), initdb into a temp dir, the server on a free loopback port with its unix socket
+ * (installed by .ci/setup), initdb into a dir under the run's dir (ETCD_ELECTION_RUN_DIR), the server on a free loopback port with its unix socket
  * in that dir, run as the `postgres` user when we are root (Postgres refuses to run as root), stopped and
  * removed after the file. Trust authentication on 127.0.0.1 only.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -50,14 +50,26 @@ function runAs(): { uid: number; gid: number } | undefined {
 export async function startPostgres(): Promise<PostgresEnv> {
   const bin = postgresBin();
   const user = runAs();
-  const dir = mkdtempSync(join(tmpdir(), "etcd-election-pg-"));
-  if (user) chownSync(dir, user.uid, user.gid);
+  // Under the run's dir: global-setup's sweep of dead runs stops a postmaster left there and deletes it.
+  const runDir = process.env.ETCD_ELECTION_RUN_DIR;
+  if (runDir) {
+    mkdirSync(runDir, { recursive: true });
+    if (user) chmodSync(runDir, 0o755); // the postgres user must reach its dir
+  }
+  const parent = runDir ?? tmpdir();
+  const dir = mkdtempSync(join(parent, "etcd-election-pg-"));
   const data = join(dir, "data");
-  execFileSync(join(bin, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"], {
-    ...user,
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, LC_ALL: "C" },
-  });
+  try {
+    if (user) chownSync(dir, user.uid, user.gid);
+    execFileSync(join(bin, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"], {
+      ...user,
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, LC_ALL: "C" },
+    });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const port = await freePort();
   const server: ChildProcess = spawn(
     join(bin, "postgres"),
