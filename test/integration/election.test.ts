@@ -12,6 +12,19 @@ import { aborted, faultsUnavailableReason, startCluster, useEtcd, waitFor, type 
 
 const ABANDONED_OBSERVER = fileURLToPath(new URL("../support/abandoned-observer.ts", import.meta.url));
 
+/** The abandoned-observer child on `endpoints`: its output so far, and when it exited (Date.now()). */
+function startObserver(endpoints: string[], env: Record<string, string>) {
+  const child = spawn(process.execPath, ["--import", "tsx", ABANDONED_OBSERVER], {
+    env: { ...process.env, ENDPOINTS: endpoints.join(","), ...env },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number>((resolve) => child.once("exit", () => resolve(Date.now())));
+  return { child, output: () => out, exited };
+}
+
 describe("Election on a single node", () => {
   const fx = useEtcd();
   const newSession = (ttl = 10): Promise<Session> => fx.newSession({ ttl });
@@ -278,29 +291,27 @@ describe("Election on a single node", () => {
     const watchers = async (): Promise<number> =>
       (await metricsAt(fx.etcd.endpoints[0]!)).get("etcd_debugging_mvcc_watcher_total") ?? Number.NaN;
     const before = await watchers();
-    const child = spawn(process.execPath, ["--import", "tsx", ABANDONED_OBSERVER], {
-      env: { ...process.env, ENDPOINTS: fx.etcd.endpoints.join(","), NAME: name },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<number>((resolve) => child.once("exit", () => resolve(Date.now())));
+    const { child, output, exited } = startObserver(fx.etcd.endpoints, { NAME: name });
     try {
-      await waitFor(() => out.includes("observing"), { timeoutMs: 20_000, description: `observing (${out})` });
+      await waitFor(() => output().includes("observing"), {
+        timeoutMs: 20_000,
+        description: `observing (${output()})`,
+      });
       await waitFor(async () => (await watchers()) === before + 1, { description: "the observer's watch in etcd" });
       // The client's other session keeps the shared watch stream open: only the observer's watch may go.
       child.stdin.write("close-observer\n");
-      await waitFor(() => out.includes("observer-closed"), { description: `observer's session closed (${out})` });
+      await waitFor(() => output().includes("observer-closed"), {
+        description: `observer's session closed (${output()})`,
+      });
       await waitFor(async () => (await watchers()) === before, {
         timeoutMs: 5000,
         description: "etcd's watcher count back to what it was",
       });
       child.stdin.write("close-all\n");
-      await waitFor(() => out.includes("closed\n"), { description: `everything closed (${out})` });
+      await waitFor(() => output().includes("closed\n"), { description: `everything closed (${output()})` });
       const closedAt = Date.now();
       const exitAt = await Promise.race([exited, sleep(5000).then(() => Number.NaN)]);
-      expect(exitAt - closedAt, `the process exits by itself (${out})`).toBeLessThan(2000);
+      expect(exitAt - closedAt, `the process exits by itself (${output()})`).toBeLessThan(2000);
     } finally {
       child.kill("SIGKILL");
     }
@@ -308,28 +319,22 @@ describe("Election on a single node", () => {
 
   it("an observe() stream left at its yield ends when only its client is closed, and the process exits by itself", async () => {
     const ttl = 3;
-    const child = spawn(process.execPath, ["--import", "tsx", ABANDONED_OBSERVER], {
-      env: {
-        ...process.env,
-        ENDPOINTS: fx.etcd.endpoints.join(","),
-        NAME: `${fx.etcd.prefix()}observe-client-closed`,
-        TTL: String(ttl),
-      },
-      stdio: ["pipe", "pipe", "pipe"],
+    const { child, output, exited } = startObserver(fx.etcd.endpoints, {
+      NAME: `${fx.etcd.prefix()}observe-client-closed`,
+      TTL: String(ttl),
     });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<number>((resolve) => child.once("exit", () => resolve(Date.now())));
     try {
-      await waitFor(() => out.includes("observing"), { timeoutMs: 20_000, description: `observing (${out})` });
+      await waitFor(() => output().includes("observing"), {
+        timeoutMs: 20_000,
+        description: `observing (${output()})`,
+      });
       child.stdin.write("close-client\n");
-      await waitFor(() => out.includes("client-closed"), { description: `client closed (${out})` });
+      await waitFor(() => output().includes("client-closed"), { description: `client closed (${output()})` });
       const closedAt = Date.now();
       // The sessions notice the closed client at their next keepalive (TTL/3); the observe ends then.
       const bound = ttl * 1000 + 2000;
       const exitAt = await Promise.race([exited, sleep(bound + 1000).then(() => Number.NaN)]);
-      expect(exitAt - closedAt, `the process exits by itself within ${bound} ms (${out})`).toBeLessThan(bound);
+      expect(exitAt - closedAt, `the process exits by itself within ${bound} ms (${output()})`).toBeLessThan(bound);
     } finally {
       child.kill("SIGKILL");
     }
