@@ -158,8 +158,11 @@ describe("the console default folds repeats", () => {
       expect(failures).toBeGreaterThanOrEqual(4);
       expect(lines.length).toBeGreaterThan(0);
       expect(lines.filter((l) => l.includes("\n"))).toEqual([]);
-      const messages = lines.map((l) => l.replace(/ \(.*$/, ""));
-      expect(new Set(messages).size).toBe(messages.length);
+      // A repeat is the same message, fields and error (code and message), timings aside (docs/operating.md):
+      // each is printed once. Two different errors under one message (connection refused, or a call that
+      // timed out first on a loaded machine) are two failures, each shown.
+      const printed = lines.map((l) => l.replace(/\d+/g, "N"));
+      expect(new Set(printed).size).toBe(printed.length);
     } finally {
       client.close();
       warn.mockRestore();
