@@ -55,6 +55,9 @@ const openStreamOf = (session: Session, service: string, leaseId?: string): Open
     (s) => s.service === service && (leaseId === undefined || s.leaseId === leaseId),
   );
 
+/** The endpoint ("host:port") the session's next call or stream goes to. */
+export const preferredEndpoint = (session: Session): string => contextOf(session).conn.endpoint.address;
+
 /** The endpoint ("host:port") serving the session's keepalive stream, when one is open. */
 export const keepAliveEndpoint = (session: Session): string | undefined =>
   openStreamOf(session, "Lease", session.leaseId)?.endpoint;
