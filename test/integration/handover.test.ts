@@ -1,0 +1,327 @@
+import { describe, expect, it } from "vitest";
+import { Election, LeaderElector, isElectionError, type Session, type Term } from "../../src/index.js";
+import { etcdctl, type Etcdctl } from "../support/etcdctl.js";
+import { keysUnder } from "../support/observe.js";
+import { useEtcd, waitFor } from "../support/index.js";
+
+/** An etcdctl candidate's value: nothing else it prints contains it (its name, paths, warnings). */
+const CTL = "successor-from-go";
+
+const codeOf = (err: unknown): string | undefined => (isElectionError(err) ? err.code : String(err));
+
+describe("Hand-overs", () => {
+  const fx = useEtcd();
+
+  /**
+   * Candidates of one name joined in the given order (each key in place before the next joins). Every win
+   * is checked as it happens: no earlier term of ours still holds, and its token is larger than the last.
+   */
+  async function line(name: string) {
+    const wins: { value: string; term: Term }[] = [];
+    const violations: string[] = [];
+    const sessions = new Map<string, Session>();
+    const campaigns = new Map<string, Promise<Term>>();
+    const won = (value: string, term: Term): Term => {
+      for (const w of wins)
+        if (!w.term.signal.aborted) violations.push(`${value} won while ${w.value} (${w.term.token}) held`);
+      const last = wins.at(-1);
+      if (last && term.token <= last.term.token) violations.push(`token ${term.token} after ${last.term.token}`);
+      wins.push({ value, term });
+      return term;
+    };
+    const count = async (): Promise<number> => (await keysUnder(fx.client, name)).length;
+    return {
+      wins,
+      violations,
+      sessions,
+      /** Our candidate `value` joins; resolves once its key is in the queue. */
+      async join(value: string, ttl = 10): Promise<void> {
+        const before = await count();
+        const session = await fx.newSession({ ttl });
+        sessions.set(value, session);
+        const campaign = new Election(session, name).campaign(value).then((t) => won(value, t));
+        campaign.catch(() => {}); // judged by the test that awaits it
+        campaigns.set(value, campaign);
+        await waitFor(async () => (await count()) === before + 1);
+      },
+      /** An `etcdctl elect` candidate joins. */
+      async joinEtcdctl(value: string): Promise<Etcdctl> {
+        const before = await count();
+        const ctl = etcdctl(fx.etcd.endpoints, "elect", name, value);
+        await waitFor(async () => (await count()) === before + 1);
+        return ctl;
+      },
+      campaign: (value: string): Promise<Term> => campaigns.get(value)!,
+      /** The values in the queue, in order. */
+      async order(): Promise<string[]> {
+        const res = await fx.client.getAll().prefix(`${name}/`).sort("Create", "Ascend").strings();
+        return Object.values(res);
+      },
+      requestPresent: async (): Promise<boolean> => (await fx.client.get(`${name}.handover`).string()) !== null,
+      async close(): Promise<void> {
+        await Promise.all([...sessions.values()].map((s) => s.close()));
+      },
+    };
+  }
+
+  it("handOver() resigns to the next in line and resolves with it once it leads; with nobody waiting it fails, the term held", async () => {
+    const name = `${fx.etcd.prefix()}next`;
+    const l = await line(name);
+    await l.join("a");
+    const a = await l.campaign("a");
+    const alone = await a.handOver().catch((e: unknown) => e);
+    expect(codeOf(alone)).toBe("HANDOVER_FAILED");
+    expect(a.signal.aborted).toBe(false);
+    await l.join("b");
+    await l.join("c");
+    const leader = await a.handOver();
+    expect(leader.value.toString()).toBe("b");
+    expect(a.signal.aborted).toBe(true);
+    const b = await l.campaign("b");
+    expect(leader.token).toBe(b.token);
+    expect(await l.order()).toEqual(["b", "c"]);
+    await b.handOver({ to: "c" }); // the next, named
+    await (await l.campaign("c")).resign();
+    expect(l.violations).toEqual([]);
+    expect(l.wins.map((w) => w.value)).toEqual(["a", "b", "c"]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
+    await l.close();
+  });
+
+  it("handOver({ to }) to one further back: those ahead step aside and join again behind it, their campaigns going on", async () => {
+    const name = `${fx.etcd.prefix()}further`;
+    const l = await line(name);
+    for (const v of ["a", "b", "c", "d", "e"]) await l.join(v);
+    const a = await l.campaign("a");
+    const keysBefore = await keysUnder(fx.client, name);
+    const leader = await a.handOver({ to: "d" });
+    expect(leader.value.toString()).toBe("d");
+    const d = await l.campaign("d");
+    expect(d.token).toBe(leader.token);
+    const order = await l.order();
+    expect(order[0]).toBe("d");
+    expect(order.indexOf("e")).toBeLessThan(order.indexOf("b")); // b and c went behind everyone then waiting
+    expect(new Set(order.slice(2))).toEqual(new Set(["b", "c"]));
+    // The same keys (each session's own), re-made: nobody deleted anyone else's.
+    expect(new Set(await keysUnder(fx.client, name))).toEqual(new Set(keysBefore.slice(1)));
+    expect(await l.requestPresent()).toBe(false);
+    // The ones that stepped aside still campaign, and win in their new order.
+    await d.resign();
+    for (const v of order.slice(1)) await (await l.campaign(v)).resign();
+    expect(l.violations).toEqual([]);
+    expect(l.wins.map((w) => w.value)).toEqual(["a", ...order]);
+    await l.close();
+  });
+
+  it("an etcdctl elect candidate cannot step aside: a hand-over behind it fails, the term held; to it, it works", async () => {
+    const name = `${fx.etcd.prefix()}etcdctl`;
+    const l = await line(name);
+    await l.join("a");
+    const a = await l.campaign("a");
+    await l.join("b");
+    const ctl = await l.joinEtcdctl(CTL);
+    try {
+      await l.join("c");
+      const failed = await a.handOver({ to: "c", timeoutMs: 1500 }).catch((e: unknown) => e);
+      expect(codeOf(failed)).toBe("HANDOVER_FAILED");
+      expect((failed as Error).message).toContain("did not step aside");
+      expect(a.signal.aborted).toBe(false);
+      a.assertHeld();
+      expect(await l.requestPresent()).toBe(false);
+      // b stepped aside (it could); etcdctl stays where it was, and still waits.
+      expect(await l.order()).toEqual(["a", CTL, "c", "b"]);
+      const leader = await a.handOver({ to: CTL });
+      expect(leader.value.toString()).toBe(CTL);
+      await ctl.printed(CTL);
+      await ctl.interrupt();
+      const c = await l.campaign("c");
+      expect(c.token).toBeGreaterThan(leader.token);
+      await c.resign();
+      await (await l.campaign("b")).resign();
+      expect(l.violations).toEqual([]);
+    } finally {
+      ctl.kill();
+      await l.close();
+    }
+  });
+
+  it("the target going away mid-hand-over fails it at once, the term held", async () => {
+    const name = `${fx.etcd.prefix()}target-dies`;
+    const l = await line(name);
+    await l.join("a");
+    const a = await l.campaign("a");
+    const ctl = await l.joinEtcdctl(CTL); // holds the hand-over up
+    try {
+      await l.join("c");
+      const handing = a.handOver({ to: "c", timeoutMs: 30_000 }).catch((e: unknown) => e);
+      await waitFor(() => l.requestPresent());
+      await l.sessions.get("c")!.close(); // the target's lease revoked: its key goes
+      const failed = await handing;
+      expect(codeOf(failed)).toBe("HANDOVER_FAILED");
+      expect((failed as Error).message).toContain("went away");
+      a.assertHeld();
+      expect(await l.requestPresent()).toBe(false);
+      await a.resign();
+      await ctl.printed(CTL);
+      expect(l.violations).toEqual([]);
+    } finally {
+      ctl.kill();
+      await l.close();
+    }
+  });
+
+  it("the leader's session lost mid-hand-over: the hand-over rejects with the loss, the request goes with the lease", async () => {
+    const name = `${fx.etcd.prefix()}leader-lost`;
+    const l = await line(name);
+    await l.join("a");
+    const a = await l.campaign("a");
+    const ctl = await l.joinEtcdctl(CTL);
+    try {
+      await l.join("c");
+      const handing = a.handOver({ to: "c", timeoutMs: 30_000 }).catch((e: unknown) => e);
+      await waitFor(() => l.requestPresent());
+      await fx.client.leaseClient.leaseRevoke({ ID: l.sessions.get("a")!.leaseId });
+      const failed = await handing;
+      expect(["NOT_LEADER", "SESSION_LOST"]).toContain(codeOf(failed));
+      expect(a.signal.aborted).toBe(true);
+      expect(await l.requestPresent()).toBe(false);
+      await ctl.printed(CTL); // the next in line leads
+      await ctl.interrupt();
+      const c = await l.campaign("c");
+      expect(c.token).toBeGreaterThan(a.token);
+      await c.resign();
+      expect(l.violations).toEqual([]);
+    } finally {
+      ctl.kill();
+      await l.close();
+    }
+  });
+
+  it("two hand-overs racing on one term: one goes through, the other fails at once; the new leader can hand over again", async () => {
+    const name = `${fx.etcd.prefix()}racing`;
+    const l = await line(name);
+    for (const v of ["a", "b", "c", "d"]) await l.join(v);
+    const a = await l.campaign("a");
+    const results = await Promise.allSettled([a.handOver({ to: "c" }), a.handOver({ to: "d" })]);
+    expect(results[0].status).toBe("fulfilled");
+    expect(results[1].status === "rejected" && codeOf(results[1].reason)).toBe("HANDOVER_FAILED");
+    const c = await l.campaign("c");
+    const [again, late] = await Promise.allSettled([c.handOver({ to: "d" }), a.handOver({ to: "b" })]);
+    expect(again.status === "fulfilled" && again.value.value.toString()).toBe("d");
+    expect(late.status === "rejected" && codeOf(late.reason)).toBe("NOT_LEADER");
+    const d = await l.campaign("d");
+    await d.resign();
+    await (await l.campaign("b")).resign();
+    expect(l.violations).toEqual([]);
+    expect(l.wins.map((w) => w.value)).toEqual(["a", "c", "d", "b"]);
+    await l.close();
+  });
+
+  describe("LeaderElector: elector.handOver and preferred leaders", () => {
+    /** Electors of one name; every election is checked as it happens, as in `line`. */
+    function fleet(name: string, ttl = 2) {
+      const elected: { id: string; token: bigint; at: number }[] = [];
+      const violations: string[] = [];
+      const running = new Map<string, { elector: LeaderElector; stop: AbortController; done: Promise<void> }>();
+      return {
+        elected,
+        violations,
+        start(id: string, priority?: number): LeaderElector {
+          const elector = new LeaderElector({
+            client: fx.client,
+            name,
+            identity: id,
+            ttl,
+            ...(priority === undefined ? {} : { priority }),
+            logger: false,
+            onStartedLeading: (term) =>
+              new Promise<void>((resolve) => term.signal.addEventListener("abort", () => resolve())),
+          });
+          elector.on("elected", (term) => {
+            for (const [other, r] of running)
+              if (r.elector !== elector && r.elector.isLeader()) violations.push(`${id} elected while ${other} leads`);
+            const last = elected.at(-1);
+            if (last && term.token <= last.token) violations.push(`token ${term.token} after ${last.token}`);
+            elected.push({ id, token: term.token, at: performance.now() });
+          });
+          const stop = new AbortController();
+          running.set(id, { elector, stop, done: elector.run({ signal: stop.signal }) });
+          return elector;
+        },
+        async stop(id: string): Promise<void> {
+          const r = running.get(id)!;
+          r.stop.abort();
+          await r.done;
+          running.delete(id);
+        },
+        leads: (id: string): boolean => elected.at(-1)?.id === id && running.get(id)!.elector.isLeader(),
+        queued: async (n: number): Promise<boolean> => (await keysUnder(fx.client, name)).length === n,
+        async stopAll(): Promise<void> {
+          for (const id of [...running.keys()]) await this.stop(id);
+        },
+      };
+    }
+
+    it("elector.handOver(identity) hands the lead to that candidate; the old leader campaigns again behind it", async () => {
+      const name = `${fx.etcd.prefix()}elector-handover`;
+      const f = fleet(name, 10);
+      const a = f.start("a");
+      await waitFor(() => f.leads("a"));
+      for (const id of ["b", "c", "d"]) {
+        f.start(id);
+        await waitFor(() => f.queued(["b", "c", "d"].indexOf(id) + 2));
+      }
+      const leader = await a.handOver("d");
+      expect(leader.value.toString()).toBe("d");
+      await waitFor(() => f.leads("d"));
+      await waitFor(() => f.queued(4)); // a queued again
+      expect(codeOf(await a.handOver("b").catch((e: unknown) => e))).toBe("NOT_LEADER");
+      await f.stopAll();
+      expect(f.violations).toEqual([]);
+      expect(f.elected.map((e) => e.id).slice(0, 2)).toEqual(["a", "d"]);
+      expect(await keysUnder(fx.client, name)).toEqual([]);
+    });
+
+    it("priority with 3 candidates: the leader hands over to the highest waiting, past a hold-down of one TTL; lower ones wait", async () => {
+      const name = `${fx.etcd.prefix()}priority`;
+      const f = fleet(name);
+      f.start("low", 1);
+      await waitFor(() => f.leads("low"));
+      f.start("mid", 2);
+      await waitFor(() => f.queued(2));
+      f.start("high", 3);
+      await waitFor(() => f.leads("high"));
+      const low = f.elected[0]!;
+      const high = f.elected[1]!;
+      expect(high.at - low.at).toBeGreaterThanOrEqual(2_000); // the hold-down
+      // mid stepped aside; low campaigns again, behind it: neither preempts a higher priority.
+      await waitFor(() => f.queued(3));
+      await f.stop("high");
+      await waitFor(() => f.leads("mid"));
+      await f.stop("mid");
+      await waitFor(() => f.leads("low"));
+      await f.stopAll();
+      expect(f.elected.map((e) => e.id)).toEqual(["low", "high", "mid", "low"]);
+      expect(f.violations).toEqual([]);
+    });
+
+    it("a flapping preferred candidate moves the lead at most once per hold-down", async () => {
+      const name = `${fx.etcd.prefix()}flapping`;
+      const f = fleet(name);
+      f.start("low", 1);
+      await waitFor(() => f.leads("low"));
+      for (let i = 0; i < 2; i++) {
+        f.start(`high${i}`, 5);
+        await waitFor(() => f.leads(`high${i}`));
+        await f.stop(`high${i}`); // it goes away; low leads again, and it comes straight back
+        await waitFor(() => f.leads("low"));
+      }
+      await f.stopAll();
+      const ids = f.elected.map((e) => e.id);
+      expect(ids).toEqual(["low", "high0", "low", "high1", "low"]);
+      for (let i = 1; i < f.elected.length; i += 2)
+        expect(f.elected[i]!.at - f.elected[i - 1]!.at).toBeGreaterThanOrEqual(2_000);
+      expect(f.violations).toEqual([]);
+    });
+  });
+});
