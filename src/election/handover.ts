@@ -187,7 +187,8 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
       await untilNext(t, chosen, stop, state);
     }
     // Last look, right before we go: our term and the target are there. Nothing came between meanwhile:
-    // a key made later than the target is behind it (design: Decide at the event's revision).
+    // a key made later than the target is behind it (design: Decide at the event's revision). A read-only
+    // transaction (no write to wait for); the request is withdrawn after the resign, off the critical path.
     const full = ctx.keyspace.full(t.key);
     const last = await raceAbort(
       txn(
@@ -202,7 +203,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
               create_revision: chosen.createRevision.toString(),
             },
           ],
-          success: requestAt === undefined ? [] : [requestDelete(ctx, name)],
+          success: [],
           failure: [{ request_range: { key: full, keys_only: true } }],
         },
         `hand-over of "${name}": last check`,
@@ -215,7 +216,6 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
         throw new NotLeaderError(`not the leader: our key ${t.key} is gone`);
       throw new HandoverFailedError(`hand-over of "${name}": ${whom} went away; the term still holds`);
     }
-    requestAt = undefined;
   } catch (err) {
     if (requestAt !== undefined) await removeRequest(ctx, name, requestAt);
     if (t.signal.aborted) throw t.signal.reason;
@@ -234,9 +234,13 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
     timer.cancel();
     dispose();
   }
-  // The target is next: step down (the signal aborts first, then our key goes, confirmed).
+  // The target is next: step down (the signal aborts first, then our key goes, confirmed). Our request is
+  // then moot (nobody is ahead of the target) and is withdrawn meanwhile; it also goes with our lease.
   await t.release();
-  const { leader } = await readLeader(ctx, name);
+  const [{ leader }] = await Promise.all([
+    readLeader(ctx, name),
+    requestAt === undefined ? undefined : removeRequest(ctx, name, requestAt),
+  ]);
   if (!leader) throw new HandoverFailedError(`hand-over of "${name}": resigned, but nobody leads now`);
   if (leader.key !== chosen.key && (target.to || target.toKey !== undefined)) {
     throw new HandoverFailedError(
