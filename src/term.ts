@@ -10,7 +10,8 @@ import type { Ticket } from "./queue/queue.js";
 /** Whom {@link Term.handOver} hands the lead to, and how long it may take. */
 export interface HandOverOptions {
   /**
-   * The value (identity) of a waiting candidate to hand the lead to. The candidates of this library
+   * The value (identity) of a waiting candidate to hand the lead to (the first in line, if several share
+   * it). The candidates of this library
    * ahead of it step aside (they join again behind it). Default: whoever is next in line.
    */
   to?: string | Buffer | Uint8Array;

@@ -1,6 +1,8 @@
+import type { Etcd3 } from "etcd3";
 import { describe, expect, it } from "vitest";
 import { Election, LeaderElector, isElectionError, type Session, type Term } from "../../src/index.js";
 import { etcdctl, type Etcdctl } from "../support/etcdctl.js";
+import { watchCount } from "../support/internals.js";
 import { keysUnder } from "../support/observe.js";
 import { useEtcd, waitFor } from "../support/index.js";
 
@@ -35,9 +37,10 @@ describe("Hand-overs", () => {
       violations,
       sessions,
       /** Our candidate `value` joins; resolves once its key is in the queue. */
-      async join(value: string, ttl = 10): Promise<void> {
+      /** `client`: a client of its own (its own watch stream, so that its watches can be counted). */
+      async join(value: string, ttl = 10, client?: Etcd3): Promise<void> {
         const before = await count();
-        const session = await fx.newSession({ ttl });
+        const session = await fx.newSession({ ttl, ...(client ? { client } : {}) });
         sessions.set(value, session);
         const campaign = new Election(session, name).campaign(value).then((t) => won(value, t));
         campaign.catch(() => {}); // judged by the test that awaits it
@@ -116,18 +119,21 @@ describe("Hand-overs", () => {
   it("an etcdctl elect candidate cannot step aside: a hand-over behind it fails, the term held; to it, it works", async () => {
     const name = `${fx.etcd.prefix()}etcdctl`;
     const l = await line(name);
-    await l.join("a");
+    const own = fx.etcd.client();
+    await l.join("a", 10, own);
     const a = await l.campaign("a");
     await l.join("b");
     const ctl = await l.joinEtcdctl(CTL);
     try {
       await l.join("c");
+      const watches = watchCount(l.sessions.get("a")!);
       const failed = await a.handOver({ to: "c", timeoutMs: 1500 }).catch((e: unknown) => e);
       expect(codeOf(failed)).toBe("HANDOVER_FAILED");
       expect((failed as Error).message).toContain("did not step aside");
       expect(a.signal.aborted).toBe(false);
       a.assertHeld();
       expect(await l.requestPresent()).toBe(false);
+      expect(watchCount(l.sessions.get("a")!)).toBe(watches); // the hand-over's watch of the queue is gone
       // b stepped aside (it could); etcdctl stays where it was, and still waits.
       expect(await l.order()).toEqual(["a", CTL, "c", "b"]);
       const leader = await a.handOver({ to: CTL });
@@ -142,6 +148,7 @@ describe("Hand-overs", () => {
     } finally {
       ctl.kill();
       await l.close();
+      own.close();
     }
   });
 
@@ -303,6 +310,8 @@ describe("Hand-overs", () => {
       await f.stopAll();
       expect(f.elected.map((e) => e.id)).toEqual(["low", "high", "mid", "low"]);
       expect(f.violations).toEqual([]);
+      expect(await keysUnder(fx.client, name)).toEqual([]);
+      expect(await fx.client.getAll().prefix(`${name}.priority.`).keys()).toEqual([]); // gone with the leases
     });
 
     it("a flapping preferred candidate moves the lead at most once per hold-down", async () => {
