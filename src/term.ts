@@ -11,8 +11,8 @@ import type { Ticket } from "./queue/queue.js";
 export interface HandOverOptions {
   /**
    * The value (identity) of a waiting candidate to hand the lead to (the first in line, if several share
-   * it). The candidates of this library
-   * ahead of it step aside (they join again behind it). Default: whoever is next in line.
+   * it). The candidates of this library ahead of it step aside (they join again behind it). Default:
+   * whoever is next in line.
    */
   to?: string | Buffer | Uint8Array;
   /** How long the hand-over may take before it fails with HANDOVER_FAILED, the term still held (ms, default 10000). */
