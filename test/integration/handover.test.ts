@@ -72,6 +72,8 @@ describe("Hand-overs", () => {
     const l = await line(name);
     await l.join("a");
     const a = await l.campaign("a");
+    for (const bad of [{ to: 42 }, { timeoutMs: -1 }, { timeoutMs: Number.NaN }])
+      expect(codeOf(await a.handOver(bad as never).catch((e: unknown) => e))).toBe("INVALID_ARGUMENT");
     const alone = await a.handOver().catch((e: unknown) => e);
     expect(codeOf(alone)).toBe("HANDOVER_FAILED");
     expect(a.signal.aborted).toBe(false);

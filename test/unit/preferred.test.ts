@@ -11,7 +11,9 @@ import {
   type PriorityCandidate,
 } from "../../src/election/preferred.js";
 import { inQueue } from "../../src/etcd/keyspace.js";
-import { FakeClock } from "../support/fake-elector.js";
+import { isElectionError } from "../../src/errors.js";
+import { LeaderElector } from "../../src/leader-elector.js";
+import { FakeBackend, FakeClock } from "../support/fake-elector.js";
 
 const cand = (key: string, createRevision: number, priority: number): PriorityCandidate => ({
   key,
@@ -116,5 +118,26 @@ describe("hand-over requests", () => {
     expect(mustStepAside({ key: "n/b", createRevision: 31n }, req)).toBe(false); // already behind it
     for (const stray of ["", "x", "{}", '{"to":"n/c","token":30}', '{"to":1,"token":"30"}'])
       expect(mustStepAside({ key: "n/b", createRevision: 20n }, parseRequest(Buffer.from(stray)))).toBe(false);
+  });
+});
+
+describe("LeaderElector's priority options", () => {
+  it("bad priority or preemptAfterMs fails first, with INVALID_ARGUMENT", () => {
+    const clock = new FakeClock();
+    const make = (extra: object) => () =>
+      LeaderElector.withSeam(
+        { client: {} as never, name: "n", identity: "a", onStartedLeading: () => {}, logger: false, ...extra },
+        { backend: new FakeBackend(clock), clock },
+      );
+    for (const bad of [{ priority: Number.NaN }, { priority: "1" }, { preemptAfterMs: -1 }]) {
+      let caught: unknown;
+      try {
+        make(bad)();
+      } catch (err) {
+        caught = err;
+      }
+      expect(isElectionError(caught, "INVALID_ARGUMENT")).toBe(true);
+    }
+    expect(make({ priority: -2.5, preemptAfterMs: 0 })()).toBeInstanceOf(LeaderElector);
   });
 });
