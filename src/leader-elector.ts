@@ -120,8 +120,6 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   #work: Promise<void> | undefined;
   /** Campaigns and releases still finishing after a stop (bounded by the stop). */
   readonly #inflight = new Set<Promise<unknown>>();
-  /** The term we are handing over, if any: its end is a hand-over, not a loss. */
-  #handingOver: Term | undefined;
   /** The session our priority was published on. */
   #published: ElectorSession | undefined;
 
@@ -147,22 +145,19 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
 
   /**
    * Hands the lead to the waiting candidate whose identity is `identity` (see {@link Term.handOver}):
-   * resolves with the new leader. Rejects with NOT_LEADER when this elector does not lead, and with
-   * HANDOVER_FAILED, still leading, when the hand-over cannot be done. The elector then campaigns again,
-   * behind the new leader.
+   * resolves with the new leader, read from etcd once this elector's key is gone. Rejects with
+   * INVALID_ARGUMENT for bad options (checked first), NOT_LEADER when this elector does not lead, and
+   * with HANDOVER_FAILED, still leading, when the hand-over cannot be done. The elector then campaigns
+   * again, behind the new leader.
    */
-  async handOver(identity: string, options: Pick<HandOverOptions, "timeoutMs"> = {}): Promise<Leader> {
+  async handOver(identity: string, options: Pick<HandOverOptions, "timeoutMs" | "signal"> = {}): Promise<Leader> {
     if (typeof identity !== "string") throw new InvalidArgumentError("identity must be a string");
+    validateTimeout(options.timeoutMs, "timeoutMs");
+    validateSignal(options.signal);
     const term = this.#term;
     if (!term || term.signal.aborted)
       throw new NotLeaderError(`not the leader of "${this.name}": nothing to hand over`);
-    this.#handingOver = term;
-    try {
-      return await term.handOver({ ...options, to: identity });
-    } catch (err) {
-      if (!term.signal.aborted && this.#handingOver === term) this.#handingOver = undefined; // still leading
-      throw err;
-    }
+    return term.handOver({ ...options, to: identity });
   }
 
   /** @internal An elector on `seam` instead of etcd and the system clock (unit tests). */
@@ -342,9 +337,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
         holdDownMs: this.#ttl * 1000,
       },
       timeoutMs: Math.max(this.#ttl * 1000, 2 * this.#callTimeoutMs),
-      handingOver: () => (this.#handingOver = term),
       failed: (err) => {
-        if (this.#handingOver === term) this.#handingOver = undefined;
         this.#logger.warn({ err: this.#record(err) }, "handing over to a preferred candidate failed; still leading");
       },
     });
@@ -367,7 +360,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     await preferring;
     this.#stepping = true; // seen to end: no longer acting as leader (healthy() stops judging it)
     if (stop.aborted) this.#setState("stopping");
-    else if (this.#handingOver === term) this.#logger.info({ token: term.token.toString() }, "handed the lead over");
+    else if (term.handedOver) this.#logger.info({ token: term.token.toString() }, "handed the lead over");
     else if (!failure)
       this.#logger.warn(
         { token: term.token.toString(), err: term.signal.reason as unknown },

@@ -1,4 +1,4 @@
-import { toValueBuffer, validateTimeout } from "./common/validate.js";
+import { toValueBuffer, validateSignal, validateTimeout } from "./common/validate.js";
 import { handOverTerm } from "./election/handover.js";
 import type { Leader } from "./leader.js";
 import type { SessionContext } from "./session/context.js";
@@ -10,13 +10,26 @@ import type { Ticket } from "./queue/queue.js";
 /** Whom {@link Term.handOver} hands the lead to, and how long it may take. */
 export interface HandOverOptions {
   /**
-   * The value (identity) of a waiting candidate to hand the lead to (the first in line, if several share
-   * it). The candidates of this library ahead of it step aside (they join again behind it). Default:
-   * whoever is next in line.
+   * The value (identity) of a waiting candidate to hand the lead to. If several share it, the newest (the
+   * last to join: a restarted process's live key, not the dead key of its previous run). The candidates of
+   * this library ahead of it step aside (they join again behind it). Default: whoever is next in line.
    */
   to?: string | Buffer | Uint8Array;
   /** How long the hand-over may take before it fails with HANDOVER_FAILED, the term still held (ms, default 10000). */
   timeoutMs?: number;
+  /** Cancels the hand-over: it rejects with the signal's reason, the term still held (unless it already resigned). */
+  signal?: AbortSignal;
+}
+
+/** A hand-over's options, checked (INVALID_ARGUMENT) before anything else is looked at. */
+export function validateHandOver(
+  options: HandOverOptions,
+  maxValueBytes: number,
+): { to: Buffer | undefined; timeoutMs: number; signal: AbortSignal | undefined } {
+  const to = options.to === undefined ? undefined : toValueBuffer(options.to, "to", maxValueBytes);
+  const timeoutMs = validateTimeout(options.timeoutMs, "timeoutMs") ?? 10_000;
+  const signal = validateSignal(options.signal);
+  return { to, timeoutMs, signal };
 }
 
 /** One term of leadership: from the campaign that won until resign, loss of the session, or loss of the key. */
@@ -29,6 +42,17 @@ export class Term extends Holding {
 
   readonly #name: string;
   #handingOver = false;
+  #handedOver = false;
+
+  /** @internal A hand-over of this term is under way (one at a time). */
+  get handingOver(): boolean {
+    return this.#handingOver;
+  }
+
+  /** @internal This term ended by a hand-over: it resigned for one (its end is no loss). */
+  get handedOver(): boolean {
+    return this.#handedOver;
+  }
 
   /** @internal When (monotonic ms) the campaign saw its predecessor's key go; undefined if it never waited. */
   readonly predecessorGoneAt: number | undefined;
@@ -88,9 +112,7 @@ export class Term extends Holding {
    * meanwhile. The term's `signal` aborts before our key goes, as with {@link resign}. One at a time.
    */
   async handOver(options: HandOverOptions = {}): Promise<Leader> {
-    const to = options.to === undefined ? undefined : toValueBuffer(options.to, "to", this.context.maxValueBytes);
-    const timeoutMs = validateTimeout(options.timeoutMs, "timeoutMs") ?? 10_000;
-    return this.handOverTo({ to, timeoutMs });
+    return this.handOverTo(validateHandOver(options, this.context.maxValueBytes));
   }
 
   /** @internal A hand-over to `to` (a value) or `toKey` (a candidate key): the elector's preferred leaders. */
@@ -98,6 +120,7 @@ export class Term extends Holding {
     to?: Buffer | undefined;
     toKey?: string | undefined;
     timeoutMs: number;
+    signal?: AbortSignal | undefined;
   }): Promise<Leader> {
     this.assertHeld();
     if (this.#handingOver)
@@ -106,7 +129,11 @@ export class Term extends Holding {
     try {
       // The signal is made once and kept: reading it now is reading it always.
       const { context: ctx, key, token, signal } = this;
-      return await handOverTerm({ ctx, name: this.#name, key, token, signal, release: () => this.release() }, target);
+      const release = (): Promise<void> => {
+        this.#handedOver = true; // before the signal aborts: whoever watches it sees a hand-over
+        return this.release();
+      };
+      return await handOverTerm({ ctx, name: this.#name, key, token, signal, release }, target);
     } finally {
       this.#handingOver = false;
     }

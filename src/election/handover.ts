@@ -76,8 +76,11 @@ export async function campaignOrStepAside(
         waiting: (own) => void (watch ??= new RequestWatch(ctx, name, own, () => aside.abort(STEP_ASIDE))),
       });
     } catch (err) {
-      // acquire removed our key (confirmed) before it rejected.
-      if (err !== STEP_ASIDE || signal?.aborted || ctx.lease.signal.aborted) throw err;
+      // acquire removed our key (confirmed) before it rejected. The private reason never reaches the user:
+      // a cancellation or a lost session during the removal rejects with their own reason.
+      if (err !== STEP_ASIDE) throw err;
+      if (signal?.aborted) throw signal.reason;
+      if (ctx.lease.signal.aborted) throw ctx.lease.signal.reason;
       ctx.logger.info({ name }, "stepped aside for a hand-over: joining again behind its target");
     } finally {
       watch?.close();
@@ -145,6 +148,8 @@ export interface HandoverTarget {
   to?: Buffer | undefined;
   toKey?: string | undefined;
   timeoutMs: number;
+  /** The user's cancellation: the hand-over rejects with its reason (the term held unless resigned). */
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -158,7 +163,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
   const { ctx, name } = t;
   const timeout = new AbortController();
   const timer = timerIn(target.timeoutMs, () => timeout.abort());
-  const { controller, dispose } = linkedController(t.signal, timeout.signal);
+  const { controller, dispose } = linkedController(t.signal, timeout.signal, target.signal);
   const stop = controller.signal;
   const whom =
     target.toKey !== undefined
@@ -175,11 +180,12 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
     if (head?.key !== t.key || head.createRevision !== t.token)
       throw new NotLeaderError(`not the leader: our key ${t.key} no longer leads "${name}"`);
     const waiting = entries.slice(1);
+    // Of several with the value, the newest: a restarted process's live key, not its previous run's dead one.
     chosen =
       target.toKey !== undefined
         ? waiting.find((e) => e.key === target.toKey)
         : target.to
-          ? waiting.find((e) => e.value?.equals(target.to!))
+          ? waiting.findLast((e) => e.value?.equals(target.to!))
           : waiting[0];
     if (!chosen) throw new HandoverFailedError(`hand-over of "${name}": ${whom} is not waiting; the term still holds`);
     if (chosen !== waiting[0]) {
@@ -219,6 +225,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
   } catch (err) {
     if (requestAt !== undefined) await removeRequest(ctx, name, requestAt);
     if (t.signal.aborted) throw t.signal.reason;
+    if (target.signal?.aborted) throw target.signal.reason;
     if (timeout.signal.aborted) {
       const keys = state.inTheWay.map((e) => e.key).join(", ");
       throw new HandoverFailedError(

@@ -226,19 +226,31 @@ export async function preferLeaders(o: {
   logger: Logger;
   rules: PreemptionRules;
   timeoutMs: number;
-  /** Told before each hand-over this starts (so the elector logs the term's end as one). */
-  handingOver: () => void;
+  /** A hand-over this started failed, the term still held (the elector logs it and emits `failure`). */
   failed: (err: unknown) => void;
 }): Promise<void> {
   const stream = o.candidates;
   if (!stream) return;
+  // One hand-over at a time: while one is pending (ours, or the user's through term.handOver or
+  // elector.handOver) the planner's firing is ignored; queue changes meanwhile must not start a second.
+  let busy = false;
   const planner = new PreemptionPlanner(o.clock, o.rules, (key) => {
+    if (busy || o.term.handingOver) {
+      if (!busy) planner.failed(); // the user's hand-over: look again a hold-down later
+      return;
+    }
+    busy = true;
     o.logger.info({ to: key, priority: o.rules.priority }, "a candidate with a higher priority waits: handing over");
-    o.handingOver();
     o.term.handOverTo({ toKey: key, timeoutMs: o.timeoutMs }).then(
-      () => {},
+      () => {
+        busy = false;
+      },
       (err: unknown) => {
-        if (o.term.signal.aborted) return; // the term ended anyway: nothing to keep
+        busy = false;
+        if (o.term.signal.aborted) {
+          o.logger.debug({ err }, "the preferred hand-over ended with the term");
+          return; // the term ended anyway: nothing to keep
+        }
         o.failed(err);
         planner.failed();
       },

@@ -226,26 +226,63 @@ describe("Hand-overs", () => {
     await l.close();
   });
 
+  it("handOver({ to }) with two candidates of that value picks the newest (a restarted pod's live key, not its dead one)", async () => {
+    const name = `${fx.etcd.prefix()}same-value`;
+    const l = await line(name);
+    await l.join("a");
+    const a = await l.campaign("a");
+    await l.join("b"); // the old pod's key
+    const old = l.sessions.get("b")!;
+    const oldCampaign = l.campaign("b");
+    await l.join("b"); // its restart (the map now holds the new one)
+    const fresh = l.sessions.get("b")!;
+    expect(fresh).not.toBe(old);
+    const newest = (await keysUnder(fx.client, name))[2]!;
+    const leader = await a.handOver({ to: "b" });
+    expect(`${name}/${leader.key.slice(leader.key.lastIndexOf("/") + 1)}`).toBe(newest);
+    expect((await l.campaign("b")).key).toBe(leader.key);
+    await (await l.campaign("b")).resign();
+    await (await oldCampaign).resign();
+    await old.close();
+    expect(l.violations).toEqual([]);
+    await l.close();
+  });
+
   describe("LeaderElector: elector.handOver and preferred leaders", () => {
     /** Electors of one name; every election is checked as it happens, as in `line`. */
     function fleet(name: string, ttl = 2) {
       const elected: { id: string; token: bigint; at: number }[] = [];
       const violations: string[] = [];
       const running = new Map<string, { elector: LeaderElector; stop: AbortController; done: Promise<void> }>();
+      /** Every line each elector logged at info or above, as `id level: message`. */
+      const logs: string[] = [];
+      /** Every `failure` event, as `id: code`. */
+      const failures: string[] = [];
+      const logger = (id: string) => ({
+        debug() {},
+        info: (_f: object, m: string) => void logs.push(`${id} info: ${m}`),
+        warn: (f: { err?: Error }, m: string) =>
+          void logs.push(`${id} warn: ${m}${f.err ? ` (${f.err.message})` : ""}`),
+        error: (_f: object, m: string) => void logs.push(`${id} error: ${m}`),
+      });
       return {
         elected,
         violations,
-        start(id: string, priority?: number): LeaderElector {
+        logs,
+        failures,
+        start(id: string, priority?: number, work?: (term: Term) => Promise<void>): LeaderElector {
           const elector = new LeaderElector({
             client: fx.client,
             name,
             identity: id,
             ttl,
             ...(priority === undefined ? {} : { priority }),
-            logger: false,
-            onStartedLeading: (term) =>
-              new Promise<void>((resolve) => term.signal.addEventListener("abort", () => resolve())),
+            logger: logger(id),
+            onStartedLeading:
+              work ??
+              ((term) => new Promise<void>((resolve) => term.signal.addEventListener("abort", () => resolve()))),
           });
+          elector.on("failure", (err) => failures.push(`${id}: ${err.code}`));
           elector.on("elected", (term) => {
             for (const [other, r] of running)
               if (r.elector !== elector && r.elector.isLeader()) violations.push(`${id} elected while ${other} leads`);
@@ -312,8 +349,71 @@ describe("Hand-overs", () => {
       await f.stopAll();
       expect(f.elected.map((e) => e.id)).toEqual(["low", "high", "mid", "low"]);
       expect(f.violations).toEqual([]);
+      // mid stepping aside changed the queue mid-hand-over: no second hand-over, no false failure.
+      expect(f.failures).toEqual([]);
+      expect(f.logs.filter((l) => / warn| error/.test(l))).toEqual([]);
+      expect(f.logs).toContain("low info: handed the lead over");
       expect(await keysUnder(fx.client, name)).toEqual([]);
       expect(await fx.client.getAll().prefix(`${name}.priority.`).keys()).toEqual([]); // gone with the leases
+    });
+
+    it('a preferred hand-over under way is not started again by queue changes (no false failure, no "already under way")', async () => {
+      const name = `${fx.etcd.prefix()}busy`;
+      const f = fleet(name);
+      f.start("low", 1);
+      await waitFor(() => f.leads("low"));
+      const ctl = etcdctl(fx.etcd.endpoints, "elect", name, CTL); // cannot step aside: the hand-over waits
+      try {
+        await waitFor(() => f.queued(2));
+        f.start("high", 5);
+        await waitFor(async () => (await fx.client.get(`${name}.handover`).string()) !== null);
+        f.start("z"); // the queue changes while the hand-over waits
+        await waitFor(() => f.queued(4));
+        await waitFor(() => f.failures.length > 0);
+        const warned = f.logs.filter((l) => / warn| error/.test(l));
+        expect(warned.join("\n")).not.toContain("already under way");
+        expect(warned.join("\n")).toContain("did not step aside");
+        expect(f.failures).toEqual(["low: HANDOVER_FAILED"]);
+        await ctl.interrupt(); // it resigns: its key goes
+      } finally {
+        ctl.kill();
+        await f.stopAll();
+      }
+      expect(f.violations).toEqual([]);
+      expect(await keysUnder(fx.client, name)).toEqual([]);
+    });
+
+    it("bad options to elector.handOver fail with INVALID_ARGUMENT before the leader check", async () => {
+      const name = `${fx.etcd.prefix()}elector-bad`;
+      const f = fleet(name, 10);
+      const a = f.start("a");
+      for (const bad of [{ timeoutMs: -1 }, { timeoutMs: Number.NaN }, { signal: 1 }])
+        expect(codeOf(await a.handOver("b", bad as never).catch((e: unknown) => e))).toBe("INVALID_ARGUMENT");
+      await f.stopAll();
+    });
+
+    it("term.handOver() called inside the work is logged as a hand-over, not as the term ending", async () => {
+      const name = `${fx.etcd.prefix()}work-handover`;
+      const f = fleet(name, 10);
+      let handed: Promise<unknown> | undefined;
+      const handing = new Promise<void>((resolve) => {
+        f.start("a", undefined, async (term) => {
+          await waitFor(() => f.queued(2));
+          handed = term.handOver();
+          resolve();
+          await handed;
+        });
+      });
+      await waitFor(() => f.leads("a"));
+      f.start("b");
+      await handing;
+      await handed;
+      await waitFor(() => f.leads("b"));
+      await f.stopAll();
+      expect(f.logs).toContain("a info: handed the lead over");
+      expect(f.logs.filter((l) => / warn| error/.test(l))).toEqual([]);
+      expect(f.failures).toEqual([]);
+      expect(f.violations).toEqual([]);
     });
 
     it("a flapping preferred candidate moves the lead at most once per hold-down", async () => {
