@@ -120,8 +120,8 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   #work: Promise<void> | undefined;
   /** Campaigns and releases still finishing after a stop (bounded by the stop). */
   readonly #inflight = new Set<Promise<unknown>>();
-  /** The session our priority was published on. */
-  #published: ElectorSession | undefined;
+  /** The session our priority was published on, and the key's create revision. */
+  #published: { session: ElectorSession; createRevision: bigint } | undefined;
 
   constructor(options: LeaderElectorOptions) {
     super();
@@ -282,9 +282,9 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
       this.#setState("campaigning");
       const campaignedAt = this.#clock.now();
       const priority = this.#options.priority;
-      if (priority !== undefined && this.#published !== session && session.publishPriority) {
-        await untilAbort(session.publishPriority(this.name, priority), stop);
-        this.#published = session;
+      if (priority !== undefined && this.#published?.session !== session && session.publishPriority) {
+        const createRevision = await untilAbort(session.publishPriority(this.name, priority), stop);
+        if (createRevision !== undefined) this.#published = { session, createRevision };
       }
       const campaign = session.campaign(this.name, this.identity, controller.signal);
       const term = await untilAbort(campaign, stop);
@@ -422,6 +422,12 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
         "onStartedLeading has not returned after the stop; run() resolves anyway (its term has ended)",
       );
     }
+    // On the user's session the lease lives on, and so would our priority key: remove it.
+    const published = this.#published;
+    this.#published = undefined;
+    const given = this.#backend.given;
+    if (published && given && published.session === given && !given.signal.aborted)
+      await given.withdrawPriority?.(this.name, published.createRevision);
     if (own) await own.close();
     this.#session = undefined;
     this.#running = false;

@@ -5,7 +5,7 @@ import { etcd3Internals } from "../etcd/internals.js";
 import type { Leader } from "../leader.js";
 import { Session, type EtcdClient, type SessionState } from "../session.js";
 import type { Term } from "../term.js";
-import { publishPriority, waitingCandidates, type PriorityCandidate } from "./preferred.js";
+import { publishPriority, waitingCandidates, withdrawPriority, type PriorityCandidate } from "./preferred.js";
 
 /**
  * @internal One session as a runner (the elector) uses it: campaign and observe through it, its end, and
@@ -26,7 +26,9 @@ export interface ElectorSession {
   /** The leader of `name`, then each change; ends (throwing) when `signal` aborts. */
   observe(name: string, signal: AbortSignal): AsyncIterable<Leader | undefined>;
   /** Publishes this candidate's priority for `name` (preferred leaders); absent: priorities are not used. */
-  publishPriority?(name: string, priority: number): Promise<void>;
+  publishPriority?(name: string, priority: number): Promise<bigint>;
+  /** Removes the priority key `publishPriority` made (guarded by its create revision); logged, never thrown. */
+  withdrawPriority?(name: string, createRevision: bigint): Promise<void>;
   /** The candidates waiting behind the leader of `name`, with their priorities, as they change. */
   waitingCandidates?(name: string, signal: AbortSignal): AsyncIterable<PriorityCandidate[]>;
   close(): Promise<void>;
@@ -87,6 +89,7 @@ function onSession(session: Session): ElectorSession {
     campaign: (name, value, signal) => new Election(session, name).campaign(value, { signal }),
     observe: (name, signal) => new Election(session, name).observe({ signal }),
     publishPriority: (name, priority) => publishPriority(contextOf(session), name, priority),
+    withdrawPriority: (name, createRevision) => withdrawPriority(contextOf(session), name, createRevision),
     waitingCandidates: (name, signal) => waitingCandidates(contextOf(session), name, signal),
     close: () => session.close(),
   };

@@ -112,25 +112,47 @@ export class PreemptionPlanner {
   }
 }
 
-/** Publishes our priority for `name` on the session's lease (a plain put: the same again changes nothing). */
-export async function publishPriority(ctx: SessionContext, name: string, priority: number): Promise<void> {
-  await txn(
+/**
+ * Publishes our priority for `name` on the session's lease (a plain put: the same again changes nothing);
+ * resolves with the key's create revision, which {@link withdrawPriority} is guarded by.
+ */
+export async function publishPriority(ctx: SessionContext, name: string, priority: number): Promise<bigint> {
+  const key = ctx.keyspace.full(`${priorityPrefix(name)}${ctx.leaseHex}`);
+  const res = await txn(
     ctx,
     {
       compare: [],
       success: [
-        {
-          request_put: {
-            key: ctx.keyspace.full(`${priorityPrefix(name)}${ctx.leaseHex}`),
-            value: Buffer.from(String(priority)),
-            lease: ctx.lease.leaseId,
-          },
-        },
+        { request_put: { key, value: Buffer.from(String(priority)), lease: ctx.lease.leaseId } },
+        { request_range: { key, keys_only: true } },
       ],
       failure: [],
     },
     `publish the priority of this candidate of "${name}"`,
   );
+  const kv = res.responses[1]?.response_range.kvs[0];
+  return kv ? BigInt(kv.create_revision) : BigInt(res.header.revision);
+}
+
+/**
+ * Removes our priority key of `name` if it is still the one we made (its create revision): when an elector
+ * on the user's session stops, the session lives on and so would the key. Logged, not thrown.
+ */
+export async function withdrawPriority(ctx: SessionContext, name: string, createRevision: bigint): Promise<void> {
+  const key = ctx.keyspace.full(`${priorityPrefix(name)}${ctx.leaseHex}`);
+  try {
+    await txn(
+      ctx,
+      {
+        compare: [{ key, result: "Equal", target: "Create", create_revision: createRevision.toString() }],
+        success: [{ request_delete_range: { key } }],
+        failure: [],
+      },
+      `remove the priority of this candidate of "${name}"`,
+    );
+  } catch (err) {
+    ctx.logger.warn({ err, name }, "removing our priority key failed; it goes with the session's lease");
+  }
 }
 
 /**

@@ -383,6 +383,33 @@ describe("Hand-overs", () => {
       expect(await keysUnder(fx.client, name)).toEqual([]);
     });
 
+    it("an elector on the user's session removes its priority key when run() ends (the session lives on)", async () => {
+      const name = `${fx.etcd.prefix()}priority-own-session`;
+      const session = await fx.newSession({ ttl: 10 });
+      try {
+        for (let run = 0; run < 2; run++) {
+          const elector = new LeaderElector({
+            session,
+            name,
+            identity: "p",
+            priority: 3,
+            logger: false,
+            onStartedLeading: () => {},
+          });
+          const stop = new AbortController();
+          const done = elector.run({ signal: stop.signal });
+          await waitFor(() => elector.isLeader());
+          expect(await fx.client.getAll().prefix(`${name}.priority.`).keys()).toHaveLength(1);
+          stop.abort();
+          await done;
+          expect(await fx.client.getAll().prefix(`${name}.priority.`).keys()).toEqual([]);
+          expect(await keysUnder(fx.client, name)).toEqual([]);
+        }
+      } finally {
+        await session.close();
+      }
+    });
+
     it("bad options to elector.handOver fail with INVALID_ARGUMENT before the leader check", async () => {
       const name = `${fx.etcd.prefix()}elector-bad`;
       const f = fleet(name, 10);
