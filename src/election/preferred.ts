@@ -57,7 +57,9 @@ export interface PreemptionRules {
 export class PreemptionPlanner {
   readonly #clock: Clock;
   readonly #rules: PreemptionRules;
-  readonly #fire: (key: string) => void;
+  readonly #fire: (key: string, createRevision: bigint) => void;
+  /** Targets whose hand-over failed, by key and create revision: never picked again (a new join is new). */
+  readonly #gaveUp = new Set<string>();
   /** First seen (clock ms) of each waiting candidate, by key and create revision. */
   #since = new Map<string, number>();
   #notBefore: number;
@@ -65,7 +67,7 @@ export class PreemptionPlanner {
   #waiting: readonly PriorityCandidate[] = [];
   #closed = false;
 
-  constructor(clock: Clock, rules: PreemptionRules, fire: (key: string) => void) {
+  constructor(clock: Clock, rules: PreemptionRules, fire: (key: string, createRevision: bigint) => void) {
     this.#clock = clock;
     this.#rules = rules;
     this.#fire = fire;
@@ -86,8 +88,13 @@ export class PreemptionPlanner {
     this.#plan();
   }
 
-  /** The hand-over failed (the term still holds): not again before another hold-down. */
-  failed(): void {
+  /**
+   * A hand-over failed (the term still holds): not again before another hold-down, and never again to
+   * `target` (the one that failed, if it was ours: stuck behind a candidate that cannot step aside, it
+   * would fail every time).
+   */
+  failed(target?: { key: string; createRevision: bigint }): void {
+    if (target) this.#gaveUp.add(`${target.key}@${target.createRevision}`);
     this.#notBefore = this.#clock.now() + this.#rules.holdDownMs;
     this.#plan();
   }
@@ -101,13 +108,16 @@ export class PreemptionPlanner {
     this.#timer?.cancel();
     this.#timer = undefined;
     if (this.#closed) return;
-    const best = choosePreferred(this.#rules.priority, this.#waiting);
+    const best = choosePreferred(
+      this.#rules.priority,
+      this.#waiting.filter((c) => !this.#gaveUp.has(`${c.key}@${c.createRevision}`)),
+    );
     if (!best) return;
     const since = this.#since.get(`${best.key}@${best.createRevision}`) ?? this.#clock.now();
     const at = Math.max(this.#notBefore, since + this.#rules.preemptAfterMs);
     this.#timer = this.#clock.timerIn(Math.max(0, at - this.#clock.now()), () => {
       this.#timer = undefined;
-      if (!this.#closed) this.#fire(best.key);
+      if (!this.#closed) this.#fire(best.key, best.createRevision);
     });
   }
 }
@@ -256,7 +266,7 @@ export async function preferLeaders(o: {
   // One hand-over at a time: while one is pending (ours, or the user's through term.handOver or
   // elector.handOver) the planner's firing is ignored; queue changes meanwhile must not start a second.
   let busy = false;
-  const planner = new PreemptionPlanner(o.clock, o.rules, (key) => {
+  const planner = new PreemptionPlanner(o.clock, o.rules, (key, createRevision) => {
     if (busy || o.term.handingOver) {
       if (!busy) planner.failed(); // the user's hand-over: look again a hold-down later
       return;
@@ -274,7 +284,7 @@ export async function preferLeaders(o: {
           return; // the term ended anyway: nothing to keep
         }
         o.failed(err);
-        planner.failed();
+        planner.failed({ key, createRevision });
       },
     );
   });

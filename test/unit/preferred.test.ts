@@ -33,6 +33,26 @@ describe("choosePreferred", () => {
 describe("PreemptionPlanner", () => {
   const rules = { priority: 1, preemptAfterMs: 0, holdDownMs: 10_000 };
 
+  it("never picks again a target whose hand-over failed (same key and create revision); its next join is new", async () => {
+    const clock = new FakeClock();
+    const fired: string[] = [];
+    const planner = new PreemptionPlanner(clock, rules, (k) => fired.push(k));
+    planner.update([cand("n/b", 11, 1), cand("n/c", 12, 2)]);
+    await clock.advance(10_000);
+    expect(fired).toEqual(["n/c"]);
+    planner.failed({ key: "n/c", createRevision: 12n }); // stuck behind an etcdctl candidate, say
+    await clock.advance(100_000);
+    expect(fired).toEqual(["n/c"]);
+    planner.update([cand("n/b", 11, 1), cand("n/c", 12, 2), cand("n/d", 13, 2)]);
+    await clock.advance(0);
+    expect(fired).toEqual(["n/c", "n/d"]); // another candidate is tried
+    planner.failed({ key: "n/d", createRevision: 13n });
+    planner.update([cand("n/b", 11, 1), cand("n/c", 20, 2)]); // c left and came back: a new key
+    await clock.advance(10_000);
+    expect(fired).toEqual(["n/c", "n/d", "n/c"]);
+    planner.close();
+  });
+
   it("hands over only once the term is past its hold-down, then at once", async () => {
     const clock = new FakeClock();
     const fired: string[] = [];
