@@ -105,7 +105,10 @@ class RequestWatch {
     const read = (): void =>
       void range(ctx, { key: ctx.keyspace.full(key) }, `read the hand-over request of "${name}"`).then(
         (res) => judge(res.kvs[0]?.value),
-        (err: unknown) => ctx.logger.warn({ err, name }, "reading the hand-over request failed; reading again later"),
+        (err: unknown) => {
+          if (!this.#closed)
+            ctx.logger.warn({ err, name }, "reading the hand-over request failed; reading again later");
+        },
       );
     this.#watch = new KeyWatch(
       ctx,
@@ -117,11 +120,15 @@ class RequestWatch {
         event: (e) => e.type === "put" && judge(e.value),
         resync: read,
         started: read,
-        denied: (err) =>
+        // Denied (a role limited to `<name>/`): said once, and the watch stops (it would be denied forever).
+        denied: (err) => {
+          if (this.#closed) return;
+          this.close();
           ctx.logger.warn(
             { err, name, key },
             "no permission to watch the hand-over request: this candidate cannot step aside for a hand-over",
-          ),
+          );
+        },
       },
     );
   }
