@@ -221,7 +221,8 @@ export class TransactionAbortedError extends ElectionError {
  * A hand-over (`term.handOver()`, `elector.handOver()`, a preferred leader) could not be done: no such
  * waiting candidate, one ahead of it could not step aside (an `etcdctl elect` process, an older version,
  * a dead one), the target went away, or the time ran out. Unless `term.signal` has aborted, the term
- * still holds and nothing of the queue was reordered.
+ * still holds and nobody's key was deleted; candidates that stepped aside meanwhile stay behind the target
+ * (they joined again: design, Hand-overs).
  */
 export class HandoverFailedError extends ElectionError {
   constructor(message: string, options?: { cause?: unknown }) {
