@@ -248,6 +248,27 @@ describe("Hand-overs", () => {
     await l.close();
   });
 
+  it("20 waiters ahead of the target step aside: the target leads, every campaign goes on, nothing is left", async () => {
+    const name = `${fx.etcd.prefix()}many`;
+    const l = await line(name);
+    await l.join("leader");
+    const a = await l.campaign("leader");
+    const ahead = Array.from({ length: 20 }, (_, i) => `w${i}`);
+    for (const v of ahead) await l.join(v);
+    await l.join("target");
+    const leader = await a.handOver({ to: "target", timeoutMs: 30_000 });
+    expect(leader.value.toString()).toBe("target");
+    const order = await l.order();
+    expect(order[0]).toBe("target");
+    expect(new Set(order.slice(1))).toEqual(new Set(ahead));
+    expect(await l.requestPresent()).toBe(false);
+    await (await l.campaign("target")).resign();
+    for (const v of order.slice(1)) await (await l.campaign(v)).resign();
+    expect(l.violations).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
+    await l.close();
+  });
+
   describe("LeaderElector: elector.handOver and preferred leaders", () => {
     /** Electors of one name; every election is checked as it happens, as in `line`. */
     function fleet(name: string, ttl = 2) {
