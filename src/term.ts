@@ -109,7 +109,11 @@ export class Term extends Holding {
    * again behind it; nobody's key is deleted). Rejects with HANDOVER_FAILED, the term still held, when
    * there is no such candidate, one ahead of it cannot step aside (an `etcdctl elect` process, an older
    * version, a dead one), it went away, or `timeoutMs` passed; with the term's loss error if the term ends
-   * meanwhile. The term's `signal` aborts before our key goes, as with {@link resign}. One at a time.
+   * meanwhile; with `options.signal`'s reason if it aborts first; with INVALID_ARGUMENT for bad options
+   * (checked first). `timeoutMs` bounds the wait for candidates to step aside, the checks and the read of
+   * the new leader (a failed read: HANDOVER_FAILED with the cause, the term resigned); once the resign has
+   * begun it runs to its end (bounded by the session's call timeout), and the withdrawal of the request
+   * runs beside it. The term's `signal` aborts before our key goes, as with {@link resign}. One at a time.
    */
   async handOver(options: HandOverOptions = {}): Promise<Leader> {
     return this.handOverTo(validateHandOver(options, this.context.maxValueBytes));

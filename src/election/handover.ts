@@ -196,7 +196,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
           : waiting[0];
     if (!chosen) throw new HandoverFailedError(`hand-over of "${name}": ${whom} is not waiting; the term still holds`);
     if (chosen !== waiting[0]) {
-      requestAt = await putRequest(t, chosen);
+      requestAt = await raceAbort(putRequest(t, chosen), stop);
       await untilNext(t, chosen, stop, state);
     }
     // Last look, right before we go: our term and the target are there. Nothing came between meanwhile:
@@ -245,16 +245,31 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
     }
     throw err;
   } finally {
-    timer.cancel();
     dispose();
   }
-  // The target is next: step down (the signal aborts first, then our key goes, confirmed). Our request is
-  // then moot (nobody is ahead of the target) and is withdrawn meanwhile; it also goes with our lease.
-  await t.release();
-  const [{ leader }] = await Promise.all([
-    readLeader(ctx, name),
-    requestAt === undefined ? undefined : removeRequest(ctx, name, requestAt),
-  ]);
+  // The target is next: step down (the signal aborts first, then our key goes, confirmed: the resign runs
+  // to its end, bounded by the session's call timeout, whatever the time left). Our request is then moot
+  // (nobody is ahead of the target) and is withdrawn meanwhile; it also goes with our lease. The read of
+  // the new leader is bounded by what is left of timeoutMs (and the user's signal).
+  let leader: Leader | undefined;
+  const { controller: after, dispose: undo } = linkedController(timeout.signal, target.signal);
+  try {
+    await t.release();
+    const withdrawing = requestAt === undefined ? undefined : removeRequest(ctx, name, requestAt);
+    try {
+      ({ leader } = await raceAbort(readLeader(ctx, name), after.signal));
+    } catch (err) {
+      if (target.signal?.aborted) throw target.signal.reason;
+      throw new HandoverFailedError(`hand-over of "${name}": resigned, but reading the new leader failed`, {
+        cause: err,
+      });
+    } finally {
+      await withdrawing;
+    }
+  } finally {
+    timer.cancel();
+    undo();
+  }
   if (!leader) throw new HandoverFailedError(`hand-over of "${name}": resigned, but nobody leads now`);
   if (leader.key !== chosen.key && (target.to || target.toKey !== undefined)) {
     throw new HandoverFailedError(
