@@ -326,7 +326,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   async #lead(term: Term, stop: AbortSignal, session: ElectorSession): Promise<void> {
     const { controller, dispose } = linkedController(term.signal, stop);
     const preferring = preferLeaders({
-      candidates: session.waitingCandidates?.(this.name, controller.signal),
+      candidates: session.waitingCandidates?.(this.name, this.#options.priority ?? 0, controller.signal),
       term,
       signal: controller.signal,
       clock: this.#clock,

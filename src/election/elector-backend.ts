@@ -29,8 +29,11 @@ export interface ElectorSession {
   publishPriority?(name: string, priority: number): Promise<bigint>;
   /** Removes the priority key `publishPriority` made (guarded by its create revision); logged, never thrown. */
   withdrawPriority?(name: string, createRevision: bigint): Promise<void>;
-  /** The candidates waiting behind the leader of `name`, with their priorities, as they change. */
-  waitingCandidates?(name: string, signal: AbortSignal): AsyncIterable<PriorityCandidate[]>;
+  /**
+   * The candidates waiting behind the leader of `name` (whose priority is `ours`), with their priorities,
+   * as they change; `[]` while no priority above ours exists (the queue is then not watched).
+   */
+  waitingCandidates?(name: string, ours: number, signal: AbortSignal): AsyncIterable<PriorityCandidate[]>;
   close(): Promise<void>;
 }
 
@@ -90,7 +93,7 @@ function onSession(session: Session): ElectorSession {
     observe: (name, signal) => new Election(session, name).observe({ signal }),
     publishPriority: (name, priority) => publishPriority(contextOf(session), name, priority),
     withdrawPriority: (name, createRevision) => withdrawPriority(contextOf(session), name, createRevision),
-    waitingCandidates: (name, signal) => waitingCandidates(contextOf(session), name, signal),
+    waitingCandidates: (name, ours, signal) => waitingCandidates(contextOf(session), name, ours, signal),
     close: () => session.close(),
   };
 }

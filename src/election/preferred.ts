@@ -166,13 +166,16 @@ export async function withdrawPriority(ctx: SessionContext, name: string, create
 }
 
 /**
- * The candidates waiting behind the leader of `name`, with their priorities: read once both watches (the
- * queue and the priorities) are in place, again on each change and every TTL/2; yielded when changed.
- * Ends (throwing) when `signal` aborts.
+ * The candidates waiting behind the leader of `name` that could be preferred to it, with their
+ * priorities, yielded when changed. Cheap while the feature is unused: only the priority prefix is watched
+ * (and read once in place, on each change and every TTL/2); the queue is watched and read (on each of its
+ * changes) only while some priority above `ours` exists. Otherwise nobody is better: `[]`. Ends (throwing)
+ * when `signal` aborts.
  */
 export async function* waitingCandidates(
   ctx: SessionContext,
   name: string,
+  ours: number,
   signal: AbortSignal,
 ): AsyncGenerator<PriorityCandidate[], void, undefined> {
   const { controller, dispose } = linkedController(signal, ctx.closed);
@@ -193,19 +196,32 @@ export async function* waitingCandidates(
     denied: (err: unknown) =>
       ctx.logger.warn({ err, name }, "no permission to watch the candidates: this leader cannot prefer any"),
   };
-  const watches = [
-    new KeyWatch(ctx, { prefix: `${name}/` }, { resyncMs: ctx.resyncMs() }, handlers),
-    new KeyWatch(ctx, { prefix: priorityPrefix(name) }, { resyncMs: ctx.resyncMs() }, handlers),
-  ];
+  const priorities = new KeyWatch(ctx, { prefix: priorityPrefix(name) }, { resyncMs: ctx.resyncMs() }, handlers);
+  let queue: KeyWatch | undefined;
   let last = "";
   try {
     for (;;) {
-      // Both watches in place before the first read: nothing after it goes untold.
-      while (started < 2 || !dirty) await raceAbort(new Promise<void>((r) => (wake = r)), controller.signal);
+      // The watches in place before a read: nothing after it goes untold.
+      while (started < (queue ? 2 : 1) || !dirty)
+        await raceAbort(new Promise<void>((r) => (wake = r)), controller.signal);
       dirty = false;
       let waiting: PriorityCandidate[];
       try {
-        waiting = await raceAbort(readCandidates(ctx, name), controller.signal);
+        const byLease = await raceAbort(readPriorities(ctx, name), controller.signal);
+        if (![...byLease.values()].some((p) => p > ours)) {
+          if (queue) {
+            queue.close();
+            queue = undefined;
+            started = 1;
+          }
+          waiting = [];
+        } else if (!queue) {
+          // A better candidate may wait: watch the queue too, and read once that watch is in place.
+          queue = new KeyWatch(ctx, { prefix: `${name}/` }, { resyncMs: ctx.resyncMs() }, handlers);
+          continue;
+        } else {
+          waiting = await raceAbort(readWaiting(ctx, name, byLease), controller.signal);
+        }
       } catch (err) {
         controller.signal.throwIfAborted();
         ctx.logger.warn({ err, name }, "reading the waiting candidates failed; reading again at the next change");
@@ -217,26 +233,34 @@ export async function* waitingCandidates(
       yield waiting;
     }
   } finally {
-    for (const w of watches) w.close();
+    priorities.close();
+    queue?.close();
     dispose();
   }
 }
 
-async function readCandidates(ctx: SessionContext, name: string): Promise<PriorityCandidate[]> {
+/** The published priorities of `name`, by lease hex. */
+async function readPriorities(ctx: SessionContext, name: string): Promise<Map<string, number>> {
   const prefix = priorityPrefix(name);
-  const [{ entries }, prios] = await Promise.all([
-    readQueue(ctx, name, { limit: 0, values: false }),
-    range(
-      ctx,
-      { key: ctx.keyspace.full(prefix), range_end: ctx.keyspace.rangeEnd(prefix) },
-      `read the priorities of "${name}"`,
-    ),
-  ]);
+  const prios = await range(
+    ctx,
+    { key: ctx.keyspace.full(prefix), range_end: ctx.keyspace.rangeEnd(prefix) },
+    `read the priorities of "${name}"`,
+  );
   const byLease = new Map<string, number>();
   for (const kv of prios.kvs) {
     const n = Number(kv.value.toString());
     if (Number.isFinite(n)) byLease.set(ctx.keyspace.relative(kv.key).slice(prefix.length), n);
   }
+  return byLease;
+}
+
+async function readWaiting(
+  ctx: SessionContext,
+  name: string,
+  byLease: Map<string, number>,
+): Promise<PriorityCandidate[]> {
+  const { entries } = await readQueue(ctx, name, { limit: 0, values: false });
   return entries.slice(1).map((e) => ({
     key: e.key,
     createRevision: e.createRevision,

@@ -431,6 +431,41 @@ describe("Hand-overs", () => {
       }
     });
 
+    it("a leader watches the queue only while a higher priority than its own waits (one watch fewer otherwise)", async () => {
+      const name = `${fx.etcd.prefix()}costs`;
+      const own = fx.etcd.client(); // a watch stream of its own, to count the leader's watches
+      const session = await fx.newSession({ ttl: 2, client: own });
+      const f = fleet(name);
+      const leader = new LeaderElector({
+        session,
+        name,
+        identity: "leader",
+        preemptAfterMs: 600_000, // sees the better candidate, but does not hand over within the test
+        logger: false,
+        onStartedLeading: (term) => new Promise<void>((r) => term.signal.addEventListener("abort", () => r())),
+      });
+      const stop = new AbortController();
+      const done = leader.run({ signal: stop.signal });
+      try {
+        await waitFor(() => leader.isLeader());
+        f.start("plain"); // no priority: nothing to prefer
+        await waitFor(() => f.queued(2));
+        const base = watchCount(session);
+        f.start("better", 5);
+        await waitFor(() => f.queued(3));
+        await waitFor(() => watchCount(session) === base + 1); // now it watches the queue
+        await f.stop("better");
+        await waitFor(() => watchCount(session) === base); // and no more
+      } finally {
+        stop.abort();
+        await done;
+        await f.stopAll();
+        await session.close();
+        own.close();
+      }
+      expect(await keysUnder(fx.client, name)).toEqual([]);
+    });
+
     it("bad options to elector.handOver fail with INVALID_ARGUMENT before the leader check", async () => {
       const name = `${fx.etcd.prefix()}elector-bad`;
       const f = fleet(name, 10);
