@@ -243,7 +243,12 @@ async function handOverNemesis(ctx: NemesisContext, plan: FaultPlan, n: number):
     if (cut) ctx.fleet.open(cut);
     heal(ctx, n, "handover", outcome);
   }
+  // Done, or failed clean with the term held (a cut candidate ahead did not step aside in time): anything
+  // else (no answer, NOT_LEADER from a leader nobody cut, an etcd error) is reported as the nemesis failing.
+  if (!EXPECTED_HANDOVER.has(outcome)) throw new Error(`the hand-over of ${w.id} ended unexpectedly: ${outcome}`);
 }
+
+const EXPECTED_HANDOVER = new Set(["ok", "HANDOVER_FAILED", "no target"]);
 
 export function applyFault(ctx: NemesisContext, plan: FaultPlan, n: number): Promise<void> {
   return NEMESES[plan.kind](ctx, plan, n);
