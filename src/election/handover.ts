@@ -2,6 +2,8 @@ import { linkedController, raceAbort } from "../common/abort.js";
 import { timerIn } from "../common/clock.js";
 import { HandoverFailedError, NotLeaderError } from "../errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
+import { releaseRetry, retryWithBackoff } from "../common/backoff.js";
+import { isTransient } from "../etcd/errors.js";
 import { range, txn } from "../etcd/kv.js";
 import { readLeader, type Leader } from "../leader.js";
 import { predecessorPolicy, type QueueEntry } from "../queue/policies.js";
@@ -180,6 +182,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
         : "the next candidate";
   let chosen: QueueEntry | undefined;
   let requestAt: bigint | undefined;
+  let requested = false;
   const state = { inTheWay: [] as QueueEntry[] };
   try {
     const { entries } = await raceAbort(readQueue(ctx, name, { limit: 0, values: true }), stop);
@@ -196,6 +199,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
           : waiting[0];
     if (!chosen) throw new HandoverFailedError(`hand-over of "${name}": ${whom} is not waiting; the term still holds`);
     if (chosen !== waiting[0]) {
+      requested = true; // from here on, a request of ours may be in etcd even if the put's answer is lost
       requestAt = await raceAbort(putRequest(t, chosen), stop);
       await untilNext(t, chosen, stop, state);
     }
@@ -230,7 +234,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
       throw new HandoverFailedError(`hand-over of "${name}": ${whom} went away; the term still holds`);
     }
   } catch (err) {
-    if (requestAt !== undefined) await removeRequest(ctx, name, requestAt);
+    if (requested) await removeRequest(ctx, name, requestAt);
     if (t.signal.aborted) throw t.signal.reason;
     if (target.signal?.aborted) throw target.signal.reason;
     if (timeout.signal.aborted) {
@@ -255,7 +259,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
   const { controller: after, dispose: undo } = linkedController(timeout.signal, target.signal);
   try {
     await t.release();
-    const withdrawing = requestAt === undefined ? undefined : removeRequest(ctx, name, requestAt);
+    const withdrawing = requested ? removeRequest(ctx, name, requestAt) : undefined;
     try {
       ({ leader } = await raceAbort(readLeader(ctx, name), after.signal));
     } catch (err) {
@@ -309,22 +313,48 @@ const requestDelete = (ctx: SessionContext, name: string) => ({
   request_delete_range: { key: ctx.keyspace.full(handoverKey(name)) },
 });
 
-/** Removes our request if it is still the one we put (a later leader's is never touched). Logged, not thrown. */
-async function removeRequest(ctx: SessionContext, name: string, at: bigint): Promise<void> {
+/**
+ * Removes our request if it is still the one we put (a later leader's is never touched): guarded by its
+ * mod revision `at`, or, when the put's answer was lost (`at` undefined: it may or may not be there), read
+ * first and removed only if it is on our lease. Retried as our own key's removal is, until etcd confirms
+ * or the session ends (it then goes with our lease). Logged, not thrown.
+ */
+async function removeRequest(ctx: SessionContext, name: string, at: bigint | undefined): Promise<void> {
+  const key = ctx.keyspace.full(handoverKey(name));
+  const why = `hand-over of "${name}": withdraw the request`;
   try {
-    await txn(
-      ctx,
-      {
-        compare: [
-          { key: ctx.keyspace.full(handoverKey(name)), result: "Equal", target: "Mod", mod_revision: at.toString() },
-        ],
-        success: [requestDelete(ctx, name)],
-        failure: [],
+    await retryWithBackoff(
+      releaseRetry,
+      async () => {
+        let rev = at;
+        if (rev === undefined) {
+          const res = await range(ctx, { key, keys_only: true }, `${why} (read)`);
+          const kv = res.kvs[0];
+          if (!kv || String(kv.lease) !== String(ctx.lease.leaseId)) return;
+          rev = BigInt(kv.mod_revision);
+        }
+        await txn(
+          ctx,
+          {
+            compare: [{ key, result: "Equal", target: "Mod", mod_revision: rev.toString() }],
+            success: [requestDelete(ctx, name)],
+            failure: [],
+          },
+          why,
+        );
       },
-      `hand-over of "${name}": withdraw the request`,
+      {
+        retryable: isTransient,
+        signal: ctx.lease.signal,
+        onRetry: (err, attempt) =>
+          ctx.logger[attempt === 1 ? "warn" : "debug"](
+            { err, name, attempt },
+            "withdrawing a hand-over's request failed; retrying until etcd confirms or the session ends",
+          ),
+      },
     );
   } catch (err) {
-    ctx.logger.warn({ err, name }, "withdrawing a failed hand-over's request failed; it goes with our lease");
+    ctx.logger.warn({ err, name }, "withdrawing a hand-over's request failed; it goes with our lease");
   }
 }
 
