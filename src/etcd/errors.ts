@@ -59,6 +59,16 @@ export function isLeaseNotFound(err: unknown): boolean {
   return /etcdserver: requested lease not found/.test(etcdMessage(err));
 }
 
+/** etcd no longer has that revision: a read at it was compacted away ("required revision has been compacted"). */
+export function isCompacted(err: unknown): boolean {
+  return /required revision has been compacted/.test(etcdMessage(err));
+}
+
+/** The member has not applied that revision yet: a read at it is ahead of its store ("required revision is a future revision"). */
+export function isFutureRevision(err: unknown): boolean {
+  return /required revision is a future revision/.test(etcdMessage(err));
+}
+
 /** etcd refuses for want of permission: an error, or a watch's cancel reason (a string). */
 export function isPermissionDenied(err: unknown): boolean {
   return codeOf(err) === PERMISSION_DENIED || /permission denied/i.test(messageOf(err));

@@ -1,5 +1,6 @@
 import { timerIn, type Timer } from "../common/clock.js";
 import { ClientClosedError, type PermissionDeniedError } from "../errors.js";
+import type { Endpoint } from "./internals.js";
 import type { Keyspace } from "./keyspace.js";
 import type { RawWatchEvent, WatchStream } from "./watch-stream.js";
 
@@ -13,7 +14,8 @@ export interface KeyEvent {
 }
 
 export interface KeyWatchHandlers {
-  event(event: KeyEvent): void;
+  /** `from`: the member that delivered it, which has applied its revision (a read at it is served there). */
+  event(event: KeyEvent, from: Endpoint): void;
   /**
    * The watch may have missed events (it was made again after a break or a compaction, or the periodic
    * re-read is due): read the truth again (design: Watches are hints, reads are truth).
@@ -72,8 +74,8 @@ export class KeyWatch {
         ...(options.deletesOnly ? { deletesOnly: true } : {}),
       },
       {
-        events: (events) => {
-          for (const e of events) if (!this.#closed) handlers.event(toKeyEvent(keyspace, e));
+        events: (events, from) => {
+          for (const e of events) if (!this.#closed) handlers.event(toKeyEvent(keyspace, e), from);
         },
         created: (first) => {
           if (this.#closed) return;

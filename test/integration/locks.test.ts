@@ -5,7 +5,15 @@ import { Mutex, RWLock, Semaphore, Session, type Lock } from "../../src/index.js
 import { etcdctl } from "../support/etcdctl.js";
 import { keysUnder } from "../support/observe.js";
 import { pausedHolderIsReplaced } from "../support/paused-holder.js";
-import { activeTimers, countCalls, keyOf, watchCount } from "../support/internals.js";
+import { decisionCounts } from "../../src/queue/decide.js";
+import {
+  activeTimers,
+  aroundReadsAtRevision,
+  countCalls,
+  keyOf,
+  watchCount,
+  watchEndpoint,
+} from "../support/internals.js";
 import { watchersInEtcd } from "../support/metrics.js";
 import { aborted, useEtcd, waitFor } from "../support/index.js";
 
@@ -375,6 +383,63 @@ describe("locks on a single node", () => {
       await l.unlock();
     });
   }
+
+  it("a hand-over is decided by one serializable read at the delete's revision, on the member whose watch told it", async () => {
+    const name = `${fx.etcd.prefix()}at-event`;
+    const holder = await new Mutex(await newSession(), name).lock();
+    const waiterSession = await newSession();
+    const readsAt = aroundReadsAtRevision(waiterSession);
+    const calls = countCalls(waiterSession);
+    const waiting = new Mutex(waiterSession, name).lock();
+    // Joined (a txn), read what is ahead (a range), and, its watch in place, read that the holder's key is there.
+    await waitFor(() => calls().length === 3 && watchEndpoint(waiterSession) !== undefined);
+    const before = decisionCounts();
+    const deleted = await fx.client.delete().key(holder.key).exec(); // the holder's key goes, at this revision
+    const lock = await waiting;
+    expect(readsAt()).toEqual([{ revision: BigInt(deleted.header.revision), meantFor: watchEndpoint(waiterSession) }]);
+    expect(calls()).toEqual(["KV.txn", "KV.range", "KV.range", "KV.range"]); // that read alone: no linearizable one after it
+    const after = decisionCounts();
+    expect(after.decidedAtEventRevision - before.decidedAtEventRevision).toBe(1);
+    expect(after.decidedLinearizable - before.decidedLinearizable).toBe(0);
+    expect(lock.token).toBeGreaterThan(holder.token);
+    await lock.unlock();
+    await holder.unlock(); // its key is gone already: a no-op
+  });
+
+  it("the delete's revision compacted before the waiter reads at it: it decides linearizably instead, and holds", async () => {
+    const name = `${fx.etcd.prefix()}at-event-compacted`;
+    const holder = await new Mutex(await newSession(), name).lock();
+    const waiterSession = await newSession();
+    // The read at the event's revision waits for a compaction past that revision (a put, then compact).
+    const readsAt = aroundReadsAtRevision(waiterSession, {
+      before: async () => {
+        await fx.client.put(`${name}-bump`).value("x");
+        await fx.etcd.compact();
+      },
+    });
+    const calls = countCalls(waiterSession);
+    const waiting = new Mutex(waiterSession, name).lock();
+    await waitFor(() => calls().length === 3); // joined, read ahead, and (its watch in place) saw the holder there
+    const before = decisionCounts();
+    await holder.unlock();
+    const lock = await waiting;
+    expect(readsAt()).toHaveLength(1);
+    const after = decisionCounts();
+    expect(after.fellBack.compacted - before.fellBack.compacted).toBe(1);
+    expect(after.decidedAtEventRevision - before.decidedAtEventRevision).toBe(0);
+    expect(after.decidedLinearizable - before.decidedLinearizable).toBe(1);
+    // Its own-key watch, asked to start at a compacted revision, is made again from now and re-reads:
+    // the hold stands (its key is there).
+    expect(lock.token).toBeGreaterThan(holder.token);
+    expect(await keysUnder(fx.client, name)).toEqual([lock.key]);
+    const guarded = await lock
+      .txn()
+      .then(fx.client.put(`${name}-bump`).value("held"))
+      .commit();
+    expect(guarded.succeeded).toBe(true);
+    await lock.unlock();
+    await fx.client.delete().key(`${name}-bump`);
+  });
 
   it("a leftover key of ours with another mode is never taken over: a writer queues afresh", async () => {
     const name = `${fx.etcd.prefix()}leftover`;

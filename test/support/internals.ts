@@ -2,8 +2,8 @@
 import type { Session } from "../../src/index.js";
 import type { Etcd3 } from "etcd3";
 import { contextOf } from "../../src/session/context.js";
-import { Connection } from "../../src/etcd/connection.js";
-import { etcd3Internals, type Endpoint, type GrpcDuplex } from "../../src/etcd/internals.js";
+import { Connection, type CallOptions } from "../../src/etcd/connection.js";
+import { etcd3Internals, type Endpoint, type GrpcDuplex, type ServiceName } from "../../src/etcd/internals.js";
 
 /** The lease id in lowercase hex, as it ends every key the session creates. */
 export const leaseHex = (session: Session): string => BigInt(session.leaseId).toString(16);
@@ -146,6 +146,36 @@ export function countCalls(session: Session): () => string[] {
     return (original as (...args: unknown[]) => unknown)(service, method, ...rest);
   }) as typeof conn.call;
   return () => [...calls];
+}
+
+/**
+ * Every read the session makes at a revision (a waiter deciding at the revision of the delete that woke
+ * it) waits for `before` first (to compact past that revision, say), and goes to the endpoint `to`
+ * ("host:port", one of the client's) instead of the member that told the event, when given. Returns the
+ * revisions those reads asked for, and the endpoints they were meant for.
+ */
+export function aroundReadsAtRevision(
+  session: Session,
+  options: { before?: (revision: bigint) => Promise<void>; to?: string } = {},
+): () => { revision: bigint; meantFor: string }[] {
+  const conn = contextOf(session).conn;
+  const original = conn.call.bind(conn);
+  const seen: { revision: bigint; meantFor: string }[] = [];
+  conn.call = async <Res>(service: ServiceName, method: string, req: { revision?: string }, opts: CallOptions) => {
+    if (req.revision !== undefined && opts.endpoint) {
+      const revision = BigInt(req.revision);
+      seen.push({ revision, meantFor: opts.endpoint.address });
+      await options.before?.(revision);
+      if (options.to !== undefined) {
+        const to = options.to;
+        const endpoint = etcd3Internals(contextOf(session).client).endpoints.find((e) => e.address === to);
+        if (!endpoint) throw new Error(`aroundReadsAtRevision: ${to} is not an endpoint of the session's client`);
+        opts = { ...opts, endpoint };
+      }
+    }
+    return original<Res>(service, method, req, opts);
+  };
+  return () => [...seen];
 }
 
 /**
