@@ -4,7 +4,13 @@ import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, Session } from "../../src/index.js";
 import { decisionCounts } from "../../src/queue/decide.js";
-import { aroundReadsAtRevision, keepAliveEndpoint, preferredEndpoint, watchEndpoint } from "../support/internals.js";
+import {
+  aroundReadsAtRevision,
+  countCalls,
+  keepAliveEndpoint,
+  preferredEndpoint,
+  watchEndpoint,
+} from "../support/internals.js";
 import { faultsUnavailableReason, startCluster, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
 import { countEvents, serverTtl } from "../support/session-events.js";
 
@@ -126,10 +132,17 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
       const waiting = new Election(b, name).campaign("b");
       waiting.catch(() => {}); // awaited below
       await waitFor(() => watchEndpoint(b) === member.clientUrl, { description: "the waiter watching on the member" });
+      const calls = countCalls(b);
       await member.isolate();
       await waitFor(() => watchEndpoint(b) !== undefined && watchEndpoint(b) !== member.clientUrl, {
         timeoutMs: 20_000,
         description: "the watch stream off the isolated member",
+      });
+      // The moved watch asks the waiter to read again; it waits again, its new watch in place once it has
+      // read that the leader's key is still there. Only then the resign: its delete is the watch's to tell.
+      await waitFor(() => calls().filter((c) => c === "KV.range").length >= 2, {
+        timeoutMs: 20_000,
+        description: "the waiter settled on its moved watch",
       });
       const before = decisionCounts();
       const resignedAt = Date.now();
