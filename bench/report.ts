@@ -5,6 +5,7 @@ import type { CutoffResult } from "./cutoff.js";
 import { describeCounts, rpcTotal } from "./etcd-metrics.js";
 import type { FailoverResult } from "./failover.js";
 import type { HandoverResult } from "./handover.js";
+import type { IsolatedResult } from "./isolated.js";
 import type { ScaleResult } from "./scale.js";
 import { ms, ratio, type Summary } from "./stats.js";
 import type { GroupResult, PathResult, UncontendedResult } from "./uncontended.js";
@@ -39,6 +40,7 @@ export interface BenchResults {
   failover?: FailoverResult[];
   cutoff?: CutoffResult[];
   cluster?: { members: number; role: string; result: UncontendedResult };
+  isolated?: IsolatedResult;
   warnings: string[];
 }
 
@@ -208,6 +210,11 @@ export function summaryTable(r: BenchResults): string[] {
       path(cl, "etcd3-campaign")?.summary.p50,
     );
   }
+  const iso = r.isolated;
+  if (iso)
+    out.push(
+      `| 3-member cluster: hand-over while the waiter's watch member is cut from its peers (TTL ${iso.ttl} s: TTL/2 = ${(iso.ttl * 500).toLocaleString("en-US")} ms) | | ${ms(iso.summary.p50)} ms (max ${ms(iso.summary.sorted.at(-1))}; ${iso.decidedAtEvent} of ${iso.rounds} decided at the event's revision) | | | |`,
+    );
   const sc = r.scale;
   if (sc) {
     const l = sc.holders.find((x) => x.kind === "locks");
