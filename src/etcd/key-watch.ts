@@ -23,6 +23,11 @@ export interface KeyWatchHandlers {
   resync(): void;
   /** The watch is in place (the first time only): from here on, no change goes untold. */
   started?(): void;
+  /**
+   * The watch was made again (after a break or a compaction): events may have been missed. Without this
+   * handler: `resync()` (which then also stands for the periodic re-read).
+   */
+  remade?(): void;
   /** etcd refuses the watch (no permission to read): it is gone. Without this handler: `resync()`. */
   denied?(err: PermissionDeniedError): void;
   /**
@@ -80,6 +85,7 @@ export class KeyWatch {
         created: (first) => {
           if (this.#closed) return;
           if (first) handlers.started?.();
+          else if (handlers.remade) handlers.remade();
           else handlers.resync();
         },
         denied: (err) => {

@@ -13,6 +13,7 @@ import {
   keyOf,
   watchCount,
   watchEndpoint,
+  watchEventsDelivered,
 } from "../support/internals.js";
 import { watchersInEtcd } from "../support/metrics.js";
 import { aborted, useEtcd, waitFor } from "../support/index.js";
@@ -439,6 +440,37 @@ describe("locks on a single node", () => {
     expect(guarded.succeeded).toBe(true);
     await lock.unlock();
     await fx.client.delete().key(`${name}-bump`);
+  });
+
+  it("a delete of our key told to the session's idle own-key watch before the new hold subscribes still ends that hold", async () => {
+    const name = `${fx.etcd.prefix()}idle-watch`;
+    const session = await newSession(fx.client, 30); // its re-check (TTL/2 = 15 s) is not what tells
+    const delivered = watchEventsDelivered(session);
+    // A lock and an unlock leave the session's watch of its key running, with no holder, for 30 s.
+    await (await new Mutex(session, name).lock()).unlock();
+    const holder = await new Mutex(await newSession(fx.client, 30), name).lock();
+    const ours = keyOf(session, name);
+    let deletedAt: bigint | undefined;
+    // Inside the read at the hand-over's revision R: our key goes at D > R, and the idle watch is told of
+    // it before the read (which still sees our key at R) lets the new hold subscribe from R.
+    aroundReadsAtRevision(session, {
+      before: async () => {
+        if (deletedAt !== undefined) return;
+        deletedAt = BigInt((await fx.client.delete().key(ours).exec()).header.revision);
+        await waitFor(() =>
+          delivered().some((e) => e.type === "Delete" && e.key.endsWith(ours) && e.revision === deletedAt),
+        );
+      },
+    });
+    const calls = countCalls(session);
+    const waiting = new Mutex(session, name).lock();
+    await waitFor(() => calls().length === 3); // joined, read ahead, and (its watch in place) saw the holder there
+    await holder.unlock();
+    const lock = await waiting;
+    expect(deletedAt).toBeDefined();
+    expect(await keysUnder(fx.client, name)).toEqual([]);
+    await aborted(lock.signal, 2_000);
+    expect(() => lock.assertHeld()).toThrow(expect.objectContaining({ code: "LOCK_LOST" }));
   });
 
   it("a leftover key of ours with another mode is never taken over: a writer queues afresh", async () => {

@@ -206,3 +206,26 @@ export function failKvCalls(client: Etcd3): { on: () => void; off: () => void } 
 
 /** Timers active in this process now (ours, the client's, gRPC's): a leak shows as a count that grows with cycles. */
 export const activeTimers = (): number => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+
+/**
+ * Records every event the session's watch stream hands to any of its watches (own-key watches included,
+ * held or idle), from now on: watches added after this call. Returns what was delivered so far, with keys
+ * as etcd has them (the full key).
+ */
+export function watchEventsDelivered(
+  session: Session,
+): () => { type: "Put" | "Delete"; key: string; revision: bigint }[] {
+  const stream = contextOf(session).watches;
+  const add = stream.add.bind(stream);
+  const seen: { type: "Put" | "Delete"; key: string; revision: bigint }[] = [];
+  stream.add = (target, handlers) =>
+    add(target, {
+      ...handlers,
+      events: (events, from) => {
+        for (const e of events)
+          seen.push({ type: e.type, key: e.kv.key.toString(), revision: BigInt(e.kv.mod_revision) });
+        handlers.events(events, from);
+      },
+    });
+  return () => [...seen];
+}
