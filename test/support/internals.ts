@@ -229,3 +229,30 @@ export function watchEventsDelivered(
     });
   return () => [...seen];
 }
+
+/**
+ * The next watch the session adds to its watch stream is sent only once `before` has run (the watch's
+ * owner sees it made later, as if etcd were slow to take it): what `before` changes happens before that
+ * watch is in place.
+ */
+export function beforeNextWatch(session: Session, before: () => Promise<void>): void {
+  const stream = contextOf(session).watches;
+  const add = stream.add.bind(stream);
+  stream.add = (target, handlers) => {
+    stream.add = add;
+    let cancel: (() => void) | undefined;
+    let canceled = false;
+    before().then(
+      () => {
+        if (!canceled) cancel = add(target, handlers);
+      },
+      (err: unknown) => {
+        throw err;
+      },
+    );
+    return () => {
+      canceled = true;
+      cancel?.();
+    };
+  };
+}
