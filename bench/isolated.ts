@@ -11,6 +11,7 @@ import { decisionCounts } from "../src/queue/decide.js";
 import { contextOf } from "../src/session/context.js";
 import globalSetup from "../test/support/global-setup.js";
 import { startCluster } from "../test/support/etcd.js";
+import { countCalls, watchEndpoint } from "../test/support/internals.js";
 import { waitFor } from "../test/support/wait.js";
 import { summarize, type Summary } from "./stats.js";
 
@@ -45,24 +46,32 @@ export async function isolatedHandover(log: (m: string) => void, rounds: number)
         else await s.close();
       }
       if (!b) throw new Error("isolated: no session started at the member to isolate");
+      const waiter = b;
       try {
         const term = await new Election(a, name).campaign("a");
-        const settled = (): number => decisionCounts().decidedLinearizable;
-        const first = settled();
-        const waiting = new Election(b, name).campaign("b");
+        const waiting = new Election(waiter, name).campaign("b");
         waiting.catch(() => undefined); // awaited below
-        await waitFor(() => settled() > first, { description: "the waiter read the queue" });
+        await waitFor(() => watchEndpoint(waiter) === member.clientUrl, {
+          description: "the waiter watching on the member",
+        });
+        const calls = countCalls(waiter);
         await member.isolate();
-        // The watch stream moves and the waiter reads again (linearizably): then it waits on the moved watch.
-        const moved = settled();
-        await waitFor(() => settled() > moved, { timeoutMs: 30_000, description: "the waiter's watch moved" });
-        await new Promise((r) => setTimeout(r, 300)); // its new watch in place
-        const before = decisionCounts().decidedAtEventRevision;
+        await waitFor(() => watchEndpoint(waiter) !== undefined && watchEndpoint(waiter) !== member.clientUrl, {
+          timeoutMs: 30_000,
+          description: "the watch stream off the isolated member",
+        });
+        // The moved watch asks the waiter to read again; it waits again, its new watch in place once it has
+        // read that the leader's key is still there (its second range since the isolation).
+        await waitFor(() => calls().filter((c) => c === "KV.range").length >= 2, {
+          timeoutMs: 30_000,
+          description: "the waiter settled on its moved watch",
+        });
+        const before = decisionCounts(contextOf(waiter)).decidedAtEventRevision;
         const start = performance.now();
         await term.resign();
         const next = await waiting;
         samples.push(performance.now() - start);
-        decidedAtEvent += decisionCounts().decidedAtEventRevision - before;
+        decidedAtEvent += decisionCounts(contextOf(waiter)).decidedAtEventRevision - before;
         await next.resign();
       } finally {
         await member.heal();

@@ -43,32 +43,62 @@ export function judgeRead(
 /** Why a read at the event's revision was not used. */
 export type FallbackReason = "compacted" | "futureRevision" | "notInSnapshot" | "failed";
 
-/** How this process's waiters read the queue to decide their turn after a wait (tests, the fault suite, benchmarks). */
+/**
+ * How this process's waiters ended their waits (tests, the fault suite, benchmarks). Only reads made after
+ * a wait count: the read that completes a join's limited look ahead is none of these.
+ */
 export interface DecisionCounts {
-  /** Decided from a serializable read at the revision of the delete that woke the waiter. */
+  /** Turns decided by a serializable read at the revision of the delete that woke the waiter (nothing blocked it there). */
   decidedAtEventRevision: number;
-  /** Decided from a linearizable read (no event revision known, or the read at it could not be used). */
+  /** Turns decided by a linearizable read (no event revision known, or the read at it could not be used). */
   decidedLinearizable: number;
+  /** Reads after a wait (either kind) that still found keys blocking us: the waiter waited again. */
+  stillBlocked: number;
+  /** Linearizable reads after a wait without our key: the wait ended without the turn. */
+  vanished: number;
   /** Reads at the event's revision that were not used, by reason (each followed by a linearizable read). */
   fellBack: Record<FallbackReason, number>;
 }
 
-const counts: DecisionCounts = {
+/** How a read after a wait ended: the turn (by which read), blocked again, or our key gone. */
+export type ReadOutcome = ReadKind | "stillBlocked" | "vanished";
+
+const zero = (): DecisionCounts => ({
   decidedAtEventRevision: 0,
   decidedLinearizable: 0,
+  stillBlocked: 0,
+  vanished: 0,
   fellBack: { compacted: 0, futureRevision: 0, notInSnapshot: 0, failed: 0 },
-};
+});
 
-/** A copy of this process's counts so far. */
-export function decisionCounts(): DecisionCounts {
-  return { ...counts, fellBack: { ...counts.fellBack } };
+const counts = zero();
+/** The same counts per session (keyed by its context): a test counts one session's waiters, undisturbed by others. */
+const bySession = new WeakMap<object, DecisionCounts>();
+
+const copy = (c: DecisionCounts): DecisionCounts => ({ ...c, fellBack: { ...c.fellBack } });
+
+/** A copy of the counts so far: this process's, or (given a session's context) that session's. */
+export function decisionCounts(session?: object): DecisionCounts {
+  if (session === undefined) return copy(counts);
+  return copy(bySession.get(session) ?? zero());
 }
 
-export function countDecision(kind: ReadKind): void {
-  if (kind === "at-event") counts.decidedAtEventRevision++;
-  else counts.decidedLinearizable++;
+function both(session: object, add: (c: DecisionCounts) => void): void {
+  add(counts);
+  let own = bySession.get(session);
+  if (!own) bySession.set(session, (own = zero()));
+  add(own);
 }
 
-export function countFallback(reason: FallbackReason): void {
-  counts.fellBack[reason]++;
+/** Counts how a read made after a wait ended it (or did not). */
+export function countDecision(session: object, outcome: ReadOutcome): void {
+  both(session, (c) => {
+    if (outcome === "at-event") c.decidedAtEventRevision++;
+    else if (outcome === "linearizable") c.decidedLinearizable++;
+    else c[outcome]++;
+  });
+}
+
+export function countFallback(session: object, reason: FallbackReason): void {
+  both(session, (c) => c.fellBack[reason]++);
 }

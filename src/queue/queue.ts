@@ -7,7 +7,14 @@ import { isCompacted, isFutureRevision, isTransient } from "../etcd/errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
 import { inQueue, queueKey, type Keyspace } from "../etcd/keyspace.js";
 import { range, rangeAt, retryRead, txn } from "../etcd/kv.js";
-import { countDecision, countFallback, judgeRead, type EventPoint, type FallbackReason } from "./decide.js";
+import {
+  countDecision,
+  countFallback,
+  judgeRead,
+  type EventPoint,
+  type FallbackReason,
+  type ReadKind,
+} from "./decide.js";
 import { judgeJoin } from "./join.js";
 import type { Blocking, QueueEntry, QueuePolicy } from "./policies.js";
 import { removeOwnKey } from "./release.js";
@@ -85,10 +92,13 @@ export async function acquire(
     let revision = own.revision;
     let confirmed = first.complete;
     let blockerGoneAt: number | undefined;
+    /** How the last read was made, when it followed a wait: it counts as how that wait ended. */
+    let afterWait: ReadKind | undefined;
     for (;;) {
       let at: EventPoint | undefined;
       if (confirmed) {
         const blocking = policy.blocking(ahead);
+        if (afterWait) countDecision(ctx, blocking ? "stillBlocked" : afterWait);
         if (!blocking) break;
         if (options.ifFree) {
           await removeOwnKey(ctx, own.key, own.createRevision, "try");
@@ -98,10 +108,11 @@ export async function acquire(
         // and a wait ended by a resync (a delete the watch may not have told) has no known moment.
         ({ goneAt: blockerGoneAt, at } = await waitForDeletes(ctx, name, blocking, signal));
       }
-      const read =
-        (at && (await readAtEvent(ctx, own, policy, at, signal))) ??
-        (await retryRead(() => readLinearizable(ctx, own, policy), signal, ctx.logger));
+      const atEvent = at && (await readAtEvent(ctx, own, policy, at, signal));
+      const read = atEvent ?? (await retryRead(() => readLinearizable(ctx, own, policy), signal, ctx.logger));
+      afterWait = confirmed ? (atEvent ? "at-event" : "linearizable") : undefined;
       signal.throwIfAborted();
+      if (!read && afterWait) countDecision(ctx, "vanished");
       if (!read)
         throw ctx.lease.signal.aborted
           ? ctx.lease.signal.reason
@@ -278,7 +289,7 @@ async function readAtEvent(
       { err, key: ticket.key, revision: at.revision, endpoint: at.endpoint.address },
       "read at the event's revision failed; reading linearizably",
     );
-    countFallback(reason);
+    countFallback(ctx, reason);
     return undefined;
   }
   const verdict = judgeRead(ticket, read.entries, "at-event");
@@ -287,11 +298,10 @@ async function readAtEvent(
       { key: ticket.key, revision: at.revision, endpoint: at.endpoint.address },
       "our key is not in the read at the event's revision; reading linearizably",
     );
-    countFallback("notInSnapshot");
+    countFallback(ctx, "notInSnapshot");
     return undefined;
   }
   policy.check?.(verdict.ahead);
-  countDecision("at-event");
   return { ahead: verdict.ahead, revision: read.revision };
 }
 
@@ -306,7 +316,6 @@ async function readLinearizable(
   policy: QueuePolicy,
 ): Promise<{ ahead: QueueEntry[]; revision: bigint } | undefined> {
   const read = await readAhead(ctx, ticket, policy);
-  countDecision("linearizable");
   const verdict = judgeRead(ticket, read.entries, "linearizable");
   if (verdict.kind !== "ours") return undefined;
   policy.check?.(verdict.ahead);

@@ -6,6 +6,7 @@ import { etcdctl } from "../support/etcdctl.js";
 import { keysUnder } from "../support/observe.js";
 import { pausedHolderIsReplaced } from "../support/paused-holder.js";
 import { decisionCounts } from "../../src/queue/decide.js";
+import { contextOf } from "../../src/session/context.js";
 import {
   activeTimers,
   aroundReadsAtRevision,
@@ -395,12 +396,12 @@ describe("locks on a single node", () => {
     const waiting = new Mutex(waiterSession, name).lock();
     // Joined (a txn), read what is ahead (a range), and, its watch in place, read that the holder's key is there.
     await waitFor(() => calls().length === 3 && watchEndpoint(waiterSession) !== undefined);
-    const before = decisionCounts();
+    const before = decisionCounts(contextOf(waiterSession));
     const deleted = await fx.client.delete().key(holder.key).exec(); // the holder's key goes, at this revision
     const lock = await waiting;
     expect(readsAt()).toEqual([{ revision: BigInt(deleted.header.revision), meantFor: watchEndpoint(waiterSession) }]);
     expect(calls()).toEqual(["KV.txn", "KV.range", "KV.range", "KV.range"]); // that read alone: no linearizable one after it
-    const after = decisionCounts();
+    const after = decisionCounts(contextOf(waiterSession));
     expect(after.decidedAtEventRevision - before.decidedAtEventRevision).toBe(1);
     expect(after.decidedLinearizable - before.decidedLinearizable).toBe(0);
     expect(lock.token).toBeGreaterThan(holder.token);
@@ -422,11 +423,11 @@ describe("locks on a single node", () => {
     const calls = countCalls(waiterSession);
     const waiting = new Mutex(waiterSession, name).lock();
     await waitFor(() => calls().length === 3); // joined, read ahead, and (its watch in place) saw the holder there
-    const before = decisionCounts();
+    const before = decisionCounts(contextOf(waiterSession));
     await holder.unlock();
     const lock = await waiting;
     expect(readsAt()).toHaveLength(1);
-    const after = decisionCounts();
+    const after = decisionCounts(contextOf(waiterSession));
     expect(after.fellBack.compacted - before.fellBack.compacted).toBe(1);
     expect(after.decidedAtEventRevision - before.decidedAtEventRevision).toBe(0);
     expect(after.decidedLinearizable - before.decidedLinearizable).toBe(1);
@@ -463,6 +464,13 @@ describe("locks on a single node", () => {
     expect(BigInt(second.header.revision)).toBeGreaterThan(BigInt(first.header.revision));
     expect(readsAt()).toEqual([{ revision: BigInt(second.header.revision), meantFor: watchEndpoint(waiterSession) }]);
     expect(calls()).toEqual(["KV.txn", "KV.range", "KV.range", "KV.range"]); // no linearizable read after it
+    // Its one wait ended by that read (the read completing its join's look ahead counts as none).
+    expect(decisionCounts(contextOf(waiterSession))).toMatchObject({
+      decidedAtEventRevision: 1,
+      decidedLinearizable: 0,
+      stillBlocked: 0,
+      vanished: 0,
+    });
     expect(await keysUnder(fx.client, name)).toEqual([c.key, permit.key]);
     await permit.release();
     await c.release();
@@ -489,6 +497,10 @@ describe("locks on a single node", () => {
     const permit = await waiting;
     expect(readsAt()).toEqual([]); // no read at an event's revision
     expect(calls()).toEqual(["KV.txn", "KV.range", "KV.range", "KV.range"]); // the last one linearizable
+    expect(decisionCounts(contextOf(waiterSession))).toMatchObject({
+      decidedAtEventRevision: 0,
+      decidedLinearizable: 1,
+    });
     expect(await keysUnder(fx.client, name)).toEqual([c.key, permit.key]);
     await permit.release();
     await c.release();
@@ -496,7 +508,8 @@ describe("locks on a single node", () => {
 
   it("a delete of our key told to the session's idle own-key watch before the new hold subscribes still ends that hold", async () => {
     const name = `${fx.etcd.prefix()}idle-watch`;
-    const session = await newSession(fx.client, 30); // its re-check (TTL/2 = 15 s) is not what tells
+    // Its own client: the read hook below sees its reads only. Its re-check (TTL/2 = 15 s) is not what tells.
+    const session = await newSession(fx.etcd.client(), 30);
     const delivered = watchEventsDelivered(session);
     // A lock and an unlock leave the session's watch of its key running, with no holder, for 30 s.
     await (await new Mutex(session, name).lock()).unlock();

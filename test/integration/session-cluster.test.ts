@@ -4,6 +4,7 @@ import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, Session } from "../../src/index.js";
 import { decisionCounts } from "../../src/queue/decide.js";
+import { contextOf } from "../../src/session/context.js";
 import {
   aroundReadsAtRevision,
   countCalls,
@@ -144,13 +145,13 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
         timeoutMs: 20_000,
         description: "the waiter settled on its moved watch",
       });
-      const before = decisionCounts();
+      const before = decisionCounts(contextOf(b));
       const resignedAt = Date.now();
       await term.resign();
       const next = await waiting;
       expect(Date.now() - resignedAt).toBeLessThan(2000);
       // Decided at the delete's revision, on the member the watch moved to.
-      expect(decisionCounts().decidedAtEventRevision - before.decidedAtEventRevision).toBe(1);
+      expect(decisionCounts(contextOf(b)).decidedAtEventRevision - before.decidedAtEventRevision).toBe(1);
       expect(b.state).toBe("connected");
       await next.resign();
     } finally {
@@ -179,11 +180,11 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
       waiting.catch(() => {}); // awaited below
       await waitFor(() => watchEndpoint(b) === watching.clientUrl, { description: "the waiter watching" });
       await lagging.isolate(); // it applies nothing from here on: the resign's delete is in its future
-      const before = decisionCounts();
+      const before = decisionCounts(contextOf(b));
       await term.resign();
       const next = await waiting;
       expect(readsAt()).toEqual([expect.objectContaining({ meantFor: watching.clientUrl })]);
-      const after = decisionCounts();
+      const after = decisionCounts(contextOf(b));
       expect(after.fellBack.futureRevision - before.fellBack.futureRevision).toBe(1);
       expect(after.decidedLinearizable - before.decidedLinearizable).toBe(1);
       expect(next.token).toBeGreaterThan(term.token);
