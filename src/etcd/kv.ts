@@ -36,8 +36,9 @@ export function range(ctx: SessionContext, req: IRangeRequest, what: string): Pr
 /**
  * A serializable range at `revision`, on `endpoint` only (a member that has applied it, such as the one
  * whose watch told us of it): that member serves it from its own store, with no raft round and no leader
- * involved. One attempt, half the call deadline; every failure (compacted, a member behind, unreachable)
- * is the caller's, who reads linearizably instead (design: Decide at the event's revision).
+ * involved. One attempt (a call bound to an endpoint is not sent elsewhere), which as an idempotent call
+ * Connection.call bounds by half the call deadline; every failure (compacted, a member behind,
+ * unreachable) is the caller's, who reads linearizably instead (design: Decide at the event's revision).
  */
 export function rangeAt(
   ctx: SessionContext,

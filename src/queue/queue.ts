@@ -52,7 +52,8 @@ export interface AcquireOptions {
 
 /**
  * Joins the queue under `name` and resolves with our ticket once `policy` says it is our turn, confirmed
- * by a linearizable read that also saw our own key. With `ifFree`, resolves undefined (our key removed)
+ * by a read that also saw our own key with our create revision: at the revision of the delete that woke
+ * us (on the member whose watch told it), or linearizable (design: Decide at the event's revision). With `ifFree`, resolves undefined (our key removed)
  * instead of waiting when it is not our turn. On abort, timeout, session loss or error, our key is
  * removed (confirmed by etcd, or gone with the session) before the promise rejects. The caller holds the
  * name's local line throughout.

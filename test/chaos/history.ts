@@ -51,7 +51,14 @@ export type WorkerReport =
    * revision, or linearizably; and the reads at the event's revision not used, by reason. Sent after each
    * hold starts and before "stopped".
    */
-  | { e: "decisions"; atEvent: number; linearizable: number; fellBack: Record<string, number> }
+  | {
+      e: "decisions";
+      atEvent: number;
+      linearizable: number;
+      stillBlocked?: number;
+      vanished?: number;
+      fellBack: Record<string, number>;
+    }
   /** run() resolved and everything is closed after SIGTERM; the process should now exit by itself. */
   | { e: "stopped" };
 

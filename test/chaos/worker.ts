@@ -57,6 +57,8 @@ const reportDecisions = (): void => {
     e: "decisions",
     atEvent: d.decidedAtEventRevision,
     linearizable: d.decidedLinearizable,
+    stillBlocked: d.stillBlocked,
+    vanished: d.vanished,
     fellBack: d.fellBack,
   });
 };

@@ -431,8 +431,8 @@ describe("locks on a single node", () => {
     expect(after.fellBack.compacted - before.fellBack.compacted).toBe(1);
     expect(after.decidedAtEventRevision - before.decidedAtEventRevision).toBe(0);
     expect(after.decidedLinearizable - before.decidedLinearizable).toBe(1);
-    // Its own-key watch, asked to start at a compacted revision, is made again from now and re-reads:
-    // the hold stands (its key is there).
+    // The linearizable read's revision is the ticket's (after the compaction): its own-key watch starts
+    // there, and the hold stands (its key is there).
     expect(lock.token).toBeGreaterThan(holder.token);
     expect(await keysUnder(fx.client, name)).toEqual([lock.key]);
     const guarded = await lock
