@@ -62,7 +62,7 @@ describe("a session's shared watch of its own key", () => {
     own.close();
   });
 
-  it("a re-make while nobody held the watch makes the next holder read again; the periodic re-read does not", async () => {
+  it("a re-make while nobody held the watch makes the next holder read again, and only that one", async () => {
     const { stream, watches } = fakeStream();
     const own = new OwnKeyWatches(stream, keyspace, () => 60_000);
     own.subscribe("m/1", holder(5n))();
