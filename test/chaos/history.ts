@@ -21,6 +21,7 @@ export const FAULT_KINDS = [
   "partition",
   "compaction",
   "outage",
+  "handover",
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 

@@ -27,6 +27,7 @@ const FAULT_COLOR: Record<FaultKind, string> = {
   partition: "#6a4c93",
   compaction: "#7f7f7f",
   outage: "#a4243b",
+  handover: "#2e86ab",
 };
 
 const esc = (s: string): string =>
