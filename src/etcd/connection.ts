@@ -27,6 +27,11 @@ export interface CallOptions {
   idempotent: boolean;
   /** Names the call in errors and logs. */
   what: string;
+  /**
+   * Send it to this member only, once (a read at a revision that member has applied): no other member, no
+   * retry; a failure is the caller's to handle (it falls back to a read anywhere).
+   */
+  endpoint?: Endpoint | undefined;
 }
 
 /** Our channel to one endpoint, the service clients made on it, and the streams open on it. */
@@ -88,7 +93,7 @@ export class Connection {
     const backoff = new Backoff(callRetry);
     let tokenRefreshed = false;
     for (;;) {
-      const endpoint = this.endpoint;
+      const endpoint = options.endpoint ?? this.endpoint;
       try {
         const left = end - now();
         if (left <= 0)
@@ -105,7 +110,7 @@ export class Connection {
           continue;
         }
         const err = toElectionError(raw, options.what);
-        if (!isTransient(err)) throw err;
+        if (!isTransient(err) || options.endpoint) throw err;
         this.failed(endpoint);
         const delay = backoff.next();
         if (!options.idempotent || now() + delay >= end) throw err;

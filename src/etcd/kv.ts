@@ -5,6 +5,7 @@ import type { Logger } from "../common/logger.js";
 import type { SessionContext } from "../session/context.js";
 import { SessionLostError } from "../errors.js";
 import { isLeaseNotFound, isTransient } from "./errors.js";
+import type { Endpoint } from "./internals.js";
 
 /**
  * The library's own KV calls, on the session's channels, each within the session's call deadline. Every
@@ -30,6 +31,27 @@ export async function txn(ctx: SessionContext, req: ITxnRequest, what: string): 
 /** A linearizable range read. */
 export function range(ctx: SessionContext, req: IRangeRequest, what: string): Promise<IRangeResponse> {
   return ctx.conn.call<IRangeResponse>("KV", "range", req, { timeoutMs: ctx.callTimeoutMs, idempotent: true, what });
+}
+
+/**
+ * A serializable range at `revision`, on `endpoint` only (a member that has applied it, such as the one
+ * whose watch told us of it): that member serves it from its own store, with no raft round and no leader
+ * involved. One attempt (a call bound to an endpoint is not sent elsewhere), which as an idempotent call
+ * Connection.call bounds by half the call deadline; every failure (compacted, a member behind,
+ * unreachable) is the caller's, who reads linearizably instead (design: Decide at the event's revision).
+ */
+export function rangeAt(
+  ctx: SessionContext,
+  req: IRangeRequest,
+  at: { revision: bigint; endpoint: Endpoint },
+  what: string,
+): Promise<IRangeResponse> {
+  return ctx.conn.call<IRangeResponse>(
+    "KV",
+    "range",
+    { ...req, revision: at.revision.toString(), serializable: true },
+    { timeoutMs: ctx.callTimeoutMs, idempotent: true, what, endpoint: at.endpoint },
+  );
 }
 
 /**

@@ -2,8 +2,8 @@
 import type { Session } from "../../src/index.js";
 import type { Etcd3 } from "etcd3";
 import { contextOf } from "../../src/session/context.js";
-import { Connection } from "../../src/etcd/connection.js";
-import { etcd3Internals, type Endpoint, type GrpcDuplex } from "../../src/etcd/internals.js";
+import { Connection, type CallOptions } from "../../src/etcd/connection.js";
+import { etcd3Internals, type Endpoint, type GrpcDuplex, type ServiceName } from "../../src/etcd/internals.js";
 
 /** The lease id in lowercase hex, as it ends every key the session creates. */
 export const leaseHex = (session: Session): string => BigInt(session.leaseId).toString(16);
@@ -149,6 +149,36 @@ export function countCalls(session: Session): () => string[] {
 }
 
 /**
+ * Every read the session makes at a revision (a waiter deciding at the revision of the delete that woke
+ * it) waits for `before` first (to compact past that revision, say), and goes to the endpoint `to`
+ * ("host:port", one of the client's) instead of the member that told the event, when given. Returns the
+ * revisions those reads asked for, and the endpoints they were meant for.
+ */
+export function aroundReadsAtRevision(
+  session: Session,
+  options: { before?: (revision: bigint) => Promise<void>; to?: string } = {},
+): () => { revision: bigint; meantFor: string }[] {
+  const conn = contextOf(session).conn;
+  const original = conn.call.bind(conn);
+  const seen: { revision: bigint; meantFor: string }[] = [];
+  conn.call = async <Res>(service: ServiceName, method: string, req: { revision?: string }, opts: CallOptions) => {
+    if (req.revision !== undefined && opts.endpoint) {
+      const revision = BigInt(req.revision);
+      seen.push({ revision, meantFor: opts.endpoint.address });
+      await options.before?.(revision);
+      if (options.to !== undefined) {
+        const to = options.to;
+        const endpoint = etcd3Internals(contextOf(session).client).endpoints.find((e) => e.address === to);
+        if (!endpoint) throw new Error(`aroundReadsAtRevision: ${to} is not an endpoint of the session's client`);
+        opts = { ...opts, endpoint };
+      }
+    }
+    return original<Res>(service, method, req, opts);
+  };
+  return () => [...seen];
+}
+
+/**
  * While on, every KV call our channels make for `client` fails as if etcd were unreachable (UNAVAILABLE),
  * while keepalives and watches go on: "writes fail, keepalives succeed". Takes effect for channels
  * made after this call.
@@ -176,3 +206,53 @@ export function failKvCalls(client: Etcd3): { on: () => void; off: () => void } 
 
 /** Timers active in this process now (ours, the client's, gRPC's): a leak shows as a count that grows with cycles. */
 export const activeTimers = (): number => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+
+/**
+ * Records every event the session's watch stream hands to any of its watches (own-key watches included,
+ * held or idle), from now on: watches added after this call. Returns what was delivered so far, with keys
+ * as etcd has them (the full key).
+ */
+export function watchEventsDelivered(
+  session: Session,
+): () => { type: "Put" | "Delete"; key: string; revision: bigint }[] {
+  const stream = contextOf(session).watches;
+  const add = stream.add.bind(stream);
+  const seen: { type: "Put" | "Delete"; key: string; revision: bigint }[] = [];
+  stream.add = (target, handlers) =>
+    add(target, {
+      ...handlers,
+      events: (events, from) => {
+        for (const e of events)
+          seen.push({ type: e.type, key: e.kv.key.toString(), revision: BigInt(e.kv.mod_revision) });
+        handlers.events(events, from);
+      },
+    });
+  return () => [...seen];
+}
+
+/**
+ * The next watch the session adds to its watch stream is sent only once `before` has run (the watch's
+ * owner sees it made later, as if etcd were slow to take it): what `before` changes happens before that
+ * watch is in place.
+ */
+export function beforeNextWatch(session: Session, before: () => Promise<void>): void {
+  const stream = contextOf(session).watches;
+  const add = stream.add.bind(stream);
+  stream.add = (target, handlers) => {
+    stream.add = add;
+    let cancel: (() => void) | undefined;
+    let canceled = false;
+    before().then(
+      () => {
+        if (!canceled) cancel = add(target, handlers);
+      },
+      (err: unknown) => {
+        throw err;
+      },
+    );
+    return () => {
+      canceled = true;
+      cancel?.();
+    };
+  };
+}
