@@ -19,7 +19,7 @@ export interface IsolatedResult {
   rounds: number;
   ttl: number;
   summary: Summary;
-  /** Hand-overs decided at the delete's revision (the rest linearizably). */
+  /** Hand-overs decided by a serializable read on the event's member (the rest linearizably). */
   decidedAtEvent: number;
 }
 
@@ -66,12 +66,12 @@ export async function isolatedHandover(log: (m: string) => void, rounds: number)
           timeoutMs: 30_000,
           description: "the waiter settled on its moved watch",
         });
-        const before = decisionCounts(contextOf(waiter)).decidedAtEventRevision;
+        const before = decisionCounts(contextOf(waiter)).decidedSerializable;
         const start = performance.now();
         await term.resign();
         const next = await waiting;
         samples.push(performance.now() - start);
-        decidedAtEvent += decisionCounts(contextOf(waiter)).decidedAtEventRevision - before;
+        decidedAtEvent += decisionCounts(contextOf(waiter)).decidedSerializable - before;
         await next.resign();
       } finally {
         await member.heal();

@@ -34,23 +34,23 @@ export function range(ctx: SessionContext, req: IRangeRequest, what: string): Pr
 }
 
 /**
- * A serializable range at `revision`, on `endpoint` only (a member that has applied it, such as the one
- * whose watch told us of it): that member serves it from its own store, with no raft round and no leader
- * involved. One attempt (a call bound to an endpoint is not sent elsewhere), which as an idempotent call
- * Connection.call bounds by half the call deadline; every failure (compacted, a member behind,
- * unreachable) is the caller's, who reads linearizably instead (design: Decide at the event's revision).
+ * A serializable range on `endpoint` only (the member whose watch told us of a delete): that member
+ * serves it from its own store, at the latest revision it has applied (the answer's header says which),
+ * with no raft round and no leader involved. One attempt (a call bound to an endpoint is not sent
+ * elsewhere), which as an idempotent call Connection.call bounds by half the call deadline; every failure
+ * is the caller's, who reads linearizably instead (design: Decide at the event's revision).
  */
-export function rangeAt(
+export function rangeOn(
   ctx: SessionContext,
   req: IRangeRequest,
-  at: { revision: bigint; endpoint: Endpoint },
+  endpoint: Endpoint,
   what: string,
 ): Promise<IRangeResponse> {
   return ctx.conn.call<IRangeResponse>(
     "KV",
     "range",
-    { ...req, revision: at.revision.toString(), serializable: true },
-    { timeoutMs: ctx.callTimeoutMs, idempotent: true, what, endpoint: at.endpoint },
+    { ...req, serializable: true },
+    { timeoutMs: ctx.callTimeoutMs, idempotent: true, what, endpoint },
   );
 }
 

@@ -4,12 +4,15 @@ import type { QueueEntry } from "./policies.js";
 /** Where a waiter learned that the last key blocking it went: the delete's revision, and the member that told it. */
 export interface EventPoint {
   revision: bigint;
-  /** It has applied `revision`: a read at it is served there from its own store. */
+  /** It has applied `revision`: a serializable read there sees the delete, served from its own store. */
   endpoint: Endpoint;
 }
 
-/** How a read of the queue was made: linearizable (now), or serializable at the event's revision (the past). */
-export type ReadKind = "linearizable" | "at-event";
+/**
+ * How a read of the queue was made: linearizable (now), or serializable on the member that told the
+ * delete, at its latest revision (at least the delete's, maybe behind the cluster's).
+ */
+export type ReadKind = "linearizable" | "serializable";
 
 /** What a read of the queue up to our own key tells. */
 export type ReadVerdict =
@@ -17,18 +20,18 @@ export type ReadVerdict =
   | { kind: "ours"; ahead: QueueEntry[] }
   /** A linearizable read without our key: it is gone now (deleted, or its lease expired). */
   | { kind: "vanished" }
-  /** A read at the event's revision without our key: only a linearizable read may say what that means. */
+  /** A serializable read without our key: only a linearizable read may say what that means. */
   | { kind: "undecided" };
 
 /**
  * Judges a read of the queue up to our create revision (`entries`: the queue's own keys, any order).
  *
- * At the event's revision R (design: Decide at the event's revision): a snapshot that holds our key with
- * our create revision was read at R >= that revision, so every key created after R queues behind us; keys
- * ahead of us can only disappear. Every policy's "blocked" only ever turns to "free" as keys ahead go
- * (`blocking` of a subset of a free queue is free), so "nothing blocks us at R" stays true for as long as
- * our key lives, which our own-key watch (from R) and re-reads tell from then on. A snapshot without our
- * key proves nothing of now (the watch's member may be behind our join): the linearizable read decides.
+ * A serializable read at a member's revision H (design: Decide at the event's revision): a snapshot that
+ * holds our key with our create revision was read at H >= that revision, so every key created after H
+ * queues behind us; keys ahead of us can only disappear. Every policy's "blocked" only ever turns to "free"
+ * as keys ahead go (`blocking` of a subset of a free queue is free), so "nothing blocks us at H" stays true
+ * for as long as our key lives, which our own-key watch (from H) and re-reads tell from then on. A snapshot
+ * without our key proves nothing of now: the linearizable read decides.
  */
 export function judgeRead(
   own: { key: string; createRevision: bigint },
@@ -40,23 +43,23 @@ export function judgeRead(
   return { kind: "ours", ahead: entries.filter((e) => e.createRevision < own.createRevision) };
 }
 
-/** Why a read at the event's revision was not used. */
-export type FallbackReason = "compacted" | "futureRevision" | "notInSnapshot" | "failed";
+/** Why a serializable read on the event's member was not used. */
+export type FallbackReason = "behind" | "notInSnapshot" | "failed";
 
 /**
  * How this process's waiters ended their waits (tests, the fault suite, benchmarks). Only reads made after
  * a wait count: the read that completes a join's limited look ahead is none of these.
  */
 export interface DecisionCounts {
-  /** Turns decided by a serializable read at the revision of the delete that woke the waiter (nothing blocked it there). */
-  decidedAtEventRevision: number;
-  /** Turns decided by a linearizable read (no event revision known, or the read at it could not be used). */
+  /** Turns decided by a serializable read on the member that told the delete that woke the waiter (nothing blocked it there). */
+  decidedSerializable: number;
+  /** Turns decided by a linearizable read (no event revision known, or the serializable read could not be used). */
   decidedLinearizable: number;
   /** Reads after a wait (either kind) that still found keys blocking us: the waiter waited again. */
   stillBlocked: number;
   /** Linearizable reads after a wait without our key: the wait ended without the turn. */
   vanished: number;
-  /** Reads at the event's revision that were not used, by reason (each followed by a linearizable read). */
+  /** Serializable reads that were not used, by reason (each followed by a linearizable read). */
   fellBack: Record<FallbackReason, number>;
 }
 
@@ -64,11 +67,11 @@ export interface DecisionCounts {
 export type ReadOutcome = ReadKind | "stillBlocked" | "vanished";
 
 const zero = (): DecisionCounts => ({
-  decidedAtEventRevision: 0,
+  decidedSerializable: 0,
   decidedLinearizable: 0,
   stillBlocked: 0,
   vanished: 0,
-  fellBack: { compacted: 0, futureRevision: 0, notInSnapshot: 0, failed: 0 },
+  fellBack: { behind: 0, notInSnapshot: 0, failed: 0 },
 });
 
 const counts = zero();
@@ -93,7 +96,7 @@ function both(session: object, add: (c: DecisionCounts) => void): void {
 /** Counts how a read made after a wait ended it (or did not). */
 export function countDecision(session: object, outcome: ReadOutcome): void {
   both(session, (c) => {
-    if (outcome === "at-event") c.decidedAtEventRevision++;
+    if (outcome === "serializable") c.decidedSerializable++;
     else if (outcome === "linearizable") c.decidedLinearizable++;
     else c[outcome]++;
   });

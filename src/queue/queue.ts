@@ -3,10 +3,11 @@ import { linkedController, onAbort, raceAbort } from "../common/abort.js";
 import { now } from "../common/clock.js";
 import { assertUsable, type SessionContext } from "../session/context.js";
 import { EtcdError } from "../errors.js";
-import { isCompacted, isFutureRevision, isTransient } from "../etcd/errors.js";
+import { isTransient } from "../etcd/errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
 import { inQueue, queueKey, type Keyspace } from "../etcd/keyspace.js";
-import { range, rangeAt, retryRead, txn } from "../etcd/kv.js";
+import type { Endpoint } from "../etcd/internals.js";
+import { range, rangeOn, retryRead, txn } from "../etcd/kv.js";
 import {
   countDecision,
   countFallback,
@@ -54,9 +55,9 @@ export interface AcquireOptions {
 
 /**
  * Joins the queue under `name` and resolves with our ticket once `policy` says it is our turn, confirmed
- * by a read that also saw our own key with our create revision: at the revision of the delete that woke
- * us (on the member whose watch told it), or linearizable (design: Decide at the event's revision). With `ifFree`, resolves undefined (our key removed)
- * instead of waiting when it is not our turn. On abort, timeout, session loss or error, our key is
+ * by a read that also saw our own key with our create revision: serializable on the member whose watch
+ * told the delete that woke us, or linearizable (design: Decide at the event's revision). With `ifFree`,
+ * resolves undefined (our key removed) instead of waiting when it is not our turn. On abort, timeout, session loss or error, our key is
  * removed (confirmed by etcd, or gone with the session) before the promise rejects. The caller holds the
  * name's local line throughout.
  */
@@ -112,9 +113,9 @@ export async function acquire(
         options.waiting?.(own);
         ({ goneAt: blockerGoneAt, at } = await waitForDeletes(ctx, name, blocking, signal));
       }
-      const atEvent = at && (await readAtEvent(ctx, own, policy, at, signal));
-      const read = atEvent ?? (await retryRead(() => readLinearizable(ctx, own, policy), signal, ctx.logger));
-      afterWait = confirmed ? (atEvent ? "at-event" : "linearizable") : undefined;
+      const onMember = at && (await readOnEventMember(ctx, own, policy, at, signal));
+      const read = onMember ?? (await retryRead(() => readLinearizable(ctx, own, policy), signal, ctx.logger));
+      afterWait = confirmed ? (onMember ? "serializable" : "linearizable") : undefined;
       signal.throwIfAborted();
       if (!read && afterWait) countDecision(ctx, "vanished");
       if (!read)
@@ -124,8 +125,9 @@ export async function acquire(
       ({ ahead, revision } = read);
       confirmed = true;
     }
-    // Re-check after waiting: the last read saw our key and nothing blocking (now, or at the revision of
-    // the delete that woke us, which stays true while our key lives: our own-key watch starts there), and
+    // Re-check after waiting: the last read saw our key and nothing blocking (now, or at the latest revision
+    // of the member that told the delete that woke us, which stays true while our key lives: our own-key
+    // watch starts there), and
     // we have not been told of a loss since (asking the lease's clock first, in case this process was paused).
     assertUsable(ctx);
     signal.throwIfAborted();
@@ -203,7 +205,7 @@ interface Woken {
   goneAt?: number | undefined;
   /**
    * The revision of that delete and the member that told it, when the watch told every counted delete:
-   * a read there at that revision decides. Undefined after a re-read request, or when the read made
+   * a serializable read there (at a revision at least that one) decides. Undefined after a re-read request, or when the read made
    * once the watch was in place counted some (it was made elsewhere, at a revision of its own).
    */
   at?: EventPoint | undefined;
@@ -270,41 +272,41 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
 }
 
 /**
- * Decides from a serializable read at the revision of the delete that woke us, on the member that told
- * it (design: Decide at the event's revision): what was ahead of us then, if our key was there with our
- * create revision. Undefined when that read cannot decide (compacted, a member behind, our key not in it,
- * any failure): the caller reads linearizably instead, as without an event.
+ * Decides from a serializable read on the member whose watch told the delete that woke us (design: Decide
+ * at the event's revision): that member has applied the delete's revision R, so it serves the queue as of
+ * its latest revision H >= R from its own store. What was ahead of us there, if our key was there with our
+ * create revision. Reading at H rather than at R also sees our own key deleted after R (a revoke, a forced
+ * resign) and never meets a compaction. Undefined when that read cannot decide (the member is behind R,
+ * our key is not in it, any failure): the caller reads linearizably instead, as without an event.
  */
-async function readAtEvent(
+async function readOnEventMember(
   ctx: SessionContext,
   ticket: Ticket,
   policy: QueuePolicy,
   at: EventPoint,
   signal: AbortSignal,
 ): Promise<{ ahead: QueueEntry[]; revision: bigint } | undefined> {
+  const fields = { key: ticket.key, eventRevision: at.revision, endpoint: at.endpoint.address };
   let read: { entries: QueueEntry[]; revision: bigint };
   try {
-    read = await raceAbort(readAhead(ctx, ticket, policy, at), signal);
+    read = await raceAbort(readAhead(ctx, ticket, policy, at.endpoint), signal);
   } catch (err) {
     signal.throwIfAborted();
-    const reason: FallbackReason = isCompacted(err) ? "compacted" : isFutureRevision(err) ? "futureRevision" : "failed";
-    // Compacted, or not applied there yet: expected now and then, and the linearizable read answers as before.
-    ctx.logger[reason === "failed" ? "warn" : "debug"](
-      { err, key: ticket.key, revision: at.revision, endpoint: at.endpoint.address },
-      "read at the event's revision failed; reading linearizably",
-    );
+    ctx.logger.warn({ ...fields, err }, "serializable read on the event's member failed; reading linearizably");
+    countFallback(ctx, "failed");
+    return undefined;
+  }
+  const fallBack = (reason: FallbackReason, msg: string): undefined => {
+    ctx.logger.debug({ ...fields, revision: read.revision }, msg);
     countFallback(ctx, reason);
     return undefined;
-  }
-  const verdict = judgeRead(ticket, read.entries, "at-event");
-  if (verdict.kind !== "ours") {
-    ctx.logger.debug(
-      { key: ticket.key, revision: at.revision, endpoint: at.endpoint.address },
-      "our key is not in the read at the event's revision; reading linearizably",
-    );
-    countFallback(ctx, "notInSnapshot");
-    return undefined;
-  }
+  };
+  // Not the member that told it (a test's redirect, a channel re-made): it may not have applied R yet.
+  if (read.revision < at.revision)
+    return fallBack("behind", "the member has not applied the event's revision; reading linearizably");
+  const verdict = judgeRead(ticket, read.entries, "serializable");
+  if (verdict.kind !== "ours")
+    return fallBack("notInSnapshot", "our key is not in the member's read; reading linearizably");
   policy.check?.(verdict.ahead);
   return { ahead: verdict.ahead, revision: read.revision };
 }
@@ -327,8 +329,7 @@ async function readLinearizable(
 }
 
 /**
- * Reads the queue up to our create revision: linearizably, or at the event's revision `at` on the member
- * that told it. When the policy needs only the `nearest` keys ahead, the range is read newest first and
+ * Reads the queue up to our create revision: linearizably, or serializably on the member `on`. When the policy needs only the `nearest` keys ahead, the range is read newest first and
  * limited to those and ours: a waiter deep in a long queue gets a few keys back, not all of them (etcd
  * still walks the range).
  */
@@ -336,10 +337,10 @@ async function readAhead(
   ctx: SessionContext,
   ticket: Ticket,
   policy: QueuePolicy,
-  at?: EventPoint,
+  on?: Endpoint,
 ): Promise<{ entries: QueueEntry[]; revision: bigint }> {
-  const what = `read the queue of "${ticket.name}"${at ? ` at revision ${at.revision}` : ""}`;
-  const read = (req: IRangeRequest) => (at ? rangeAt(ctx, req, at, what) : range(ctx, req, what));
+  const what = `read the queue of "${ticket.name}"${on ? ` on ${on.address}` : ""}`;
+  const read = (req: IRangeRequest) => (on ? rangeOn(ctx, req, on, what) : range(ctx, req, what));
   const opts = { values: policy.readValues, maxCreateRevision: ticket.createRevision };
   let res = await read(
     queueRange(
@@ -356,8 +357,7 @@ async function readAhead(
       entries = toEntries(ctx.keyspace, ticket.name, res.kvs, policy.readValues);
     } else entries.reverse();
   }
-  // At a revision, etcd answers with the header of now: the read's own revision is the one asked for.
-  return { entries, revision: at ? at.revision : BigInt(res.header.revision) };
+  return { entries, revision: BigInt(res.header.revision) };
 }
 
 /** Which of the blocking keys still exist, as we saw them (keys only, linearizable). */

@@ -24,7 +24,7 @@ describe.skipIf(!!faultsUnavailableReason)("chaos: every fault once, seeded", ()
       () => console.log(lines.join("\n")),
     );
     expect(verdict.violations, `seed ${SEED}: replay with \`${replay}\`; report in ${out}/report.md`).toEqual([]);
-    // Hand-overs were decided at the event's revision (and the run held every rule with that path in use).
+    // Hand-overs were decided by a serializable read on the event's member (and the run held every rule with that path in use).
     expect(decisionTotals(history).atEvent).toBeGreaterThan(0);
   }, 600_000);
 

@@ -146,7 +146,7 @@ export function spread(values: number[]): string {
 
 /** How the workers' waiters decided their turns, all processes together (each process's last report). */
 export interface DecisionTotals {
-  /** Turns decided by a read at the event's revision / a linearizable read (the read that ended the wait). */
+  /** Turns decided by a serializable read on the event's member / a linearizable read (the read that ended the wait). */
   atEvent: number;
   linearizable: number;
   /** Reads after a wait that still found blockers; those without the waiter's key. */
@@ -181,5 +181,5 @@ export function decisionLine(d: DecisionTotals): string {
   const reasons = Object.entries(d.fellBack)
     .filter(([, n]) => n > 0)
     .map(([reason, n]) => `${reason} ${n}`);
-  return `waiters decided ${d.atEvent} turns at the event's revision, ${d.linearizable} linearizably; ${d.stillBlocked} reads after a wait found blockers still there, ${d.vanished} found the waiter's key gone (reads at the event's revision not used: ${reasons.length ? reasons.join(", ") : "none"})`;
+  return `waiters decided ${d.atEvent} turns by a serializable read on the event's member, ${d.linearizable} linearizably; ${d.stillBlocked} reads after a wait found blockers still there, ${d.vanished} found the waiter's key gone (serializable reads not used: ${reasons.length ? reasons.join(", ") : "none"})`;
 }

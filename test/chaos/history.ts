@@ -48,8 +48,8 @@ export type WorkerReport =
   /** A warning or error the library logged, with its error's code and message. */
   | { e: "log"; level: string; msg: string; code?: string; err?: string }
   /**
-   * How this process's waiters decided their turn so far (cumulative, src/queue/decide.ts): at the event's
-   * revision, or linearizably; and the reads at the event's revision not used, by reason. Sent after each
+   * How this process's waiters decided their turn so far (cumulative, src/queue/decide.ts): by a
+   * serializable read on the event's member, or linearizably; and the serializable reads not used, by reason. Sent after each
    * hold starts and before "stopped".
    */
   | {

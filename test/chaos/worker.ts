@@ -55,7 +55,7 @@ const reportDecisions = (): void => {
   const d = decisionCounts();
   report({
     e: "decisions",
-    atEvent: d.decidedAtEventRevision,
+    atEvent: d.decidedSerializable,
     linearizable: d.decidedLinearizable,
     stillBlocked: d.stillBlocked,
     vanished: d.vanished,

@@ -9,7 +9,7 @@ import { decisionCounts } from "../../src/queue/decide.js";
 import { contextOf } from "../../src/session/context.js";
 import {
   activeTimers,
-  aroundReadsAtRevision,
+  aroundEventMemberReads,
   beforeNextWatch,
   countCalls,
   keyOf,
@@ -387,11 +387,11 @@ describe("locks on a single node", () => {
     });
   }
 
-  it("a hand-over is decided by one serializable read at the delete's revision, on the member whose watch told it", async () => {
+  it("a hand-over is decided by one serializable read on the member whose watch told the delete (at its latest revision)", async () => {
     const name = `${fx.etcd.prefix()}at-event`;
     const holder = await new Mutex(await newSession(), name).lock();
     const waiterSession = await newSession();
-    const readsAt = aroundReadsAtRevision(waiterSession);
+    const readsAt = aroundEventMemberReads(waiterSession);
     const calls = countCalls(waiterSession);
     const waiting = new Mutex(waiterSession, name).lock();
     // Joined (a txn), read what is ahead (a range), and, its watch in place, read that the holder's key is there.
@@ -399,49 +399,44 @@ describe("locks on a single node", () => {
     const before = decisionCounts(contextOf(waiterSession));
     const deleted = await fx.client.delete().key(holder.key).exec(); // the holder's key goes, at this revision
     const lock = await waiting;
-    expect(readsAt()).toEqual([{ revision: BigInt(deleted.header.revision), meantFor: watchEndpoint(waiterSession) }]);
+    expect(readsAt()).toEqual([{ revision: expect.any(BigInt), meantFor: watchEndpoint(waiterSession) }]);
+    expect(readsAt()[0]!.revision).toBeGreaterThanOrEqual(BigInt(deleted.header.revision)); // the member has applied it
     expect(calls()).toEqual(["KV.txn", "KV.range", "KV.range", "KV.range"]); // that read alone: no linearizable one after it
     const after = decisionCounts(contextOf(waiterSession));
-    expect(after.decidedAtEventRevision - before.decidedAtEventRevision).toBe(1);
+    expect(after.decidedSerializable - before.decidedSerializable).toBe(1);
     expect(after.decidedLinearizable - before.decidedLinearizable).toBe(0);
     expect(lock.token).toBeGreaterThan(holder.token);
     await lock.unlock();
     await holder.unlock(); // its key is gone already: a no-op
   });
 
-  it("the delete's revision compacted before the waiter reads at it: it decides linearizably instead, and holds", async () => {
-    const name = `${fx.etcd.prefix()}at-event-compacted`;
+  it("our key deleted after the delete that woke us, before the waiter's read on that member: the waiter does not take the turn", async () => {
+    const name = `${fx.etcd.prefix()}at-event-own-gone`;
     const holder = await new Mutex(await newSession(), name).lock();
-    const waiterSession = await newSession();
-    // The read at the event's revision waits for a compaction past that revision (a put, then compact).
-    const readsAt = aroundReadsAtRevision(waiterSession, {
+    const waiterSession = await newSession(fx.etcd.client()); // its own client: the hooks see its calls only
+    const ours = keyOf(waiterSession, name);
+    let deletedAt: bigint | undefined;
+    // Between the holder's delete (R, which wakes the waiter) and its read, our own key goes at D > R (a
+    // revoke, a forced resign): a snapshot at R would still show it, and the waiter would lead without a key.
+    const readsAt = aroundEventMemberReads(waiterSession, {
       before: async () => {
-        await fx.client.put(`${name}-bump`).value("x");
-        await fx.etcd.compact();
+        deletedAt ??= BigInt((await fx.client.delete().key(ours).exec()).header.revision);
       },
     });
     const calls = countCalls(waiterSession);
     const waiting = new Mutex(waiterSession, name).lock();
+    waiting.catch(() => {}); // it is meant to reject: judged below
     await waitFor(() => calls().length === 3); // joined, read ahead, and (its watch in place) saw the holder there
     const before = decisionCounts(contextOf(waiterSession));
     await holder.unlock();
-    const lock = await waiting;
+    await expect(waiting).rejects.toMatchObject({ code: "LOCK_LOST" });
     expect(readsAt()).toHaveLength(1);
+    expect(readsAt()[0]!.revision).toBeGreaterThanOrEqual(deletedAt!); // read at the member's latest revision
     const after = decisionCounts(contextOf(waiterSession));
-    expect(after.fellBack.compacted - before.fellBack.compacted).toBe(1);
-    expect(after.decidedAtEventRevision - before.decidedAtEventRevision).toBe(0);
-    expect(after.decidedLinearizable - before.decidedLinearizable).toBe(1);
-    // The linearizable read's revision is the ticket's (after the compaction): its own-key watch starts
-    // there, and the hold stands (its key is there).
-    expect(lock.token).toBeGreaterThan(holder.token);
-    expect(await keysUnder(fx.client, name)).toEqual([lock.key]);
-    const guarded = await lock
-      .txn()
-      .then(fx.client.put(`${name}-bump`).value("held"))
-      .commit();
-    expect(guarded.succeeded).toBe(true);
-    await lock.unlock();
-    await fx.client.delete().key(`${name}-bump`);
+    expect(after.fellBack.notInSnapshot - before.fellBack.notInSnapshot).toBe(1);
+    expect(after.decidedSerializable - before.decidedSerializable).toBe(0);
+    expect(after.vanished - before.vanished).toBe(1); // the linearizable read confirmed it gone
+    expect(await keysUnder(fx.client, name)).toEqual([]);
   });
 
   it("semaphore: a waiter woken by two deletes reads at the later one's revision", async () => {
@@ -452,7 +447,7 @@ describe("locks on a single node", () => {
     const third = new Semaphore(await newSession(), name, { limit: 2 }).acquire();
     await waitFor(async () => (await keysUnder(fx.client, name)).length === 3);
     const waiterSession = await newSession(fx.etcd.client()); // its own client: the hooks see its calls only
-    const readsAt = aroundReadsAtRevision(waiterSession);
+    const readsAt = aroundEventMemberReads(waiterSession);
     const calls = countCalls(waiterSession);
     const waiting = new Semaphore(waiterSession, name, { limit: 2 }).acquire(); // three ahead: two must go
     await waitFor(() => calls().length === 3); // joined, read ahead, and (its watch in place) saw all three there
@@ -462,11 +457,12 @@ describe("locks on a single node", () => {
     const second = await fx.client.delete().key(b!.key).exec();
     const permit = await waiting;
     expect(BigInt(second.header.revision)).toBeGreaterThan(BigInt(first.header.revision));
-    expect(readsAt()).toEqual([{ revision: BigInt(second.header.revision), meantFor: watchEndpoint(waiterSession) }]);
+    expect(readsAt()).toEqual([{ revision: expect.any(BigInt), meantFor: watchEndpoint(waiterSession) }]);
+    expect(readsAt()[0]!.revision).toBeGreaterThanOrEqual(BigInt(second.header.revision));
     expect(calls()).toEqual(["KV.txn", "KV.range", "KV.range", "KV.range"]); // no linearizable read after it
     // Its one wait ended by that read (the read completing its join's look ahead counts as none).
     expect(decisionCounts(contextOf(waiterSession))).toMatchObject({
-      decidedAtEventRevision: 1,
+      decidedSerializable: 1,
       decidedLinearizable: 0,
       stillBlocked: 0,
       vanished: 0,
@@ -484,7 +480,7 @@ describe("locks on a single node", () => {
     const third = new Semaphore(await newSession(), name, { limit: 2 }).acquire();
     await waitFor(async () => (await keysUnder(fx.client, name)).length === 3);
     const waiterSession = await newSession(fx.etcd.client()); // its own client: the hooks see its calls only
-    const readsAt = aroundReadsAtRevision(waiterSession);
+    const readsAt = aroundEventMemberReads(waiterSession);
     const calls = countCalls(waiterSession);
     // The waiter's watch goes out only once the first blocker is gone: no watch tells that delete.
     beforeNextWatch(waiterSession, async () => {
@@ -498,7 +494,7 @@ describe("locks on a single node", () => {
     expect(readsAt()).toEqual([]); // no read at an event's revision
     expect(calls()).toEqual(["KV.txn", "KV.range", "KV.range", "KV.range"]); // the last one linearizable
     expect(decisionCounts(contextOf(waiterSession))).toMatchObject({
-      decidedAtEventRevision: 0,
+      decidedSerializable: 0,
       decidedLinearizable: 1,
     });
     expect(await keysUnder(fx.client, name)).toEqual([c.key, permit.key]);
@@ -516,10 +512,10 @@ describe("locks on a single node", () => {
     const holder = await new Mutex(await newSession(fx.client, 30), name).lock();
     const ours = keyOf(session, name);
     let deletedAt: bigint | undefined;
-    // Inside the read at the hand-over's revision R: our key goes at D > R, and the idle watch is told of
-    // it before the read (which still sees our key at R) lets the new hold subscribe from R.
-    aroundReadsAtRevision(session, {
-      before: async () => {
+    // Once the read on the event's member has answered (at its revision H, our key there), our key goes at
+    // D > H, and the idle watch is told of it before the new hold subscribes from H.
+    aroundEventMemberReads(session, {
+      after: async () => {
         if (deletedAt !== undefined) return;
         deletedAt = BigInt((await fx.client.delete().key(ours).exec()).header.revision);
         await waitFor(() =>

@@ -6,7 +6,7 @@ import { Election, Session } from "../../src/index.js";
 import { decisionCounts } from "../../src/queue/decide.js";
 import { contextOf } from "../../src/session/context.js";
 import {
-  aroundReadsAtRevision,
+  aroundEventMemberReads,
   countCalls,
   keepAliveEndpoint,
   preferredEndpoint,
@@ -151,7 +151,7 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
       const next = await waiting;
       expect(Date.now() - resignedAt).toBeLessThan(2000);
       // Decided at the delete's revision, on the member the watch moved to.
-      expect(decisionCounts(contextOf(b)).decidedAtEventRevision - before.decidedAtEventRevision).toBe(1);
+      expect(decisionCounts(contextOf(b)).decidedSerializable - before.decidedSerializable).toBe(1);
       expect(b.state).toBe("connected");
       await next.resign();
     } finally {
@@ -161,19 +161,19 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
     }
   }, 90_000); // the heal and the cluster's recovery come on top of the test's own bounds
 
-  it("a read at the event's revision on a member that has not applied it (cut from its peers) falls back to a linearizable read", async () => {
+  it("a serializable read on a member that has not applied the event's revision (cut from its peers) falls back to a linearizable read", async () => {
     const leader = await etcd.leader();
     const lagging = etcd.members.find((m) => m !== leader)!;
     const watching = etcd.members.find((m) => m !== lagging)!;
     const name = `${etcd.prefix()}lagging-read`;
     const a = await Session.create(etcd.client({}, [watching.clientUrl]), { ttl: 20 });
-    // The waiter talks to the watching member; its read at the event's revision is sent to the lagging one.
+    // The waiter talks to the watching member; its serializable read after the event is sent to the lagging one.
     const { session: b } = await sessionOn(
       etcd.client({}, [watching.clientUrl, lagging.clientUrl]),
       20,
       (m) => m === watching,
     );
-    const readsAt = aroundReadsAtRevision(b, { to: lagging.clientUrl });
+    const readsAt = aroundEventMemberReads(b, { to: lagging.clientUrl });
     try {
       const term = await new Election(a, name).campaign("a");
       const waiting = new Election(b, name).campaign("b");
@@ -185,7 +185,7 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
       const next = await waiting;
       expect(readsAt()).toEqual([expect.objectContaining({ meantFor: watching.clientUrl })]);
       const after = decisionCounts(contextOf(b));
-      expect(after.fellBack.futureRevision - before.fellBack.futureRevision).toBe(1);
+      expect(after.fellBack.behind - before.fellBack.behind).toBe(1);
       expect(after.decidedLinearizable - before.decidedLinearizable).toBe(1);
       expect(next.token).toBeGreaterThan(term.token);
       await next.resign();

@@ -149,31 +149,33 @@ export function countCalls(session: Session): () => string[] {
 }
 
 /**
- * Every read the session makes at a revision (a waiter deciding at the revision of the delete that woke
- * it) waits for `before` first (to compact past that revision, say), and goes to the endpoint `to`
- * ("host:port", one of the client's) instead of the member that told the event, when given. Returns the
- * revisions those reads asked for, and the endpoints they were meant for.
+ * Every serializable read the session sends to one member (a waiter deciding on the member whose watch told
+ * the delete that woke it) waits for `before` first, and for `after` once answered (before the waiter sees
+ * the answer); it goes to the endpoint `to` ("host:port", one of the client's) instead of the member that
+ * told the event, when given. Returns the revisions those reads were served at (their answers' headers),
+ * and the endpoints they were meant for.
  */
-export function aroundReadsAtRevision(
+export function aroundEventMemberReads(
   session: Session,
-  options: { before?: (revision: bigint) => Promise<void>; to?: string } = {},
+  options: { before?: () => Promise<void>; after?: () => Promise<void>; to?: string } = {},
 ): () => { revision: bigint; meantFor: string }[] {
   const conn = contextOf(session).conn;
   const original = conn.call.bind(conn);
   const seen: { revision: bigint; meantFor: string }[] = [];
-  conn.call = async <Res>(service: ServiceName, method: string, req: { revision?: string }, opts: CallOptions) => {
-    if (req.revision !== undefined && opts.endpoint) {
-      const revision = BigInt(req.revision);
-      seen.push({ revision, meantFor: opts.endpoint.address });
-      await options.before?.(revision);
-      if (options.to !== undefined) {
-        const to = options.to;
-        const endpoint = etcd3Internals(contextOf(session).client).endpoints.find((e) => e.address === to);
-        if (!endpoint) throw new Error(`aroundReadsAtRevision: ${to} is not an endpoint of the session's client`);
-        opts = { ...opts, endpoint };
-      }
+  conn.call = async <Res>(service: ServiceName, method: string, req: { serializable?: boolean }, opts: CallOptions) => {
+    if (!req.serializable || !opts.endpoint) return original<Res>(service, method, req, opts);
+    const meantFor = opts.endpoint.address;
+    await options.before?.();
+    if (options.to !== undefined) {
+      const to = options.to;
+      const endpoint = etcd3Internals(contextOf(session).client).endpoints.find((e) => e.address === to);
+      if (!endpoint) throw new Error(`aroundEventMemberReads: ${to} is not an endpoint of the session's client`);
+      opts = { ...opts, endpoint };
     }
-    return original<Res>(service, method, req, opts);
+    const res = await original<Res>(service, method, req, opts);
+    seen.push({ revision: BigInt((res as { header: { revision: string } }).header.revision), meantFor });
+    await options.after?.();
+    return res;
   };
   return () => [...seen];
 }
