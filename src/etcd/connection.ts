@@ -32,6 +32,8 @@ export interface CallOptions {
    * retry; a failure is the caller's to handle (it falls back to a read anywhere).
    */
   endpoint?: Endpoint | undefined;
+  /** A member that has no raft leader refuses it ("etcdserver: no leader"), as a require-leader stream. */
+  requireLeader?: boolean;
 }
 
 /** Our channel to one endpoint, the service clients made on it, and the streams open on it. */
@@ -99,7 +101,11 @@ export class Connection {
         if (left <= 0)
           throw new EtcdUnavailableError(`${options.what}: no answer from etcd within ${options.timeoutMs} ms`);
         const attemptMs = options.idempotent ? Math.min(left, options.timeoutMs / 2) : left;
-        const metadata = this.#etcd3.readyMetadata() ?? (await this.#metadata(attemptMs, options.what));
+        let metadata = this.#etcd3.readyMetadata() ?? (await this.#metadata(attemptMs, options.what));
+        if (options.requireLeader) {
+          metadata = metadata.clone(); // etcd3 shares its metadata with the user's calls
+          metadata.set("hasleader", "true");
+        }
         return await this.#unary<Res>(endpoint, service, method, req, metadata, attemptMs);
       } catch (raw) {
         if (this.closed) throw new ClientClosedError(`${options.what}: the etcd3 client was closed`, { cause: raw });

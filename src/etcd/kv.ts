@@ -36,9 +36,11 @@ export function range(ctx: SessionContext, req: IRangeRequest, what: string): Pr
 /**
  * A serializable range on `endpoint` only (the member whose watch told us of a delete): that member
  * serves it from its own store, at the latest revision it has applied (the answer's header says which),
- * with no raft round and no leader involved. One attempt (a call bound to an endpoint is not sent
- * elsewhere), which as an idempotent call Connection.call bounds by half the call deadline; every failure
- * is the caller's, who reads linearizably instead (design: Decide at the event's revision).
+ * with no raft round. Require-leader: a member that knows it has lost its raft leader (cut off from its
+ * peers) refuses, instead of answering from a store the others may have moved past. One attempt (a call
+ * bound to an endpoint is not sent elsewhere; an expired auth token aside), which as an idempotent call
+ * Connection.call bounds by half the call deadline; every failure is the caller's, who reads
+ * linearizably instead (design: Decide at the event's revision).
  */
 export function rangeOn(
   ctx: SessionContext,
@@ -50,7 +52,7 @@ export function rangeOn(
     "KV",
     "range",
     { ...req, serializable: true },
-    { timeoutMs: ctx.callTimeoutMs, idempotent: true, what, endpoint },
+    { timeoutMs: ctx.callTimeoutMs, idempotent: true, what, endpoint, requireLeader: true },
   );
 }
 

@@ -44,7 +44,7 @@ export function judgeRead(
 }
 
 /** Why a serializable read on the event's member was not used. */
-export type FallbackReason = "behind" | "notInSnapshot" | "failed";
+export type FallbackReason = "behind" | "leaderless" | "notInSnapshot" | "failed";
 
 /**
  * How this process's waiters ended their waits (tests, the fault suite, benchmarks). Only reads made after
@@ -71,7 +71,7 @@ const zero = (): DecisionCounts => ({
   decidedLinearizable: 0,
   stillBlocked: 0,
   vanished: 0,
-  fellBack: { behind: 0, notInSnapshot: 0, failed: 0 },
+  fellBack: { behind: 0, leaderless: 0, notInSnapshot: 0, failed: 0 },
 });
 
 const counts = zero();

@@ -3,7 +3,7 @@ import { linkedController, onAbort, raceAbort } from "../common/abort.js";
 import { now } from "../common/clock.js";
 import { assertUsable, type SessionContext } from "../session/context.js";
 import { EtcdError } from "../errors.js";
-import { isTransient } from "../etcd/errors.js";
+import { isNoLeader, isTransient } from "../etcd/errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
 import { inQueue, queueKey, type Keyspace } from "../etcd/keyspace.js";
 import type { Endpoint } from "../etcd/internals.js";
@@ -292,8 +292,13 @@ async function readOnEventMember(
     read = await raceAbort(readAhead(ctx, ticket, policy, at.endpoint), signal);
   } catch (err) {
     signal.throwIfAborted();
-    ctx.logger.warn({ ...fields, err }, "serializable read on the event's member failed; reading linearizably");
-    countFallback(ctx, "failed");
+    // A member cut off from its peers: expected in a partition, and the linearizable read answers as before.
+    const leaderless = isNoLeader(err);
+    ctx.logger[leaderless ? "debug" : "warn"](
+      { ...fields, err },
+      "serializable read on the event's member failed; reading linearizably",
+    );
+    countFallback(ctx, leaderless ? "leaderless" : "failed");
     return undefined;
   }
   const fallBack = (reason: FallbackReason, msg: string): undefined => {

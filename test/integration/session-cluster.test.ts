@@ -9,6 +9,7 @@ import {
   aroundEventMemberReads,
   countCalls,
   keepAliveEndpoint,
+  keyOf,
   preferredEndpoint,
   watchEndpoint,
 } from "../support/internals.js";
@@ -133,14 +134,15 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
       const waiting = new Election(b, name).campaign("b");
       waiting.catch(() => {}); // awaited below
       await waitFor(() => watchEndpoint(b) === member.clientUrl, { description: "the waiter watching on the member" });
-      const calls = countCalls(b);
+      const calls = countCalls(b, "answered");
       await member.isolate();
       await waitFor(() => watchEndpoint(b) !== undefined && watchEndpoint(b) !== member.clientUrl, {
         timeoutMs: 20_000,
         description: "the watch stream off the isolated member",
       });
       // The moved watch asks the waiter to read again; it waits again, its new watch in place once it has
-      // read that the leader's key is still there. Only then the resign: its delete is the watch's to tell.
+      // read (answered) that the leader's key is still there. Only then the resign: its delete is the
+      // watch's to tell.
       await waitFor(() => calls().filter((c) => c === "KV.range").length >= 2, {
         timeoutMs: 20_000,
         description: "the waiter settled on its moved watch",
@@ -151,7 +153,10 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
       const next = await waiting;
       expect(Date.now() - resignedAt).toBeLessThan(2000);
       // Decided at the delete's revision, on the member the watch moved to.
-      expect(decisionCounts(contextOf(b)).decidedSerializable - before.decidedSerializable).toBe(1);
+      expect(
+        decisionCounts(contextOf(b)).decidedSerializable - before.decidedSerializable,
+        JSON.stringify([before, decisionCounts(contextOf(b))]),
+      ).toBe(1);
       expect(b.state).toBe("connected");
       await next.resign();
     } finally {
@@ -192,6 +197,57 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
     } finally {
       await lagging.heal();
       await Promise.all([a.close(), b.close()]);
+      await etcd.waitHealthy();
+    }
+  }, 90_000);
+
+  it("the member that told the waiter's wake-up, cut off from its peers and leaderless, refuses its read: the waiter reads linearizably and does not win on a key deleted meanwhile", async () => {
+    const leader = await etcd.leader();
+    const cutOff = etcd.members.find((m) => m !== leader)!;
+    const others = etcd.members.filter((m) => m !== cutOff).map((m) => m.clientUrl);
+    const name = `${etcd.prefix()}leaderless-read`;
+    const healthy = etcd.client({}, others);
+    const a = await Session.create(etcd.client({}, others), { ttl: 20 });
+    const c = await Session.create(etcd.client({}, others), { ttl: 20 });
+    const { session: b } = await sessionOn(etcd.client({}, [cutOff.clientUrl, ...others]), 20, (m) => m === cutOff);
+    const ours = keyOf(b, name);
+    // Between the wake-up and the read: the member is cut off and knows it has lost its leader, and the
+    // majority deletes the waiter's key (a forced resign). Its store still holds the key; it must not answer.
+    const cutOffStatus = etcd.client({}, [cutOff.directClientUrl]);
+    let deleted = false;
+    aroundEventMemberReads(b, {
+      before: async () => {
+        if (deleted) return;
+        deleted = true;
+        await cutOff.isolate();
+        await waitFor(async () => (await cutOffStatus.maintenance.status()).leader === "0", {
+          timeoutMs: 20_000,
+          description: "the cut-off member without a leader",
+        });
+        await healthy.delete().key(ours);
+      },
+    });
+    try {
+      const term = await new Election(a, name).campaign("a");
+      const waiting = new Election(b, name).campaign("b");
+      waiting.catch(() => {}); // awaited below
+      await waitFor(() => watchEndpoint(b) === cutOff.clientUrl, { description: "the waiter watching on the member" });
+      const third = new Election(c, name).campaign("c");
+      await waitFor(async () => (await healthy.getAll().prefix(`${name}/`).keys()).length === 3);
+      const before = decisionCounts(contextOf(b));
+      await term.resign();
+      await expect(waiting).rejects.toMatchObject({ code: "NOT_LEADER" });
+      const after = decisionCounts(contextOf(b));
+      expect(deleted).toBe(true);
+      expect(after.fellBack.leaderless - before.fellBack.leaderless).toBe(1);
+      expect(after.decidedSerializable - before.decidedSerializable).toBe(0);
+      expect(after.vanished - before.vanished).toBe(1);
+      const next = await third;
+      expect(next.token).toBeGreaterThan(term.token);
+      await next.resign();
+    } finally {
+      await cutOff.heal();
+      await Promise.all([a.close(), b.close(), c.close()]);
       await etcd.waitHealthy();
     }
   }, 90_000);

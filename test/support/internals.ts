@@ -136,14 +136,21 @@ export function holdAnswers(client: Etcd3, method: string): { answered: () => nu
   };
 }
 
-/** Records every unary call the session makes from now on ("KV.txn", "KV.range"...). */
-export function countCalls(session: Session): () => string[] {
+/** Records every unary call the session makes from now on ("KV.txn", "KV.range"...), as sent or once answered. */
+export function countCalls(session: Session, when: "sent" | "answered" = "sent"): () => string[] {
   const conn = contextOf(session).conn;
   const original = conn.call.bind(conn);
   const calls: string[] = [];
   conn.call = ((service: string, method: string, ...rest: unknown[]) => {
-    calls.push(`${service}.${method}`);
-    return (original as (...args: unknown[]) => unknown)(service, method, ...rest);
+    const name = `${service}.${method}`;
+    if (when === "sent") calls.push(name);
+    const result = (original as (...args: unknown[]) => Promise<unknown>)(service, method, ...rest);
+    if (when === "answered")
+      void result.then(
+        () => calls.push(name),
+        () => {},
+      );
+    return result;
   }) as typeof conn.call;
   return () => [...calls];
 }
