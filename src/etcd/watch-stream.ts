@@ -32,7 +32,8 @@ export interface WatchTarget {
 }
 
 export interface WatchHandlers {
-  events(events: RawWatchEvent[]): void;
+  /** `from`: the member whose stream delivered them (it has applied their revisions). */
+  events(events: RawWatchEvent[], from: Endpoint): void;
   /**
    * The watch is in place. `first`: from its start revision, nothing goes untold. Otherwise it was made
    * again (the stream broke, or etcd canceled it for compaction) from now: events may have been missed,
@@ -249,7 +250,7 @@ export class WatchStream {
       this.#setLive(reg, true);
       reg.handlers.created(first);
     }
-    if (res.events.length > 0) reg.handlers.events(res.events);
+    if (res.events.length > 0 && this.#endpoint) reg.handlers.events(res.events, this.#endpoint);
   }
 
   /**
