@@ -111,7 +111,28 @@ export async function acquire(
         // Of this wait only: after a re-wait an earlier blocker's delete says nothing of when our turn came,
         // and a wait ended by a resync (a delete the watch may not have told) has no known moment.
         options.waiting?.(own);
+        // What a waiter waits on, and why it read again: a wait behind a key that never goes is otherwise
+        // silent (etcd's order of joins, not the order of the calls, decides whom we wait behind).
+        ctx.logger.debug(
+          {
+            name,
+            key: own.key,
+            nearest: blocking.keys.at(-1)?.key,
+            blocking: blocking.keys.length,
+            needed: blocking.needed,
+          },
+          "waiting for keys ahead to go",
+        );
         ({ goneAt: blockerGoneAt, at } = await waitForDeletes(ctx, name, blocking, signal));
+        ctx.logger.debug(
+          {
+            name,
+            key: own.key,
+            woken: blockerGoneAt === undefined ? "re-read due" : "deleted",
+            eventRevision: at?.revision,
+          },
+          "reading the queue again",
+        );
       }
       const onMember = at && (await readOnEventMember(ctx, own, policy, at, signal));
       const read = onMember ?? (await retryRead(() => readLinearizable(ctx, own, policy), signal, ctx.logger));
