@@ -23,23 +23,41 @@ import type { SessionContext } from "../session/context.js";
  */
 export const handoverKey = (name: string): string => `${name}.handover`;
 
-/** What a hand-over request names: the target's key and create revision. */
+/**
+ * What a hand-over request names: the target's key and create revision, and the leader that asked (its
+ * key and token). A waiter obeys it only while that leader still leads: a request left behind (its
+ * withdrawal failed, or the put's answer was lost) is ignored under any later leader.
+ */
 export interface HandoverRequest {
   to: string;
   token: bigint;
+  from: { key: string; token: bigint };
 }
 
 export function encodeRequest(req: HandoverRequest): Buffer {
-  return Buffer.from(JSON.stringify({ to: req.to, token: req.token.toString() }));
+  return Buffer.from(
+    JSON.stringify({
+      to: req.to,
+      token: req.token.toString(),
+      from: { key: req.from.key, token: req.from.token.toString() },
+    }),
+  );
 }
+
+const isRevision = (v: unknown): v is string => typeof v === "string" && /^\d+$/.test(v);
 
 /** The request in `value`; undefined when it is not one (a stray value is ignored, never obeyed). */
 export function parseRequest(value: Buffer | undefined): HandoverRequest | undefined {
   if (!value || value.length === 0) return undefined;
   try {
-    const o = JSON.parse(value.toString()) as { to?: unknown; token?: unknown };
-    if (typeof o.to === "string" && typeof o.token === "string" && /^\d+$/.test(o.token))
-      return { to: o.to, token: BigInt(o.token) };
+    const o = JSON.parse(value.toString()) as {
+      to?: unknown;
+      token?: unknown;
+      from?: { key?: unknown; token?: unknown };
+    };
+    const from = o.from;
+    if (typeof o.to === "string" && isRevision(o.token) && typeof from?.key === "string" && isRevision(from.token))
+      return { to: o.to, token: BigInt(o.token), from: { key: from.key, token: BigInt(from.token) } };
   } catch {
     // not a request
   }
@@ -51,6 +69,16 @@ export const mustStepAside = (
   own: { key: string; createRevision: bigint },
   req: HandoverRequest | undefined,
 ): boolean => req !== undefined && req.to !== own.key && own.createRevision < req.token;
+
+/**
+ * Whether the leader that made `req` still leads: its key, with the create revision it had, heads the
+ * queue. Once false, false forever (a key that went never comes back with the same create revision).
+ */
+async function askerLeads(ctx: SessionContext, name: string, req: HandoverRequest): Promise<boolean> {
+  const { entries } = await readQueue(ctx, name, { limit: 1, values: false });
+  const head = entries[0];
+  return head?.key === req.from.key && head.createRevision === req.from.token;
+}
 
 /** Why a campaign's wait was cut short: to join again behind a hand-over's target. Never reaches a user. */
 const STEP_ASIDE = Symbol("step aside");
@@ -94,14 +122,38 @@ export async function campaignOrStepAside(
 /** A waiter's watch of the hand-over request of its name (watches are hints, reads are truth). */
 class RequestWatch {
   readonly #watch: KeyWatch;
+  /** Askers found no longer leading (`key@token`): their requests are ignored without another read. */
+  readonly #stale = new Set<string>();
   #closed = false;
 
   constructor(ctx: SessionContext, name: string, own: Ticket, stepAside: () => void) {
     const key = handoverKey(name);
+    // A request for a target behind us: obeyed only if its asker still leads (one read of the queue's
+    // head). Stepping aside for a request that goes stale meanwhile is harmless (we only queue again).
     const judge = (value: Buffer | undefined): void => {
-      if (this.#closed || !mustStepAside(own, parseRequest(value))) return;
-      this.close();
-      stepAside();
+      const req = parseRequest(value);
+      if (this.#closed || !req || !mustStepAside(own, req)) return;
+      const asker = `${req.from.key}@${req.from.token}`;
+      if (this.#stale.has(asker)) return;
+      askerLeads(ctx, name, req).then(
+        (leads) => {
+          if (this.#closed) return;
+          if (leads) {
+            this.close();
+            stepAside();
+          } else if (!this.#stale.has(asker)) {
+            this.#stale.add(asker);
+            ctx.logger.info(
+              { name, from: req.from.key, to: req.to },
+              "ignored a hand-over request: the leader that made it no longer leads",
+            );
+          }
+        },
+        (err: unknown) => {
+          if (!this.#closed)
+            ctx.logger.warn({ err, name }, "reading who leads for a hand-over request failed; reading again later");
+        },
+      );
     };
     // A request made between our join and the watch's start, or one the watch missed, a read tells.
     const read = (): void =>
@@ -117,8 +169,6 @@ class RequestWatch {
       { key },
       { resyncMs: ctx.resyncMs() },
       {
-        // A put is a request of the leader as it was at that revision: stepping aside on it is harmless
-        // even if it is stale (we only queue again), so the event decides without a read.
         event: (e) => e.type === "put" && judge(e.value),
         resync: read,
         started: read,
@@ -296,7 +346,11 @@ async function putRequest(t: HandingTerm, chosen: QueueEntry): Promise<bigint> {
         {
           request_put: {
             key: ctx.keyspace.full(handoverKey(name)),
-            value: encodeRequest({ to: chosen.key, token: chosen.createRevision }),
+            value: encodeRequest({
+              to: chosen.key,
+              token: chosen.createRevision,
+              from: { key: t.key, token: t.token },
+            }),
             lease: ctx.lease.leaseId,
           },
         },

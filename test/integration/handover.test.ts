@@ -1,6 +1,6 @@
 import type { Etcd3 } from "etcd3";
 import { describe, expect, it } from "vitest";
-import { Election, LeaderElector, isElectionError, type Session, type Term } from "../../src/index.js";
+import { Election, LeaderElector, Session, isElectionError, type Logger, type Term } from "../../src/index.js";
 import { etcdctl, type Etcdctl } from "../support/etcdctl.js";
 import { watchCount } from "../support/internals.js";
 import { keysUnder } from "../support/observe.js";
@@ -38,9 +38,12 @@ describe("Hand-overs", () => {
       sessions,
       /** Our candidate `value` joins; resolves once its key is in the queue. */
       /** `client`: a client of its own (its own watch stream, so that its watches can be counted). */
-      async join(value: string, ttl = 10, client?: Etcd3): Promise<void> {
+      /** `logger`: the session's (default: the library's default). */
+      async join(value: string, ttl = 10, client?: Etcd3, logger?: Logger): Promise<void> {
         const before = await count();
-        const session = await fx.newSession({ ttl, ...(client ? { client } : {}) });
+        const session = logger
+          ? await Session.create(client ?? fx.client, { ttl, logger })
+          : await fx.newSession({ ttl, ...(client ? { client } : {}) });
         sessions.set(value, session);
         const campaign = new Election(session, name).campaign(value).then((t) => won(value, t));
         campaign.catch(() => {}); // judged by the test that awaits it
@@ -204,6 +207,41 @@ describe("Hand-overs", () => {
       ctl.kill();
       await l.close();
     }
+  });
+
+  it("a request left behind by a leader that no longer leads makes no candidate step aside; the next leader's hand-over works", async () => {
+    const name = `${fx.etcd.prefix()}stale-request`;
+    const l = await line(name);
+    const said: string[] = [];
+    const logger = { debug() {}, info: (_f: object, m: string) => void said.push(m), warn() {}, error() {} };
+    await l.join("a");
+    const a = await l.campaign("a");
+    await l.join("b");
+    await l.join("c", 10, undefined, logger);
+    await l.join("d");
+    const kvs = async () => (await fx.client.getAll().prefix(`${name}/`).sort("Create", "Ascend").exec()).kvs;
+    const [ka, , kc, kd] = await kvs();
+    await a.resign();
+    const b = await l.campaign("b");
+    // As if a's withdrawal had failed: a's request, for d, is still there under b.
+    const stale = {
+      to: kd!.key.toString(),
+      token: kd!.create_revision,
+      from: { key: ka!.key.toString(), token: ka!.create_revision },
+    };
+    await fx.client.put(`${name}.handover`).value(JSON.stringify(stale));
+    await waitFor(async () => said.some((m) => m.includes("no longer leads")) || (await l.order())[1] !== "c");
+    expect(await l.order()).toEqual(["b", "c", "d"]);
+    expect((await kvs())[1]!.create_revision).toBe(kc!.create_revision); // c never left
+    // b's own hand-over past c, to d: c steps aside for it.
+    const leader = await b.handOver({ to: "d" });
+    expect(leader.value.toString()).toBe("d");
+    expect(await l.order()).toEqual(["d", "c"]);
+    expect(await l.requestPresent()).toBe(false);
+    await (await l.campaign("d")).resign();
+    await (await l.campaign("c")).resign();
+    expect(l.violations).toEqual([]);
+    await l.close();
   });
 
   it("two hand-overs racing on one term: one goes through, the other fails at once; the new leader can hand over again", async () => {
