@@ -2,12 +2,11 @@ import { linkedController, raceAbort } from "../common/abort.js";
 import { timerIn } from "../common/clock.js";
 import { HandoverFailedError, NotLeaderError } from "../errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
-import { releaseRetry, retryWithBackoff } from "../common/backoff.js";
-import { isTransient } from "../etcd/errors.js";
 import { range, txn } from "../etcd/kv.js";
 import { readLeader, type Leader } from "../leader.js";
 import { predecessorPolicy, type QueueEntry } from "../queue/policies.js";
 import { acquire, queueRange, readQueue, toEntries, type Ticket } from "../queue/queue.js";
+import { removeOwned } from "../queue/release.js";
 import type { SessionContext } from "../session/context.js";
 
 /**
@@ -363,10 +362,6 @@ async function putRequest(t: HandingTerm, chosen: QueueEntry): Promise<bigint> {
   return BigInt(res.header.revision);
 }
 
-const requestDelete = (ctx: SessionContext, name: string) => ({
-  request_delete_range: { key: ctx.keyspace.full(handoverKey(name)) },
-});
-
 /**
  * Removes our request if it is still the one we put (a later leader's is never touched): guarded by its
  * mod revision `at`, or, when the put's answer was lost (`at` undefined: it may or may not be there), read
@@ -374,42 +369,17 @@ const requestDelete = (ctx: SessionContext, name: string) => ({
  * or the session ends (it then goes with our lease). Logged, not thrown.
  */
 async function removeRequest(ctx: SessionContext, name: string, at: bigint | undefined): Promise<void> {
-  const key = ctx.keyspace.full(handoverKey(name));
-  const why = `hand-over of "${name}": withdraw the request`;
-  try {
-    await retryWithBackoff(
-      releaseRetry,
-      async () => {
-        let rev = at;
-        if (rev === undefined) {
-          const res = await range(ctx, { key, keys_only: true }, `${why} (read)`);
-          const kv = res.kvs[0];
-          if (!kv || String(kv.lease) !== String(ctx.lease.leaseId)) return;
-          rev = BigInt(kv.mod_revision);
-        }
-        await txn(
-          ctx,
-          {
-            compare: [{ key, result: "Equal", target: "Mod", mod_revision: rev.toString() }],
-            success: [requestDelete(ctx, name)],
-            failure: [],
-          },
-          why,
-        );
-      },
-      {
-        retryable: isTransient,
-        signal: ctx.lease.signal,
-        onRetry: (err, attempt) =>
-          ctx.logger[attempt === 1 ? "warn" : "debug"](
-            { err, name, attempt },
-            "withdrawing a hand-over's request failed; retrying until etcd confirms or the session ends",
-          ),
-      },
-    );
-  } catch (err) {
-    ctx.logger.warn({ err, name }, "withdrawing a hand-over's request failed; it goes with our lease");
-  }
+  await removeOwned(
+    ctx,
+    {
+      key: handoverKey(name),
+      guard: "Mod",
+      revision: at,
+      ours: (kv) => (String(kv.lease) === String(ctx.lease.leaseId) ? BigInt(kv.mod_revision) : undefined),
+      what: "our hand-over request",
+    },
+    `hand-over of "${name}": withdraw the request`,
+  );
 }
 
 /**
