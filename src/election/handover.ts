@@ -1,5 +1,5 @@
 import { linkedController, raceAbort } from "../common/abort.js";
-import { timerIn } from "../common/clock.js";
+import { timerIn, type Timer } from "../common/clock.js";
 import { HandoverFailedError, NotLeaderError } from "../errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
 import { range, txn } from "../etcd/kv.js";
@@ -283,7 +283,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
       throw new HandoverFailedError(`hand-over of "${name}": ${whom} went away; the term still holds`);
     }
   } catch (err) {
-    if (requested) await removeRequest(ctx, name, requestAt);
+    if (requested) await withinBound(removeRequest(ctx, name, requestAt));
     if (t.signal.aborted) throw t.signal.reason;
     if (target.signal?.aborted) throw target.signal.reason;
     if (timeout.signal.aborted) {
@@ -317,7 +317,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
         cause: err,
       });
     } finally {
-      await withdrawing;
+      if (withdrawing) await withinBound(withdrawing);
     }
   } finally {
     timer.cancel();
@@ -360,6 +360,21 @@ async function putRequest(t: HandingTerm, chosen: QueueEntry): Promise<bigint> {
   );
   if (!res.succeeded) throw new NotLeaderError(`not the leader: our key ${t.key} is gone`);
   return BigInt(res.header.revision);
+}
+
+/**
+ * How long a hand-over's answer waits for the withdrawal of its request (ms): the call's answer comes
+ * within `timeoutMs` plus this, however slow etcd is; a withdrawal not confirmed by then goes on in the
+ * background until etcd confirms it or the session ends (logged), and a request left meanwhile moves
+ * nobody once our term is over (waiters check that its asker leads).
+ */
+export const WITHDRAW_WAIT_MS = 1_000;
+
+/** Waits for `withdrawal` at most WITHDRAW_WAIT_MS; it goes on (settling on its own, never throwing) after. */
+async function withinBound(withdrawal: Promise<void>): Promise<void> {
+  let timer: Timer | undefined;
+  await Promise.race([withdrawal, new Promise<void>((resolve) => (timer = timerIn(WITHDRAW_WAIT_MS, resolve)))]);
+  timer?.cancel();
 }
 
 /**

@@ -4,7 +4,7 @@ import { Election, LeaderElector, Session, isElectionError, type Logger, type Te
 import { etcdctl, type Etcdctl } from "../support/etcdctl.js";
 import { watchCount } from "../support/internals.js";
 import { keysUnder } from "../support/observe.js";
-import { useEtcd, waitFor } from "../support/index.js";
+import { TcpProxy, faultsUnavailableReason, useEtcd, waitFor } from "../support/index.js";
 
 /** An etcdctl candidate's value: nothing else it prints contains it (its name, paths, warnings). */
 const CTL = "successor-from-go";
@@ -208,6 +208,44 @@ describe("Hand-overs", () => {
       await l.close();
     }
   });
+
+  it.skipIf(!!faultsUnavailableReason)(
+    "a failed hand-over answers within timeoutMs + 1 s while the request's withdrawal hangs; the withdrawal lands later",
+    async () => {
+      const name = `${fx.etcd.prefix()}slow-withdrawal`;
+      const l = await line(name);
+      const proxy = await TcpProxy.start({ targetPort: Number(fx.etcd.members[0]!.directClientUrl.split(":")[1]) });
+      const own = fx.etcd.client({}, [proxy.url]); // the leader's path to etcd, and only its
+      await l.join("a", 10, own);
+      const a = await l.campaign("a");
+      const ctl = await l.joinEtcdctl(CTL); // cannot step aside: the hand-over runs into its timeout
+      try {
+        await l.join("c");
+        const started = performance.now();
+        const handing = a.handOver({ to: "c", timeoutMs: 1500 }).catch((e: unknown) => e);
+        await waitFor(() => l.requestPresent());
+        proxy.blackhole(); // from here the leader's calls get no answer: withdrawing the request hangs
+        const failed = await handing;
+        const took = performance.now() - started;
+        expect(codeOf(failed)).toBe("HANDOVER_FAILED");
+        expect(took).toBeLessThan(1500 + 1000 + 1000); // timeoutMs + the documented bound + slack
+        expect(a.signal.aborted).toBe(false);
+        expect(await l.requestPresent()).toBe(true);
+        proxy.open();
+        await waitFor(async () => !(await l.requestPresent())); // the withdrawal went on, and landed
+        a.assertHeld();
+        await a.resign();
+        await ctl.printed(CTL);
+        expect(l.violations).toEqual([]);
+      } finally {
+        proxy.open();
+        ctl.kill();
+        await l.close();
+        own.close();
+        await proxy.close();
+      }
+    },
+  );
 
   it("a request left behind by a leader that no longer leads makes no candidate step aside; the next leader's hand-over works", async () => {
     const name = `${fx.etcd.prefix()}stale-request`;
