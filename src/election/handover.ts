@@ -171,11 +171,12 @@ class RequestWatch {
         event: (e) => e.type === "put" && judge(e.value),
         resync: read,
         started: read,
-        // Denied (a role limited to `<name>/`): said once, and the watch stops (it would be denied forever).
+        // Denied (a role limited to `<name>/`): the watch stops (it would be denied forever). The watch
+        // stream said so at error; what it means here is said at info, once.
         denied: (err) => {
           if (this.#closed) return;
           this.close();
-          ctx.logger.warn(
+          ctx.logger.info(
             { err, name, key },
             "no permission to watch the hand-over request: this candidate cannot step aside for a hand-over",
           );
