@@ -103,6 +103,9 @@ export async function campaignOrStepAside(
         signal: controller.signal,
         vanished,
         waiting: (own) => void (watch ??= new RequestWatch(ctx, name, own, () => aside.abort(STEP_ASIDE))),
+        // The request is read again with the wait's own periodic re-read (one transaction), not by a read
+        // of its own; not once the watch is closed (denied, or stepping aside).
+        alsoRead: () => (watch?.open ? { key: handoverKey(name), seen: (kv) => watch?.judge(kv?.value) } : undefined),
       });
     } catch (err) {
       // acquire removed our key (confirmed) before it rejected. The private reason never reaches the user:
@@ -118,9 +121,14 @@ export async function campaignOrStepAside(
   }
 }
 
-/** A waiter's watch of the hand-over request of its name (watches are hints, reads are truth). */
+/**
+ * A waiter's watch of the hand-over request of its name (watches are hints, reads are truth): read once
+ * the watch is in place; after that, with the wait's periodic re-read (the campaign hands it `judge`).
+ */
 class RequestWatch {
   readonly #watch: KeyWatch;
+  /** Judges a value of the request key, as read or told. */
+  readonly judge: (value: Buffer | undefined) => void;
   /** Askers found no longer leading (`key@token`): their requests are ignored without another read. */
   readonly #stale = new Set<string>();
   #closed = false;
@@ -129,7 +137,7 @@ class RequestWatch {
     const key = handoverKey(name);
     // A request for a target behind us: obeyed only if its asker still leads (one read of the queue's
     // head). Stepping aside for a request that goes stale meanwhile is harmless (we only queue again).
-    const judge = (value: Buffer | undefined): void => {
+    const judge = (this.judge = (value: Buffer | undefined): void => {
       const req = parseRequest(value);
       if (this.#closed || !req || !mustStepAside(own, req)) return;
       const asker = `${req.from.key}@${req.from.token}`;
@@ -153,8 +161,9 @@ class RequestWatch {
             ctx.logger.warn({ err, name }, "reading who leads for a hand-over request failed; reading again later");
         },
       );
-    };
-    // A request made between our join and the watch's start, or one the watch missed, a read tells.
+    });
+    // A request made between our join and the watch's start, a read tells; one the watch missed, the wait's
+    // periodic re-read (which also follows the watch stream being made again).
     const read = (): void =>
       void range(ctx, { key: ctx.keyspace.full(key) }, `read the hand-over request of "${name}"`).then(
         (res) => judge(res.kvs[0]?.value),
@@ -169,7 +178,7 @@ class RequestWatch {
       { resyncMs: ctx.resyncMs() },
       {
         event: (e) => e.type === "put" && judge(e.value),
-        resync: read,
+        resync: () => {},
         started: read,
         // Denied (a role limited to `<name>/`): the watch stops (it would be denied forever). The watch
         // stream said so at error; what it means here is said at info, once.
@@ -183,6 +192,11 @@ class RequestWatch {
         },
       },
     );
+  }
+
+  /** Still listening: not denied, not stepping aside, not closed. */
+  get open(): boolean {
+    return !this.#closed;
   }
 
   close(): void {

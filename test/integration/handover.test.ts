@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { Election, LeaderElector, Session, isElectionError, type Logger, type Term } from "../../src/index.js";
 import { etcdctl, type Etcdctl } from "../support/etcdctl.js";
 import { watchCount } from "../support/internals.js";
+import { contextOf } from "../../src/session/context.js";
 import { keysUnder } from "../support/observe.js";
 import { TcpProxy, faultsUnavailableReason, useEtcd, waitFor } from "../support/index.js";
 
@@ -280,6 +281,50 @@ describe("Hand-overs", () => {
     await (await l.campaign("c")).resign();
     expect(l.violations).toEqual([]);
     await l.close();
+  });
+
+  it("a waiter reads the request with its wait's periodic re-read, not on its own; a request its watch missed is still obeyed", async () => {
+    const name = `${fx.etcd.prefix()}folded-read`;
+    const l = await line(name);
+    await l.join("a");
+    const a = await l.campaign("a");
+    const own = fx.etcd.client(); // b's calls, and only its, go through this client
+    const b = await Session.create(own, { ttl: 2 });
+    try {
+      const ctx = contextOf(b);
+      const calls: string[] = [];
+      const call = ctx.conn.call.bind(ctx.conn);
+      ctx.conn.call = (service, method, req, o) => {
+        calls.push(o.what ?? method);
+        return call(service, method, req, o);
+      };
+      // b's watch of the request tells nothing: as if it missed every event.
+      const add = ctx.watches.add.bind(ctx.watches);
+      ctx.watches.add = (target, handlers) =>
+        add(target, target.key.toString().endsWith(".handover") ? { ...handlers, events: () => {} } : handlers);
+      const count = (what: string): number => calls.filter((w) => w === what).length;
+      const requestReads = (): number => count(`read the hand-over request of "${name}"`);
+      const queueReads = (): number => count(`read the queue of "${name}"`);
+      const campaign = new Election(b, name).campaign("b");
+      campaign.catch(() => {}); // awaited below
+      await waitFor(async () => (await l.order()).length === 2);
+      await l.join("c");
+      const before = queueReads();
+      await waitFor(() => queueReads() >= before + 4, { description: "two of b's periodic re-reads" });
+      expect(requestReads()).toBe(1); // once, when its watch was in place
+      // The request reaches b only through its wait's re-read (within TTL/2): it steps aside all the same.
+      const leader = await a.handOver({ to: "c" });
+      expect(leader.value.toString()).toBe("c");
+      expect(await l.order()).toEqual(["c", "b"]);
+      expect(requestReads()).toBeLessThanOrEqual(2); // and once more when it joined again
+      await (await l.campaign("c")).resign();
+      await (await campaign).resign();
+      expect(l.violations).toEqual([]);
+    } finally {
+      await b.close();
+      await l.close();
+      own.close();
+    }
   });
 
   it("two hand-overs racing on one term: one goes through, the other fails at once; the new leader can hand over again", async () => {
