@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { Election, LeaderElector, Mutex, RWLock, Semaphore, Session, type EtcdClient } from "../../src/index.js";
+import { contextOf } from "../../src/session/context.js";
 import { handledRpcs } from "../support/metrics.js";
 import { collect, keysUnder } from "../support/observe.js";
 import {
@@ -304,6 +305,40 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
       } finally {
         stop.abort();
         await done?.catch(() => {});
+        await session.close();
+        await boss.close();
+        await limited.drop();
+      }
+    });
+
+    it("a candidate that loses read access to the request while it waits still wins (its periodic re-read reads the queue alone)", async () => {
+      const name = fx.etcd.prefix("limited-revoked") + "jobs";
+      const limited = await limitedTo(name, "revoked");
+      const request = fx.client.range({ prefix: `${name}.handover` });
+      const role = fx.client.role("limited-revoked");
+      await role.grant({ permission: "Read", range: request }); // at first it may read the request
+      const boss = await Session.create(fx.client, { ttl: 2 });
+      const session = await Session.create(limited.client, { ttl: 2 });
+      try {
+        const held = await new Election(boss, name).campaign("boss");
+        const ctx = contextOf(session);
+        const calls: string[] = [];
+        const call = ctx.conn.call.bind(ctx.conn);
+        ctx.conn.call = (service, method, req, o) => {
+          calls.push(o.what ?? method);
+          return call(service, method, req, o);
+        };
+        const waiting = new Election(session, name).campaign("w");
+        waiting.catch(() => {}); // awaited below
+        await waitFor(() => calls.includes(`read the hand-over request of "${name}"`)); // its watch is in place
+        await role.revoke({ permission: "Read", range: request });
+        const reads = (): number => calls.filter((w) => w === `read the queue of "${name}"`).length;
+        const before = reads();
+        await waitFor(() => reads() >= before + 3, { description: "a periodic re-read after the revoke" });
+        await held.resign();
+        await (await waiting).resign();
+        expect(await keysUnder(fx.client, name)).toEqual([]);
+      } finally {
         await session.close();
         await boss.close();
         await limited.drop();
