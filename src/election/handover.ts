@@ -298,6 +298,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
       throw new HandoverFailedError(`hand-over of "${name}": ${whom} went away; the term still holds`);
     }
   } catch (err) {
+    timer.cancel(); // no timer left behind by a hand-over that failed early
     if (requested) await withinBound(removeRequest(ctx, name, requestAt));
     if (t.signal.aborted) throw t.signal.reason;
     if (target.signal?.aborted) throw target.signal.reason;
