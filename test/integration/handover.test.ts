@@ -275,6 +275,7 @@ describe("Hand-overs", () => {
     // b's own hand-over past c, to d: c steps aside for it.
     const leader = await b.handOver({ to: "d" });
     expect(leader.value.toString()).toBe("d");
+    await waitFor(async () => (await l.order()).length === 2); // c joins again once its key is gone
     expect(await l.order()).toEqual(["d", "c"]);
     expect(await l.requestPresent()).toBe(false);
     await (await l.campaign("d")).resign();
@@ -315,6 +316,7 @@ describe("Hand-overs", () => {
       // The request reaches b only through its wait's re-read (within TTL/2): it steps aside all the same.
       const leader = await a.handOver({ to: "c" });
       expect(leader.value.toString()).toBe("c");
+      await waitFor(async () => (await l.order()).length === 2); // b joins again once its key is gone
       expect(await l.order()).toEqual(["c", "b"]);
       expect(requestReads()).toBeLessThanOrEqual(2); // and once more when it joined again
       await (await l.campaign("c")).resign();
