@@ -308,15 +308,22 @@ export class WatchStream {
     const stream = this.#stream;
     if (!stream) return;
     this.#conn.refreshToken();
-    this.#broken(stream, this.#conn.endpoint, undefined);
+    this.#broken(stream, this.#conn.endpoint, undefined, true);
   }
 
-  #broken(stream: GrpcDuplex<WatchRequest, WatchResponse>, endpoint: Endpoint, err: unknown): void {
+  /** `deliberate`: we end it ourselves, to open it with a fresh token (no failure: said at info). */
+  #broken(stream: GrpcDuplex<WatchRequest, WatchResponse>, endpoint: Endpoint, err: unknown, deliberate = false): void {
     if (this.#stream !== stream) return;
     this.#drop();
     if (this.#closed) return;
     if (err !== undefined && isTransient(err)) this.#conn.failed(endpoint);
-    this.#logger.warn({ err, endpoint: endpoint.address }, "watch stream broke; re-opening it (watchers read again)");
+    if (deliberate)
+      this.#logger.info(
+        { endpoint: endpoint.address },
+        "etcd refused a watch: re-opening the watch stream with a fresh auth token (watchers read again)",
+      );
+    else
+      this.#logger.warn({ err, endpoint: endpoint.address }, "watch stream broke; re-opening it (watchers read again)");
     this.#scheduleOpen();
   }
 

@@ -3,7 +3,7 @@ import { linkedController, onAbort, raceAbort } from "../common/abort.js";
 import { now } from "../common/clock.js";
 import { assertUsable, type SessionContext } from "../session/context.js";
 import { EtcdError } from "../errors.js";
-import { isNoLeader, isTransient } from "../etcd/errors.js";
+import { isNoLeader, isPermissionDenied, isTransient } from "../etcd/errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
 import { inQueue, queueKey, type Keyspace } from "../etcd/keyspace.js";
 import type { Endpoint } from "../etcd/internals.js";
@@ -51,6 +51,18 @@ export interface AcquireOptions {
   vanished: (message: string) => Error;
   /** Called with our ticket each time we are about to wait on keys ahead (an election's hand-over watch). */
   waiting?: ((own: Ticket) => void) | undefined;
+  /**
+   * A key read in the same transaction as each re-read the wait's watch asks for (every TTL/2, or after
+   * the watch was made again), its key-value handed to `seen`: an election's hand-over request, read
+   * without a periodic read of its own. Asked for each time (undefined: not this time).
+   */
+  alsoRead?: (() => AlsoRead | undefined) | undefined;
+}
+
+/** A key read beside the queue's periodic re-read. */
+export interface AlsoRead {
+  key: string;
+  seen: (kv: IKeyValue | undefined) => void;
 }
 
 /**
@@ -98,8 +110,11 @@ export async function acquire(
     let blockerGoneAt: number | undefined;
     /** How the last read was made, when it followed a wait: it counts as how that wait ended. */
     let afterWait: ReadKind | undefined;
+    /** No permission to read `options.alsoRead`'s key: the queue is read alone from then on. */
+    let alsoDenied = false;
     for (;;) {
       let at: EventPoint | undefined;
+      let also: AlsoRead | undefined;
       if (confirmed) {
         const blocking = policy.blocking(ahead);
         if (afterWait) countDecision(ctx, blocking ? "stillBlocked" : afterWait);
@@ -123,7 +138,9 @@ export async function acquire(
           },
           "waiting for keys ahead to go",
         );
-        ({ goneAt: blockerGoneAt, at } = await waitForDeletes(ctx, name, blocking, signal));
+        let resync: boolean | undefined;
+        ({ goneAt: blockerGoneAt, at, resync } = await waitForDeletes(ctx, name, blocking, signal));
+        if (resync && !alsoDenied) also = options.alsoRead?.();
         ctx.logger.debug(
           {
             name,
@@ -135,7 +152,12 @@ export async function acquire(
         );
       }
       const onMember = at && (await readOnEventMember(ctx, own, policy, at, signal));
-      const read = onMember ?? (await retryRead(() => readLinearizable(ctx, own, policy), signal, ctx.logger));
+      let linearizable: Awaited<ReturnType<typeof readLinearizable>> | undefined;
+      const read =
+        onMember ??
+        (linearizable = await retryRead(() => readLinearizable(ctx, own, policy, also?.key), signal, ctx.logger));
+      if (linearizable?.alsoDenied) alsoDenied = true;
+      else if (linearizable) also?.seen(linearizable.also);
       afterWait = confirmed ? (onMember ? "serializable" : "linearizable") : undefined;
       signal.throwIfAborted();
       if (!read && afterWait) countDecision(ctx, "vanished");
@@ -230,6 +252,8 @@ interface Woken {
    * once the watch was in place counted some (it was made elsewhere, at a revision of its own).
    */
   at?: EventPoint | undefined;
+  /** The watch asked for a re-read (TTL/2 passed, or it was made again). */
+  resync?: boolean;
 }
 
 /**
@@ -266,7 +290,7 @@ function waitForDeletes(ctx: SessionContext, name: string, blocking: Blocking, s
       { resyncMs: ctx.resyncMs() },
       {
         event: (e, from) => e.type === "delete" && count([e.key], { revision: e.modRevision, endpoint: from }),
-        resync: () => finish(),
+        resync: () => finish({ resync: true }),
         started: () => {
           if (finished) return; // a resync already sent the caller to read
           readExistingBlockers(ctx, name, blocking).then(
@@ -340,41 +364,70 @@ async function readOnEventMember(
 /**
  * Reads (one linearizable range) whether our key still exists and what is ahead of it: undefined when
  * our key is gone (only our own join made a key at our create revision, so a key re-made under our name
- * does not count).
+ * does not count). `also`: a key read in the same read-only transaction (its key-value returned as
+ * `also`); when etcd denies that, the queue is read alone (`alsoDenied`).
  */
 async function readLinearizable(
   ctx: SessionContext,
   ticket: Ticket,
   policy: QueuePolicy,
-): Promise<{ ahead: QueueEntry[]; revision: bigint } | undefined> {
-  const read = await readAhead(ctx, ticket, policy);
+  also?: string,
+): Promise<{ ahead: QueueEntry[]; revision: bigint; also?: IKeyValue | undefined; alsoDenied?: boolean } | undefined> {
+  let read: { entries: QueueEntry[]; revision: bigint; also?: IKeyValue | undefined };
+  let alsoDenied = false;
+  try {
+    read = await readAhead(ctx, ticket, policy, undefined, also);
+  } catch (err) {
+    // No permission to read `also` (a role limited to `<name>/`): the queue alone, as without it.
+    if (also === undefined || !isPermissionDenied(err)) throw err;
+    read = await readAhead(ctx, ticket, policy);
+    alsoDenied = true;
+  }
   const verdict = judgeRead(ticket, read.entries, "linearizable");
   if (verdict.kind !== "ours") return undefined;
   policy.check?.(verdict.ahead);
-  return { ahead: verdict.ahead, revision: read.revision };
+  return { ahead: verdict.ahead, revision: read.revision, also: read.also, alsoDenied };
 }
 
 /**
  * Reads the queue up to our create revision: linearizably, or serializably on the member `on`. When the policy needs only the `nearest` keys ahead, the range is read newest first and
  * limited to those and ours: a waiter deep in a long queue gets a few keys back, not all of them (etcd
- * still walks the range).
+ * still walks the range). `also` (linearizable only): a key read in the same read-only transaction as
+ * the first range, returned as `also`.
  */
 async function readAhead(
   ctx: SessionContext,
   ticket: Ticket,
   policy: QueuePolicy,
   on?: Endpoint,
-): Promise<{ entries: QueueEntry[]; revision: bigint }> {
+  also?: string,
+): Promise<{ entries: QueueEntry[]; revision: bigint; also?: IKeyValue | undefined }> {
   const what = `read the queue of "${ticket.name}"${on ? ` on ${on.address}` : ""}`;
   const read = (req: IRangeRequest) => (on ? rangeOn(ctx, req, on, what) : range(ctx, req, what));
   const opts = { values: policy.readValues, maxCreateRevision: ticket.createRevision };
-  let res = await read(
-    queueRange(
-      ctx.keyspace,
-      ticket.name,
-      policy.nearest === undefined ? opts : { ...opts, limit: policy.nearest + 1, newestFirst: true },
-    ),
+  const first = queueRange(
+    ctx.keyspace,
+    ticket.name,
+    policy.nearest === undefined ? opts : { ...opts, limit: policy.nearest + 1, newestFirst: true },
   );
+  let alsoKv: IKeyValue | undefined;
+  let res: { kvs: IKeyValue[]; more: boolean; header: { revision: string } };
+  if (also === undefined || on) res = await read(first);
+  else {
+    const both = await txn(
+      ctx,
+      {
+        compare: [],
+        success: [{ request_range: first }, { request_range: { key: ctx.keyspace.full(also) } }],
+        failure: [],
+      },
+      what,
+    );
+    const queue = both.responses[0]?.response_range;
+    if (!queue) throw new EtcdError(`${what}: etcd answered a transaction of two reads without the first`);
+    res = { kvs: queue.kvs, more: queue.more, header: both.header };
+    alsoKv = both.responses[1]?.response_range.kvs[0];
+  }
   let entries = toEntries(ctx.keyspace, ticket.name, res.kvs, policy.readValues);
   if (policy.nearest !== undefined) {
     // Deeper keys (other names) took places in the limited read: read all of it instead.
@@ -383,7 +436,7 @@ async function readAhead(
       entries = toEntries(ctx.keyspace, ticket.name, res.kvs, policy.readValues);
     } else entries.reverse();
   }
-  return { entries, revision: BigInt(res.header.revision) };
+  return { entries, revision: BigInt(res.header.revision), also: alsoKv };
 }
 
 /** Which of the blocking keys still exist, as we saw them (keys only, linearizable). */
