@@ -439,22 +439,36 @@ describe("locks on a single node", () => {
     expect(await keysUnder(fx.client, name)).toEqual([]);
   });
 
-  it("semaphore: a waiter woken by two deletes reads at the later one's revision", async () => {
-    const name = `${fx.etcd.prefix()}sem-at-event`;
+  /**
+   * A semaphore of limit 2 held by a and b, with a third waiting, and a session for the next waiter on a
+   * client of its own, whose member reads and calls the test sees.
+   */
+  async function semaphoreOfTwoAndOneWaiting(name: string) {
     const [a, b] = await Promise.all(
       [0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()),
     );
     const third = new Semaphore(await newSession(), name, { limit: 2 }).acquire();
     await waitFor(async () => (await keysUnder(fx.client, name)).length === 3);
     const waiterSession = await newSession(fx.etcd.client()); // its own client: the hooks see its calls only
-    const readsAt = aroundEventMemberReads(waiterSession);
-    const calls = countCalls(waiterSession);
+    return {
+      a: a!,
+      b: b!,
+      third,
+      waiterSession,
+      readsAt: aroundEventMemberReads(waiterSession),
+      calls: countCalls(waiterSession),
+    };
+  }
+
+  it("semaphore: a waiter woken by two deletes reads at the later one's revision", async () => {
+    const name = `${fx.etcd.prefix()}sem-at-event`;
+    const { a, b, third, waiterSession, readsAt, calls } = await semaphoreOfTwoAndOneWaiting(name);
     const waiting = new Semaphore(waiterSession, name, { limit: 2 }).acquire(); // three ahead: two must go
     await waitFor(() => calls().length === 3); // joined, read ahead, and (its watch in place) saw all three there
-    const first = await fx.client.delete().key(a!.key).exec();
+    const first = await fx.client.delete().key(a.key).exec();
     const c = await third; // the first delete lets the third in, and the waiter still waits
     expect(readsAt()).toEqual([]);
-    const second = await fx.client.delete().key(b!.key).exec();
+    const second = await fx.client.delete().key(b.key).exec();
     const permit = await waiting;
     expect(BigInt(second.header.revision)).toBeGreaterThan(BigInt(first.header.revision));
     expect(readsAt()).toEqual([{ revision: expect.any(BigInt), meantFor: watchEndpoint(waiterSession) }]);
@@ -474,22 +488,15 @@ describe("locks on a single node", () => {
 
   it("semaphore: a blocker deleted before the waiter's watch is in place (counted by its read) makes the decision linearizable", async () => {
     const name = `${fx.etcd.prefix()}sem-counted-by-read`;
-    const [a, b] = await Promise.all(
-      [0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()),
-    );
-    const third = new Semaphore(await newSession(), name, { limit: 2 }).acquire();
-    await waitFor(async () => (await keysUnder(fx.client, name)).length === 3);
-    const waiterSession = await newSession(fx.etcd.client()); // its own client: the hooks see its calls only
-    const readsAt = aroundEventMemberReads(waiterSession);
-    const calls = countCalls(waiterSession);
+    const { a, b, third, waiterSession, readsAt, calls } = await semaphoreOfTwoAndOneWaiting(name);
     // The waiter's watch goes out only once the first blocker is gone: no watch tells that delete.
     beforeNextWatch(waiterSession, async () => {
-      await fx.client.delete().key(a!.key);
+      await fx.client.delete().key(a.key);
     });
     const waiting = new Semaphore(waiterSession, name, { limit: 2 }).acquire();
     await waitFor(() => calls().length === 3); // joined, read ahead, and (its watch in place) saw one gone
     const c = await third;
-    await fx.client.delete().key(b!.key); // told by the watch, but the other was counted by the read
+    await fx.client.delete().key(b.key); // told by the watch, but the other was counted by the read
     const permit = await waiting;
     expect(readsAt()).toEqual([]); // no read at an event's revision
     expect(calls()).toEqual(["KV.txn", "KV.range", "KV.range", "KV.range"]); // the last one linearizable
