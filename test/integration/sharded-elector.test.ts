@@ -1,0 +1,276 @@
+import type { Etcd3 } from "etcd3";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ShardedElector, healthHandler, type Term } from "../../src/index.js";
+import { assignShards } from "../../src/sharding/assignment.js";
+import { Worker } from "../support/child.js";
+import { keysUnder } from "../support/observe.js";
+import type { ShardedWorkerConfig } from "../support/sharded-worker.js";
+import { faultsUnavailableReason, startEtcd, TcpProxy, waitFor, type EtcdEnv } from "../support/index.js";
+
+const SHARDED_WORKER = fileURLToPath(new URL("../support/sharded-worker.ts", import.meta.url));
+const TTL = 2;
+
+interface Member {
+  identity: string;
+  elector: ShardedElector;
+  stop: AbortController;
+  done: Promise<void>;
+  client: Etcd3;
+  /** Each term's end, by token (performance.now()), the moment its signal aborted. */
+  endedAt: Map<bigint, number>;
+}
+
+/** Who works on which shard right now, across every in-process member: two at once is a failure. */
+class Workbench {
+  readonly active = new Map<number, string>();
+  readonly overlaps: string[] = [];
+  /** Per shard, every term begun: its identity, token and the moment (performance.now()). */
+  readonly begun = new Map<number, { identity: string; token: bigint; at: number }[]>();
+
+  async work(identity: string, shard: number, term: Term, endedAt: Map<bigint, number>): Promise<void> {
+    const other = this.active.get(shard);
+    if (other !== undefined) this.overlaps.push(`shard ${shard}: ${identity} began while ${other} worked`);
+    this.active.set(shard, identity);
+    const list = this.begun.get(shard) ?? [];
+    list.push({ identity, token: term.token, at: performance.now() });
+    this.begun.set(shard, list);
+    await new Promise((resolve) => term.signal.addEventListener("abort", resolve, { once: true }));
+    endedAt.set(term.token, performance.now());
+    // Work that takes a moment to wind down: the next owner must still not begin before it returns.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    if (this.active.get(shard) === identity) this.active.delete(shard);
+  }
+}
+
+describe("ShardedElector", () => {
+  let etcd: EtcdEnv;
+  let client: Etcd3;
+  const all: Member[] = [];
+  const bench = new Workbench();
+
+  function start(name: string, identity: string, shards: number, hosts?: string[]): Member {
+    const endedAt = new Map<bigint, number>();
+    const memberClient = etcd.client({}, hosts);
+    const stop = new AbortController();
+    const elector = new ShardedElector({
+      client: memberClient,
+      name,
+      shards,
+      identity,
+      ttl: TTL,
+      logger: false,
+      onAcquired: (shard, term) => bench.work(identity, shard, term, endedAt),
+    });
+    const m: Member = {
+      identity,
+      elector,
+      stop,
+      done: elector.run({ signal: stop.signal }),
+      client: memberClient,
+      endedAt,
+    };
+    all.push(m);
+    return m;
+  }
+
+  async function leave(m: Member): Promise<void> {
+    m.stop.abort();
+    await m.done;
+  }
+
+  /** Shard -> holder identity, as etcd has it (oldest key of each shard's election). */
+  async function holders(name: string, shards: number): Promise<(string | undefined)[]> {
+    const kvs = await client.getAll().prefix(`${name}/shards/`).sort("Create", "Ascend").strings();
+    const out = new Array<string | undefined>(shards).fill(undefined);
+    for (const [key, value] of Object.entries(kvs)) {
+      const shard = Number(key.slice(`${name}/shards/`.length).split("/")[0]);
+      out[shard] ??= value;
+    }
+    return out;
+  }
+
+  /**
+   * Waits until the group is at rest with `members`: every shard held by the member the assignment names,
+   * each member owning exactly those, and no key beyond one per shard and one per member (O(S + M)).
+   */
+  async function settled(name: string, shards: number, members: Member[], timeoutMs = 15_000): Promise<string[]> {
+    const expected = assignShards(
+      members.map((m) => ({ id: m.identity, identity: m.identity })),
+      shards,
+    );
+    return waitFor(
+      async () => {
+        const now = await holders(name, shards);
+        if (now.some((h, s) => h !== expected[s])) return undefined;
+        for (const m of members) {
+          const mine = expected.flatMap((id, s) => (id === m.identity ? [s] : []));
+          if (JSON.stringify(m.elector.owned()) !== JSON.stringify(mine)) return undefined;
+        }
+        if ((await keysUnder(client, name)).length !== shards + members.length) return undefined;
+        return now as string[];
+      },
+      { timeoutMs, description: `${members.length} members settled on ${shards} shards` },
+    );
+  }
+
+  const moves = (a: readonly (string | undefined)[], b: readonly (string | undefined)[]): number =>
+    a.filter((x, s) => x !== b[s]).length;
+
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    client = etcd.client();
+  });
+  afterAll(async () => {
+    for (const m of all) m.stop.abort();
+    await Promise.all(all.map((m) => m.done.catch(() => {})));
+    await etcd.close();
+  });
+
+  it("balances 64 shards over 1..5 members, moving on each join and leave only what the assignment moves, never two owners at once, and leaves nothing in etcd", async () => {
+    const name = `${etcd.prefix()}balance`;
+    const S = 64;
+    const leasesBefore = (await client.leaseClient.leaseLeases()).leases.length;
+    const members: Member[] = [];
+    let before: string[] = new Array<string>(S).fill("");
+    for (let m = 1; m <= 5; m++) {
+      members.push(start(name, `node-${m}`, S));
+      const after = await settled(name, S, members);
+      const counts = members.map((x) => x.elector.owned().length);
+      for (const c of counts) expect([Math.floor(S / m), Math.ceil(S / m)]).toContain(c);
+      if (m > 1) {
+        // Every moved shard went where the assignment sends it; the unit tests bound how many that is.
+        expect(moves(before, after)).toBeLessThanOrEqual(Math.ceil(S / m) + 7);
+        expect(after.filter((x) => x === `node-${m}`)).toHaveLength(counts.at(-1)!);
+      }
+      before = after;
+    }
+    const metrics = members[0]!.elector.metrics();
+    expect(metrics).toMatchObject({ shards: S, members: 5, state: "leading" });
+    expect(JSON.parse(JSON.stringify(metrics))).toEqual(metrics);
+    expect(members[0]!.elector.owners()).toEqual(before);
+    // Leaves, oldest first: each hands its shards over; the others' stay unless the assignment moves them.
+    while (members.length > 1) {
+      const leaver = members.shift()!;
+      const own = leaver.elector.owned();
+      await leave(leaver);
+      expect(leaver.elector.owned()).toEqual([]);
+      const after = await settled(name, S, members);
+      expect(moves(before, after)).toBeLessThanOrEqual(own.length + 7);
+      for (const s of own) expect(after[s]).not.toBe(leaver.identity);
+      before = after;
+    }
+    await leave(members[0]!);
+    expect(bench.overlaps).toEqual([]);
+    expect(bench.active.size).toBe(0);
+    expect(await keysUnder(client, name)).toEqual([]);
+    expect((await client.leaseClient.leaseLeases()).leases.length).toBe(leasesBefore);
+  }, 120_000);
+
+  it("a member killed: its shards are owned again within TTL + etcd's expiry check + a little, and balance is back", async () => {
+    const name = `${etcd.prefix()}killed`;
+    const S = 64;
+    const a = start(name, "a", S);
+    const b = start(name, "b", S);
+    const config: ShardedWorkerConfig = { hosts: etcd.endpoints, ttl: TTL, name, shards: S, identity: "c" };
+    const worker = Worker.startScript(SHARDED_WORKER, config);
+    try {
+      await waitFor(async () => (await holders(name, S)).filter((h) => h === "c").length >= Math.floor(S / 3), {
+        timeoutMs: 20_000,
+      });
+      const before = await holders(name, S);
+      const renewals = worker.events.filter((e) => e.type === "renewed").length;
+      await waitFor(() => worker.events.filter((e) => e.type === "renewed").length > renewals, { intervalMs: 2 });
+      const killedAt = performance.now();
+      await worker.kill();
+      const after = await settled(name, S, [a, b], 20_000);
+      const took = performance.now() - killedAt;
+      // The lease expires TTL after the last keepalive; etcd's lessor checks every 500 ms; then a read
+      // and a campaign per shard. 1.5 s is for this machine's scheduling.
+      expect(took).toBeLessThan(TTL * 1000 + 500 + 1500);
+      // Only c's shards moved (and the assignment's few cascades).
+      expect(moves(before, after)).toBeLessThanOrEqual(before.filter((h) => h === "c").length + 7);
+    } finally {
+      await worker.kill();
+      await Promise.all([leave(a), leave(b)]);
+    }
+    expect(bench.overlaps).toEqual([]);
+  }, 60_000);
+
+  it.skipIf(!!faultsUnavailableReason)(
+    "a member cut off: each of its shards' terms ends by its deadline, before the next owner's term begins",
+    async () => {
+      const name = `${etcd.prefix()}cut`;
+      const S = 16;
+      const direct = etcd.members[0]!.directClientUrl;
+      const proxy = await TcpProxy.start({ targetPort: Number(direct.split(":")[1]) });
+      const a = start(name, "a", S);
+      const c = start(name, "c", S, [proxy.url]);
+      try {
+        await settled(name, S, [a, c]);
+        const cShards = c.elector.owned();
+        expect(cShards.length).toBe(S / 2);
+        const cutAt = performance.now();
+        proxy.blackhole();
+        await settled(name, S, [a], 20_000);
+        for (const shard of cShards) {
+          const terms = bench.begun.get(shard)!;
+          const cTerm = terms.findLast((t) => t.identity === "c")!;
+          const next = terms.find((t) => t.identity === "a" && t.at > cTerm.at)!;
+          const ended = c.endedAt.get(cTerm.token)!;
+          expect(ended).toBeDefined();
+          expect(ended).toBeLessThan(next.at);
+          expect(next.token).toBeGreaterThan(cTerm.token);
+          // c stepped down by its own deadline: within the TTL of the cut.
+          expect(ended - cutAt).toBeLessThan(TTL * 1000);
+        }
+        expect(c.elector.owned()).toEqual([]);
+        proxy.open();
+        await settled(name, S, [a, c], 20_000); // it comes back and gets its share again
+      } finally {
+        proxy.open();
+        await Promise.all([leave(a), leave(c)]);
+        await proxy.close();
+      }
+      expect(bench.overlaps).toEqual([]);
+    },
+    60_000,
+  );
+
+  it.skipIf(!!faultsUnavailableReason)(
+    "an outage of all of etcd: after the heal every shard is owned and balanced again, with no restart",
+    async () => {
+      const name = `${etcd.prefix()}outage`;
+      const S = 16;
+      const members = [start(name, "a", S), start(name, "b", S), start(name, "c", S)];
+      try {
+        await settled(name, S, members);
+        const member = etcd.members[0]!;
+        await member.kill();
+        await waitFor(() => members.every((m) => m.elector.owned().length === 0), { timeoutMs: TTL * 1000 + 2000 });
+        await member.restart();
+        // Old member keys linger until their leases expire (etcd renews every lease on restart): TTL more.
+        await settled(name, S, members, 30_000);
+        expect(members.every((m) => m.elector.healthy() && m.elector.ready())).toBe(true);
+      } finally {
+        await Promise.all(members.map(leave));
+      }
+      expect(bench.overlaps).toEqual([]);
+      expect(await keysUnder(client, name)).toEqual([]);
+    },
+    90_000,
+  );
+
+  it("serves health through healthHandler, and rejects bad options before touching etcd", () => {
+    const ok = { client, name: "x", shards: 8, identity: "a", onAcquired: () => {} };
+    const elector = new ShardedElector(ok);
+    expect(typeof healthHandler(elector)).toBe("function");
+    expect(elector.ready()).toBe(false);
+    expect(elector.owners()).toEqual(new Array(8).fill(undefined));
+    for (const bad of [{ shards: 0 }, { shards: 1.5 }, { name: "" }, { ttl: 0 }, { onAcquired: undefined }]) {
+      expect(() => new ShardedElector({ ...ok, ...bad } as typeof ok)).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+      );
+    }
+  });
+});
