@@ -17,7 +17,8 @@ import { waitFor } from "../support/wait.js";
 import { check, type Verdict } from "./checker.js";
 import { Fleet } from "./fleet.js";
 import {
-  HOLD_KINDS,
+  ALL_KINDS,
+  SHARDS,
   mono,
   type History,
   type HistoryEvent,
@@ -109,8 +110,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const startedAt = mono();
   const say = (line: string): void => log(`[chaos ${((mono() - startedAt) / 1000).toFixed(1).padStart(6)} s] ${line}`);
   const base = `chaos/${options.seed}-${randomBytes(3).toString("hex")}/`;
-  const names: Record<HoldKind, string> = { election: `${base}leader`, mutex: `${base}lock` };
-  const data: Record<HoldKind, string> = { election: `${base}data/election/`, mutex: `${base}data/mutex/` };
+  const names = { election: `${base}leader`, mutex: `${base}lock`, sharded: `${base}sharded` };
+  const data = { election: `${base}data/election/`, mutex: `${base}data/mutex/` };
+  const shardData = `${base}data/shard/`;
+  const dataOf = (kind: HoldKind): string =>
+    kind === "election" || kind === "mutex" ? data[kind] : `${shardData}${kind.slice("shard/".length)}/`;
   const docker = process.env.ETCD_BACKEND !== "process";
 
   const store = options.store ?? "etcd";
@@ -127,7 +131,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     startedAt,
     endedAt: startedAt,
     events: [],
-    data: { election: { counter: null, log: [] }, mutex: { counter: null, log: [] } },
+    data: Object.fromEntries(ALL_KINDS.map((k) => [k, { counter: null, log: [] }])) as unknown as History["data"],
   };
 
   say(`seed ${options.seed}; replay: ${options.replay}`);
@@ -149,6 +153,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       election: names.election,
       mutex: names.mutex,
       data,
+      sharded: { name: names.sharded, shards: SHARDS, data: shardData },
       writeEveryMs: 100,
       postgres: pgStore && { port: pgStore.port },
     },
@@ -162,9 +167,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       `etcd ${history.etcdVersion}, ${options.workers ?? 3} workers, TTL ${ttl} s, recovery bound ${recoveryBoundMs} ms, writes into ${store === "postgres" ? "Postgres through withFence" : "etcd through txn()"}`,
     );
     for (let i = 0; i < (options.workers ?? 3); i++) await fleet.spawn();
-    await waitFor(() => fleet.holder("election") && fleet.live().every((w) => w.leases.size === 2), {
+    await waitFor(() => fleet.holder("election") && fleet.live().every((w) => w.leases.size === 3), {
       timeoutMs: 60_000,
-      description: "workers up and a leader",
+      description: "workers up (three sessions each) and a leader",
     });
     await sleep(1000); // calm before the first fault: the baseline the figures compare with
 
@@ -236,7 +241,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const leftovers = async (): Promise<string[]> => {
       const leases = (await client.leaseClient.leaseLeases(deadline(5000))).leases.map((l) => `lease ${l.ID}`);
       const keys = (
-        await Promise.all(HOLD_KINDS.map((k) => client.getAll().prefix(`${names[k]}/`).options(deadline(5000)).keys()))
+        await Promise.all(
+          Object.values(names).map((name) => client.getAll().prefix(`${name}/`).options(deadline(5000)).keys()),
+        )
       ).flat();
       return [...leases, ...keys];
     };
@@ -250,8 +257,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       nothingLeft(false, `left in etcd after every worker stopped: ${(await leftovers().catch(() => [])).join(", ")}`);
     }
     history.endedAt = mono();
-    for (const kind of HOLD_KINDS)
-      history.data[kind] = pgStore ? await pgStore.read(data[kind]) : await readRegister(client, data[kind]);
+    for (const kind of ALL_KINDS)
+      history.data[kind] = pgStore ? await pgStore.read(dataOf(kind)) : await readRegister(client, dataOf(kind));
     await client.delete().prefix(base).options(deadline(5000)).exec();
   } finally {
     if (history.endedAt === startedAt) history.endedAt = mono();

@@ -56,7 +56,8 @@ describe("shard assignment", () => {
       for (let m = 2; m <= 8; m++) {
         const set = members(m);
         const before = assignShards(set, shards);
-        for (const leaver of set) {
+        // Every leaver at S = 64; at S = 10,000 the first and the last (each case costs a 10,000-shard assignment).
+        for (const leaver of shards > 64 ? [set[0]!, set.at(-1)!] : set) {
           const after = assignShards(
             set.filter((x) => x !== leaver),
             shards,
