@@ -11,6 +11,7 @@ import { InvalidArgumentError, WorkFailedError, type ElectionError } from "./err
 import type { ElectorEvents } from "./leader-elector.js";
 import type { EtcdClient, Session } from "./session.js";
 import { assignShards } from "./sharding/assignment.js";
+import { CampaignPacer } from "./sharding/campaign-pacer.js";
 import { validateShardCount } from "./sharding/shard-of.js";
 import { membersName, shardName, type ShardView } from "./sharding/shard-view.js";
 import type { Term } from "./term.js";
@@ -126,6 +127,8 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
   readonly #work = new Map<number, Promise<void>>();
   /** Releases still finishing after a stop (bounded by the stop). */
   readonly #inflight = new Set<Promise<unknown>>();
+  /** At most 32 campaigns in their first second at a time: no burst of thousands of joins. */
+  readonly #pacer: CampaignPacer;
 
   constructor(options: ShardedElectorOptions) {
     super();
@@ -144,6 +147,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       seam?.backend ??
       etcdBackend({ ...options, ttl: this.#ttl, callTimeoutMs: this.#callTimeoutMs, logger: this.#logger });
     this.#tally = new ElectorTally(this.#clock);
+    this.#pacer = new CampaignPacer(32, 1000, this.#clock);
   }
 
   /** @internal A sharded elector on `seam` instead of etcd and the system clock (unit tests). */
@@ -296,9 +300,13 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     joined();
     this.#logger.info({ token: membership.token.toString() }, "joined the sharded group");
     try {
+      // The assignment depends on the members only: shard holders coming and going (thousands of them while
+      // a member takes its shards) just update owners().
+      let seen: string | undefined;
       for await (const view of session.view(this.name, this.shards, signal)) {
         this.#view = view;
-        this.#reconcile(session, view, membership.key, signal, failed);
+        const members = view.members.map((m) => `${m.id}=${m.identity}`).join("\n");
+        if (members !== seen && this.#reconcile(session, view, membership.key, signal, failed)) seen = members;
       }
     } catch (err) {
       if (!signal.aborted) throw err;
@@ -332,10 +340,10 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     ownKey: string,
     signal: AbortSignal,
     failed: (error: ElectionError) => void,
-  ): void {
+  ): boolean {
     const ownId = ownKey.slice(ownKey.lastIndexOf("/") + 1);
     // Our own key not in the view: it is being deleted (our hold notices) or this read is older. Keep all.
-    if (signal.aborted || !view.members.some((m) => m.id === ownId)) return;
+    if (signal.aborted || !view.members.some((m) => m.id === ownId)) return false;
     const owners = assignShards(view.members, this.shards);
     const mine: number[] = [];
     for (let s = 0; s < owners.length; s++) if (owners[s] === ownId) mine.push(s);
@@ -357,6 +365,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       this.#logger.info({ assigned: mine.length, members: view.members.length }, "shards assigned");
       this.#tell("assigned", mine, view.members.length);
     }
+    return true;
   }
 
   #startSlot(
@@ -399,7 +408,9 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       try {
         // Aborting removes our key (confirmed) before the campaign settles: awaited, so a stop's bound
         // covers it.
-        term = await session.campaign(shardName(this.name, shard), this.identity, signal);
+        term = await this.#pacer.run(signal, () =>
+          session.campaign(shardName(this.name, shard), this.identity, signal),
+        );
       } catch (err) {
         if (signal.aborted) return;
         const error = this.#record(err);

@@ -35,62 +35,28 @@ export const shardName = (name: string, shard: number): string => `${name}/shard
 
 const SHARD_KEY = /^(0|[1-9][0-9]{0,5})\/([0-9a-f]{1,16})$/;
 
-/** Makes a view of the keys under `<name>/` (sorted by create revision, oldest first). */
-export function toView(
-  name: string,
-  shards: number,
-  kvs: readonly { key: string; createRevision: bigint; value: Buffer }[],
-  revision: bigint,
-): ShardView {
-  const members: GroupMember[] = [];
-  const holders: (ShardHolder | undefined)[] = new Array<ShardHolder | undefined>(shards).fill(undefined);
-  const group = membersName(name);
-  const shardsPrefix = `${name}/shards/`;
-  for (const kv of kvs) {
-    if (inQueue(group, kv.key)) {
-      members.push({
-        id: kv.key.slice(group.length + 1),
-        identity: kv.value.toString(),
-        createRevision: kv.createRevision,
-      });
-    } else if (kv.key.startsWith(shardsPrefix)) {
-      const m = SHARD_KEY.exec(kv.key.slice(shardsPrefix.length));
-      const shard = m ? Number(m[1]) : shards;
-      if (shard < shards && !holders[shard]) {
-        holders[shard] = { identity: kv.value.toString(), token: kv.createRevision, key: kv.key };
-      }
-    }
-  }
-  return { revision, members, holders };
+/** One candidate key of a shard's election. */
+interface Candidate {
+  key: string;
+  createRevision: bigint;
+  identity: string;
 }
 
-/** Reads the group linearizably: one range of `<name>/` (members, shard candidates), oldest first. */
-export async function readView(ctx: SessionContext, name: string, shards: number): Promise<ShardView> {
-  const res = await range(
-    ctx,
-    {
-      key: ctx.keyspace.full(`${name}/`),
-      range_end: ctx.keyspace.rangeEnd(`${name}/`),
-      sort_order: "Ascend",
-      sort_target: "Create",
-    },
-    `read the sharded group "${name}"`,
-  );
-  const kvs = res.kvs.map((kv: IKeyValue) => ({
-    key: ctx.keyspace.relative(kv.key),
-    createRevision: BigInt(kv.create_revision),
-    value: kv.value,
-  }));
-  return toView(name, shards, kvs, BigInt(res.header.revision));
+/** The shard a key of the group's `shards/` belongs to, or undefined (a member key, another name...). */
+function shardOfKey(shardsPrefix: string, shards: number, key: string): number | undefined {
+  if (!key.startsWith(shardsPrefix)) return undefined;
+  const m = SHARD_KEY.exec(key.slice(shardsPrefix.length));
+  const shard = m ? Number(m[1]) : shards;
+  return shard < shards ? shard : undefined;
 }
 
 /**
- * The group as a latest-state stream, as `observeLeader` is for one election: each item is a fresh
- * linearizable read; one watch of `<name>/` says when to read again, and only for what changes the
- * view (a member joining or leaving, a shard's holder going or changing, a first candidate of a shard
- * nobody holds). Candidates queueing behind a holder cost no read. Re-reads every TTL/2 and after the
- * watch is made again (design: Watches are hints, reads are truth). Ends (throwing) when `signal` aborts
- * or the session is closed.
+ * The group as a latest-state stream, as `observeLeader` is for one election: a linearizable read of
+ * `<name>/` first, then one watch of it. A member joining or leaving reads the group again (the
+ * assignment depends on it); a shard's candidate key coming or going is applied to the last read as the
+ * watch tells it (each shard's holder is its oldest candidate), so owning thousands of shards costs no
+ * read per shard. Re-reads every TTL/2 and after the watch is made again (design: Watches are hints,
+ * reads are truth). Ends (throwing) when `signal` aborts or the session is closed.
  */
 export async function* observeGroup(
   ctx: SessionContext,
@@ -101,30 +67,36 @@ export async function* observeGroup(
   ctx.closed.throwIfAborted();
   const { controller, dispose } = linkedController(userSignal, ctx.closed);
   const signal = controller.signal;
-  let dirty = true;
+  let dirty = true; // read again
+  let patched = false; // tell the candidates' changes
   let wake: (() => void) | undefined;
-  let current: ShardView | undefined;
   const poke = (): void => {
     dirty = true;
     wake?.();
   };
   const group = membersName(name);
   const shardsPrefix = `${name}/shards/`;
-  const matters = (e: KeyEvent): boolean => {
-    if (inQueue(group, e.key)) return true;
-    if (!e.key.startsWith(shardsPrefix)) return false;
-    const m = SHARD_KEY.exec(e.key.slice(shardsPrefix.length));
-    const shard = m ? Number(m[1]) : shards;
-    if (shard >= shards) return false;
-    const holder = current?.holders[shard];
-    return holder === undefined
-      ? e.type === "put"
-      : e.key === holder.key || (e.type === "put" && e.createRevision < holder.token);
+  let members: GroupMember[] = [];
+  let candidates: Candidate[][] = [];
+  let revision = 0n;
+  const apply = (e: KeyEvent): void => {
+    if (inQueue(group, e.key)) return poke();
+    const shard = shardOfKey(shardsPrefix, shards, e.key);
+    if (shard === undefined) return;
+    const list = candidates[shard]!.filter((c) => c.key !== e.key);
+    if (e.type === "put") {
+      list.push({ key: e.key, createRevision: e.createRevision, identity: e.value.toString() });
+      list.sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
+    }
+    candidates[shard] = list;
+    if (e.modRevision > revision) revision = e.modRevision;
+    patched = true;
+    wake?.();
   };
   let heardDuringRead: KeyEvent[] | undefined;
   const heard = (e: KeyEvent): void => {
     if (heardDuringRead) heardDuringRead.push(e);
-    else if (matters(e)) poke();
+    else apply(e);
   };
   let watch: KeyWatch | undefined;
   const closeWatch = onAbort(signal, () => watch?.close());
@@ -133,7 +105,7 @@ export async function* observeGroup(
   try {
     for (;;) {
       signal.throwIfAborted();
-      if (!dirty) {
+      if (!dirty && !patched) {
         await new Promise<void>((resolve) => {
           const undo = onAbort(signal, () => resolve());
           wake = () => {
@@ -144,28 +116,77 @@ export async function* observeGroup(
         wake = undefined;
         continue;
       }
-      dirty = false;
-      const events: KeyEvent[] = (heardDuringRead = []);
-      let view: ShardView;
-      try {
-        view = await retryRead(() => readView(ctx, name, shards), signal, ctx.logger);
-      } finally {
-        heardDuringRead = undefined;
+      if (dirty) {
+        dirty = false;
+        const events: KeyEvent[] = (heardDuringRead = []);
+        let read: { revision: bigint; kvs: Candidate[] };
+        try {
+          read = await retryRead(() => readGroup(ctx, name), signal, ctx.logger);
+        } finally {
+          heardDuringRead = undefined;
+        }
+        revision = read.revision;
+        members = [];
+        candidates = Array.from({ length: shards }, () => []);
+        for (const kv of read.kvs) {
+          if (inQueue(group, kv.key)) {
+            members.push({
+              id: kv.key.slice(group.length + 1),
+              identity: kv.identity,
+              createRevision: kv.createRevision,
+            });
+            continue;
+          }
+          const shard = shardOfKey(shardsPrefix, shards, kv.key);
+          if (shard !== undefined) candidates[shard]!.push(kv);
+        }
+        // Changes after the read (an earlier one is in it) apply on top of it.
+        for (const e of events) if (e.modRevision > read.revision) apply(e);
+        signal.throwIfAborted();
+        // The watch starts right after the first read, so no change after it is missed.
+        watch ??= new KeyWatch(
+          ctx,
+          { prefix: `${name}/` },
+          { startRevision: read.revision + 1n, resyncMs: ctx.resyncMs() },
+          { event: heard, resync: poke, ended: (err) => endWithClient(err) },
+        );
+        if (dirty) continue; // a member changed meanwhile: read again before telling
       }
-      current = view;
-      if (events.some((e) => e.modRevision > view.revision && matters(e))) dirty = true;
-      signal.throwIfAborted();
-      watch ??= new KeyWatch(
-        ctx,
-        { prefix: `${name}/` },
-        { startRevision: view.revision + 1n, resyncMs: ctx.resyncMs() },
-        { event: heard, resync: poke, ended: (err) => endWithClient(err) },
-      );
-      yield view;
+      patched = false;
+      yield {
+        revision,
+        members,
+        holders: candidates.map((list) => {
+          const c = list[0];
+          return c && { identity: c.identity, token: c.createRevision, key: c.key };
+        }),
+      };
     }
   } finally {
     closeWatch();
     dispose();
     watch?.close();
   }
+}
+
+/** Every key under `<name>/` (oldest first) and the revision it was read at, linearizably. */
+async function readGroup(ctx: SessionContext, name: string): Promise<{ revision: bigint; kvs: Candidate[] }> {
+  const res = await range(
+    ctx,
+    {
+      key: ctx.keyspace.full(`${name}/`),
+      range_end: ctx.keyspace.rangeEnd(`${name}/`),
+      sort_order: "Ascend",
+      sort_target: "Create",
+    },
+    `read the sharded group "${name}"`,
+  );
+  return {
+    revision: BigInt(res.header.revision),
+    kvs: res.kvs.map((kv: IKeyValue) => ({
+      key: ctx.keyspace.relative(kv.key),
+      createRevision: BigInt(kv.create_revision),
+      identity: kv.value.toString(),
+    })),
+  };
 }
