@@ -27,6 +27,8 @@ export interface RecoveryContext {
   ttlMs: number;
   electionTimeoutMs: number;
   recoveryBoundMs: number;
+  /** Whether the workers run the sharded workload (then shards-balanced is checked). */
+  sharded: boolean;
 }
 
 /** The keys under `<name>/`, oldest first, with their leases (decimal). */
@@ -122,40 +124,41 @@ export async function checkRecovery(ctx: RecoveryContext, n: number, healedAt: n
         .join(" ")}`,
   );
 
-  await check(
-    ctx,
-    n,
-    "shards-balanced",
-    healedAt,
-    bound + ctx.ttlMs,
-    async () => {
-      const live = fleet.live().filter((w) => !w.paused);
-      const counts = new Map(live.map((w) => [w.id, 0]));
-      for (let s = 0; s < SHARDS; s++) {
-        const head = (await queue(client, `${names.sharded}/shards/${s}`))[0];
-        const w = live.find((x) => head && x.holds.get(shardKind(s))?.key === head.key);
-        if (!w) return undefined;
-        counts.set(w.id, counts.get(w.id)! + 1);
-      }
-      const lo = Math.floor(SHARDS / live.length);
-      const hi = Math.ceil(SHARDS / live.length);
-      const balanced = [...counts.values()].every((c) => c === lo || c === hi);
-      return balanced ? `${SHARDS} shards held, ${[...counts].map(([w, c]) => `${w}=${c}`).join(" ")}` : undefined;
-    },
-    async () => {
-      const heads: string[] = [];
-      for (let s = 0; s < SHARDS; s++)
-        heads.push(`${s}:${(await queue(client, `${names.sharded}/shards/${s}`))[0]?.key ?? "-"}`);
-      const believed = fleet
-        .live()
-        .map(
-          (w) =>
-            `${w.id}${w.paused ? "(paused)" : ""}=[${[...w.holds.keys()].filter((k) => k.startsWith("shard/")).join(",")}]`,
-        )
-        .join(" ");
-      return `heads ${heads.join(" ")}; believed ${believed}`;
-    },
-  );
+  if (ctx.sharded)
+    await check(
+      ctx,
+      n,
+      "shards-balanced",
+      healedAt,
+      bound + ctx.ttlMs,
+      async () => {
+        const live = fleet.live().filter((w) => !w.paused);
+        const counts = new Map(live.map((w) => [w.id, 0]));
+        for (let s = 0; s < SHARDS; s++) {
+          const head = (await queue(client, `${names.sharded}/shards/${s}`))[0];
+          const w = live.find((x) => head && x.holds.get(shardKind(s))?.key === head.key);
+          if (!w) return undefined;
+          counts.set(w.id, counts.get(w.id)! + 1);
+        }
+        const lo = Math.floor(SHARDS / live.length);
+        const hi = Math.ceil(SHARDS / live.length);
+        const balanced = [...counts.values()].every((c) => c === lo || c === hi);
+        return balanced ? `${SHARDS} shards held, ${[...counts].map(([w, c]) => `${w}=${c}`).join(" ")}` : undefined;
+      },
+      async () => {
+        const heads: string[] = [];
+        for (let s = 0; s < SHARDS; s++)
+          heads.push(`${s}:${(await queue(client, `${names.sharded}/shards/${s}`))[0]?.key ?? "-"}`);
+        const believed = fleet
+          .live()
+          .map(
+            (w) =>
+              `${w.id}${w.paused ? "(paused)" : ""}=[${[...w.holds.keys()].filter((k) => k.startsWith("shard/")).join(",")}]`,
+          )
+          .join(" ");
+        return `heads ${heads.join(" ")}; believed ${believed}`;
+      },
+    );
 
   const current = (kind: SessionKind): Set<string> => new Set(fleet.live().flatMap((w) => w.leases.get(kind) ?? []));
   const strays = async (): Promise<string[]> => {
