@@ -5,6 +5,7 @@ import type { CutoffResult } from "./cutoff.js";
 import { describeCounts, rpcTotal } from "./etcd-metrics.js";
 import type { FailoverResult } from "./failover.js";
 import type { HandoverResult } from "./handover.js";
+import type { NamedHandoverResult } from "./named-handover.js";
 import type { ScaleResult } from "./scale.js";
 import { ms, ratio } from "./stats.js";
 import type { GroupResult, PathResult, UncontendedResult } from "./uncontended.js";
@@ -34,6 +35,7 @@ export interface BenchResults {
   etcd: string;
   uncontended?: UncontendedResult;
   handover?: HandoverResult;
+  namedHandover?: NamedHandoverResult;
   contended?: ContendedRun[];
   scale?: ScaleResult;
   failover?: FailoverResult[];
@@ -59,6 +61,7 @@ export function renderMarkdown(r: BenchResults): string {
   out.push("", ...summaryTable(r));
   if (r.uncontended) out.push("", ...uncontendedTables(r.uncontended, "Uncontended"));
   if (r.handover) out.push("", ...handoverTable(r.handover));
+  if (r.namedHandover) out.push("", ...namedHandoverTable(r.namedHandover));
   if (r.uncontended) out.push("", ...whereTheTimeGoes(r.uncontended, r.handover));
   if (r.contended) out.push("", ...contendedTable(r.contended));
   if (r.failover) out.push("", ...failoverTable(r.failover));
@@ -281,6 +284,21 @@ function handoverTable(h: HandoverResult): string[] {
     );
   }
   return out;
+}
+
+function namedHandoverTable(h: NamedHandoverResult): string[] {
+  const base = h.resign.p50;
+  return [
+    "## Hand-over to a named candidate",
+    "",
+    `term.handOver({ to }) to the candidate three places back in a line of five (the two ahead of it step aside: each deletes its key and joins again behind it; then the leader resigns), against a plain resign to the next in line; each line in this process, a client and session per candidate. Timed from the call to the successor's campaign resolving; ${h.rounds} rounds per path, interleaved, each after ${h.gapMs} ms of idle.`,
+    "",
+    "| path | p50 ms | p99 ms | × resign |",
+    "| --- | ---: | ---: | ---: |",
+    `| resign, to the next | ${ms(h.resign.p50)} | ${ms(h.resign.p99)} | 1.00 |`,
+    `| handOver({ to }), 3 places back: successor elected | ${ms(h.named.p50)} | ${ms(h.named.p99)} | ${ratio(h.named.p50, base)} |`,
+    `| handOver({ to }), 3 places back: handOver() resolved | ${ms(h.namedResolved.p50)} | ${ms(h.namedResolved.p99)} | ${ratio(h.namedResolved.p50, base)} |`,
+  ];
 }
 
 function whereTheTimeGoes(u: UncontendedResult, h: HandoverResult | undefined): string[] {

@@ -9,7 +9,7 @@
  *   npm run bench -- --out <dir>    # where to write (--quick writes only when given one)
  *   ETCD_BIN=/usr/bin/etcd npm run bench            # another etcd binary (here: Debian's 3.4.23)
  *
- * Parts: uncontended, handover, contended, scale, failover, cutoff, cluster.
+ * Parts: uncontended, handover, named-handover, contended, scale, failover, cutoff, cluster.
  */
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -25,12 +25,22 @@ import { cutoff } from "./cutoff.js";
 import { makeEnv, type BenchEnv } from "./env.js";
 import { failover } from "./failover.js";
 import { handover } from "./handover.js";
+import { namedHandover } from "./named-handover.js";
 import { chartPanels, renderMarkdown, type BenchResults } from "./report.js";
 import { scale } from "./scale.js";
 import { sleep } from "./stats.js";
 import { uncontended } from "./uncontended.js";
 
-const PARTS = ["uncontended", "handover", "contended", "scale", "failover", "cutoff", "cluster"] as const;
+const PARTS = [
+  "uncontended",
+  "handover",
+  "named-handover",
+  "contended",
+  "scale",
+  "failover",
+  "cutoff",
+  "cluster",
+] as const;
 type Part = (typeof PARTS)[number];
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -60,6 +70,7 @@ function sizes(quick: boolean) {
     ? {
         uncontended: { rounds: 30, warmup: 5, countTimes: 5 },
         handover: { rounds: 10, warmup: 2, gapMs: 20, lineSize: 3, countTimes: 1 },
+        namedHandover: { rounds: 5, warmup: 1, gapMs: 20 },
         contended: { clients: [2, 8, 32], durationMs: 200 },
         scale: { holders: 500, waiters: 50, concurrency: 100, handovers: 2, holdersTtl: 3, waitersTtl: 4 },
         failover: { rounds: 1 },
@@ -69,6 +80,7 @@ function sizes(quick: boolean) {
     : {
         uncontended: { rounds: 1000, warmup: 50, countTimes: 100 },
         handover: { rounds: 200, warmup: 10, gapMs: 20, lineSize: 4, countTimes: 10 },
+        namedHandover: { rounds: 100, warmup: 10, gapMs: 20 },
         contended: { clients: [2, 8, 32], durationMs: 4000 },
         scale: { holders: 10_000, waiters: 1000, concurrency: 100, handovers: 10, holdersTtl: 10, waitersTtl: 60 },
         failover: { rounds: 10 },
@@ -150,6 +162,7 @@ async function main(): Promise<number> {
   try {
     results.uncontended = await part("uncontended", () => uncontended(env, size.uncontended));
     results.handover = await part("handover", () => handover(env, size.handover));
+    results.namedHandover = await part("named-handover", () => namedHandover(env, size.namedHandover));
     results.contended = await part("contended", () => contended(env, size.contended));
     results.scale = await part("scale", () => scale(env, size.scale));
     results.failover = await part("failover", () => failover(env, size.failover));

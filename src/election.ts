@@ -3,9 +3,8 @@ import { assertUsable } from "./session/context.js";
 import { NameConflictError, NotLeaderError } from "./errors.js";
 import { readLeader, type Leader } from "./leader.js";
 import { observeLeader } from "./election/observe.js";
+import { campaignOrStepAside } from "./election/handover.js";
 import { Primitive } from "./queue/primitive.js";
-import { predecessorPolicy } from "./queue/policies.js";
-import { acquire } from "./queue/queue.js";
 import type { Session } from "./session.js";
 import { Term } from "./term.js";
 
@@ -32,10 +31,14 @@ export class Election extends Primitive {
     const leave = this.context.names.line(this.name, this.kind).tryEnter();
     if (!leave) throw new NameConflictError(`already campaigning or leading "${this.name}" through this session`);
     try {
-      const ticket = await acquire(this.context, this.name, buf, predecessorPolicy, {
+      // A waiter ahead of a hand-over's target steps aside (joins again behind it) within this one call.
+      const ticket = await campaignOrStepAside(
+        this.context,
+        this.name,
+        buf,
         signal,
-        vanished: (m) => new NotLeaderError(`campaign failed: ${m}`),
-      });
+        (m) => new NotLeaderError(`campaign failed: ${m}`),
+      );
       return Term.of(this.context, ticket, leave);
     } catch (err) {
       leave();

@@ -20,7 +20,8 @@ export type ElectionErrorCode =
   | "ETCD_ERROR"
   | "WORK_FAILED"
   | "FENCE_BUSY"
-  | "TRANSACTION_ABORTED";
+  | "TRANSACTION_ABORTED"
+  | "HANDOVER_FAILED";
 
 /** Every code, as a record the compiler checks against the union: a code added there must be added here. */
 const CODES: { readonly [C in ElectionErrorCode]: true } = {
@@ -42,6 +43,7 @@ const CODES: { readonly [C in ElectionErrorCode]: true } = {
   WORK_FAILED: true,
   FENCE_BUSY: true,
   TRANSACTION_ABORTED: true,
+  HANDOVER_FAILED: true,
 };
 
 /**
@@ -212,5 +214,18 @@ export class FenceBusyError extends ElectionError {
 export class TransactionAbortedError extends ElectionError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("TRANSACTION_ABORTED", message, options);
+  }
+}
+
+/**
+ * A hand-over (`term.handOver()`, `elector.handOver()`, a preferred leader) could not be done: no such
+ * waiting candidate, one ahead of it could not step aside (an `etcdctl elect` process, an older version,
+ * a dead one), the target went away, or the time ran out. Unless `term.signal` has aborted, the term
+ * still holds and nobody's key was deleted; candidates that stepped aside meanwhile stay behind the target
+ * (they joined again: design, Hand-overs).
+ */
+export class HandoverFailedError extends ElectionError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("HANDOVER_FAILED", message, options);
   }
 }

@@ -15,6 +15,7 @@ export { Election } from "./election.js";
 export type { Leader } from "./leader.js";
 export { Holding } from "./holding.js";
 export { Term } from "./term.js";
+export type { HandOverOptions } from "./term.js";
 export { Lock } from "./lock.js";
 export type { LockOptions } from "./lock.js";
 export { Mutex } from "./mutex.js";

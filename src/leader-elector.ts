@@ -3,14 +3,21 @@ import { Backoff, campaignBackoff } from "./common/backoff.js";
 import { linkedController, onAbort, settledBy, sleep, track, untilAbort } from "./common/abort.js";
 import { systemClock, type Clock, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
-import { validateElectorOptions, validateSignal } from "./common/validate.js";
+import { validateElectorOptions, validateSignal, validateTimeout } from "./common/validate.js";
 import { checkEtcdPeer, etcdBackend, type ElectorBackend, type ElectorSession } from "./election/elector-backend.js";
 import { ElectorTally, type ElectorMetrics, type ElectorState } from "./election/elector-metrics.js";
+import { preferLeaders } from "./election/preferred.js";
 import { isIncurable, toElectionError } from "./etcd/errors.js";
-import { InvalidArgumentError, WorkFailedError, isElectionError, type ElectionError } from "./errors.js";
+import {
+  InvalidArgumentError,
+  NotLeaderError,
+  WorkFailedError,
+  isElectionError,
+  type ElectionError,
+} from "./errors.js";
 import { sameLeader, type Leader } from "./leader.js";
 import type { EtcdClient, Session } from "./session.js";
-import type { Term } from "./term.js";
+import type { HandOverOptions, Term } from "./term.js";
 
 export type { ElectorMetrics, ElectorState } from "./election/elector-metrics.js";
 
@@ -40,6 +47,19 @@ export interface LeaderElectorOptions {
    * If it throws, the elector resigns and campaigns again.
    */
   onStartedLeading: (term: Term) => void | Promise<void>;
+  /**
+   * Preferred leaders: while a waiting candidate has a higher priority than the leader's, the leader hands
+   * the lead over to it (the highest; among equals the first in line). A candidate that sets none counts
+   * as 0. E.g. the release's version, so that a rolling upgrade ends with the newest release leading. A
+   * term is never preempted within one TTL of its start (nor of a failed hand-over), so a candidate that
+   * keeps coming and going moves the lead at most once per TTL.
+   */
+  priority?: number;
+  /**
+   * How long a candidate with a higher priority must have waited before the leader hands over to it (ms,
+   * default 0: as soon as the hold-down allows; the leader's work is told first, as on any resign).
+   */
+  preemptAfterMs?: number;
   /** Called when a term of ours ends, however it ended. */
   onStoppedLeading?: () => void;
   /** Called with each new leader (or undefined when nobody leads), ours included. */
@@ -100,6 +120,8 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   #work: Promise<void> | undefined;
   /** Campaigns and releases still finishing after a stop (bounded by the stop). */
   readonly #inflight = new Set<Promise<unknown>>();
+  /** The session our priority was published on, and the key's create revision. */
+  #published: { session: ElectorSession; createRevision: bigint } | undefined;
 
   constructor(options: LeaderElectorOptions) {
     super();
@@ -116,6 +138,26 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
       seam?.backend ??
       etcdBackend({ ...options, ttl: this.#ttl, callTimeoutMs: this.#callTimeoutMs, logger: this.#logger });
     this.#tally = new ElectorTally(this.#clock);
+    if (options.priority !== undefined && (typeof options.priority !== "number" || !Number.isFinite(options.priority)))
+      throw new InvalidArgumentError(`priority must be a finite number, got ${String(options.priority)}`);
+    validateTimeout(options.preemptAfterMs, "preemptAfterMs");
+  }
+
+  /**
+   * Hands the lead to the waiting candidate whose identity is `identity` (see {@link Term.handOver}):
+   * resolves with the new leader, read from etcd once this elector's key is gone. Rejects with
+   * INVALID_ARGUMENT for bad options (checked first), NOT_LEADER when this elector does not lead, and
+   * with HANDOVER_FAILED, still leading, when the hand-over cannot be done. The elector then campaigns
+   * again, behind the new leader.
+   */
+  async handOver(identity: string, options: Pick<HandOverOptions, "timeoutMs" | "signal"> = {}): Promise<Leader> {
+    if (typeof identity !== "string") throw new InvalidArgumentError("identity must be a string");
+    validateTimeout(options.timeoutMs, "timeoutMs");
+    validateSignal(options.signal);
+    const term = this.#term;
+    if (!term || term.signal.aborted)
+      throw new NotLeaderError(`not the leader of "${this.name}": nothing to hand over`);
+    return term.handOver({ ...options, to: identity });
   }
 
   /** @internal An elector on `seam` instead of etcd and the system clock (unit tests). */
@@ -239,6 +281,11 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     try {
       this.#setState("campaigning");
       const campaignedAt = this.#clock.now();
+      const priority = this.#options.priority;
+      if (priority !== undefined && this.#published?.session !== session && session.publishPriority) {
+        const createRevision = await untilAbort(session.publishPriority(this.name, priority), stop);
+        if (createRevision !== undefined) this.#published = { session, createRevision };
+      }
       const campaign = session.campaign(this.name, this.identity, controller.signal);
       const term = await untilAbort(campaign, stop);
       if (!term) {
@@ -259,7 +306,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
       this.#logger.info({ token: term.token.toString(), key: term.key }, "started leading");
       this.#tell("elected", term, this.#clock.now() - campaignedAt);
       try {
-        await this.#lead(term, stop);
+        await this.#lead(term, stop, session);
       } finally {
         this.#tally.termEnded();
         this.#term = undefined;
@@ -276,8 +323,24 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   }
 
   /** Runs the user's work and waits until the term ends, the run is stopped, or the work throws. */
-  async #lead(term: Term, stop: AbortSignal): Promise<void> {
+  async #lead(term: Term, stop: AbortSignal, session: ElectorSession): Promise<void> {
     const { controller, dispose } = linkedController(term.signal, stop);
+    const preferring = preferLeaders({
+      candidates: session.waitingCandidates?.(this.name, this.#options.priority ?? 0, controller.signal),
+      term,
+      signal: controller.signal,
+      clock: this.#clock,
+      logger: this.#logger,
+      rules: {
+        priority: this.#options.priority ?? 0,
+        preemptAfterMs: this.#options.preemptAfterMs ?? 0,
+        holdDownMs: this.#ttl * 1000,
+      },
+      timeoutMs: Math.max(this.#ttl * 1000, 2 * this.#callTimeoutMs),
+      failed: (err) => {
+        this.#logger.warn({ err: this.#record(err) }, "handing over to a preferred candidate failed; still leading");
+      },
+    });
     let failure: WorkFailedError | undefined;
     const work = Promise.resolve()
       .then(() => this.#options.onStartedLeading(term))
@@ -294,8 +357,10 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
     this.#work = work;
     await new Promise<void>((resolve) => onAbort(controller.signal, () => resolve()));
     dispose();
+    await preferring;
     this.#stepping = true; // seen to end: no longer acting as leader (healthy() stops judging it)
     if (stop.aborted) this.#setState("stopping");
+    else if (term.handedOver) this.#logger.info({ token: term.token.toString() }, "handed the lead over");
     else if (!failure)
       this.#logger.warn(
         { token: term.token.toString(), err: term.signal.reason as unknown },
@@ -357,6 +422,12 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
         "onStartedLeading has not returned after the stop; run() resolves anyway (its term has ended)",
       );
     }
+    // On the user's session the lease lives on, and so would our priority key: remove it.
+    const published = this.#published;
+    this.#published = undefined;
+    const given = this.#backend.given;
+    if (published && given && published.session === given && !given.signal.aborted)
+      await given.withdrawPriority?.(this.name, published.createRevision);
     if (own) await own.close();
     this.#session = undefined;
     this.#running = false;

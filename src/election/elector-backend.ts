@@ -7,6 +7,7 @@ import { etcd3Internals } from "../etcd/internals.js";
 import type { Leader } from "../leader.js";
 import { Session, type EtcdClient, type SessionState } from "../session.js";
 import type { Term } from "../term.js";
+import { publishPriority, waitingCandidates, withdrawPriority, type PriorityCandidate } from "./preferred.js";
 
 /**
  * @internal One session as a runner (the elector) uses it: campaign and observe through it, its end, and
@@ -26,6 +27,15 @@ export interface ElectorSession {
   campaign(name: string, value: string, signal: AbortSignal): Promise<Term>;
   /** The leader of `name`, then each change; ends (throwing) when `signal` aborts. */
   observe(name: string, signal: AbortSignal): AsyncIterable<Leader | undefined>;
+  /** Publishes this candidate's priority for `name` (preferred leaders); absent: priorities are not used. */
+  publishPriority?(name: string, priority: number): Promise<bigint>;
+  /** Removes the priority key `publishPriority` made (guarded by its create revision); logged, never thrown. */
+  withdrawPriority?(name: string, createRevision: bigint): Promise<void>;
+  /**
+   * The candidates waiting behind the leader of `name` (whose priority is `ours`), with their priorities,
+   * as they change; `[]` while no priority above ours exists (the queue is then not watched).
+   */
+  waitingCandidates?(name: string, ours: number, signal: AbortSignal): AsyncIterable<PriorityCandidate[]>;
   close(): Promise<void>;
 }
 
@@ -91,6 +101,9 @@ function onSession(session: Session): ShardedSession {
     },
     campaign: (name, value, signal) => new Election(session, name).campaign(value, { signal }),
     observe: (name, signal) => new Election(session, name).observe({ signal }),
+    publishPriority: (name, priority) => publishPriority(contextOf(session), name, priority),
+    withdrawPriority: (name, createRevision) => withdrawPriority(contextOf(session), name, createRevision),
+    waitingCandidates: (name, ours, signal) => waitingCandidates(contextOf(session), name, ours, signal),
     join: (name, value, signal) => joinGroup(session, name, value, signal),
     view: (name, shards, signal) => observeGroup(contextOf(session), name, shards, signal),
     close: () => session.close(),

@@ -59,6 +59,19 @@ export function isLeaseNotFound(err: unknown): boolean {
   return /etcdserver: requested lease not found/.test(etcdMessage(err));
 }
 
+/** etcd no longer has that revision: a read at it was compacted away ("required revision has been compacted"). */
+export function isCompacted(err: unknown): boolean {
+  return /required revision has been compacted/.test(etcdMessage(err));
+}
+
+/**
+ * An etcd3 watcher cancelled by etcd because its revision was compacted: etcd3's "Watcher canceled: <reason>",
+ * the reason the compaction's, or none (etcd cancels a compacted watch with its compact revision and no reason).
+ */
+export function isWatchCompacted(err: unknown): boolean {
+  return /^Watcher canceled: ?(.*required revision has been compacted.*)?$/.test(etcdMessage(err));
+}
+
 /** etcd refuses for want of permission: an error, or a watch's cancel reason (a string). */
 export function isPermissionDenied(err: unknown): boolean {
   return codeOf(err) === PERMISSION_DENIED || /permission denied/i.test(messageOf(err));

@@ -39,6 +39,8 @@ export interface AcquireOptions {
   signal?: AbortSignal | undefined;
   /** The error to raise when our key vanishes while we wait (deleted by someone else). */
   vanished: (message: string) => Error;
+  /** Called with our ticket each time we are about to wait on keys ahead (an election's hand-over watch). */
+  waiting?: ((own: Ticket) => void) | undefined;
 }
 
 /**
@@ -93,6 +95,7 @@ export async function acquire(
         }
         // Of this wait only: after a re-wait an earlier blocker's delete says nothing of when our turn came,
         // and a wait ended by a resync (a delete the watch may not have told) has no known moment.
+        options.waiting?.(own);
         blockerGoneAt = await waitForDeletes(ctx, name, blocking, signal);
       }
       const read = await retryRead(() => readAhead(ctx, own, policy), signal, ctx.logger);

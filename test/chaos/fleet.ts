@@ -32,6 +32,11 @@ export class ChaosWorker {
   #stderr = "";
   #listeners = new Set<(r: WorkerReport) => void>();
 
+  /** Sends a command line to the worker (its stdin). */
+  command(cmd: object): void {
+    this.child.stdin?.write(`${JSON.stringify(cmd)}\n`);
+  }
+
   constructor(
     readonly id: string,
     readonly proxies: TcpProxy[],
@@ -167,6 +172,25 @@ export class Fleet {
         if (r.e === "op" && r.kind === kind) stop(r.op);
       });
       const timer = setTimeout(() => stop(undefined), timeoutMs);
+    });
+  }
+
+  /**
+   * Asks `w`'s elector to hand the lead over to worker `to` (over its stdin) and resolves with the outcome
+   * it reports: "ok", or the error code (HANDOVER_FAILED, NOT_LEADER...); "no answer" after `timeoutMs`.
+   */
+  handOver(w: ChaosWorker, to: string, timeoutMs: number): Promise<string> {
+    return new Promise((resolve) => {
+      const done = (outcome: string): void => {
+        undo();
+        clearTimeout(timer);
+        resolve(outcome);
+      };
+      const undo = w.onReport((r) => {
+        if (r.e === "log" && r.msg.startsWith("handover ")) done(r.code ?? "ok");
+      });
+      const timer = setTimeout(() => done("no answer"), timeoutMs);
+      w.command({ cmd: "handover", to, timeoutMs: Math.max(1000, timeoutMs - 1000) });
     });
   }
 

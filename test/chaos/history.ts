@@ -35,6 +35,7 @@ export const FAULT_KINDS = [
   "partition",
   "compaction",
   "outage",
+  "handover",
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 

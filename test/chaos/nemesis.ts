@@ -57,6 +57,8 @@ async function memberOf(ctx: NemesisContext, plan: FaultPlan): Promise<EtcdMembe
 }
 
 const NEMESES: Record<FaultKind, Nemesis> = {
+  handover: (ctx, plan, n) => handOverNemesis(ctx, plan, n),
+
   /**
    * SIGSTOP the leader past its TTL, until someone else leads and a little longer. It is stopped the
    * moment it reports a write it is about to commit, as a GC pause would catch it: if the write had not
@@ -209,6 +211,44 @@ const NEMESES: Record<FaultKind, Nemesis> = {
     }
   },
 };
+
+/**
+ * Asks the leading worker to hand the lead to a random other worker (elector.handOver) while another fault
+ * heals: a random third worker is cut off from etcd as it starts and let back in 0.5 s later, so the
+ * hand-over runs through a reconnect (a cut candidate ahead of the target steps aside late, or the
+ * hand-over fails with the term held). Either way the checker's rules are the same: one holder at a time,
+ * tokens increasing, no lost or phantom write.
+ */
+async function handOverNemesis(ctx: NemesisContext, plan: FaultPlan, n: number): Promise<void> {
+  const w = await leaderWorker(ctx);
+  const others = ctx.fleet.live().filter((o) => o !== w && !o.paused);
+  const target = others[Math.floor((plan.draws[0] ?? 0) * others.length)];
+  const bystanders = others.filter((o) => o !== target);
+  const cut = plan.draws[1]! < 0.5 ? bystanders[Math.floor((plan.draws[2] ?? 0) * bystanders.length)] : undefined;
+  start(
+    ctx,
+    n,
+    "handover",
+    `${w.id} to ${target?.id ?? "nobody"}${cut ? `, ${cut.id} cut off 0.5 s meanwhile` : ""}`,
+    w,
+  );
+  let outcome = "no target";
+  if (cut) ctx.fleet.cut(cut);
+  const reopen = setTimeout(() => cut && ctx.fleet.open(cut), 500);
+  try {
+    if (target) outcome = await ctx.fleet.handOver(w, target.id, ctx.recoveryBoundMs);
+    if (outcome === "ok") await someoneElseLeads(ctx, w, n);
+  } finally {
+    clearTimeout(reopen);
+    if (cut) ctx.fleet.open(cut);
+    heal(ctx, n, "handover", outcome);
+  }
+  // Done, or failed clean with the term held (a cut candidate ahead did not step aside in time): anything
+  // else (no answer, NOT_LEADER from a leader nobody cut, an etcd error) is reported as the nemesis failing.
+  if (!EXPECTED_HANDOVER.has(outcome)) throw new Error(`the hand-over of ${w.id} ended unexpectedly: ${outcome}`);
+}
+
+const EXPECTED_HANDOVER = new Set(["ok", "HANDOVER_FAILED", "no target"]);
 
 export function applyFault(ctx: NemesisContext, plan: FaultPlan, n: number): Promise<void> {
   return NEMESES[plan.kind](ctx, plan, n);

@@ -5,6 +5,7 @@
  * across all lanes, violations as red lines and etcd bug sightings as purple diamonds. Hand-written SVG:
  * no dependencies. Hover an element for its details.
  */
+import { LANE, PALETTE, esc, laneSvg, termBarSvg, title } from "../../src/cli/timeline.js";
 import type { Verdict } from "./checker.js";
 import type { FaultKind, History, HistoryEvent } from "./history.js";
 
@@ -12,10 +13,8 @@ const WIDTH = 1400;
 const LEFT = 64;
 const RIGHT = 16;
 const TOP = 44;
-const LANE = 30;
 /** Width of a character of the 10 px labels, roughly. */
 const CHAR_PX = 5.6;
-const PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#eeca3b"];
 const FAULT_COLOR: Record<FaultKind, string> = {
   "pause-worker": "#f2a541",
   "kill-worker": "#d1495b",
@@ -27,11 +26,8 @@ const FAULT_COLOR: Record<FaultKind, string> = {
   partition: "#6a4c93",
   compaction: "#7f7f7f",
   outage: "#a4243b",
+  handover: "#2e86ab",
 };
-
-const esc = (s: string): string =>
-  s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-const title = (s: string): string => `<title>${esc(s)}</title>`;
 
 export function timelineSvg(history: History, verdict: Verdict): string {
   const t0 = history.startedAt;
@@ -76,24 +72,16 @@ export function timelineSvg(history: History, verdict: Verdict): string {
   // Lanes.
   for (const w of workers) {
     const y = lane.get(w)!;
-    out.push(
-      `<text x="4" y="${y + 15}">${esc(w)}</text><line x1="${LEFT}" x2="${WIDTH - RIGHT}" y1="${y + LANE - 2}" y2="${y + LANE - 2}" stroke="#eee"/>`,
-    );
+    out.push(laneSvg(w, y, LEFT, WIDTH - RIGHT));
   }
 
   for (const i of verdict.intervals) {
     const y = lane.get(i.w)!;
     const x1 = x(i.start);
     const w = Math.max(1, x(i.end) - x1);
-    const tip = title(`${i.w} ${i.kind} token ${i.token}: ${secs(i.start)} – ${secs(i.end)}; ended by ${i.reason}`);
-    if (i.kind === "election") {
-      const color = PALETTE[Number(BigInt(i.token) % BigInt(PALETTE.length))]!;
-      out.push(`<g>${tip}<rect x="${x1}" y="${y + 3}" width="${w}" height="14" fill="${color}"/>`);
-      if (w > 34) out.push(`<text x="${x1 + 2}" y="${y + 14}" fill="white">${esc(i.token)}</text>`);
-      out.push("</g>");
-    } else {
-      out.push(`<g>${tip}<rect x="${x1}" y="${y + 20}" width="${w}" height="5" fill="#999"/></g>`);
-    }
+    const tip = `${i.w} ${i.kind} token ${i.token}: ${secs(i.start)} – ${secs(i.end)}; ended by ${i.reason}`;
+    if (i.kind === "election") out.push(termBarSvg(x1, w, y, i.token, tip));
+    else out.push(`<g>${title(tip)}<rect x="${x1}" y="${y + 20}" width="${w}" height="5" fill="#999"/></g>`);
   }
 
   // What the runner did to each worker: SIGSTOP windows hatched, SIGKILL as a cross, SIGTERM as a bar.

@@ -288,6 +288,29 @@ async function mutexLoop(): Promise<void> {
   await session?.close();
 }
 
+// The runner's commands, one JSON line each on stdin: the handover nemesis asks the leader to hand over.
+let pending = "";
+process.stdin.on("data", (d: Buffer) => {
+  pending += d.toString();
+  for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n")) {
+    const line = pending.slice(0, nl);
+    pending = pending.slice(nl + 1);
+    const cmd = JSON.parse(line) as { cmd: string; to: string; timeoutMs: number };
+    if (cmd.cmd !== "handover") continue;
+    elector.handOver(cmd.to, { timeoutMs: cmd.timeoutMs }).then(
+      (leader) => report({ e: "log", level: "info", msg: `handover to ${cmd.to}: ${leader.value.toString()} leads` }),
+      (err: unknown) =>
+        report({
+          e: "log",
+          level: "info",
+          msg: `handover to ${cmd.to} failed`,
+          code: codeOf(err),
+          err: messageOf(err),
+        }),
+    );
+  }
+});
+
 /** The sharded workload: each shard's term holds and writes as the election's does, on its own counter. */
 const sharded =
   config.sharded &&

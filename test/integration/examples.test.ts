@@ -61,7 +61,7 @@ describe("the examples run against real etcd", () => {
     const failover = Object.fromEntries(summary.failovers.map((f) => [f.after, f.ms]));
     // A resign hands over before the lease could run out; a kill has to wait for it.
     expect(failover.SIGTERM).toBeLessThan(failover.SIGKILL!);
-    expect(summary.memberRestart?.leaderKeptTerm).toBe(true);
+    expect(summary.memberRestart?.leaderKeptTerm, out).toBe(true);
     // Nothing left behind: its etcd members' data and processes are gone.
     expect(summary.dataDir).toMatch(/etcd-election-example-/);
     expect(existsSync(summary.dataDir)).toBe(false);

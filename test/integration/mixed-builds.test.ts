@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { build } from "tsup";
+import { build, type Options } from "tsup";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import tsupConfig from "../../tsup.config.js";
 import type * as Api from "../../src/index.js";
@@ -30,8 +30,10 @@ describe.skipIf(!!faultsUnavailableReason)("an ESM object on a session of the CJ
     distBefore = listing(join(root, "dist"));
     mkdirSync(join(root, ".scratch"), { recursive: true });
     outDir = mkdtempSync(join(root, ".scratch", "mixed-builds-"));
-    // The package's own build settings, written elsewhere; no types needed to load it.
-    await build({ ...(tsupConfig as object), config: false, outDir, dts: false, sourcemap: false, silent: true });
+    // The library's own build settings (the package's first build; the second is the CLI's), written
+    // elsewhere; no types needed to load it.
+    const [library] = tsupConfig as Options[];
+    await build({ ...library, config: false, outDir, dts: false, sourcemap: false, silent: true });
     esm = (await import(join(outDir, "index.js"))) as typeof Api;
     cjs = createRequire(import.meta.url)(join(outDir, "index.cjs")) as typeof Api;
     expect(esm.ElectionError).not.toBe(cjs.ElectionError);

@@ -1,0 +1,408 @@
+import { linkedController, raceAbort } from "../common/abort.js";
+import { timerIn } from "../common/clock.js";
+import { HandoverFailedError, NotLeaderError } from "../errors.js";
+import { KeyWatch } from "../etcd/key-watch.js";
+import { releaseRetry, retryWithBackoff } from "../common/backoff.js";
+import { isTransient } from "../etcd/errors.js";
+import { range, txn } from "../etcd/kv.js";
+import { readLeader, type Leader } from "../leader.js";
+import { predecessorPolicy, type QueueEntry } from "../queue/policies.js";
+import { acquire, queueRange, readQueue, toEntries, type Ticket } from "../queue/queue.js";
+import type { SessionContext } from "../session/context.js";
+
+/**
+ * Controlled hand-overs (design: Hand-overs). The leader names a waiting candidate; the candidates of
+ * this library ahead of it step aside (delete their own key and join again, behind it); once the target
+ * is next, the leader resigns. Nothing deletes another participant's key, and keys are never reordered in
+ * place: a candidate that cannot step aside (an `etcdctl elect` process, an older version, a dead one)
+ * makes the hand-over fail with the term still held.
+ *
+ * The request lives in `<name>.handover`, on the leader's lease: not under `<name>/` (etcdctl elect
+ * counts every key there as a candidate), its last segment not a lease id (so no version of this library
+ * takes it for a queue key of any name, design: Names are exact), and it vanishes with the leader's lease.
+ */
+export const handoverKey = (name: string): string => `${name}.handover`;
+
+/** What a hand-over request names: the target's key and create revision. */
+export interface HandoverRequest {
+  to: string;
+  token: bigint;
+}
+
+export function encodeRequest(req: HandoverRequest): Buffer {
+  return Buffer.from(JSON.stringify({ to: req.to, token: req.token.toString() }));
+}
+
+/** The request in `value`; undefined when it is not one (a stray value is ignored, never obeyed). */
+export function parseRequest(value: Buffer | undefined): HandoverRequest | undefined {
+  if (!value || value.length === 0) return undefined;
+  try {
+    const o = JSON.parse(value.toString()) as { to?: unknown; token?: unknown };
+    if (typeof o.to === "string" && typeof o.token === "string" && /^\d+$/.test(o.token))
+      return { to: o.to, token: BigInt(o.token) };
+  } catch {
+    // not a request
+  }
+  return undefined;
+}
+
+/** A waiter steps aside only when it is ahead of the target (and is not the target). */
+export const mustStepAside = (
+  own: { key: string; createRevision: bigint },
+  req: HandoverRequest | undefined,
+): boolean => req !== undefined && req.to !== own.key && own.createRevision < req.token;
+
+/** Why a campaign's wait was cut short: to join again behind a hand-over's target. Never reaches a user. */
+const STEP_ASIDE = Symbol("step aside");
+
+/**
+ * An election's campaign: the queue's wait, stepping aside (our key removed, then made again, behind
+ * the target) whenever a hand-over asks a waiter ahead of its target to. The caller sees one campaign
+ * that resolves once it leads, as before: stepping aside is never a loss (design: Hand-overs).
+ */
+export async function campaignOrStepAside(
+  ctx: SessionContext,
+  name: string,
+  value: Buffer,
+  signal: AbortSignal | undefined,
+  vanished: (message: string) => Error,
+): Promise<Ticket> {
+  for (;;) {
+    const aside = new AbortController();
+    const { controller, dispose } = linkedController(signal, aside.signal);
+    let watch: RequestWatch | undefined;
+    try {
+      return await acquire(ctx, name, value, predecessorPolicy, {
+        signal: controller.signal,
+        vanished,
+        waiting: (own) => void (watch ??= new RequestWatch(ctx, name, own, () => aside.abort(STEP_ASIDE))),
+      });
+    } catch (err) {
+      // acquire removed our key (confirmed) before it rejected. The private reason never reaches the user:
+      // a cancellation or a lost session during the removal rejects with their own reason.
+      if (err !== STEP_ASIDE) throw err;
+      if (signal?.aborted) throw signal.reason;
+      if (ctx.lease.signal.aborted) throw ctx.lease.signal.reason;
+      ctx.logger.info({ name }, "stepped aside for a hand-over: joining again behind its target");
+    } finally {
+      watch?.close();
+      dispose();
+    }
+  }
+}
+
+/** A waiter's watch of the hand-over request of its name (watches are hints, reads are truth). */
+class RequestWatch {
+  readonly #watch: KeyWatch;
+  #closed = false;
+
+  constructor(ctx: SessionContext, name: string, own: Ticket, stepAside: () => void) {
+    const key = handoverKey(name);
+    const judge = (value: Buffer | undefined): void => {
+      if (this.#closed || !mustStepAside(own, parseRequest(value))) return;
+      this.close();
+      stepAside();
+    };
+    // A request made between our join and the watch's start, or one the watch missed, a read tells.
+    const read = (): void =>
+      void range(ctx, { key: ctx.keyspace.full(key) }, `read the hand-over request of "${name}"`).then(
+        (res) => judge(res.kvs[0]?.value),
+        (err: unknown) => {
+          if (!this.#closed)
+            ctx.logger.warn({ err, name }, "reading the hand-over request failed; reading again later");
+        },
+      );
+    this.#watch = new KeyWatch(
+      ctx,
+      { key },
+      { resyncMs: ctx.resyncMs() },
+      {
+        // A put is a request of the leader as it was at that revision: stepping aside on it is harmless
+        // even if it is stale (we only queue again), so the event decides without a read.
+        event: (e) => e.type === "put" && judge(e.value),
+        resync: read,
+        started: read,
+        // Denied (a role limited to `<name>/`): said once, and the watch stops (it would be denied forever).
+        denied: (err) => {
+          if (this.#closed) return;
+          this.close();
+          ctx.logger.warn(
+            { err, name, key },
+            "no permission to watch the hand-over request: this candidate cannot step aside for a hand-over",
+          );
+        },
+      },
+    );
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#watch.close();
+  }
+}
+
+/** The term a hand-over works on (a Term, seen from inside). */
+export interface HandingTerm {
+  readonly ctx: SessionContext;
+  readonly name: string;
+  readonly key: string;
+  readonly token: bigint;
+  readonly signal: AbortSignal;
+  release(): Promise<void>;
+}
+
+/** Whom to hand over to: the next in line, the first candidate with a value, or one key. */
+export interface HandoverTarget {
+  to?: Buffer | undefined;
+  toKey?: string | undefined;
+  timeoutMs: number;
+  /** The user's cancellation: the hand-over rejects with its reason (the term held unless resigned). */
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * Hands the term over and resolves with the new leader, read once our key is gone. Fails with
+ * HANDOVER_FAILED while the term still holds (its signal not aborted) when no such candidate waits, one
+ * ahead of it did not step aside in time, or it went away; with the term's loss reason if the term ends
+ * meanwhile. Only if the target goes in the very last round trip is the term resigned and the lead goes
+ * to the next in line (HANDOVER_FAILED, the signal aborted).
+ */
+export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Promise<Leader> {
+  const { ctx, name } = t;
+  const timeout = new AbortController();
+  const timer = timerIn(target.timeoutMs, () => timeout.abort());
+  const { controller, dispose } = linkedController(t.signal, timeout.signal, target.signal);
+  const stop = controller.signal;
+  const whom =
+    target.toKey !== undefined
+      ? `candidate ${target.toKey}`
+      : target.to
+        ? `candidate ${JSON.stringify(target.to.toString())}`
+        : "the next candidate";
+  let chosen: QueueEntry | undefined;
+  let requestAt: bigint | undefined;
+  let requested = false;
+  const state = { inTheWay: [] as QueueEntry[] };
+  try {
+    const { entries } = await raceAbort(readQueue(ctx, name, { limit: 0, values: true }), stop);
+    const head = entries[0];
+    if (head?.key !== t.key || head.createRevision !== t.token)
+      throw new NotLeaderError(`not the leader: our key ${t.key} no longer leads "${name}"`);
+    const waiting = entries.slice(1);
+    // Of several with the value, the newest: a restarted process's live key, not its previous run's dead one.
+    chosen =
+      target.toKey !== undefined
+        ? waiting.find((e) => e.key === target.toKey)
+        : target.to
+          ? waiting.findLast((e) => e.value?.equals(target.to!))
+          : waiting[0];
+    if (!chosen) throw new HandoverFailedError(`hand-over of "${name}": ${whom} is not waiting; the term still holds`);
+    if (chosen !== waiting[0]) {
+      requested = true; // from here on, a request of ours may be in etcd even if the put's answer is lost
+      requestAt = await raceAbort(putRequest(t, chosen), stop);
+      await untilNext(t, chosen, stop, state);
+    }
+    // Last look, right before we go: our term and the target are there. Nothing came between meanwhile:
+    // a key made later than the target is behind it (design: Decide at the event's revision). A read-only
+    // transaction (no write to wait for); the request is withdrawn after the resign, off the critical path.
+    const full = ctx.keyspace.full(t.key);
+    const last = await raceAbort(
+      txn(
+        ctx,
+        {
+          compare: [
+            { key: full, result: "Equal", target: "Create", create_revision: t.token.toString() },
+            {
+              key: ctx.keyspace.full(chosen.key),
+              result: "Equal",
+              target: "Create",
+              create_revision: chosen.createRevision.toString(),
+            },
+          ],
+          success: [],
+          failure: [{ request_range: { key: full, keys_only: true } }],
+        },
+        `hand-over of "${name}": last check`,
+      ),
+      stop,
+    );
+    if (!last.succeeded) {
+      const ours = last.responses[0]?.response_range.kvs[0];
+      if (!ours || BigInt(ours.create_revision) !== t.token)
+        throw new NotLeaderError(`not the leader: our key ${t.key} is gone`);
+      throw new HandoverFailedError(`hand-over of "${name}": ${whom} went away; the term still holds`);
+    }
+  } catch (err) {
+    if (requested) await removeRequest(ctx, name, requestAt);
+    if (t.signal.aborted) throw t.signal.reason;
+    if (target.signal?.aborted) throw target.signal.reason;
+    if (timeout.signal.aborted) {
+      const keys = state.inTheWay.map((e) => e.key).join(", ");
+      throw new HandoverFailedError(
+        `hand-over of "${name}" to ${whom} not done within ${target.timeoutMs} ms` +
+          (keys
+            ? `: ${keys} did not step aside (an etcdctl elect process, an older version, or a dead candidate)`
+            : "") +
+          "; the term still holds",
+      );
+    }
+    throw err;
+  } finally {
+    dispose();
+  }
+  // The target is next: step down (the signal aborts first, then our key goes, confirmed: the resign runs
+  // to its end, bounded by the session's call timeout, whatever the time left). Our request is then moot
+  // (nobody is ahead of the target) and is withdrawn meanwhile; it also goes with our lease. The read of
+  // the new leader is bounded by what is left of timeoutMs (and the user's signal).
+  let leader: Leader | undefined;
+  const { controller: after, dispose: undo } = linkedController(timeout.signal, target.signal);
+  try {
+    await t.release();
+    const withdrawing = requested ? removeRequest(ctx, name, requestAt) : undefined;
+    try {
+      ({ leader } = await raceAbort(readLeader(ctx, name), after.signal));
+    } catch (err) {
+      if (target.signal?.aborted) throw target.signal.reason;
+      throw new HandoverFailedError(`hand-over of "${name}": resigned, but reading the new leader failed`, {
+        cause: err,
+      });
+    } finally {
+      await withdrawing;
+    }
+  } finally {
+    timer.cancel();
+    undo();
+  }
+  if (!leader) throw new HandoverFailedError(`hand-over of "${name}": resigned, but nobody leads now`);
+  if (leader.key !== chosen.key && (target.to || target.toKey !== undefined)) {
+    throw new HandoverFailedError(
+      `hand-over of "${name}": resigned, but ${leader.key} leads instead of ${whom} (it went away at the last moment)`,
+    );
+  }
+  return leader;
+}
+
+/** Puts the request on our lease, guarded by our term; resolves with its revision. */
+async function putRequest(t: HandingTerm, chosen: QueueEntry): Promise<bigint> {
+  const { ctx, name } = t;
+  const res = await txn(
+    ctx,
+    {
+      compare: [
+        { key: ctx.keyspace.full(t.key), result: "Equal", target: "Create", create_revision: t.token.toString() },
+      ],
+      success: [
+        {
+          request_put: {
+            key: ctx.keyspace.full(handoverKey(name)),
+            value: encodeRequest({ to: chosen.key, token: chosen.createRevision }),
+            lease: ctx.lease.leaseId,
+          },
+        },
+      ],
+      failure: [],
+    },
+    `hand-over of "${name}": ask candidates ahead of ${chosen.key} to step aside`,
+  );
+  if (!res.succeeded) throw new NotLeaderError(`not the leader: our key ${t.key} is gone`);
+  return BigInt(res.header.revision);
+}
+
+const requestDelete = (ctx: SessionContext, name: string) => ({
+  request_delete_range: { key: ctx.keyspace.full(handoverKey(name)) },
+});
+
+/**
+ * Removes our request if it is still the one we put (a later leader's is never touched): guarded by its
+ * mod revision `at`, or, when the put's answer was lost (`at` undefined: it may or may not be there), read
+ * first and removed only if it is on our lease. Retried as our own key's removal is, until etcd confirms
+ * or the session ends (it then goes with our lease). Logged, not thrown.
+ */
+async function removeRequest(ctx: SessionContext, name: string, at: bigint | undefined): Promise<void> {
+  const key = ctx.keyspace.full(handoverKey(name));
+  const why = `hand-over of "${name}": withdraw the request`;
+  try {
+    await retryWithBackoff(
+      releaseRetry,
+      async () => {
+        let rev = at;
+        if (rev === undefined) {
+          const res = await range(ctx, { key, keys_only: true }, `${why} (read)`);
+          const kv = res.kvs[0];
+          if (!kv || String(kv.lease) !== String(ctx.lease.leaseId)) return;
+          rev = BigInt(kv.mod_revision);
+        }
+        await txn(
+          ctx,
+          {
+            compare: [{ key, result: "Equal", target: "Mod", mod_revision: rev.toString() }],
+            success: [requestDelete(ctx, name)],
+            failure: [],
+          },
+          why,
+        );
+      },
+      {
+        retryable: isTransient,
+        signal: ctx.lease.signal,
+        onRetry: (err, attempt) =>
+          ctx.logger[attempt === 1 ? "warn" : "debug"](
+            { err, name, attempt },
+            "withdrawing a hand-over's request failed; retrying until etcd confirms or the session ends",
+          ),
+      },
+    );
+  } catch (err) {
+    ctx.logger.warn({ err, name }, "withdrawing a hand-over's request failed; it goes with our lease");
+  }
+}
+
+/**
+ * Resolves once nothing is left between our key and the target (those ahead of it stepped aside),
+ * watching the queue's deletes and reading once the watch is in place, after each delete, and every TTL/2.
+ * Rejects if our key or the target's is gone, or when `stop` aborts; `state.inTheWay` says who was left.
+ */
+async function untilNext(
+  t: HandingTerm,
+  chosen: QueueEntry,
+  stop: AbortSignal,
+  state: { inTheWay: QueueEntry[] },
+): Promise<void> {
+  const { ctx, name } = t;
+  let dirty = false;
+  let wake = (): void => {};
+  const poke = (): void => {
+    dirty = true;
+    wake();
+  };
+  const watch = new KeyWatch(
+    ctx,
+    { prefix: `${name}/` },
+    { resyncMs: ctx.resyncMs(), deletesOnly: true },
+    { event: poke, resync: poke, started: poke },
+  );
+  try {
+    for (;;) {
+      if (!dirty) await raceAbort(new Promise<void>((resolve) => (wake = resolve)), stop);
+      dirty = false;
+      const res = await raceAbort(
+        range(
+          ctx,
+          queueRange(ctx.keyspace, name, { values: false, maxCreateRevision: chosen.createRevision }),
+          `hand-over of "${name}": read the queue`,
+        ),
+        stop,
+      );
+      const entries = toEntries(ctx.keyspace, name, res.kvs, false);
+      if (!entries.some((e) => e.key === t.key && e.createRevision === t.token))
+        throw new NotLeaderError(`not the leader: our key ${t.key} is gone`);
+      if (!entries.some((e) => e.key === chosen.key && e.createRevision === chosen.createRevision))
+        throw new HandoverFailedError(`hand-over of "${name}": ${chosen.key} went away; the term still holds`);
+      state.inTheWay = entries.filter((e) => e.createRevision > t.token && e.createRevision < chosen.createRevision);
+      if (state.inTheWay.length === 0) return;
+    }
+  } finally {
+    watch.close();
+  }
+}

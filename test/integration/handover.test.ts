@@ -1,0 +1,530 @@
+import type { Etcd3 } from "etcd3";
+import { describe, expect, it } from "vitest";
+import { Election, LeaderElector, isElectionError, type Session, type Term } from "../../src/index.js";
+import { etcdctl, type Etcdctl } from "../support/etcdctl.js";
+import { watchCount } from "../support/internals.js";
+import { keysUnder } from "../support/observe.js";
+import { useEtcd, waitFor } from "../support/index.js";
+
+/** An etcdctl candidate's value: nothing else it prints contains it (its name, paths, warnings). */
+const CTL = "successor-from-go";
+
+const codeOf = (err: unknown): string | undefined => (isElectionError(err) ? err.code : String(err));
+
+describe("Hand-overs", () => {
+  const fx = useEtcd();
+
+  /**
+   * Candidates of one name joined in the given order (each key in place before the next joins). Every win
+   * is checked as it happens: no earlier term of ours still holds, and its token is larger than the last.
+   */
+  async function line(name: string) {
+    const wins: { value: string; term: Term }[] = [];
+    const violations: string[] = [];
+    const sessions = new Map<string, Session>();
+    const campaigns = new Map<string, Promise<Term>>();
+    const won = (value: string, term: Term): Term => {
+      for (const w of wins)
+        if (!w.term.signal.aborted) violations.push(`${value} won while ${w.value} (${w.term.token}) held`);
+      const last = wins.at(-1);
+      if (last && term.token <= last.term.token) violations.push(`token ${term.token} after ${last.term.token}`);
+      wins.push({ value, term });
+      return term;
+    };
+    const count = async (): Promise<number> => (await keysUnder(fx.client, name)).length;
+    return {
+      wins,
+      violations,
+      sessions,
+      /** Our candidate `value` joins; resolves once its key is in the queue. */
+      /** `client`: a client of its own (its own watch stream, so that its watches can be counted). */
+      async join(value: string, ttl = 10, client?: Etcd3): Promise<void> {
+        const before = await count();
+        const session = await fx.newSession({ ttl, ...(client ? { client } : {}) });
+        sessions.set(value, session);
+        const campaign = new Election(session, name).campaign(value).then((t) => won(value, t));
+        campaign.catch(() => {}); // judged by the test that awaits it
+        campaigns.set(value, campaign);
+        await waitFor(async () => (await count()) === before + 1);
+      },
+      /** An `etcdctl elect` candidate joins. */
+      async joinEtcdctl(value: string): Promise<Etcdctl> {
+        const before = await count();
+        const ctl = etcdctl(fx.etcd.endpoints, "elect", name, value);
+        await waitFor(async () => (await count()) === before + 1);
+        return ctl;
+      },
+      campaign: (value: string): Promise<Term> => campaigns.get(value)!,
+      /** The values in the queue, in order. */
+      async order(): Promise<string[]> {
+        const res = await fx.client.getAll().prefix(`${name}/`).sort("Create", "Ascend").strings();
+        return Object.values(res);
+      },
+      requestPresent: async (): Promise<boolean> => (await fx.client.get(`${name}.handover`).string()) !== null,
+      async close(): Promise<void> {
+        await Promise.all([...sessions.values()].map((s) => s.close()));
+      },
+    };
+  }
+
+  it("handOver() resigns to the next in line and resolves with it once it leads; with nobody waiting it fails, the term held", async () => {
+    const name = `${fx.etcd.prefix()}next`;
+    const l = await line(name);
+    await l.join("a");
+    const a = await l.campaign("a");
+    for (const bad of [{ to: 42 }, { timeoutMs: -1 }, { timeoutMs: Number.NaN }])
+      expect(codeOf(await a.handOver(bad as never).catch((e: unknown) => e))).toBe("INVALID_ARGUMENT");
+    const alone = await a.handOver().catch((e: unknown) => e);
+    expect(codeOf(alone)).toBe("HANDOVER_FAILED");
+    expect(a.signal.aborted).toBe(false);
+    await l.join("b");
+    await l.join("c");
+    const leader = await a.handOver();
+    expect(leader.value.toString()).toBe("b");
+    expect(a.signal.aborted).toBe(true);
+    const b = await l.campaign("b");
+    expect(leader.token).toBe(b.token);
+    expect(await l.order()).toEqual(["b", "c"]);
+    await b.handOver({ to: "c" }); // the next, named
+    await (await l.campaign("c")).resign();
+    expect(l.violations).toEqual([]);
+    expect(l.wins.map((w) => w.value)).toEqual(["a", "b", "c"]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
+    await l.close();
+  });
+
+  it("handOver({ to }) to one further back: those ahead step aside and join again behind it, their campaigns going on", async () => {
+    const name = `${fx.etcd.prefix()}further`;
+    const l = await line(name);
+    for (const v of ["a", "b", "c", "d", "e"]) await l.join(v);
+    const a = await l.campaign("a");
+    const keysBefore = await keysUnder(fx.client, name);
+    const leader = await a.handOver({ to: "d" });
+    expect(leader.value.toString()).toBe("d");
+    const d = await l.campaign("d");
+    expect(d.token).toBe(leader.token);
+    const order = await l.order();
+    expect(order[0]).toBe("d");
+    expect(order.indexOf("e")).toBeLessThan(order.indexOf("b")); // b and c went behind everyone then waiting
+    expect(new Set(order.slice(2))).toEqual(new Set(["b", "c"]));
+    // The same keys (each session's own), re-made: nobody deleted anyone else's.
+    expect(new Set(await keysUnder(fx.client, name))).toEqual(new Set(keysBefore.slice(1)));
+    expect(await l.requestPresent()).toBe(false);
+    // The ones that stepped aside still campaign, and win in their new order.
+    await d.resign();
+    for (const v of order.slice(1)) await (await l.campaign(v)).resign();
+    expect(l.violations).toEqual([]);
+    expect(l.wins.map((w) => w.value)).toEqual(["a", ...order]);
+    await l.close();
+  });
+
+  it("an etcdctl elect candidate cannot step aside: a hand-over behind it fails, the term held; to it, it works", async () => {
+    const name = `${fx.etcd.prefix()}etcdctl`;
+    const l = await line(name);
+    const own = fx.etcd.client();
+    await l.join("a", 10, own);
+    const a = await l.campaign("a");
+    await l.join("b");
+    const ctl = await l.joinEtcdctl(CTL);
+    try {
+      await l.join("c");
+      const watches = watchCount(l.sessions.get("a")!);
+      const failed = await a.handOver({ to: "c", timeoutMs: 1500 }).catch((e: unknown) => e);
+      expect(codeOf(failed)).toBe("HANDOVER_FAILED");
+      expect((failed as Error).message).toContain("did not step aside");
+      expect(a.signal.aborted).toBe(false);
+      a.assertHeld();
+      expect(await l.requestPresent()).toBe(false);
+      expect(watchCount(l.sessions.get("a")!)).toBe(watches); // the hand-over's watch of the queue is gone
+      // b stepped aside (it could); etcdctl stays where it was, and still waits.
+      expect(await l.order()).toEqual(["a", CTL, "c", "b"]);
+      const leader = await a.handOver({ to: CTL });
+      expect(leader.value.toString()).toBe(CTL);
+      await ctl.printed(CTL);
+      await ctl.interrupt();
+      const c = await l.campaign("c");
+      expect(c.token).toBeGreaterThan(leader.token);
+      await c.resign();
+      await (await l.campaign("b")).resign();
+      expect(l.violations).toEqual([]);
+    } finally {
+      ctl.kill();
+      await l.close();
+      own.close();
+    }
+  });
+
+  it("the target going away mid-hand-over fails it at once, the term held", async () => {
+    const name = `${fx.etcd.prefix()}target-dies`;
+    const l = await line(name);
+    await l.join("a");
+    const a = await l.campaign("a");
+    const ctl = await l.joinEtcdctl(CTL); // holds the hand-over up
+    try {
+      await l.join("c");
+      const handing = a.handOver({ to: "c", timeoutMs: 30_000 }).catch((e: unknown) => e);
+      await waitFor(() => l.requestPresent());
+      await l.sessions.get("c")!.close(); // the target's lease revoked: its key goes
+      const failed = await handing;
+      expect(codeOf(failed)).toBe("HANDOVER_FAILED");
+      expect((failed as Error).message).toContain("went away");
+      a.assertHeld();
+      expect(await l.requestPresent()).toBe(false);
+      await a.resign();
+      await ctl.printed(CTL);
+      expect(l.violations).toEqual([]);
+    } finally {
+      ctl.kill();
+      await l.close();
+    }
+  });
+
+  it("the leader's session lost mid-hand-over: the hand-over rejects with the loss, the request goes with the lease", async () => {
+    const name = `${fx.etcd.prefix()}leader-lost`;
+    const l = await line(name);
+    await l.join("a");
+    const a = await l.campaign("a");
+    const ctl = await l.joinEtcdctl(CTL);
+    try {
+      await l.join("c");
+      const handing = a.handOver({ to: "c", timeoutMs: 30_000 }).catch((e: unknown) => e);
+      await waitFor(() => l.requestPresent());
+      await fx.client.leaseClient.leaseRevoke({ ID: l.sessions.get("a")!.leaseId });
+      const failed = await handing;
+      expect(["NOT_LEADER", "SESSION_LOST"]).toContain(codeOf(failed));
+      expect(a.signal.aborted).toBe(true);
+      expect(await l.requestPresent()).toBe(false);
+      await ctl.printed(CTL); // the next in line leads
+      await ctl.interrupt();
+      const c = await l.campaign("c");
+      expect(c.token).toBeGreaterThan(a.token);
+      await c.resign();
+      expect(l.violations).toEqual([]);
+    } finally {
+      ctl.kill();
+      await l.close();
+    }
+  });
+
+  it("two hand-overs racing on one term: one goes through, the other fails at once; the new leader can hand over again", async () => {
+    const name = `${fx.etcd.prefix()}racing`;
+    const l = await line(name);
+    for (const v of ["a", "b", "c", "d"]) await l.join(v);
+    const a = await l.campaign("a");
+    const results = await Promise.allSettled([a.handOver({ to: "c" }), a.handOver({ to: "d" })]);
+    expect(results[0].status).toBe("fulfilled");
+    expect(results[1].status === "rejected" && codeOf(results[1].reason)).toBe("HANDOVER_FAILED");
+    const c = await l.campaign("c");
+    const [again, late] = await Promise.allSettled([c.handOver({ to: "d" }), a.handOver({ to: "b" })]);
+    expect(again.status === "fulfilled" && again.value.value.toString()).toBe("d");
+    expect(late.status === "rejected" && codeOf(late.reason)).toBe("NOT_LEADER");
+    const d = await l.campaign("d");
+    await d.resign();
+    await (await l.campaign("b")).resign();
+    expect(l.violations).toEqual([]);
+    expect(l.wins.map((w) => w.value)).toEqual(["a", "c", "d", "b"]);
+    await l.close();
+  });
+
+  it("handOver({ to }) with two candidates of that value picks the newest (a restarted pod's live key, not its dead one)", async () => {
+    const name = `${fx.etcd.prefix()}same-value`;
+    const l = await line(name);
+    await l.join("a");
+    const a = await l.campaign("a");
+    await l.join("b"); // the old pod's key
+    const old = l.sessions.get("b")!;
+    const oldCampaign = l.campaign("b");
+    await l.join("b"); // its restart (the map now holds the new one)
+    const fresh = l.sessions.get("b")!;
+    expect(fresh).not.toBe(old);
+    const newest = (await keysUnder(fx.client, name))[2]!;
+    const leader = await a.handOver({ to: "b" });
+    expect(`${name}/${leader.key.slice(leader.key.lastIndexOf("/") + 1)}`).toBe(newest);
+    expect((await l.campaign("b")).key).toBe(leader.key);
+    await (await l.campaign("b")).resign();
+    await (await oldCampaign).resign();
+    await old.close();
+    expect(l.violations).toEqual([]);
+    await l.close();
+  });
+
+  it("20 waiters ahead of the target step aside: the target leads, every campaign goes on, nothing is left", async () => {
+    const name = `${fx.etcd.prefix()}many`;
+    const l = await line(name);
+    await l.join("leader");
+    const a = await l.campaign("leader");
+    const ahead = Array.from({ length: 20 }, (_, i) => `w${i}`);
+    for (const v of ahead) await l.join(v);
+    await l.join("target");
+    const leader = await a.handOver({ to: "target", timeoutMs: 30_000 });
+    expect(leader.value.toString()).toBe("target");
+    const order = await l.order();
+    expect(order[0]).toBe("target");
+    expect(new Set(order.slice(1))).toEqual(new Set(ahead));
+    expect(await l.requestPresent()).toBe(false);
+    await (await l.campaign("target")).resign();
+    for (const v of order.slice(1)) await (await l.campaign(v)).resign();
+    expect(l.violations).toEqual([]);
+    expect(await keysUnder(fx.client, name)).toEqual([]);
+    await l.close();
+  });
+
+  describe("LeaderElector: elector.handOver and preferred leaders", () => {
+    /** Electors of one name; every election is checked as it happens, as in `line`. */
+    function fleet(name: string, ttl = 2) {
+      const elected: { id: string; token: bigint; at: number }[] = [];
+      const violations: string[] = [];
+      const running = new Map<string, { elector: LeaderElector; stop: AbortController; done: Promise<void> }>();
+      /** Every line each elector logged at info or above, as `id level: message`. */
+      const logs: string[] = [];
+      const electors = new Map<string, LeaderElector>();
+      /** Every `failure` event, as `id: code`. */
+      const failures: string[] = [];
+      const logger = (id: string) => ({
+        debug() {},
+        info: (_f: object, m: string) => void logs.push(`${id} info: ${m}`),
+        warn: (f: { err?: Error }, m: string) =>
+          void logs.push(`${id} warn: ${m}${f.err ? ` (${f.err.message})` : ""}`),
+        error: (_f: object, m: string) => void logs.push(`${id} error: ${m}`),
+      });
+      return {
+        elected,
+        violations,
+        logs,
+        failures,
+        start(id: string, priority?: number, work?: (term: Term) => Promise<void>): LeaderElector {
+          // A candidate started again is the same elector run again (it flaps), not a new one.
+          const again = electors.get(id);
+          if (again) {
+            const stop = new AbortController();
+            running.set(id, { elector: again, stop, done: again.run({ signal: stop.signal }) });
+            return again;
+          }
+          const elector = new LeaderElector({
+            client: fx.client,
+            name,
+            identity: id,
+            ttl,
+            ...(priority === undefined ? {} : { priority }),
+            logger: logger(id),
+            onStartedLeading:
+              work ??
+              ((term) => new Promise<void>((resolve) => term.signal.addEventListener("abort", () => resolve()))),
+          });
+          elector.on("failure", (err) => failures.push(`${id}: ${err.code}`));
+          electors.set(id, elector);
+          elector.on("elected", (term) => {
+            for (const [other, r] of running)
+              if (r.elector !== elector && r.elector.isLeader()) violations.push(`${id} elected while ${other} leads`);
+            const last = elected.at(-1);
+            if (last && term.token <= last.token) violations.push(`token ${term.token} after ${last.token}`);
+            elected.push({ id, token: term.token, at: performance.now() });
+          });
+          const stop = new AbortController();
+          running.set(id, { elector, stop, done: elector.run({ signal: stop.signal }) });
+          return elector;
+        },
+        async stop(id: string): Promise<void> {
+          const r = running.get(id)!;
+          r.stop.abort();
+          await r.done;
+          running.delete(id);
+        },
+        leads: (id: string): boolean => elected.at(-1)?.id === id && running.get(id)!.elector.isLeader(),
+        queued: async (n: number): Promise<boolean> => (await keysUnder(fx.client, name)).length === n,
+        async stopAll(): Promise<void> {
+          for (const id of [...running.keys()]) await this.stop(id);
+        },
+      };
+    }
+
+    it("elector.handOver(identity) hands the lead to that candidate; the old leader campaigns again behind it", async () => {
+      const name = `${fx.etcd.prefix()}elector-handover`;
+      const f = fleet(name, 10);
+      const a = f.start("a");
+      await waitFor(() => f.leads("a"));
+      for (const id of ["b", "c", "d"]) {
+        f.start(id);
+        await waitFor(() => f.queued(["b", "c", "d"].indexOf(id) + 2));
+      }
+      const leader = await a.handOver("d");
+      expect(leader.value.toString()).toBe("d");
+      await waitFor(() => f.leads("d"));
+      await waitFor(() => f.queued(4)); // a queued again
+      expect(codeOf(await a.handOver("b").catch((e: unknown) => e))).toBe("NOT_LEADER");
+      await f.stopAll();
+      expect(f.violations).toEqual([]);
+      expect(f.elected.map((e) => e.id).slice(0, 2)).toEqual(["a", "d"]);
+      expect(await keysUnder(fx.client, name)).toEqual([]);
+    });
+
+    it("priority with 3 candidates: the leader hands over to the highest waiting, past a hold-down of one TTL; lower ones wait", async () => {
+      const name = `${fx.etcd.prefix()}priority`;
+      const f = fleet(name);
+      f.start("low", 1);
+      await waitFor(() => f.leads("low"));
+      f.start("mid", 2);
+      await waitFor(() => f.queued(2));
+      f.start("high", 3);
+      await waitFor(() => f.leads("high"));
+      const low = f.elected[0]!;
+      const high = f.elected[1]!;
+      expect(high.at - low.at).toBeGreaterThanOrEqual(2_000); // the hold-down
+      // mid stepped aside; low campaigns again, behind it: neither preempts a higher priority.
+      await waitFor(() => f.queued(3));
+      await f.stop("high");
+      await waitFor(() => f.leads("mid"));
+      await f.stop("mid");
+      await waitFor(() => f.leads("low"));
+      await f.stopAll();
+      expect(f.elected.map((e) => e.id)).toEqual(["low", "high", "mid", "low"]);
+      expect(f.violations).toEqual([]);
+      // mid stepping aside changed the queue mid-hand-over: no second hand-over, no false failure.
+      expect(f.failures).toEqual([]);
+      expect(f.logs.filter((l) => / warn| error/.test(l))).toEqual([]);
+      expect(f.logs).toContain("low info: handed the lead over");
+      expect(await keysUnder(fx.client, name)).toEqual([]);
+      expect(await fx.client.getAll().prefix(`${name}.priority.`).keys()).toEqual([]); // gone with the leases
+    });
+
+    it('a preferred hand-over under way is not started again by queue changes (no false failure, no "already under way")', async () => {
+      const name = `${fx.etcd.prefix()}busy`;
+      const f = fleet(name);
+      f.start("low", 1);
+      await waitFor(() => f.leads("low"));
+      const ctl = etcdctl(fx.etcd.endpoints, "elect", name, CTL); // cannot step aside: the hand-over waits
+      try {
+        await waitFor(() => f.queued(2));
+        f.start("high", 5);
+        await waitFor(async () => (await fx.client.get(`${name}.handover`).string()) !== null);
+        f.start("z"); // the queue changes while the hand-over waits
+        await waitFor(() => f.queued(4));
+        await waitFor(() => f.failures.length > 0);
+        const warned = f.logs.filter((l) => / warn| error/.test(l));
+        expect(warned.join("\n")).not.toContain("already under way");
+        expect(warned.join("\n")).toContain("did not step aside");
+        expect(f.failures).toEqual(["low: HANDOVER_FAILED"]);
+        await ctl.interrupt(); // it resigns: its key goes
+      } finally {
+        ctl.kill();
+        await f.stopAll();
+      }
+      expect(f.violations).toEqual([]);
+      expect(await keysUnder(fx.client, name)).toEqual([]);
+    });
+
+    it("an elector on the user's session removes its priority key when run() ends (the session lives on)", async () => {
+      const name = `${fx.etcd.prefix()}priority-own-session`;
+      const session = await fx.newSession({ ttl: 10 });
+      try {
+        for (let run = 0; run < 2; run++) {
+          const elector = new LeaderElector({
+            session,
+            name,
+            identity: "p",
+            priority: 3,
+            logger: false,
+            onStartedLeading: () => {},
+          });
+          const stop = new AbortController();
+          const done = elector.run({ signal: stop.signal });
+          await waitFor(() => elector.isLeader());
+          expect(await fx.client.getAll().prefix(`${name}.priority.`).keys()).toHaveLength(1);
+          stop.abort();
+          await done;
+          expect(await fx.client.getAll().prefix(`${name}.priority.`).keys()).toEqual([]);
+          expect(await keysUnder(fx.client, name)).toEqual([]);
+        }
+      } finally {
+        await session.close();
+      }
+    });
+
+    it("a leader watches the queue only while a higher priority than its own waits (one watch fewer otherwise)", async () => {
+      const name = `${fx.etcd.prefix()}costs`;
+      const own = fx.etcd.client(); // a watch stream of its own, to count the leader's watches
+      const session = await fx.newSession({ ttl: 2, client: own });
+      const f = fleet(name);
+      const leader = new LeaderElector({
+        session,
+        name,
+        identity: "leader",
+        preemptAfterMs: 600_000, // sees the better candidate, but does not hand over within the test
+        logger: false,
+        onStartedLeading: (term) => new Promise<void>((r) => term.signal.addEventListener("abort", () => r())),
+      });
+      const stop = new AbortController();
+      const done = leader.run({ signal: stop.signal });
+      try {
+        await waitFor(() => leader.isLeader());
+        f.start("plain"); // no priority: nothing to prefer
+        await waitFor(() => f.queued(2));
+        const base = watchCount(session);
+        f.start("better", 5);
+        await waitFor(() => f.queued(3));
+        await waitFor(() => watchCount(session) === base + 1); // now it watches the queue
+        await f.stop("better");
+        await waitFor(() => watchCount(session) === base); // and no more
+      } finally {
+        stop.abort();
+        await done;
+        await f.stopAll();
+        await session.close();
+        own.close();
+      }
+      expect(await keysUnder(fx.client, name)).toEqual([]);
+    });
+
+    it("bad options to elector.handOver fail with INVALID_ARGUMENT before the leader check", async () => {
+      const name = `${fx.etcd.prefix()}elector-bad`;
+      const f = fleet(name, 10);
+      const a = f.start("a");
+      for (const bad of [{ timeoutMs: -1 }, { timeoutMs: Number.NaN }, { signal: 1 }])
+        expect(codeOf(await a.handOver("b", bad as never).catch((e: unknown) => e))).toBe("INVALID_ARGUMENT");
+      await f.stopAll();
+    });
+
+    it("term.handOver() called inside the work is logged as a hand-over, not as the term ending", async () => {
+      const name = `${fx.etcd.prefix()}work-handover`;
+      const f = fleet(name, 10);
+      let handed: Promise<unknown> | undefined;
+      const handing = new Promise<void>((resolve) => {
+        f.start("a", undefined, async (term) => {
+          await waitFor(() => f.queued(2));
+          handed = term.handOver();
+          resolve();
+          await handed;
+        });
+      });
+      await waitFor(() => f.leads("a"));
+      f.start("b");
+      await handing;
+      await handed;
+      await waitFor(() => f.leads("b"));
+      await f.stopAll();
+      expect(f.logs).toContain("a info: handed the lead over");
+      expect(f.logs.filter((l) => / warn| error/.test(l))).toEqual([]);
+      expect(f.failures).toEqual([]);
+      expect(f.violations).toEqual([]);
+    });
+
+    it("a flapping preferred candidate moves the lead at most once per hold-down", async () => {
+      const name = `${fx.etcd.prefix()}flapping`;
+      const f = fleet(name);
+      f.start("low", 1);
+      await waitFor(() => f.leads("low"));
+      for (let i = 0; i < 2; i++) {
+        f.start("high", 5); // one candidate, the same elector each time
+        await waitFor(() => f.leads("high"));
+        await f.stop("high"); // it goes away; low leads again, and it comes straight back
+        await waitFor(() => f.leads("low"));
+      }
+      await f.stopAll();
+      const ids = f.elected.map((e) => e.id);
+      expect(ids).toEqual(["low", "high", "low", "high", "low"]);
+      for (let i = 1; i < f.elected.length; i += 2)
+        expect(f.elected[i]!.at - f.elected[i - 1]!.at).toBeGreaterThanOrEqual(2_000);
+      expect(f.violations).toEqual([]);
+    });
+  });
+});
