@@ -97,7 +97,7 @@ interface Slot {
  *
  * A runner like {@link LeaderElector}, made of the same parts: one session (one lease, one keepalive
  * stream, one watch stream) whatever the shard count, re-made after a loss; `run()` resolves once its
- * signal aborted and every shard is handed over, within max(TTL, 2 × callTimeoutMs) whatever etcd does.
+ * signal aborted and every shard is handed over, within max(TTL, callTimeoutMs) + callTimeoutMs whatever etcd does (each shard's work gets up to a TTL).
  * An event emitter of the {@link ShardedElectorEvents}; `healthHandler` and the metrics adapters take it.
  */
 export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
@@ -129,6 +129,8 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
   readonly #inflight = new Set<Promise<unknown>>();
   /** At most 32 campaigns in their first second at a time: no burst of thousands of joins. */
   readonly #pacer: CampaignPacer;
+  /** Counts finished runs: a hand-over still finishing when its run() resolved changes nothing any more. */
+  #generation = 0;
 
   constructor(options: ShardedElectorOptions) {
     super();
@@ -209,7 +211,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
 
   /**
    * Joins the group, owns its share of the shards and follows membership changes until `signal` aborts,
-   * then hands every shard over and resolves, within max(TTL, 2 × callTimeoutMs). Rejects on errors that
+   * then hands every shard over and resolves, within max(TTL, callTimeoutMs) + callTimeoutMs. Rejects on errors that
    * retrying cannot cure (bad credentials, no permission, a closed client, a lost session that is not
    * the elector's own); retries the rest.
    */
@@ -320,10 +322,8 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       // Leave the group at once, beside the hand-overs: the others re-assign sooner, and their campaigns
       // still wait behind each of our keys until its work has ended.
       const leaving = track(this.#inflight, membership.resign());
-      if (!stop.aborted) {
-        await Promise.allSettled([...this.#ending.values()]);
-        await leaving;
-      }
+      // A stop that comes meanwhile ends the wait: #shutdown waits for the same, within the stop's bound.
+      if (!stop.aborted) await untilAbort(Promise.allSettled([...this.#ending.values(), leaving]), stop);
     }
     if (fatal) throw fatal;
     if (!stop.aborted) {
@@ -433,6 +433,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
    */
   async #own(slot: Slot, term: Term, waitMs: number): Promise<boolean> {
     const { shard } = slot;
+    const generation = this.#generation;
     if (slot.controller.signal.aborted) {
       // Won just as the shard stopped being ours: no work to start, let it go.
       await track(this.#inflight, term.resign());
@@ -472,13 +473,16 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
         { shard, token: term.token.toString(), err: term.signal.reason as unknown },
         "shard lost: its term ended",
       );
-    if (!(await settledBy([work], this.#clock.now() + this.#ttl * 1000, this.#clock))) {
+    const returned = await settledBy([work], this.#clock.now() + this.#ttl * 1000, this.#clock);
+    if (generation !== this.#generation) return threw; // run() resolved meanwhile: nothing changes after it
+    if (!returned) {
       this.#logger.error(
         { shard, token: term.token.toString() },
         "onAcquired has not returned a TTL after its term ended; releasing the shard anyway (fencing refuses its late writes)",
       );
     }
     await track(this.#inflight, term.resign());
+    if (generation !== this.#generation) return threw;
     slot.term = undefined;
     this.#tally.termEnded();
     if (this.owned().length === 0) this.#setState(this.#tally.state === "stopping" ? "stopping" : "campaigning");
@@ -508,15 +512,23 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
   }
 
   /**
-   * After a stop: waits (within max(TTL, 2 × callTimeoutMs) from the stop) for every shard's hand-over
-   * and the member key's removal; then closes the session we made, which revokes the lease if a delete
-   * did not get through.
+   * After a stop: every shard's work gets up to a TTL from the stop to return (the session, and with it
+   * each shard's key, stays meanwhile: the next owner cannot begin before our work ended); then waits
+   * for the hand-overs and the member key's removal, and closes the session we made, which revokes the
+   * lease if a delete did not get through. All within max(TTL, callTimeoutMs) + callTimeoutMs of the stop.
    */
   async #shutdown(stoppedAt: number): Promise<void> {
     this.#setState("stopping");
     for (const slot of this.#slots.values()) slot.controller.abort();
-    const deadline = stoppedAt + Math.max(this.#ttl * 1000, 2 * this.#callTimeoutMs);
+    const ttlMs = this.#ttl * 1000;
+    const deadline = stoppedAt + Math.max(ttlMs, this.#callTimeoutMs) + this.#callTimeoutMs;
     const own = this.#backend.given ? undefined : this.#session;
+    if (!(await settledBy([...this.#work.values()], stoppedAt + ttlMs, this.#clock))) {
+      this.#logger.warn(
+        {},
+        "onAcquired has not returned a TTL after the stop; its shards are released anyway (fencing refuses its late writes)",
+      );
+    }
     const releaseBy = own ? deadline - this.#callTimeoutMs : deadline;
     const pending = [...this.#ending.values(), ...this.#inflight];
     if (!(await settledBy(pending, releaseBy, this.#clock))) {
@@ -527,10 +539,13 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
           : "hand-overs not confirmed in time; our keys stay until the session ends",
       );
     }
-    if (!(await settledBy([...this.#work.values()], releaseBy, this.#clock))) {
-      this.#logger.warn({}, "onAcquired has not returned after the stop; run() resolves anyway (its terms have ended)");
-    }
     if (own) await own.close();
+    // Whatever is still finishing (work that never returned) changes nothing from here on.
+    this.#generation++;
+    for (const slot of this.#slots.values()) if (slot.term) this.#tally.termEnded();
+    this.#slots.clear();
+    this.#ending.clear();
+    this.#work.clear();
     this.#session = undefined;
     this.#view = undefined;
     this.#running = false;

@@ -1,0 +1,123 @@
+/**
+ * The sharded elector's rules on a fake clock and a fake group (test/support/fake-sharded.ts): stops,
+ * hand-overs and health, deterministic. The same rules against real etcd are in
+ * test/integration/sharded-elector.test.ts.
+ */
+import { describe, expect, it } from "vitest";
+import type { Logger } from "../../src/common/logger.js";
+import { ShardedElector, type ShardedElectorOptions } from "../../src/sharded-elector.js";
+import type { Term } from "../../src/term.js";
+import { FakeClock } from "../support/fake-elector.js";
+import { FakeShardedBackend } from "../support/fake-sharded.js";
+
+function setup(options: Partial<ShardedElectorOptions> = {}) {
+  const clock = new FakeClock();
+  const backend = new FakeShardedBackend(clock);
+  const logged: { level: keyof Logger; message: string }[] = [];
+  const logger = Object.fromEntries(
+    (["debug", "info", "warn", "error"] as const).map((level) => [
+      level,
+      (_fields: object, message: string) => void logged.push({ level, message }),
+    ]),
+  ) as unknown as Logger;
+  const stop = new AbortController();
+  const elector = ShardedElector.withSeam(
+    { client: {} as never, name: "ingest", shards: 2, identity: "node-a", logger, onAcquired: () => {}, ...options },
+    { backend, clock },
+  );
+  let settled: { ok: boolean; at: number; error?: unknown } | undefined;
+  const running = elector.run({ signal: stop.signal }).then(
+    () => void (settled = { ok: true, at: clock.now() }),
+    (error: unknown) => void (settled = { ok: false, at: clock.now(), error }),
+  );
+  /** Our member as the group shows it, alone. */
+  const alone = () => [{ id: backend.session.leaseHex, identity: "node-a" }];
+  return { clock, backend, elector, stop, logged, running, settled: () => settled, alone };
+}
+
+/** Work that ignores its term's end until the test lets it go. */
+function stubborn() {
+  const releases: (() => void)[] = [];
+  const started: number[] = [];
+  const onAcquired = (shard: number, _term: Term): Promise<void> =>
+    new Promise<void>((resolve) => {
+      started.push(shard);
+      releases.push(resolve);
+    });
+  return { onAcquired, started, releaseAll: () => releases.forEach((r) => r()) };
+}
+
+describe("ShardedElector on a fake clock", () => {
+  it("a stop that comes while a lost membership's hand-overs hang still ends run() within the stop bound", async () => {
+    const { clock, backend, elector, stop, settled, alone } = setup({ ttl: 2, callTimeoutMs: 1000, shards: 1 });
+    await clock.until(() => backend.sessions.length === 1 && backend.session.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    backend.campaigns[0]!.win({ resign: "hangs" }); // etcd takes no writes: the shard's resign never confirms
+    await clock.until(() => elector.owned().length === 1, 1000);
+    backend.session.memberships[0]!.lose(); // our member key deleted; the session itself is fine
+    await clock.advance(100);
+    const stoppedAt = clock.now();
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 2000 + 500);
+    expect(settled()!.at - stoppedAt).toBeLessThanOrEqual(2000);
+    expect(backend.session.closed).toBe(true); // closing revoked what the resign could not delete
+  });
+
+  it("a slow stop does not close the session while a shard's work runs within its TTL: the next owner cannot begin before it ended", async () => {
+    const work = stubborn();
+    const { clock, backend, elector, stop, settled, alone } = setup({
+      ttl: 10,
+      shards: 1,
+      onAcquired: work.onAcquired,
+    });
+    await clock.until(() => backend.session?.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    const won = backend.campaigns[0]!.win();
+    await clock.until(() => work.started.length === 1, 1000);
+    stop.abort();
+    const stoppedAt = clock.now();
+    // The work winds down for 7 s, inside the TTL it is given after its term ended.
+    await clock.advance(7000);
+    expect(backend.session.closed).toBe(false);
+    expect(won.resigned).toBe(false);
+    work.releaseAll();
+    await clock.until(() => settled() !== undefined, 10_000);
+    expect(won.resigned).toBe(true);
+    expect(backend.session.closed).toBe(true);
+    expect(settled()!.at - stoppedAt).toBeLessThan(7000 + 100);
+    expect(elector.owned()).toEqual([]);
+  });
+
+  it("work that never returns: run() resolves within max(TTL, callTimeoutMs) + callTimeoutMs of the stop, and nothing changes after it resolved", async () => {
+    const work = stubborn();
+    const { clock, backend, elector, stop, settled, alone, logged } = setup({
+      ttl: 10,
+      callTimeoutMs: 2000,
+      shards: 1,
+      onAcquired: work.onAcquired,
+    });
+    await clock.until(() => backend.session?.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    backend.campaigns[0]!.win();
+    await clock.until(() => work.started.length === 1, 1000);
+    const events: string[] = [];
+    for (const e of ["state", "released", "steppedDown", "failure"] as const) elector.on(e, () => events.push(e));
+    stop.abort();
+    const stoppedAt = clock.now();
+    await clock.until(() => settled() !== undefined, 12_000 + 500);
+    expect(settled()!.at - stoppedAt).toBeLessThanOrEqual(12_000);
+    expect(elector.metrics().state).toBe("stopped");
+    const seen = [...events];
+    const logCount = logged.length;
+    await clock.advance(60_000);
+    work.releaseAll();
+    await clock.advance(1000);
+    expect(events).toEqual(seen);
+    expect(logged.slice(logCount)).toEqual([]);
+    expect(elector.metrics().state).toBe("stopped");
+    expect(clock.pending).toBe(0);
+  });
+});
