@@ -1,7 +1,7 @@
-import type { IKeyValue } from "etcd3";
 import { linkedController, onAbort } from "../common/abort.js";
 import { KeyWatch, type KeyEvent } from "../etcd/key-watch.js";
 import { inQueue } from "../etcd/keyspace.js";
+import { isCompacted } from "../etcd/errors.js";
 import { range, retryRead } from "../etcd/kv.js";
 import { ClientClosedError } from "../errors.js";
 import type { SessionContext } from "../session/context.js";
@@ -50,13 +50,97 @@ function shardOfKey(shardsPrefix: string, shards: number, key: string): number |
   return shard < shards ? shard : undefined;
 }
 
+const byCreate = (a: { createRevision: bigint }, b: { createRevision: bigint }): number =>
+  a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0;
+
+/**
+ * The group as last read plus the watch's events since (pure, no I/O). A read replaces everything; an
+ * event applies only if it is newer than the last read (a watch that lags, or resumes after a re-read,
+ * replays events the read already has: applied, they would put back a state the read says is gone).
+ * An event costs O(candidates of its shard): `holders` is kept up to date in place, never rebuilt.
+ */
+export class GroupState {
+  readonly #group: string;
+  readonly #shardsPrefix: string;
+  readonly #shards: number;
+  #readRevision = 0n;
+  /** The newest revision applied (a read's, or an event's). */
+  revision = 0n;
+  members: readonly GroupMember[] = [];
+  #candidates: Candidate[][];
+  /** The holder of each shard (index = shard): the oldest candidate key; updated in place. */
+  readonly holders: (ShardHolder | undefined)[];
+
+  constructor(name: string, shards: number) {
+    this.#group = membersName(name);
+    this.#shardsPrefix = `${name}/shards/`;
+    this.#shards = shards;
+    this.#candidates = Array.from({ length: shards }, () => []);
+    this.holders = new Array<ShardHolder | undefined>(shards).fill(undefined);
+  }
+
+  /** Replaces the state with a read of every key under `<name>/` at `revision`. */
+  reset(revision: bigint, kvs: readonly Candidate[]): void {
+    this.#readRevision = revision;
+    this.revision = revision;
+    const members: GroupMember[] = [];
+    this.#candidates = Array.from({ length: this.#shards }, () => []);
+    for (const kv of kvs) {
+      if (inQueue(this.#group, kv.key)) {
+        members.push({
+          id: kv.key.slice(this.#group.length + 1),
+          identity: kv.identity,
+          createRevision: kv.createRevision,
+        });
+        continue;
+      }
+      const shard = shardOfKey(this.#shardsPrefix, this.#shards, kv.key);
+      if (shard !== undefined) this.#candidates[shard]!.push(kv);
+    }
+    this.members = members.sort(byCreate);
+    for (let s = 0; s < this.#shards; s++) {
+      this.#candidates[s]!.sort(byCreate);
+      this.#setHolder(s);
+    }
+  }
+
+  /**
+   * Applies a watch event. "members": a member came or went (the caller reads the group again);
+   * "holders": a shard's candidates changed; undefined: nothing (not ours, or not newer than the read).
+   */
+  apply(e: KeyEvent): "members" | "holders" | undefined {
+    if (e.modRevision <= this.#readRevision) return undefined;
+    if (e.modRevision > this.revision) this.revision = e.modRevision;
+    if (inQueue(this.#group, e.key)) return "members";
+    const shard = shardOfKey(this.#shardsPrefix, this.#shards, e.key);
+    if (shard === undefined) return undefined;
+    const list = this.#candidates[shard]!.filter((c) => c.key !== e.key);
+    if (e.type === "put") {
+      list.push({ key: e.key, createRevision: e.createRevision, identity: e.value.toString() });
+      list.sort(byCreate);
+    }
+    this.#candidates[shard] = list;
+    this.#setHolder(shard);
+    return "holders";
+  }
+
+  #setHolder(shard: number): void {
+    const c = this.#candidates[shard]![0];
+    this.holders[shard] = c && { identity: c.identity, token: c.createRevision, key: c.key };
+  }
+}
+
+/** Keys per page of the group's read: a read of S = 10,000 shards is 10 pages, none near etcd's limits. */
+export const GROUP_PAGE = 1000;
+
 /**
  * The group as a latest-state stream, as `observeLeader` is for one election: a linearizable read of
- * `<name>/` first, then one watch of it. A member joining or leaving reads the group again (the
- * assignment depends on it); a shard's candidate key coming or going is applied to the last read as the
- * watch tells it (each shard's holder is its oldest candidate), so owning thousands of shards costs no
- * read per shard. Re-reads every TTL/2 and after the watch is made again (design: Watches are hints,
- * reads are truth). Ends (throwing) when `signal` aborts or the session is closed.
+ * `<name>/` first (in pages, at one revision), then one watch of it. A member joining or leaving reads
+ * the group again (the assignment depends on it); a shard's candidate key coming or going is applied to
+ * the last read as the watch tells it, in O(1) per event (each shard's holder is its oldest candidate),
+ * so owning thousands of shards costs no read per shard. Re-reads every TTL/2 and after the watch is
+ * made again (design: Watches are hints, reads are truth). The view yielded is the same object each
+ * time, updated in place. Ends (throwing) when `signal` aborts or the session is closed.
  */
 export async function* observeGroup(
   ctx: SessionContext,
@@ -74,24 +158,14 @@ export async function* observeGroup(
     dirty = true;
     wake?.();
   };
-  const group = membersName(name);
-  const shardsPrefix = `${name}/shards/`;
-  let members: GroupMember[] = [];
-  let candidates: Candidate[][] = [];
-  let revision = 0n;
+  const state = new GroupState(name, shards);
   const apply = (e: KeyEvent): void => {
-    if (inQueue(group, e.key)) return poke();
-    const shard = shardOfKey(shardsPrefix, shards, e.key);
-    if (shard === undefined) return;
-    const list = candidates[shard]!.filter((c) => c.key !== e.key);
-    if (e.type === "put") {
-      list.push({ key: e.key, createRevision: e.createRevision, identity: e.value.toString() });
-      list.sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
+    const changed = state.apply(e);
+    if (changed === "members") return poke();
+    if (changed === "holders") {
+      patched = true;
+      wake?.();
     }
-    candidates[shard] = list;
-    if (e.modRevision > revision) revision = e.modRevision;
-    patched = true;
-    wake?.();
   };
   let heardDuringRead: KeyEvent[] | undefined;
   const heard = (e: KeyEvent): void => {
@@ -102,6 +176,15 @@ export async function* observeGroup(
   const closeWatch = onAbort(signal, () => watch?.close());
   const endWithClient = (cause?: unknown): void =>
     controller.abort(new ClientClosedError("sharded group: the etcd3 client was closed", { cause }));
+  const view: ShardView = {
+    get revision() {
+      return state.revision;
+    },
+    get members() {
+      return state.members;
+    },
+    holders: state.holders,
+  };
   try {
     for (;;) {
       signal.throwIfAborted();
@@ -125,23 +208,9 @@ export async function* observeGroup(
         } finally {
           heardDuringRead = undefined;
         }
-        revision = read.revision;
-        members = [];
-        candidates = Array.from({ length: shards }, () => []);
-        for (const kv of read.kvs) {
-          if (inQueue(group, kv.key)) {
-            members.push({
-              id: kv.key.slice(group.length + 1),
-              identity: kv.identity,
-              createRevision: kv.createRevision,
-            });
-            continue;
-          }
-          const shard = shardOfKey(shardsPrefix, shards, kv.key);
-          if (shard !== undefined) candidates[shard]!.push(kv);
-        }
-        // Changes after the read (an earlier one is in it) apply on top of it.
-        for (const e of events) if (e.modRevision > read.revision) apply(e);
+        state.reset(read.revision, read.kvs);
+        // Changes after the read (an earlier one is in it: GroupState drops it) apply on top of it.
+        for (const e of events) apply(e);
         signal.throwIfAborted();
         // The watch starts right after the first read, so no change after it is missed.
         watch ??= new KeyWatch(
@@ -153,14 +222,7 @@ export async function* observeGroup(
         if (dirty) continue; // a member changed meanwhile: read again before telling
       }
       patched = false;
-      yield {
-        revision,
-        members,
-        holders: candidates.map((list) => {
-          const c = list[0];
-          return c && { identity: c.identity, token: c.createRevision, key: c.key };
-        }),
-      };
+      yield view;
     }
   } finally {
     closeWatch();
@@ -169,24 +231,42 @@ export async function* observeGroup(
   }
 }
 
-/** Every key under `<name>/` (oldest first) and the revision it was read at, linearizably. */
+/**
+ * Every key under `<name>/` and the revision it was read at: the first page linearizably, the next ones
+ * at that revision (one consistent snapshot, in pages of GROUP_PAGE keys). Compacted under our feet
+ * (a page at a revision etcd no longer has): read again from the start.
+ */
 async function readGroup(ctx: SessionContext, name: string): Promise<{ revision: bigint; kvs: Candidate[] }> {
-  const res = await range(
-    ctx,
-    {
-      key: ctx.keyspace.full(`${name}/`),
-      range_end: ctx.keyspace.rangeEnd(`${name}/`),
-      sort_order: "Ascend",
-      sort_target: "Create",
-    },
-    `read the sharded group "${name}"`,
-  );
-  return {
-    revision: BigInt(res.header.revision),
-    kvs: res.kvs.map((kv: IKeyValue) => ({
-      key: ctx.keyspace.relative(kv.key),
-      createRevision: BigInt(kv.create_revision),
-      identity: kv.value.toString(),
-    })),
-  };
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await readGroupOnce(ctx, name);
+    } catch (err) {
+      if (!isCompacted(err) || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function readGroupOnce(ctx: SessionContext, name: string): Promise<{ revision: bigint; kvs: Candidate[] }> {
+  const end = ctx.keyspace.rangeEnd(`${name}/`);
+  let key: Buffer = ctx.keyspace.full(`${name}/`);
+  let revision: string | undefined;
+  const kvs: Candidate[] = [];
+  for (;;) {
+    const res = await range(
+      ctx,
+      { key, range_end: end, limit: GROUP_PAGE, ...(revision !== undefined && { revision }) },
+      `read the sharded group "${name}"`,
+    );
+    revision ??= res.header.revision;
+    for (const kv of res.kvs) {
+      kvs.push({
+        key: ctx.keyspace.relative(kv.key),
+        createRevision: BigInt(kv.create_revision),
+        identity: kv.value.toString(),
+      });
+    }
+    const last = res.kvs.at(-1);
+    if (!res.more || !last) return { revision: BigInt(revision), kvs };
+    key = Buffer.concat([Buffer.from(last.key), Buffer.from([0])]); // the next key after the last
+  }
 }
