@@ -1,7 +1,7 @@
 import { EventEmitter } from "eventemitter3";
 import { Backoff, campaignBackoff } from "./common/backoff.js";
 import { linkedController, onAbort, settledBy, sleep, track, untilAbort } from "./common/abort.js";
-import { systemClock, type Clock } from "./common/clock.js";
+import { systemClock, type Clock, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
 import { validateElectorOptions, validateSignal } from "./common/validate.js";
 import { checkEtcdPeer, etcdBackend, type ElectorBackend, type ShardedSession } from "./election/elector-backend.js";
@@ -77,6 +77,9 @@ export interface ShardedSeam {
 }
 
 let injected: ShardedSeam | undefined;
+
+/** How often at most holder changes alone make a member compute the assignment again. */
+const RECONCILE_EVERY_MS = 100;
 
 /** One shard's campaign and term, as long as the shard is assigned to us. */
 interface Slot {
@@ -301,18 +304,35 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     this.#joined = true;
     joined();
     this.#logger.info({ token: membership.token.toString() }, "joined the sharded group");
+    // The assignment depends on the members and, sticky, on who holds each shard. A member change is acted
+    // on at once; holders changing (thousands while a member takes its shards) at most every 100 ms, so
+    // a shard event costs O(1) and the O(S) assignment runs a bounded number of times per second.
+    let timer: Timer | undefined;
+    let lastAt = -Infinity;
+    const reconcile = (view: ShardView): boolean => {
+      timer?.cancel();
+      timer = undefined;
+      lastAt = this.#clock.now();
+      return this.#reconcile(session, view, membership.key, signal, failed);
+    };
     try {
-      // The assignment depends on the members only: shard holders coming and going (thousands of them while
-      // a member takes its shards) just update owners().
       let seen: string | undefined;
       for await (const view of session.view(this.name, this.shards, signal)) {
         this.#view = view;
         const members = view.members.map((m) => `${m.id}=${m.identity}`).join("\n");
-        if (members !== seen && this.#reconcile(session, view, membership.key, signal, failed)) seen = members;
+        if (members !== seen) {
+          if (reconcile(view)) seen = members;
+        } else if (!timer) {
+          timer = this.#clock.timerIn(
+            Math.max(0, lastAt + RECONCILE_EVERY_MS - this.#clock.now()),
+            () => void reconcile(view),
+          );
+        }
       }
     } catch (err) {
       if (!signal.aborted) throw err;
     } finally {
+      timer?.cancel();
       undoMember();
       dispose();
       controller.abort();
@@ -344,7 +364,9 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     const ownId = ownKey.slice(ownKey.lastIndexOf("/") + 1);
     // Our own key not in the view: it is being deleted (our hold notices) or this read is older. Keep all.
     if (signal.aborted || !view.members.some((m) => m.id === ownId)) return false;
-    const owners = assignShards(view.members, this.shards);
+    // A holder's member id is its key's lease, as a member key's is.
+    const holders = view.holders.map((h) => h && h.key.slice(h.key.lastIndexOf("/") + 1));
+    const owners = assignShards(view.members, this.shards, holders);
     const mine: number[] = [];
     for (let s = 0; s < owners.length; s++) if (owners[s] === ownId) mine.push(s);
     const changed = mine.length !== this.#assigned.length || mine.some((s, i) => this.#assigned[i] !== s);

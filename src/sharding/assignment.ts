@@ -7,68 +7,74 @@ export interface Member {
 }
 
 /**
- * Which member should own each shard: rendezvous hashing with bounded load (design: Shards). Every
- * (shard, member) pair has a score, a hash of both; pairs are taken best score first, and a shard goes
- * to the member of its best remaining pair that still has room. Room is exact balance: with S shards
- * and M members, S mod M members get ceil(S/M) and the rest floor(S/M).
+ * Which member should own each shard: rendezvous hashing with bounded load, sticky (design: Shards).
+ * Every (shard, member) pair has a score, a hash of the shard and the member's identity. Quotas are
+ * exact balance: with S shards and M members, S mod M members get ceil(S/M), the rest floor(S/M); the
+ * ceil quotas go to the members that hold the most now (so they give up the least). Each member keeps
+ * the shards it holds now, up to its quota (its best-scored ones); every other shard (no holder, a
+ * holder that is no longer a member, or over a quota) goes, in shard order, to its best-scored member
+ * that still has room.
  *
- * A pure function of the member set (order does not matter), so members that see the same membership
- * compute the same assignment without talking to each other. Members are placed by identity, so a
- * process that restarts under the same identity gets (mostly) the same shards back. Movement: a leave
- * moves the leaver's shards and, rarely, a few more where the freed room lets a shard go to a member it
- * scores better with; a join moves about S/(M+1) (the unit tests bound both).
+ * So a leave moves exactly the leaver's shards (the others' quotas only grow), and a join exactly the
+ * newcomer's share, floor(S/(M+1)) (the members holding the most keep the ceil quotas); once every
+ * shard is held where this says, computing it again moves nothing. A stateless exactly balanced scheme
+ * cannot do this: keeping every leave to the leaver's shards forces a fixed preference order per shard
+ * (plain rendezvous), which no exactly balanced scheme is for every member set; hence the holders.
  *
- * Returns the owner's `id` of each shard (empty array when there are no members). O(S·M log(S·M)).
+ * A pure function of the member set (order does not matter) and the holders, so members that see the
+ * same group compute the same. Members are placed by identity, so a process that restarts under the
+ * same identity (a new lease) is given back the shards it held when the others are full.
+ *
+ * `holders[s]` is the member `id` holding shard s now (undefined: none). Returns the owner's `id` of
+ * each shard (an empty array when there are no members). O(S log S + S × M) at most.
  */
-export function assignShards(members: readonly Member[], shards: number): string[] {
+export function assignShards(
+  members: readonly Member[],
+  shards: number,
+  holders: readonly (string | undefined)[] = [],
+): string[] {
   const sorted = [...members].sort((a, b) => cmp(a.identity, b.identity) || cmp(a.id, b.id));
   const m = sorted.length;
   if (m === 0) return [];
-  const floor = Math.floor(shards / m);
-  let extras = shards % m; // members that may still take floor + 1
+  const index = new Map(sorted.map((x, i) => [x.id, i]));
   const memberHash = sorted.map((x) => hashString(x.identity));
-  const shardHash = Array.from({ length: shards }, (_, s) => mix32(Math.imul(s + 1, 0x9e3779b1)));
-  const score = new Uint32Array(shards * m);
+  const score = (s: number, i: number): number => mix32(memberHash[i]! ^ mix32(Math.imul(s + 1, 0x9e3779b1)));
+  const held: number[][] = sorted.map(() => []);
   for (let s = 0; s < shards; s++) {
-    for (let i = 0; i < m; i++) score[s * m + i] = mix32(memberHash[i]! ^ shardHash[s]!);
+    const holder = holders[s];
+    const i = holder === undefined ? undefined : index.get(holder);
+    if (i !== undefined) held[i]!.push(s);
   }
-  const order = bestFirst(score);
+  const floor = Math.floor(shards / m);
+  const quota = new Uint32Array(m).fill(floor);
+  const byHeld = sorted
+    .map((_, i) => i)
+    .sort((a, b) => held[b]!.length - held[a]!.length || memberHash[a]! - memberHash[b]! || a - b);
+  for (let k = 0; k < shards % m; k++) quota[byHeld[k]!]!++;
   const owner = new Int32Array(shards).fill(-1);
   const load = new Uint32Array(m);
-  let left = shards;
-  for (let k = 0; k < order.length && left > 0; k++) {
-    const p = order[k]!;
-    const s = Math.floor(p / m);
-    const i = p % m;
+  for (let i = 0; i < m; i++) {
+    const mine = held[i]!;
+    if (mine.length > quota[i]!) mine.sort((a, b) => score(b, i) - score(a, i) || a - b);
+    for (const s of mine.slice(0, quota[i])) owner[s] = i;
+    load[i] = Math.min(mine.length, quota[i]!);
+  }
+  for (let s = 0; s < shards; s++) {
     if (owner[s] !== -1) continue;
-    if (load[i]! < floor) {
-      // within its floor: always room
-    } else if (load[i] === floor && extras > 0) extras--;
-    else continue;
-    owner[s] = i;
-    load[i]!++;
-    left--;
+    let best = -1;
+    let bestScore = -1;
+    for (let i = 0; i < m; i++) {
+      if (load[i]! >= quota[i]!) continue;
+      const sc = score(s, i);
+      if (sc > bestScore) {
+        best = i;
+        bestScore = sc;
+      }
+    }
+    owner[s] = best;
+    load[best]!++;
   }
   return Array.from(owner, (i) => sorted[i]!.id);
-}
-
-/**
- * Pair indexes (shard × M + member) by score, best first; ties (members of one identity) by index: fully
- * deterministic. Up to 2^21 pairs, each sort key (inverted score, index) fits a double's 53 bits exactly
- * and a typed array's numeric sort does the work (ten times a comparator's speed).
- */
-function bestFirst(score: Uint32Array): Uint32Array {
-  const n = score.length;
-  const order = new Uint32Array(n);
-  if (n <= 2 ** 21) {
-    const keys = new Float64Array(n);
-    for (let p = 0; p < n; p++) keys[p] = (0xffffffff - score[p]!) * 2 ** 21 + p;
-    keys.sort();
-    for (let p = 0; p < n; p++) order[p] = keys[p]! % 2 ** 21;
-    return order;
-  }
-  for (let p = 0; p < n; p++) order[p] = p;
-  return order.sort((a, b) => score[b]! - score[a]! || a - b);
 }
 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
