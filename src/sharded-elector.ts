@@ -87,6 +87,8 @@ interface Slot {
   /** Aborted when the shard is no longer ours to keep: moved away, stop, end of the session. */
   readonly controller: AbortController;
   term: Term | undefined;
+  /** Its term was seen to end: it is handing the shard over (no longer acting as its owner). */
+  stepping: boolean;
 }
 
 /**
@@ -120,6 +122,8 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
   #session: ShardedSession | undefined;
   #running = false;
   #joined = false;
+  /** When (clock ms) this run last stopped being a member of its group; undefined while it is one. */
+  #outSince: number | undefined;
   #view: ShardView | undefined;
   /** Shards assigned to us by the last view (sorted). */
   #assigned: number[] = [];
@@ -187,12 +191,21 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
   }
 
   /**
-   * For a liveness probe, as a LeaderElector's: false only while this process owns a shard and no
-   * keepalive has been acknowledged for longer than 2 × TTL (a wedged owner).
+   * For a liveness probe. False when restarting the process can help: `run()` is not running (not yet,
+   * or ended: stopped, or rejected); it owns a shard whose term it has not yet seen end and no keepalive
+   * has been acknowledged for longer than 2 × TTL (a wedged owner, as a LeaderElector's); or it has been
+   * out of its group (its member key lost, not put again) for longer than 2 × TTL although keepalives
+   * get through. Members are healthy through an etcd outage: restarting them cannot help.
    */
   healthy(): boolean {
+    if (!this.#running) return false;
     const session = this.#currentSession();
-    return !this.isLeader() || !session || session.sinceRenewalMs <= 2 * this.#ttl * 1000;
+    if (!session) return true;
+    const limit = 2 * this.#ttl * 1000;
+    const wedged = session.sinceRenewalMs > limit && [...this.#slots.values()].some((s) => s.term && !s.stepping);
+    const out =
+      this.#outSince !== undefined && this.#clock.now() - this.#outSince > limit && session.sinceRenewalMs <= limit;
+    return !wedged && !out;
   }
 
   /** Whether `run()` runs, has joined the group and is not stopping (for a readiness probe). */
@@ -222,6 +235,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     const stop = validateSignal(options.signal) ?? new AbortController().signal;
     if (this.#running) throw new InvalidArgumentError(`this sharded elector of "${this.name}" is already running`);
     this.#running = true;
+    this.#outSince = this.#clock.now();
     this.#tally.reset();
     this.#setState("idle");
     let stoppedAt: number | undefined;
@@ -302,6 +316,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     }
     const undoMember = onAbort(membership.signal, (reason) => controller.abort(reason));
     this.#joined = true;
+    this.#outSince = undefined;
     joined();
     this.#logger.info({ token: membership.token.toString() }, "joined the sharded group");
     // The assignment depends on the members and, sticky, on who holds each shard. A member change is acted
@@ -337,6 +352,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       dispose();
       controller.abort();
       this.#joined = false;
+      this.#outSince = this.#clock.now();
       this.#assigned = [];
       for (const slot of this.#slots.values()) slot.controller.abort();
       // Leave the group at once, beside the hand-overs: the others re-assign sooner, and their campaigns
@@ -397,7 +413,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     failed: (error: ElectionError) => void,
   ): void {
     const { controller, dispose } = linkedController(member);
-    const slot: Slot = { shard, controller, term: undefined };
+    const slot: Slot = { shard, controller, term: undefined, stepping: false };
     this.#slots.set(shard, slot);
     const previous = this.#ending.get(shard);
     const running = (async () => {
@@ -486,6 +502,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     const undoTerm = onAbort(term.signal, () => ended());
     const undoSlot = onAbort(slot.controller.signal, () => ended());
     await ending;
+    slot.stepping = true;
     undoTerm();
     undoSlot();
     const lost = term.signal.aborted;
@@ -506,6 +523,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     await track(this.#inflight, term.resign());
     if (generation !== this.#generation) return threw;
     slot.term = undefined;
+    slot.stepping = false;
     this.#tally.termEnded();
     if (this.owned().length === 0) this.#setState(this.#tally.state === "stopping" ? "stopping" : "campaigning");
     this.#tell("steppedDown", term);

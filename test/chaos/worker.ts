@@ -331,7 +331,8 @@ const status = setInterval(
     report({
       e: "status",
       leader: elector.isLeader(),
-      healthy: elector.healthy() && (sharded?.healthy() ?? true),
+      // A stopped sharded elector is unhealthy (it serves nothing): sampled only until the stop.
+      healthy: elector.healthy() && (!sharded || stop.signal.aborted || sharded.healthy()),
     }),
   250,
 );

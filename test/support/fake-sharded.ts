@@ -32,8 +32,12 @@ export class FakeShardedSession extends FakeSession implements ShardedSession {
     this.leaseHex = leaseHex;
   }
 
+  /** While set, joining fails with it (etcd refuses the member key's put). */
+  joinRefusal: (() => unknown) | undefined;
+
   join(name: string, value: string, signal: AbortSignal): Promise<Term> {
     signal.throwIfAborted();
+    if (this.joinRefusal) return Promise.reject(this.joinRefusal());
     const controller = new AbortController();
     let resigned = false;
     const term = {

@@ -120,4 +120,44 @@ describe("ShardedElector on a fake clock", () => {
     expect(elector.metrics().state).toBe("stopped");
     expect(clock.pending).toBe(0);
   });
+
+  it("healthy(): false for an owner that has not seen its term end with no keepalive for 2 × TTL, for a member kept out of its group while etcd answers, and once stopped", async () => {
+    const { clock, backend, elector, stop, settled, alone } = setup({ ttl: 2, shards: 1 });
+    await clock.until(() => backend.session?.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    const won = backend.campaigns[0]!.win();
+    await clock.until(() => elector.owned().length === 1, 1000);
+    expect(elector.healthy()).toBe(true);
+    // No keepalive acknowledged for 2 × TTL while it still holds a term it has not seen end: wedged.
+    await clock.advance(4001);
+    expect(elector.healthy()).toBe(false);
+    backend.session.renew();
+    expect(elector.healthy()).toBe(true);
+    // Its term ends and it steps down: whatever etcd does now, restarting cannot help.
+    won.lose();
+    await clock.advance(4001);
+    expect(elector.healthy()).toBe(true);
+
+    // Its member key deleted and every put of it refused while keepalives go through: out of the group.
+    backend.session.joinRefusal = () => new Error("put refused: fake");
+    backend.session.memberships[0]!.lose();
+    for (let t = 0; t < 4000; t += 500) {
+      backend.session.renew();
+      await clock.advance(500);
+    }
+    expect(elector.healthy()).toBe(true); // 2 × TTL not yet passed
+    backend.session.renew();
+    await clock.advance(600);
+    backend.session.renew();
+    expect(elector.healthy()).toBe(false);
+    backend.session.joinRefusal = undefined;
+    await clock.until(() => backend.session.memberships.length === 2, 5000, 50);
+    backend.session.renew();
+    expect(elector.healthy()).toBe(true);
+
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 5000);
+    expect(elector.healthy()).toBe(false);
+  });
 });
