@@ -3,7 +3,12 @@
  * hand-overs and health, deterministic. The same rules against real etcd are in
  * test/integration/sharded-elector.test.ts.
  */
+import { metrics } from "@opentelemetry/api";
+import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
+import { instrument } from "../../src/adapters/opentelemetry.js";
+import { registerMetrics } from "../../src/adapters/prometheus.js";
+import { parseSamples, sampleValue } from "../support/prometheus-text.js";
 import type { Logger } from "../../src/common/logger.js";
 import { ShardedElector, type ShardedElectorOptions } from "../../src/sharded-elector.js";
 import type { Term } from "../../src/term.js";
@@ -159,5 +164,27 @@ describe("ShardedElector on a fake clock", () => {
     stop.abort();
     await clock.until(() => settled() !== undefined, 5000);
     expect(elector.healthy()).toBe(false);
+  });
+
+  it("the Prometheus and OpenTelemetry adapters take it, as a summary: leader while it owns a shard, one term per shard term", async () => {
+    const { clock, backend, elector, stop, settled, alone } = setup({ ttl: 2, shards: 2 });
+    const registry = new Registry();
+    const dispose = registerMetrics(elector, { registry });
+    const disposeOtel = instrument(elector, { meter: metrics.getMeter("test") });
+    await clock.until(() => backend.session?.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 2, 2000);
+    backend.campaigns[0]!.win();
+    backend.campaigns[1]!.win();
+    await clock.until(() => elector.owned().length === 2, 1000);
+    const samples = parseSamples(await registry.metrics());
+    expect(sampleValue(samples, "etcd_election_leader_status", { name: "ingest" })).toBe(1);
+    expect(sampleValue(samples, "etcd_election_terms_total", { name: "ingest" })).toBe(2);
+    expect(sampleValue(samples, "etcd_election_state", { name: "ingest", state: "leading" })).toBe(1);
+    dispose();
+    disposeOtel();
+    expect(elector.listenerCount("elected")).toBe(0);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 5000);
   });
 });
