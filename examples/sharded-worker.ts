@@ -16,6 +16,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Etcd3 } from "etcd3";
 import { ShardedElector, shardOf, type Logger } from "../src/index.js";
@@ -54,11 +55,12 @@ async function work(id: string): Promise<void> {
           .txn()
           .then(client.put(`${group}-state/${shard}`).value(`${id}@${term.token}`))
           .commit()
-          .catch(() => {}); // refused: the term is ending, the loop sees it
-        await new Promise((resolve) => {
-          const timer = setTimeout(resolve, 1000);
-          term.signal.addEventListener("abort", () => resolve(clearTimeout(timer)), { once: true });
-        });
+          .catch((err: unknown) =>
+            logger.info({ shard, err }, "fenced write failed (the term is ending, or etcd is away)"),
+          ); // the loop sees it
+        // Waits a tick or until the term ends; the timer and its abort listener go either way (no
+        // listener piles up on the term's signal, one a tick).
+        await sleep(1000, undefined, { signal: term.signal }).catch(() => {});
       }
     },
     onReleased: (shard) => logger.info({ shard }, "shard released"),

@@ -3,7 +3,7 @@ import { Backoff, campaignBackoff } from "./common/backoff.js";
 import { linkedController, onAbort, settledBy, sleep, track, untilAbort } from "./common/abort.js";
 import { systemClock, type Clock, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
-import { validateElectorOptions, validateSignal } from "./common/validate.js";
+import { validateElectorOptions, validateName, validateSignal } from "./common/validate.js";
 import { checkEtcdPeer, etcdBackend, type ElectorBackend, type ShardedSession } from "./election/elector-backend.js";
 import { ElectorTally, type ElectorMetrics, type ElectorState } from "./election/elector-metrics.js";
 import { isIncurable, toElectionError } from "./etcd/errors.js";
@@ -149,6 +149,9 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     });
     ({ name: this.name, identity: this.identity, ttl: this.#ttl, callTimeoutMs: this.#callTimeoutMs } = settings);
     this.shards = validateShardCount(options.shards);
+    // The names derived from ours must be valid names too: the longest is the last shard's election.
+    validateName(shardName(this.name, this.shards - 1), `ShardedElector name (as "<name>/shards/${this.shards - 1}")`);
+    validateName(membersName(this.name), `ShardedElector name (as "<name>/members")`);
     this.#logger = withFields(toLogger(options.logger, consoleLogger), { group: this.name, identity: this.identity });
     this.#options = options;
     this.#clock = seam?.clock ?? systemClock;

@@ -187,4 +187,48 @@ describe("ShardedElector on a fake clock", () => {
     stop.abort();
     await clock.until(() => settled() !== undefined, 5000);
   });
+
+  it("refuses a name whose derived names (<name>/shards/<n>, <name>/members) would be too long, with INVALID_ARGUMENT before touching etcd", () => {
+    const clock = new FakeClock();
+    const backend = new FakeShardedBackend(clock);
+    const make = (name: string, shards: number) =>
+      ShardedElector.withSeam(
+        { client: {} as never, name, shards, identity: "a", logger: false, onAcquired: () => {} },
+        { backend, clock },
+      );
+    expect(() => make("g".repeat(1024 - "/shards/9".length), 10)).not.toThrow();
+    expect(() => make("g".repeat(1024 - "/shards/9".length), 11)).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringContaining("/shards/10") as unknown }),
+    );
+    expect(() => make("g".repeat(1020), 1)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(backend.sessions).toEqual([]);
+  });
+
+  it("withSeam puts the fake in place for that one elector only, even when its options are refused", async () => {
+    const clock = new FakeClock();
+    const backend = new FakeShardedBackend(clock);
+    const options = {
+      client: {} as never,
+      name: "g",
+      shards: 4,
+      identity: "a",
+      logger: false as const,
+      onAcquired: () => {},
+    };
+    const invalid = expect.objectContaining({ code: "INVALID_ARGUMENT" });
+    expect(() => ShardedElector.withSeam({ ...options, shards: 0 }, { backend, clock })).toThrow(invalid);
+    // Without the seam, `{}` is no etcd3 client: refused, so the seam did not outlive its call.
+    const noClient = expect.objectContaining({ code: "INVALID_CLIENT" });
+    expect(() => new ShardedElector(options)).toThrow(noClient);
+    const elector = ShardedElector.withSeam(options, { backend, clock });
+    expect(() => new ShardedElector(options)).toThrow(noClient);
+    // The elector made on the seam runs on it: its session is the fake's.
+    const stop = new AbortController();
+    const done = elector.run({ signal: stop.signal });
+    await clock.until(() => backend.sessions.length === 1 && backend.session.memberships.length === 1, 1000);
+    stop.abort();
+    await clock.advance(10);
+    await done;
+    expect(backend.session.closed).toBe(true);
+  });
 });
