@@ -1,13 +1,13 @@
 /**
  * ShardedElector: how long the shards take to settle again after a join, a SIGTERM (graceful stop) and a
  * SIGKILL of a member, how many move against the minimum, what etcd handles for each change (from its
- * own /metrics), and what one member costs at S = 10,000. Standalone:
+ * own /metrics), and what one member costs at S = 2,000 (MAX_SHARDS; --shards for another). Standalone:
  *
- *   npx tsx bench/sharded.ts [--quick]      # starts its own etcd (test harness); prints markdown
+ *   npx tsx bench/sharded.ts [--quick] [--ttl T] [--large [--shards S]]   # own etcd (test harness); markdown
  *
  * Members run in this process (their own client each), except the one SIGKILLed, which runs in a child
- * (test/support/sharded-worker.ts). "Settled": every member owns exactly what the assignment of the
- * members it should see gives it, and etcd holds one key per shard and one per member.
+ * (test/support/sharded-worker.ts). "Settled": every shard held in etcd by one of the members it should
+ * see, each holding floor(S/M) or ceil(S/M), and the (sticky) assignment of those holders moving nothing.
  */
 import { fileURLToPath } from "node:url";
 import type { Etcd3 } from "etcd3";
@@ -53,31 +53,40 @@ function member(name: string, identity: string, shards: number, c: Etcd3 = etcd.
   return { identity, elector, stop, done: elector.run({ signal: stop.signal }) };
 }
 
-const expected = (identities: string[], shards: number): string[] =>
-  assignShards(
-    identities.map((id) => ({ id, identity: id })),
-    shards,
-  );
+/** Shard -> identity holding it in etcd (the oldest key of each shard's election; undefined: none). */
+async function owners(name: string, shards: number): Promise<(string | undefined)[]> {
+  const kvs = await client.getAll().prefix(`${name}/shards/`).sort("Create", "Ascend").strings();
+  const out = new Array<string | undefined>(shards).fill(undefined);
+  for (const [key, value] of Object.entries(kvs))
+    out[Number(key.slice(`${name}/shards/`.length).split("/")[0])] ??= value;
+  return out;
+}
 
-/** Resolves (with ms since `from`) once the in-process members own what `identities` assigns them. */
+/**
+ * Resolves (with ms since `from`) once the in-process members are at rest as `identities`: every shard
+ * owned, each owning floor(S/M) or ceil(S/M), and the (sticky) assignment of these owners moving nothing.
+ */
 async function settled(
+  name: string,
   members: Member[],
   identities: string[],
   shards: number,
   from: number,
   limitMs = 60_000,
 ): Promise<number> {
-  const want = expected(identities, shards);
+  const ids = identities.map((id) => ({ id, identity: id }));
+  const fair = [Math.floor(shards / identities.length), Math.ceil(shards / identities.length)];
   for (;;) {
-    const ok = members.every((m) => {
-      const mine = m.elector.owned();
-      const should = want.flatMap((id, s) => (id === m.identity ? [s] : []));
-      return mine.length === should.length && mine.every((s, i) => s === should[i]);
-    });
+    const now = await owners(name, shards);
+    const ok =
+      now.every((o) => o !== undefined && identities.includes(o)) &&
+      identities.every((id) => fair.includes(now.filter((o) => o === id).length)) &&
+      members.every((m) => m.elector.owned().length === now.filter((o) => o === m.identity).length) &&
+      countMoves(now as string[], assignShards(ids, shards, now)) === 0;
     if (ok && members.every((m) => m.elector.metrics().members === identities.length)) return performance.now() - from;
     if (performance.now() - from > limitMs)
       throw new Error(`not settled within ${limitMs / 1000} s (${identities.join(",")}, ${shards} shards)`);
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -97,6 +106,7 @@ async function changes(shards: number, sizes: number[]): Promise<Row[]> {
     const members: Member[] = [];
     for (let i = 0; i < m; i++) members.push(member(name, `n${i}`, shards));
     await settled(
+      name,
       members,
       members.map((x) => x.identity),
       shards,
@@ -106,28 +116,32 @@ async function changes(shards: number, sizes: number[]): Promise<Row[]> {
     // A join: member m+1.
     let before = await scrape(endpoint);
     let t = performance.now();
+    let owned = await owners(name, shards);
     const joiner = member(name, `n${m}`, shards);
-    const ms = await settled([...members, joiner], [...ids, joiner.identity], shards, t);
+    const ms = await settled(name, [...members, joiner], [...ids, joiner.identity], shards, t);
+    let after = await owners(name, shards);
     rows.push({
       change: "join",
       m,
       ms,
-      moves: countMoves(expected(ids, shards), expected([...ids, joiner.identity], shards)),
-      minimum: expected([...ids, joiner.identity], shards).filter((o) => o === joiner.identity).length,
+      moves: countMoves(owned as string[], after as string[]),
+      minimum: after.filter((o) => o === joiner.identity).length,
       counts: delta(before, await scrape(endpoint)),
     });
     // A graceful stop of the joiner (SIGTERM in a real worker): its shards move back.
     before = await scrape(endpoint);
     t = performance.now();
+    owned = after;
     joiner.stop.abort();
-    const stopped = await settled(members, ids, shards, t);
+    const stopped = await settled(name, members, ids, shards, t);
     await joiner.done;
+    after = await owners(name, shards);
     rows.push({
       change: "SIGTERM",
       m: m + 1,
       ms: stopped,
-      moves: countMoves(expected([...ids, joiner.identity], shards), expected(ids, shards)),
-      minimum: expected([...ids, joiner.identity], shards).filter((o) => o === joiner.identity).length,
+      moves: countMoves(owned as string[], after as string[]),
+      minimum: owned.filter((o) => o === joiner.identity).length,
       counts: delta(before, await scrape(endpoint)),
     });
     // A SIGKILL of a member in its own process: its shards move once its lease expires.
@@ -138,19 +152,21 @@ async function changes(shards: number, sizes: number[]): Promise<Row[]> {
       shards,
       identity: `n${m}`,
     });
-    await settled(members, [...ids, `n${m}`], shards, performance.now());
+    await settled(name, members, [...ids, `n${m}`], shards, performance.now());
     const renewals = worker.events.filter((e) => e.type === "renewed").length;
     while (worker.events.filter((e) => e.type === "renewed").length === renewals)
       await new Promise((r) => setTimeout(r, 2));
     before = await scrape(endpoint);
+    owned = await owners(name, shards);
     t = performance.now();
     await worker.kill();
+    const killedMs = await settled(name, members, ids, shards, t);
     rows.push({
       change: "SIGKILL",
       m: m + 1,
-      ms: await settled(members, ids, shards, t),
-      moves: countMoves(expected([...ids, `n${m}`], shards), expected(ids, shards)),
-      minimum: expected([...ids, `n${m}`], shards).filter((o) => o === `n${m}`).length,
+      ms: killedMs,
+      moves: countMoves(owned as string[], (await owners(name, shards)) as string[]),
+      minimum: owned.filter((o) => o === `n${m}`).length,
       counts: delta(before, await scrape(endpoint)),
     });
     for (const x of members) x.stop.abort();
@@ -170,7 +186,7 @@ async function large(shards: number): Promise<string[]> {
   const m = member(name, "solo", shards);
   let ms: number;
   try {
-    ms = await settled([m], ["solo"], shards, t, 180_000);
+    ms = await settled(name, [m], ["solo"], shards, t, 180_000);
   } catch (err) {
     const owned = m.elector.owned().length;
     const sessions = m.elector.metrics().sessions;
@@ -211,7 +227,8 @@ try {
     ),
   ];
   console.log(table.join("\n"));
-  console.log(["", ...(await large(quick ? 1000 : 10_000))].join("\n"));
+  const largeShards = process.argv.includes("--shards") ? Number(arg("--shards")) : quick ? 1000 : 2000;
+  console.log(["", ...(await large(largeShards))].join("\n"));
 } finally {
   client.close();
   await etcd.close();

@@ -26,7 +26,7 @@ export interface ShardedElectorOptions {
   session?: Session;
   /** Group name: members are `<name>/members/<lease hex>`, shard n's election is `<name>/shards/<n>`. */
   name: string;
-  /** How many shards (1 to 100,000); every member must be given the same number. */
+  /** How many shards (1 to 2,000, what is measured to work); every member must be given the same number. */
   shards: number;
   /** This member's identity: shards are placed by it, and it is the value of its keys. */
   identity: string;

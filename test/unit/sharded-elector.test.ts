@@ -201,6 +201,9 @@ describe("ShardedElector on a fake clock", () => {
       expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringContaining("/shards/10") as unknown }),
     );
     expect(() => make("g".repeat(1020), 1)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    // More shards than measured to work (MAX_SHARDS): refused too.
+    expect(() => make("g", 2000)).not.toThrow();
+    expect(() => make("g", 2001)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
     expect(backend.sessions).toEqual([]);
   });
 
