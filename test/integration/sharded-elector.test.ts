@@ -1,8 +1,10 @@
 import type { Etcd3 } from "etcd3";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ShardedElector, healthHandler, type Term } from "../../src/index.js";
+import { Session, ShardedElector, healthHandler, type Term } from "../../src/index.js";
+import { contextOf } from "../../src/session/context.js";
 import { assignShards } from "../../src/sharding/assignment.js";
+import { GROUP_PAGE, observeGroup } from "../../src/sharding/shard-view.js";
 import { Worker } from "../support/child.js";
 import { keysUnder } from "../support/observe.js";
 import type { ShardedWorkerConfig } from "../support/sharded-worker.js";
@@ -261,6 +263,43 @@ describe("ShardedElector", () => {
     },
     90_000,
   );
+
+  it("reads a group larger than one page whole, at one revision, and follows it from there", async () => {
+    const name = `${etcd.prefix()}paged`;
+    const S = GROUP_PAGE + 500;
+    const session = await Session.create(client, { ttl: 10 });
+    const hex = BigInt(session.leaseId).toString(16);
+    try {
+      for (let from = 0; from < S; from += 100) {
+        const puts = Array.from({ length: Math.min(100, S - from) }, (_, i) =>
+          client
+            .put(`${name}/shards/${from + i}/${hex}`)
+            .value(`h${from + i}`)
+            .lease(session.leaseId),
+        );
+        await client
+          .if(`${name}/x`, "Create", "==", 0)
+          .then(...puts)
+          .commit();
+      }
+      await client.put(`${name}/members/${hex}`).value("m").lease(session.leaseId);
+      const stop = new AbortController();
+      const views = observeGroup(contextOf(session), name, S, stop.signal)[Symbol.asyncIterator]();
+      const first = (await views.next()).value!;
+      expect(first.members.map((m) => m.identity)).toEqual(["m"]);
+      expect(first.holders.every((h, s) => h?.identity === `h${s}`)).toBe(true);
+      // A change after the read arrives through the watch.
+      await client.delete().key(`${name}/shards/7/${hex}`);
+      const next = (await views.next()).value!;
+      expect(next.holders[7]).toBeUndefined();
+      expect(next.holders[8]?.identity).toBe("h8");
+      stop.abort();
+      await views.return?.();
+    } finally {
+      await session.close();
+    }
+    expect(await keysUnder(client, name)).toEqual([]);
+  });
 
   it("serves health through healthHandler, and rejects bad options before touching etcd", () => {
     const ok = { client, name: "x", shards: 8, identity: "a", onAcquired: () => {} };
