@@ -21,6 +21,7 @@ import {
   HOLD_KINDS,
   SHARDS,
   mono,
+  type FaultKind,
   type History,
   type HistoryEvent,
   type HoldKind,
@@ -55,6 +56,8 @@ export interface ChaosOptions {
    * loaded machine (see docs/guarantees.md).
    */
   sharded?: boolean;
+  /** Only these kinds of fault, in the seed's order (a short run); omitted: all of them. */
+  faults?: readonly FaultKind[];
   log?: (line: string) => void;
 }
 
@@ -202,8 +205,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       recoveryBoundMs,
       sharded: options.sharded ?? false,
     };
-    const plans: Iterable<FaultPlan> =
+    const every: Iterable<FaultPlan> =
       options.durationMs === undefined ? everyFaultOnce(options.seed) : soak(options.seed);
+    const only = options.faults;
+    const plans: Iterable<FaultPlan> = only
+      ? [...everyFaultOnce(options.seed)].filter((p) => only.includes(p.kind))
+      : every;
     const endAt = startedAt + (options.durationMs ?? Infinity);
     let n = 0;
     for (const plan of plans) {
