@@ -30,7 +30,16 @@ class Workbench {
   /** Per shard, every term begun: its identity, token and the moment (performance.now()). */
   readonly begun = new Map<number, { identity: string; token: bigint; at: number }[]>();
 
-  async work(identity: string, shard: number, term: Term, endedAt: Map<bigint, number>): Promise<void> {
+  /** Per shard, when each term's work returned (performance.now()). */
+  readonly returned = new Map<number, { identity: string; at: number }[]>();
+
+  async work(
+    identity: string,
+    shard: number,
+    term: Term,
+    endedAt: Map<bigint, number>,
+    windDownMs = 200,
+  ): Promise<void> {
     const other = this.active.get(shard);
     if (other !== undefined) this.overlaps.push(`shard ${shard}: ${identity} began while ${other} worked`);
     this.active.set(shard, identity);
@@ -40,8 +49,11 @@ class Workbench {
     await new Promise((resolve) => term.signal.addEventListener("abort", resolve, { once: true }));
     endedAt.set(term.token, performance.now());
     // Work that takes a moment to wind down: the next owner must still not begin before it returns.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => setTimeout(resolve, windDownMs));
     if (this.active.get(shard) === identity) this.active.delete(shard);
+    const list2 = this.returned.get(shard) ?? [];
+    list2.push({ identity, at: performance.now() });
+    this.returned.set(shard, list2);
   }
 }
 
@@ -51,7 +63,13 @@ describe("ShardedElector", () => {
   const all: Member[] = [];
   const bench = new Workbench();
 
-  function start(name: string, identity: string, shards: number, hosts?: string[]): Member {
+  function start(
+    name: string,
+    identity: string,
+    shards: number,
+    hosts?: string[],
+    more: { windDownMs?: number; callTimeoutMs?: number } = {},
+  ): Member {
     const endedAt = new Map<bigint, number>();
     const memberClient = etcd.client({}, hosts);
     const stop = new AbortController();
@@ -62,7 +80,8 @@ describe("ShardedElector", () => {
       identity,
       ttl: TTL,
       logger: false,
-      onAcquired: (shard, term) => bench.work(identity, shard, term, endedAt),
+      ...(more.callTimeoutMs !== undefined && { callTimeoutMs: more.callTimeoutMs }),
+      onAcquired: (shard, term) => bench.work(identity, shard, term, endedAt, more.windDownMs),
     });
     const m: Member = {
       identity,
@@ -263,6 +282,30 @@ describe("ShardedElector", () => {
     },
     90_000,
   );
+
+  it("a stop whose work winds down past the stop's old release point: the session stays until the work returned, and the next owner begins after", async () => {
+    const name = `${etcd.prefix()}slow-stop`;
+    const S = 4;
+    // TTL 2 s, callTimeoutMs 1 s: the session used to be closed (its lease revoked) 1 s after the stop.
+    const a = start(name, "a", S, undefined, { windDownMs: 1500, callTimeoutMs: 1000 });
+    const b = start(name, "b", S);
+    await settled(name, S, [a, b]);
+    const moving = a.elector.owned();
+    const stoppedAt = performance.now();
+    await leave(a);
+    expect(performance.now() - stoppedAt).toBeLessThan(Math.max(TTL * 1000, 1000) + 1000 + 500);
+    // run() resolved after every moving shard's work returned (the session stayed until then).
+    expect(moving.filter((shard) => !bench.returned.get(shard)?.some((r) => r.identity === "a"))).toEqual([]);
+    await settled(name, S, [b]);
+    for (const shard of moving) {
+      const ended = bench.returned.get(shard)!.findLast((r) => r.identity === "a")!;
+      const next = bench.begun.get(shard)!.findLast((t) => t.identity === "b")!;
+      expect(ended.at - stoppedAt).toBeGreaterThan(1400); // it did wind down
+      expect(next.at).toBeGreaterThan(ended.at);
+    }
+    await leave(b);
+    expect(bench.overlaps).toEqual([]);
+  });
 
   it("reads a group larger than one page whole, at one revision, and follows it from there", async () => {
     const name = `${etcd.prefix()}paged`;
