@@ -190,7 +190,8 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
 
   /** Whether this process owns at least one shard (what `healthHandler`'s `/leader` and the adapters read). */
   isLeader(): boolean {
-    return this.owned().length > 0;
+    for (const slot of this.#slots.values()) if (slot.term && !slot.term.signal.aborted) return true;
+    return false;
   }
 
   /**
@@ -528,7 +529,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     slot.term = undefined;
     slot.stepping = false;
     this.#tally.termEnded();
-    if (this.owned().length === 0) this.#setState(this.#tally.state === "stopping" ? "stopping" : "campaigning");
+    if (!this.isLeader()) this.#setState(this.#tally.state === "stopping" ? "stopping" : "campaigning");
     this.#tell("steppedDown", term);
     this.#tell("released", shard);
     this.#call("onReleased", () => this.#options.onReleased?.(shard));
