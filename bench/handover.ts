@@ -1,7 +1,9 @@
 /**
  * Graceful hand-over: the holder resigns (unlocks) and the next in line is elected (gets the lock). The
- * time from calling resign() to the next candidate's campaign resolving, against the floor of "the
- * delete, then one linearizable read" and against one put, measured side by side in one run.
+ * time from calling resign() to the next candidate's campaign resolving, against its floor ("the delete,
+ * then one serializable read on the member that applied it": what the waiter does, design: Decide at the
+ * event's revision), the former floor ("the delete, then one linearizable read") and one put, measured
+ * side by side in one run.
  *
  * Each implementation has a line of `size` candidates: the leader resigns, the next is elected, and the
  * one that resigned joins the back of the line; once with every candidate in this process (its own
@@ -14,6 +16,7 @@
  * answers slower than a busy one, so peers are only compared after the same sleep.
  */
 import { Election, Mutex, Session, type Lock, type Term } from "../src/index.js";
+import { contextOf } from "../src/session/context.js";
 import { BenchWorker } from "./child.js";
 import type { BenchEnv } from "./env.js";
 import { countRpcs, delta, scrape, type Counts } from "./etcd-metrics.js";
@@ -29,11 +32,27 @@ export interface HandoverPath {
   counts: Counts;
 }
 
+/**
+ * Where the time of ours goes (Election, one process), per hand-over, p50 of each phase: from resign()
+ * to the waiter handling the delete's watch event (the delete committed, etcd's watch notification, gRPC
+ * delivering it); from that event to its serializable read being sent (our event-loop turns); the read
+ * (a round trip: etcd serves it from its store); from its answer to campaign() resolving (our turns).
+ */
+export interface HandoverPhases {
+  toEvent: Summary;
+  toRead: Summary;
+  read: Summary;
+  afterRead: Summary;
+  /** Hand-overs whose read was not the serializable one on the event's member (a fallback): left out of the phases. */
+  fellBack: number;
+}
+
 export interface HandoverResult {
   rounds: number;
   gapMs: number;
   lineSize: number;
   paths: HandoverPath[];
+  phases?: HandoverPhases | undefined;
 }
 
 /**
@@ -47,6 +66,16 @@ interface Line {
   /** Resigns the leader; resolves with the ms until the next one was elected. `between` runs before the resign and after the election, before anyone rejoins. */
   handover(between?: { before(): Promise<void>; after(): Promise<void> }): Promise<number>;
   close(): Promise<void>;
+  /** Each timed hand-over's phases (ours, elections in this process only). */
+  phases?: Phase[];
+}
+
+interface Phase {
+  toEvent: number;
+  toRead: number;
+  read: number;
+  afterRead: number;
+  atEvent: boolean;
 }
 
 export async function handover(
@@ -85,6 +114,14 @@ export async function handover(
       const start = performance.now();
       await client.delete().key(floorKey);
       await client.get(floorKey);
+      return performance.now() - start;
+    },
+    "delete-serializable": async () => {
+      await client.put(floorKey).value("x");
+      await sleep(sizes.gapMs);
+      const start = performance.now();
+      await client.delete().key(floorKey);
+      await client.get(floorKey).serializable(true); // on the member that applied the delete: etcd3 has one endpoint here
       return performance.now() - start;
     },
   };
@@ -127,17 +164,30 @@ export async function handover(
     }
     const labels: Record<string, [string, HandoverPath["impl"]]> = {
       put: ["floor: one put", "floor"],
-      "delete-range": ["floor: delete, then a linearizable range", "floor"],
+      "delete-range": ["former floor: delete, then a linearizable range", "floor"],
+      "delete-serializable": ["floor: delete, then a serializable range", "floor"],
       "ours-election": ["Election hand-over (resign → next elected), one process", "ours"],
       "ours-mutex": ["Mutex hand-over (unlock → next locked), one process", "ours"],
       "etcd3-election": ["etcd3 Election hand-over, one process", "etcd3"],
       "ours-election-procs": ["Election hand-over, between processes", "ours"],
       "etcd3-election-procs": ["etcd3 Election hand-over, between processes", "etcd3"],
     };
+    const phases = oursElection.phases?.slice(-sizes.rounds) ?? [];
+    const atEvent = phases.filter((p) => p.atEvent);
     return {
       rounds: sizes.rounds,
       gapMs: sizes.gapMs,
       lineSize: sizes.lineSize,
+      phases:
+        phases.length === 0
+          ? undefined
+          : {
+              toEvent: summarize(atEvent.map((p) => p.toEvent)),
+              toRead: summarize(atEvent.map((p) => p.toRead)),
+              read: summarize(atEvent.map((p) => p.read)),
+              afterRead: summarize(atEvent.map((p) => p.afterRead)),
+              fellBack: phases.length - atEvent.length,
+            },
       paths: Object.keys(paths).map((key) => ({
         key,
         label: labels[key]![0],
@@ -179,6 +229,28 @@ async function oursLine(env: BenchEnv, name: string, size: number, kind: "electi
     const m = new Mutex(s, name);
     return () => m.lock();
   });
+  // The waiter's read of the queue, timed through its connection (elections only: a term tells when the
+  // waiter saw its predecessor's key go). One await more on that path, for every round alike.
+  let lastRead: { start: number; end: number; atEvent: boolean } | undefined;
+  if (kind === "election") {
+    for (const s of sessions) {
+      const conn = contextOf(s).conn;
+      const call = conn.call.bind(conn);
+      conn.call = async <Res>(...args: Parameters<typeof call>): Promise<Res> => {
+        const [, method, req] = args;
+        if (method !== "range") return call<Res>(...args);
+        const start = performance.now();
+        const res = await call<Res>(...args);
+        lastRead = {
+          start,
+          end: performance.now(),
+          atEvent: (req as { serializable?: boolean }).serializable === true,
+        };
+        return res;
+      };
+    }
+  }
+  const phases: Phase[] = [];
   const queue: number[] = [];
   const pending = new Map<number, Promise<Term | Lock>>();
   const enter = (i: number): void => {
@@ -200,10 +272,22 @@ async function oursLine(env: BenchEnv, name: string, size: number, kind: "electi
       let at = 0;
       const won = pending.get(next)!.then((h) => ((at = performance.now()), h));
       await between?.before();
+      lastRead = undefined;
       const start = performance.now();
       await holder.release();
       holder = await won;
       const elapsed = at - start;
+      const goneAt = (holder as Partial<Term>).predecessorGoneAt;
+      if (!between && goneAt !== undefined && lastRead) {
+        const read: { start: number; end: number; atEvent: boolean } = lastRead;
+        phases.push({
+          toEvent: goneAt - start,
+          toRead: read.start - goneAt,
+          read: read.end - read.start,
+          afterRead: at - read.end,
+          atEvent: read.atEvent,
+        });
+      }
       await between?.after();
       queue.shift();
       pending.delete(gone);
@@ -215,6 +299,7 @@ async function oursLine(env: BenchEnv, name: string, size: number, kind: "electi
       await Promise.all(sessions.map((s) => s.close()));
       await Promise.allSettled(pending.values());
     },
+    ...(kind === "election" ? { phases } : {}),
   };
 }
 

@@ -113,7 +113,10 @@ export class Term extends Holding {
    * (checked first). `timeoutMs` bounds the wait for candidates to step aside, the checks and the read of
    * the new leader (a failed read: HANDOVER_FAILED with the cause, the term resigned); once the resign has
    * begun it runs to its end (bounded by the session's call timeout), and the withdrawal of the request
-   * runs beside it. The term's `signal` aborts before our key goes, as with {@link resign}. One at a time.
+   * runs beside it. A failure answers within `timeoutMs` + 1 s however slow etcd is: the withdrawal waited
+   * for is bounded by 1 s, then goes on in the background until confirmed or the session ends (a request
+   * left meanwhile moves nobody once this term is over). The term's `signal` aborts before our key goes,
+   * as with {@link resign}. One at a time.
    */
   async handOver(options: HandOverOptions = {}): Promise<Leader> {
     return this.handOverTo(validateHandOver(options, this.context.maxValueBytes));

@@ -1,13 +1,12 @@
 import { linkedController, raceAbort } from "../common/abort.js";
-import { timerIn } from "../common/clock.js";
+import { timerIn, type Timer } from "../common/clock.js";
 import { HandoverFailedError, NotLeaderError } from "../errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
-import { releaseRetry, retryWithBackoff } from "../common/backoff.js";
-import { isTransient } from "../etcd/errors.js";
 import { range, txn } from "../etcd/kv.js";
 import { readLeader, type Leader } from "../leader.js";
 import { predecessorPolicy, type QueueEntry } from "../queue/policies.js";
 import { acquire, queueRange, readQueue, toEntries, type Ticket } from "../queue/queue.js";
+import { removeOwned } from "../queue/release.js";
 import type { SessionContext } from "../session/context.js";
 
 /**
@@ -23,23 +22,41 @@ import type { SessionContext } from "../session/context.js";
  */
 export const handoverKey = (name: string): string => `${name}.handover`;
 
-/** What a hand-over request names: the target's key and create revision. */
+/**
+ * What a hand-over request names: the target's key and create revision, and the leader that asked (its
+ * key and token). A waiter obeys it only while that leader still leads: a request left behind (its
+ * withdrawal failed, or the put's answer was lost) is ignored under any later leader.
+ */
 export interface HandoverRequest {
   to: string;
   token: bigint;
+  from: { key: string; token: bigint };
 }
 
 export function encodeRequest(req: HandoverRequest): Buffer {
-  return Buffer.from(JSON.stringify({ to: req.to, token: req.token.toString() }));
+  return Buffer.from(
+    JSON.stringify({
+      to: req.to,
+      token: req.token.toString(),
+      from: { key: req.from.key, token: req.from.token.toString() },
+    }),
+  );
 }
+
+const isRevision = (v: unknown): v is string => typeof v === "string" && /^\d+$/.test(v);
 
 /** The request in `value`; undefined when it is not one (a stray value is ignored, never obeyed). */
 export function parseRequest(value: Buffer | undefined): HandoverRequest | undefined {
   if (!value || value.length === 0) return undefined;
   try {
-    const o = JSON.parse(value.toString()) as { to?: unknown; token?: unknown };
-    if (typeof o.to === "string" && typeof o.token === "string" && /^\d+$/.test(o.token))
-      return { to: o.to, token: BigInt(o.token) };
+    const o = JSON.parse(value.toString()) as {
+      to?: unknown;
+      token?: unknown;
+      from?: { key?: unknown; token?: unknown };
+    };
+    const from = o.from;
+    if (typeof o.to === "string" && isRevision(o.token) && typeof from?.key === "string" && isRevision(from.token))
+      return { to: o.to, token: BigInt(o.token), from: { key: from.key, token: BigInt(from.token) } };
   } catch {
     // not a request
   }
@@ -51,6 +68,16 @@ export const mustStepAside = (
   own: { key: string; createRevision: bigint },
   req: HandoverRequest | undefined,
 ): boolean => req !== undefined && req.to !== own.key && own.createRevision < req.token;
+
+/**
+ * Whether the leader that made `req` still leads: its key, with the create revision it had, heads the
+ * queue. Once false, false forever (a key that went never comes back with the same create revision).
+ */
+async function askerLeads(ctx: SessionContext, name: string, req: HandoverRequest): Promise<boolean> {
+  const { entries } = await readQueue(ctx, name, { limit: 1, values: false });
+  const head = entries[0];
+  return head?.key === req.from.key && head.createRevision === req.from.token;
+}
 
 /** Why a campaign's wait was cut short: to join again behind a hand-over's target. Never reaches a user. */
 const STEP_ASIDE = Symbol("step aside");
@@ -76,6 +103,9 @@ export async function campaignOrStepAside(
         signal: controller.signal,
         vanished,
         waiting: (own) => void (watch ??= new RequestWatch(ctx, name, own, () => aside.abort(STEP_ASIDE))),
+        // The request is read again with the wait's own periodic re-read (one transaction), not by a read
+        // of its own; not once the watch is closed (denied, or stepping aside).
+        alsoRead: () => (watch?.open ? { key: handoverKey(name), seen: (kv) => watch?.judge(kv?.value) } : undefined),
       });
     } catch (err) {
       // acquire removed our key (confirmed) before it rejected. The private reason never reaches the user:
@@ -91,19 +121,49 @@ export async function campaignOrStepAside(
   }
 }
 
-/** A waiter's watch of the hand-over request of its name (watches are hints, reads are truth). */
+/**
+ * A waiter's watch of the hand-over request of its name (watches are hints, reads are truth): read once
+ * the watch is in place; after that, with the wait's periodic re-read (the campaign hands it `judge`).
+ */
 class RequestWatch {
   readonly #watch: KeyWatch;
+  /** Judges a value of the request key, as read or told. */
+  readonly judge: (value: Buffer | undefined) => void;
+  /** Askers found no longer leading (`key@token`): their requests are ignored without another read. */
+  readonly #stale = new Set<string>();
   #closed = false;
 
   constructor(ctx: SessionContext, name: string, own: Ticket, stepAside: () => void) {
     const key = handoverKey(name);
-    const judge = (value: Buffer | undefined): void => {
-      if (this.#closed || !mustStepAside(own, parseRequest(value))) return;
-      this.close();
-      stepAside();
-    };
-    // A request made between our join and the watch's start, or one the watch missed, a read tells.
+    // A request for a target behind us: obeyed only if its asker still leads (one read of the queue's
+    // head). Stepping aside for a request that goes stale meanwhile is harmless (we only queue again).
+    const judge = (this.judge = (value: Buffer | undefined): void => {
+      const req = parseRequest(value);
+      if (this.#closed || !req || !mustStepAside(own, req)) return;
+      const asker = `${req.from.key}@${req.from.token}`;
+      if (this.#stale.has(asker)) return;
+      askerLeads(ctx, name, req).then(
+        (leads) => {
+          if (this.#closed) return;
+          if (leads) {
+            this.close();
+            stepAside();
+          } else if (!this.#stale.has(asker)) {
+            this.#stale.add(asker);
+            ctx.logger.info(
+              { name, from: req.from.key, to: req.to },
+              "ignored a hand-over request: the leader that made it no longer leads",
+            );
+          }
+        },
+        (err: unknown) => {
+          if (!this.#closed)
+            ctx.logger.warn({ err, name }, "reading who leads for a hand-over request failed; reading again later");
+        },
+      );
+    });
+    // A request made between our join and the watch's start, a read tells; one the watch missed, the wait's
+    // periodic re-read (which also follows the watch stream being made again).
     const read = (): void =>
       void range(ctx, { key: ctx.keyspace.full(key) }, `read the hand-over request of "${name}"`).then(
         (res) => judge(res.kvs[0]?.value),
@@ -117,22 +177,26 @@ class RequestWatch {
       { key },
       { resyncMs: ctx.resyncMs() },
       {
-        // A put is a request of the leader as it was at that revision: stepping aside on it is harmless
-        // even if it is stale (we only queue again), so the event decides without a read.
         event: (e) => e.type === "put" && judge(e.value),
-        resync: read,
+        resync: () => {},
         started: read,
-        // Denied (a role limited to `<name>/`): said once, and the watch stops (it would be denied forever).
+        // Denied (a role limited to `<name>/`): the watch stops (it would be denied forever). The watch
+        // stream said so at error; what it means here is said at info, once.
         denied: (err) => {
           if (this.#closed) return;
           this.close();
-          ctx.logger.warn(
+          ctx.logger.info(
             { err, name, key },
             "no permission to watch the hand-over request: this candidate cannot step aside for a hand-over",
           );
         },
       },
     );
+  }
+
+  /** Still listening: not denied, not stepping aside, not closed. */
+  get open(): boolean {
+    return !this.#closed;
   }
 
   close(): void {
@@ -234,7 +298,8 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
       throw new HandoverFailedError(`hand-over of "${name}": ${whom} went away; the term still holds`);
     }
   } catch (err) {
-    if (requested) await removeRequest(ctx, name, requestAt);
+    timer.cancel(); // no timer left behind by a hand-over that failed early
+    if (requested) await withinBound(removeRequest(ctx, name, requestAt));
     if (t.signal.aborted) throw t.signal.reason;
     if (target.signal?.aborted) throw target.signal.reason;
     if (timeout.signal.aborted) {
@@ -268,7 +333,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
         cause: err,
       });
     } finally {
-      await withdrawing;
+      if (withdrawing) await withinBound(withdrawing);
     }
   } finally {
     timer.cancel();
@@ -296,7 +361,11 @@ async function putRequest(t: HandingTerm, chosen: QueueEntry): Promise<bigint> {
         {
           request_put: {
             key: ctx.keyspace.full(handoverKey(name)),
-            value: encodeRequest({ to: chosen.key, token: chosen.createRevision }),
+            value: encodeRequest({
+              to: chosen.key,
+              token: chosen.createRevision,
+              from: { key: t.key, token: t.token },
+            }),
             lease: ctx.lease.leaseId,
           },
         },
@@ -309,9 +378,20 @@ async function putRequest(t: HandingTerm, chosen: QueueEntry): Promise<bigint> {
   return BigInt(res.header.revision);
 }
 
-const requestDelete = (ctx: SessionContext, name: string) => ({
-  request_delete_range: { key: ctx.keyspace.full(handoverKey(name)) },
-});
+/**
+ * How long a hand-over's answer waits for the withdrawal of its request (ms): the call's answer comes
+ * within `timeoutMs` plus this, however slow etcd is; a withdrawal not confirmed by then goes on in the
+ * background until etcd confirms it or the session ends (logged), and a request left meanwhile moves
+ * nobody once our term is over (waiters check that its asker leads).
+ */
+export const WITHDRAW_WAIT_MS = 1_000;
+
+/** Waits for `withdrawal` at most WITHDRAW_WAIT_MS; it goes on (settling on its own, never throwing) after. */
+async function withinBound(withdrawal: Promise<void>): Promise<void> {
+  let timer: Timer | undefined;
+  await Promise.race([withdrawal, new Promise<void>((resolve) => (timer = timerIn(WITHDRAW_WAIT_MS, resolve)))]);
+  timer?.cancel();
+}
 
 /**
  * Removes our request if it is still the one we put (a later leader's is never touched): guarded by its
@@ -320,42 +400,17 @@ const requestDelete = (ctx: SessionContext, name: string) => ({
  * or the session ends (it then goes with our lease). Logged, not thrown.
  */
 async function removeRequest(ctx: SessionContext, name: string, at: bigint | undefined): Promise<void> {
-  const key = ctx.keyspace.full(handoverKey(name));
-  const why = `hand-over of "${name}": withdraw the request`;
-  try {
-    await retryWithBackoff(
-      releaseRetry,
-      async () => {
-        let rev = at;
-        if (rev === undefined) {
-          const res = await range(ctx, { key, keys_only: true }, `${why} (read)`);
-          const kv = res.kvs[0];
-          if (!kv || String(kv.lease) !== String(ctx.lease.leaseId)) return;
-          rev = BigInt(kv.mod_revision);
-        }
-        await txn(
-          ctx,
-          {
-            compare: [{ key, result: "Equal", target: "Mod", mod_revision: rev.toString() }],
-            success: [requestDelete(ctx, name)],
-            failure: [],
-          },
-          why,
-        );
-      },
-      {
-        retryable: isTransient,
-        signal: ctx.lease.signal,
-        onRetry: (err, attempt) =>
-          ctx.logger[attempt === 1 ? "warn" : "debug"](
-            { err, name, attempt },
-            "withdrawing a hand-over's request failed; retrying until etcd confirms or the session ends",
-          ),
-      },
-    );
-  } catch (err) {
-    ctx.logger.warn({ err, name }, "withdrawing a hand-over's request failed; it goes with our lease");
-  }
+  await removeOwned(
+    ctx,
+    {
+      key: handoverKey(name),
+      guard: "Mod",
+      revision: at,
+      ours: (kv) => (String(kv.lease) === String(ctx.lease.leaseId) ? BigInt(kv.mod_revision) : undefined),
+      what: "our hand-over request",
+    },
+    `hand-over of "${name}": withdraw the request`,
+  );
 }
 
 /**

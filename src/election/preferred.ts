@@ -181,6 +181,7 @@ export async function* waitingCandidates(
   const { controller, dispose } = linkedController(signal, ctx.closed);
   let started = 0;
   let dirty = false;
+  let denied = false;
   let wake: (() => void) | undefined;
   const poke = (): void => {
     dirty = true;
@@ -193,8 +194,14 @@ export async function* waitingCandidates(
       started++;
       poke();
     },
-    denied: (err: unknown) =>
-      ctx.logger.warn({ err, name }, "no permission to watch the candidates: this leader cannot prefer any"),
+    // A role limited to `<name>/`: the watch stream said so at error; this term looks no further (it would
+    // be denied forever), and says what it means at info.
+    denied: (err: unknown) => {
+      if (!denied)
+        ctx.logger.info({ err, name }, "no permission to watch the candidates: this leader cannot prefer any");
+      denied = true;
+      wake?.();
+    },
   };
   const priorities = new KeyWatch(ctx, { prefix: priorityPrefix(name) }, { resyncMs: ctx.resyncMs() }, handlers);
   let queue: KeyWatch | undefined;
@@ -202,8 +209,9 @@ export async function* waitingCandidates(
   try {
     for (;;) {
       // The watches in place before a read: nothing after it goes untold.
-      while (started < (queue ? 2 : 1) || !dirty)
+      while (!denied && (started < (queue ? 2 : 1) || !dirty))
         await raceAbort(new Promise<void>((r) => (wake = r)), controller.signal);
+      if (denied) return;
       dirty = false;
       let waiting: PriorityCandidate[];
       try {

@@ -27,6 +27,13 @@ export interface CallOptions {
   idempotent: boolean;
   /** Names the call in errors and logs. */
   what: string;
+  /**
+   * Send it to this member only, once (a read at a revision that member has applied): no other member, no
+   * retry; a failure is the caller's to handle (it falls back to a read anywhere).
+   */
+  endpoint?: Endpoint | undefined;
+  /** A member that has no raft leader refuses it ("etcdserver: no leader"), as a require-leader stream. */
+  requireLeader?: boolean;
 }
 
 /** Our channel to one endpoint, the service clients made on it, and the streams open on it. */
@@ -88,13 +95,17 @@ export class Connection {
     const backoff = new Backoff(callRetry);
     let tokenRefreshed = false;
     for (;;) {
-      const endpoint = this.endpoint;
+      const endpoint = options.endpoint ?? this.endpoint;
       try {
         const left = end - now();
         if (left <= 0)
           throw new EtcdUnavailableError(`${options.what}: no answer from etcd within ${options.timeoutMs} ms`);
         const attemptMs = options.idempotent ? Math.min(left, options.timeoutMs / 2) : left;
-        const metadata = this.#etcd3.readyMetadata() ?? (await this.#metadata(attemptMs, options.what));
+        let metadata = this.#etcd3.readyMetadata() ?? (await this.#metadata(attemptMs, options.what));
+        if (options.requireLeader) {
+          metadata = metadata.clone(); // etcd3 shares its metadata with the user's calls
+          metadata.set("hasleader", "true");
+        }
         return await this.#unary<Res>(endpoint, service, method, req, metadata, attemptMs);
       } catch (raw) {
         if (this.closed) throw new ClientClosedError(`${options.what}: the etcd3 client was closed`, { cause: raw });
@@ -105,7 +116,7 @@ export class Connection {
           continue;
         }
         const err = toElectionError(raw, options.what);
-        if (!isTransient(err)) throw err;
+        if (!isTransient(err) || options.endpoint) throw err;
         this.failed(endpoint);
         const delay = backoff.next();
         if (!options.idempotent || now() + delay >= end) throw err;

@@ -72,6 +72,11 @@ export function isWatchCompacted(err: unknown): boolean {
   return /^Watcher canceled: ?(.*required revision has been compacted.*)?$/.test(etcdMessage(err));
 }
 
+/** The member has no raft leader: it refused a require-leader call ("etcdserver: no leader"). */
+export function isNoLeader(err: unknown): boolean {
+  return /etcdserver: no leader/.test(etcdMessage(err));
+}
+
 /** etcd refuses for want of permission: an error, or a watch's cancel reason (a string). */
 export function isPermissionDenied(err: unknown): boolean {
   return codeOf(err) === PERMISSION_DENIED || /permission denied/i.test(messageOf(err));

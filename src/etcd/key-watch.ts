@@ -1,5 +1,6 @@
 import { timerIn, type Timer } from "../common/clock.js";
 import { ClientClosedError, type PermissionDeniedError } from "../errors.js";
+import type { Endpoint } from "./internals.js";
 import type { Keyspace } from "./keyspace.js";
 import type { RawWatchEvent, WatchStream } from "./watch-stream.js";
 
@@ -13,7 +14,8 @@ export interface KeyEvent {
 }
 
 export interface KeyWatchHandlers {
-  event(event: KeyEvent): void;
+  /** `from`: the member that delivered it, which has applied its revision (a read at it is served there). */
+  event(event: KeyEvent, from: Endpoint): void;
   /**
    * The watch may have missed events (it was made again after a break or a compaction, or the periodic
    * re-read is due): read the truth again (design: Watches are hints, reads are truth).
@@ -21,6 +23,11 @@ export interface KeyWatchHandlers {
   resync(): void;
   /** The watch is in place (the first time only): from here on, no change goes untold. */
   started?(): void;
+  /**
+   * The watch was made again (after a break or a compaction): events may have been missed. Without this
+   * handler: `resync()` (which then also stands for the periodic re-read).
+   */
+  remade?(): void;
   /** etcd refuses the watch (no permission to read): it is gone. Without this handler: `resync()`. */
   denied?(err: PermissionDeniedError): void;
   /**
@@ -72,12 +79,13 @@ export class KeyWatch {
         ...(options.deletesOnly ? { deletesOnly: true } : {}),
       },
       {
-        events: (events) => {
-          for (const e of events) if (!this.#closed) handlers.event(toKeyEvent(keyspace, e));
+        events: (events, from) => {
+          for (const e of events) if (!this.#closed) handlers.event(toKeyEvent(keyspace, e), from);
         },
         created: (first) => {
           if (this.#closed) return;
           if (first) handlers.started?.();
+          else if (handlers.remade) handlers.remade();
           else handlers.resync();
         },
         denied: (err) => {

@@ -5,6 +5,7 @@ import type { Logger } from "../common/logger.js";
 import type { SessionContext } from "../session/context.js";
 import { SessionLostError } from "../errors.js";
 import { isLeaseNotFound, isTransient } from "./errors.js";
+import type { Endpoint } from "./internals.js";
 
 /**
  * The library's own KV calls, on the session's channels, each within the session's call deadline. Every
@@ -30,6 +31,29 @@ export async function txn(ctx: SessionContext, req: ITxnRequest, what: string): 
 /** A linearizable range read. */
 export function range(ctx: SessionContext, req: IRangeRequest, what: string): Promise<IRangeResponse> {
   return ctx.conn.call<IRangeResponse>("KV", "range", req, { timeoutMs: ctx.callTimeoutMs, idempotent: true, what });
+}
+
+/**
+ * A serializable range on `endpoint` only (the member whose watch told us of a delete): that member
+ * serves it from its own store, at the latest revision it has applied (the answer's header says which),
+ * with no raft round. Require-leader: a member that knows it has lost its raft leader (cut off from its
+ * peers) refuses, instead of answering from a store the others may have moved past. One attempt (a call
+ * bound to an endpoint is not sent elsewhere; an expired auth token aside), which as an idempotent call
+ * Connection.call bounds by half the call deadline; every failure is the caller's, who reads
+ * linearizably instead (design: Decide at the event's revision).
+ */
+export function rangeOn(
+  ctx: SessionContext,
+  req: IRangeRequest,
+  endpoint: Endpoint,
+  what: string,
+): Promise<IRangeResponse> {
+  return ctx.conn.call<IRangeResponse>(
+    "KV",
+    "range",
+    { ...req, serializable: true },
+    { timeoutMs: ctx.callTimeoutMs, idempotent: true, what, endpoint, requireLeader: true },
+  );
 }
 
 /**

@@ -32,7 +32,8 @@ export interface WatchTarget {
 }
 
 export interface WatchHandlers {
-  events(events: RawWatchEvent[]): void;
+  /** `from`: the member whose stream delivered them (it has applied their revisions). */
+  events(events: RawWatchEvent[], from: Endpoint): void;
   /**
    * The watch is in place. `first`: from its start revision, nothing goes untold. Otherwise it was made
    * again (the stream broke, or etcd canceled it for compaction) from now: events may have been missed,
@@ -249,7 +250,7 @@ export class WatchStream {
       this.#setLive(reg, true);
       reg.handlers.created(first);
     }
-    if (res.events.length > 0) reg.handlers.events(res.events);
+    if (res.events.length > 0 && this.#endpoint) reg.handlers.events(res.events, this.#endpoint);
   }
 
   /**
@@ -307,15 +308,22 @@ export class WatchStream {
     const stream = this.#stream;
     if (!stream) return;
     this.#conn.refreshToken();
-    this.#broken(stream, this.#conn.endpoint, undefined);
+    this.#broken(stream, this.#conn.endpoint, undefined, true);
   }
 
-  #broken(stream: GrpcDuplex<WatchRequest, WatchResponse>, endpoint: Endpoint, err: unknown): void {
+  /** `deliberate`: we end it ourselves, to open it with a fresh token (no failure: said at info). */
+  #broken(stream: GrpcDuplex<WatchRequest, WatchResponse>, endpoint: Endpoint, err: unknown, deliberate = false): void {
     if (this.#stream !== stream) return;
     this.#drop();
     if (this.#closed) return;
     if (err !== undefined && isTransient(err)) this.#conn.failed(endpoint);
-    this.#logger.warn({ err, endpoint: endpoint.address }, "watch stream broke; re-opening it (watchers read again)");
+    if (deliberate)
+      this.#logger.info(
+        { endpoint: endpoint.address },
+        "etcd refused a watch: re-opening the watch stream with a fresh auth token (watchers read again)",
+      );
+    else
+      this.#logger.warn({ err, endpoint: endpoint.address }, "watch stream broke; re-opening it (watchers read again)");
     this.#scheduleOpen();
   }
 

@@ -23,6 +23,13 @@ interface Entry {
   idleSince: number | undefined;
   /** Looks at `idleSince` when due; one at a time, so locking and unlocking arms no timer per lock. */
   timer: Timer | undefined;
+  /**
+   * The latest delete of the key the watch told, held or not: a holder subscribes from a revision in the
+   * past (the read that confirmed its turn), so a delete told before it subscribed may still be its own.
+   */
+  lastDelete: KeyEvent | undefined;
+  /** The watch was made again while nobody held it: what it missed meanwhile, the next holder must read. */
+  remadeUnheld: boolean;
 }
 
 /**
@@ -43,11 +50,27 @@ export class OwnKeyWatches {
     this.#resyncMs = resyncMs;
   }
 
-  /** Delivers events on `key` after `holder.fromRevision`; returns the unsubscribe. */
+  /**
+   * Delivers events on `key` after `holder.fromRevision`, those the running watch told before this call
+   * included (its latest delete; a re-read if it was made again meanwhile), in a microtask; returns the
+   * unsubscribe.
+   */
   subscribe(key: string, holder: OwnKeyHandlers): () => void {
     const entry = this.#entries.get(key) ?? this.#add(key, holder.fromRevision + 1n);
     entry.idleSince = undefined;
     entry.holders.add(holder);
+    // The watch may be past `fromRevision` (reused from an earlier holder): a delete it told before now,
+    // or a re-make that may have missed one, is this holder's too (design: Re-check after waiting).
+    const told = entry.lastDelete && entry.lastDelete.modRevision > holder.fromRevision ? entry.lastDelete : undefined;
+    const remade = entry.remadeUnheld;
+    entry.remadeUnheld = false;
+    if (told || remade) {
+      queueMicrotask(() => {
+        if (!entry.holders.has(holder)) return;
+        if (told) holder.event(told);
+        else holder.resync();
+      });
+    }
     return () => {
       if (!entry.holders.delete(holder) || entry.holders.size > 0) return;
       if (this.#entries.get(key) !== entry) return; // closed meanwhile (its session ended): no timer
@@ -85,7 +108,14 @@ export class OwnKeyWatches {
       { startRevision, resyncMs: this.#resyncMs(), deletesOnly: true },
       {
         event: (e) => {
+          if (e.type === "delete" && (!entry.lastDelete || e.modRevision > entry.lastDelete.modRevision)) {
+            entry.lastDelete = e;
+          }
           for (const l of holders) if (e.modRevision > l.fromRevision) l.event(e);
+        },
+        remade: () => {
+          if (holders.size === 0) entry.remadeUnheld = true;
+          for (const l of holders) l.resync();
         },
         resync: () => {
           for (const l of holders) l.resync();
@@ -99,7 +129,14 @@ export class OwnKeyWatches {
         },
       },
     );
-    const entry: Entry = { watch, holders, idleSince: undefined, timer: undefined };
+    const entry: Entry = {
+      watch,
+      holders,
+      idleSince: undefined,
+      timer: undefined,
+      lastDelete: undefined,
+      remadeUnheld: false,
+    };
     this.#entries.set(key, entry);
     return entry;
   }

@@ -10,6 +10,7 @@
 import { describe, expect, it } from "vitest";
 import { faultsUnavailableReason } from "../support/index.js";
 import { runChaos } from "./chaos.js";
+import { decisionTotals } from "./figures.js";
 
 const SEED = Number(process.env.CHAOS_SEED ?? 1126);
 
@@ -19,10 +20,12 @@ describe.skipIf(!!faultsUnavailableReason)("chaos: every fault once, seeded", ()
     const replay = `${process.env.ETCD_VERSION ? `ETCD_VERSION=${process.env.ETCD_VERSION} ` : ""}npm run chaos -- --seed ${SEED}`;
     // One block of output at the end (vitest heads every console.log with the test's name).
     const lines: string[] = [];
-    const { verdict } = await runChaos({ seed: SEED, out, replay, log: (line) => lines.push(line) }).finally(() =>
-      console.log(lines.join("\n")),
+    const { verdict, history } = await runChaos({ seed: SEED, out, replay, log: (line) => lines.push(line) }).finally(
+      () => console.log(lines.join("\n")),
     );
     expect(verdict.violations, `seed ${SEED}: replay with \`${replay}\`; report in ${out}/report.md`).toEqual([]);
+    // Hand-overs were decided by a serializable read on the event's member (and the run held every rule with that path in use).
+    expect(decisionTotals(history).atEvent).toBeGreaterThan(0);
   }, 600_000);
 
   // The sharded workload (every worker also runs a ShardedElector of 16 shards): a short run of the faults

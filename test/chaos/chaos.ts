@@ -15,6 +15,7 @@ import { deadline } from "../support/probe.js";
 import { OWNER_PID } from "../support/runtime.js";
 import { waitFor } from "../support/wait.js";
 import { check, type Verdict } from "./checker.js";
+import { decisionLine, decisionTotals } from "./figures.js";
 import { Fleet } from "./fleet.js";
 import {
   ALL_KINDS,
@@ -303,6 +304,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   history.events = [...events].sort((a, b) => a.t - b.t);
   const verdict = check(history);
   const report = writeReport(options.out, history, verdict);
+  say(decisionLine(decisionTotals(history)));
   say(
     `${verdict.ok ? "no violation" : `${verdict.violations.length} VIOLATION(S)`}; etcd #15247: ${verdict.etcdRevokes.length} revoke(s), ${verdict.etcdBugs.length} overlap(s); report in ${options.out}`,
   );

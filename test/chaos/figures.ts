@@ -143,3 +143,43 @@ export function spread(values: number[]): string {
   const fmt = (ms: number): string => (Math.abs(ms) >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`);
   return sorted.length === 1 ? fmt(median) : `${fmt(median)} (${fmt(sorted[0]!)}–${fmt(sorted.at(-1)!)})`;
 }
+
+/** How the workers' waiters decided their turns, all processes together (each process's last report). */
+export interface DecisionTotals {
+  /** Turns decided by a serializable read on the event's member / a linearizable read (the read that ended the wait). */
+  atEvent: number;
+  linearizable: number;
+  /** Reads after a wait that still found blockers; those without the waiter's key. */
+  stillBlocked: number;
+  vanished: number;
+  fellBack: Record<string, number>;
+}
+
+export function decisionTotals(history: History): DecisionTotals {
+  const totals: DecisionTotals = { atEvent: 0, linearizable: 0, stillBlocked: 0, vanished: 0, fellBack: {} };
+  const last = new Map<string, Extract<HistoryEvent, { e: "decisions" }>>();
+  const fold = (w: string): void => {
+    const d = last.get(w);
+    if (!d) return;
+    totals.atEvent += d.atEvent;
+    totals.linearizable += d.linearizable;
+    totals.stillBlocked += d.stillBlocked ?? 0;
+    totals.vanished += d.vanished ?? 0;
+    for (const [reason, n] of Object.entries(d.fellBack)) totals.fellBack[reason] = (totals.fellBack[reason] ?? 0) + n;
+    last.delete(w);
+  };
+  for (const e of [...history.events].sort((a, b) => a.t - b.t)) {
+    if (e.e === "spawn")
+      fold(e.w); // a new process under that id: the counts start again
+    else if (e.e === "decisions") last.set(e.w, e);
+  }
+  for (const w of [...last.keys()]) fold(w);
+  return totals;
+}
+
+export function decisionLine(d: DecisionTotals): string {
+  const reasons = Object.entries(d.fellBack)
+    .filter(([, n]) => n > 0)
+    .map(([reason, n]) => `${reason} ${n}`);
+  return `waiters decided ${d.atEvent} turns by a serializable read on the event's member, ${d.linearizable} linearizably; ${d.stillBlocked} reads after a wait found blockers still there, ${d.vanished} found the waiter's key gone (serializable reads not used: ${reasons.length ? reasons.join(", ") : "none"})`;
+}

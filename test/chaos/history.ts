@@ -61,6 +61,19 @@ export type WorkerReport =
   | { e: "status"; leader: boolean; healthy: boolean }
   /** A warning or error the library logged, with its error's code and message. */
   | { e: "log"; level: string; msg: string; code?: string; err?: string }
+  /**
+   * How this process's waiters decided their turn so far (cumulative, src/queue/decide.ts): by a
+   * serializable read on the event's member, or linearizably; and the serializable reads not used, by reason. Sent after each
+   * hold starts and before "stopped".
+   */
+  | {
+      e: "decisions";
+      atEvent: number;
+      linearizable: number;
+      stillBlocked?: number;
+      vanished?: number;
+      fellBack: Record<string, number>;
+    }
   /** run() resolved and everything is closed after SIGTERM; the process should now exit by itself. */
   | { e: "stopped" };
 

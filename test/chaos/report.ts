@@ -6,7 +6,15 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Verdict } from "./checker.js";
-import { addWrites, faultFigures, kindFigures, spread, type WriteCounts } from "./figures.js";
+import {
+  addWrites,
+  decisionLine,
+  decisionTotals,
+  faultFigures,
+  kindFigures,
+  spread,
+  type WriteCounts,
+} from "./figures.js";
 import type { History } from "./history.js";
 import { timelineSvg } from "./timeline.js";
 
@@ -27,6 +35,7 @@ function reportMarkdown(history: History, verdict: Verdict): string {
       `writes ${history.store === "postgres" ? "into PostgreSQL through withFence" : "into etcd through txn()"}. ` +
       `Replay the schedule: \`${history.replay}\`.`,
     "",
+    `- How waiters decided: ${decisionLine(decisionTotals(history))}.`,
     `- Committed increments: election ${verdict.committed.election}, mutex ${verdict.committed.mutex} (counters: ${history.data.election.counter?.value ?? 0}, ${history.data.mutex.counter?.value ?? 0})` +
       `; shards ${Object.entries(verdict.committed)
         .filter(([k]) => k.startsWith("shard/"))

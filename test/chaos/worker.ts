@@ -13,6 +13,7 @@ import { Etcd3 } from "etcd3";
 import pg from "pg";
 import { withFence } from "../../src/adapters/postgres.js";
 import { LeaderElector, Mutex, Session, ShardedElector, type Holding, type Logger } from "../../src/index.js";
+import { decisionCounts } from "../../src/queue/decide.js";
 import { FAST_RECONNECT } from "../support/probe.js";
 import { logKey, mono, shardKind, type HoldKind, type SessionKind, type WorkerReport } from "./history.js";
 
@@ -53,6 +54,19 @@ const messageOf = (e: unknown): string => (e instanceof Error ? e.message : Stri
 // keep a stopped worker alive.
 process.stdin.on("end", () => process.exit(3)).resume();
 (process.stdin as unknown as { unref?: () => void }).unref?.();
+
+/** How this process's waiters decided their turns so far: the report sums the last of each process. */
+const reportDecisions = (): void => {
+  const d = decisionCounts();
+  report({
+    e: "decisions",
+    atEvent: d.decidedSerializable,
+    linearizable: d.decidedLinearizable,
+    stillBlocked: d.stillBlocked,
+    vanished: d.vanished,
+    fellBack: d.fellBack,
+  });
+};
 
 /**
  * Warnings and errors become reports. The elector makes its sessions itself: we learn their lease ids
@@ -104,6 +118,7 @@ const isLoss = (e: unknown): boolean => ["NOT_LEADER", "LOCK_LOST"].includes(cod
 async function hold(kind: HoldKind, holding: Holding, until = Infinity): Promise<void> {
   const token = holding.token.toString();
   report({ e: "start", kind, token, key: holding.key });
+  reportDecisions();
   const ended = (): void => {
     const reason = holding.signal.reason as { code?: string; message?: string; cause?: unknown };
     report({
@@ -341,5 +356,6 @@ await Promise.all([elector.run({ signal: stop.signal }), mutexLoop(), sharded?.r
 clearInterval(status);
 await pool?.end();
 client.close();
+reportDecisions();
 report({ e: "stopped" });
 // Nothing else: the process must now exit by itself (design: Every outage ends in a working state).

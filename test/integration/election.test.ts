@@ -53,6 +53,45 @@ describe("Election on a single node", () => {
     expect(await keysUnder(fx.client, name)).toEqual([]);
   });
 
+  it("a campaign waits behind the candidate etcd queued just before it, whatever the order of the calls: it says so at debug after each TTL/2 re-read, and leads once that one resigns", async () => {
+    const name = `${fx.etcd.prefix()}behind`;
+    const logged: { message: string; fields: { nearest?: string; woken?: string } }[] = [];
+    const log = (fields: object, message: string): void => void logged.push({ message, fields });
+    // TTL 4: the waiter re-reads every 2 s.
+    const sb = await Session.create(fx.client, { ttl: 4, logger: { debug: log, info: log, warn: log, error: log } });
+    try {
+      const first = await new Election(await newSession(30), name).campaign("a");
+      // c joins before b, as two campaigns called at once may under load: etcd's order, not the calls', counts.
+      const third = new Election(await newSession(30), name).campaign("c");
+      third.catch(() => undefined); // awaited below; a failure before must not leave it unhandled
+      const [, cKey] = await waitFor(async () => {
+        const keys = await keysUnder(fx.client, name);
+        return keys.length === 2 && keys;
+      });
+      let won = false;
+      const second = new Election(sb, name).campaign("b").then((t) => ((won = true), t));
+      second.catch(() => undefined);
+      const waits = (): typeof logged => logged.filter((l) => l.message === "waiting for keys ahead to go");
+      await waitFor(() => waits().length === 1);
+      await first.resign();
+      const cTerm = await third;
+      expect(cTerm.key).toBe(cKey);
+      // a's delete does not wake b (it waits on c's key alone); its TTL/2 re-reads find c still ahead.
+      await waitFor(() => waits().length >= 3, { timeoutMs: 15_000 });
+      expect(won).toBe(false);
+      expect(waits().map((l) => l.fields.nearest)).toEqual(waits().map(() => cKey));
+      const wakes = logged.filter((l) => l.message === "reading the queue again").map((l) => l.fields.woken);
+      expect(wakes.length).toBeGreaterThanOrEqual(2);
+      expect(new Set(wakes)).toEqual(new Set(["re-read due"]));
+      await cTerm.resign();
+      const bTerm = await second;
+      expect(bTerm.token).toBeGreaterThan(cTerm.token);
+      await bTerm.resign();
+    } finally {
+      await sb.close();
+    }
+  });
+
   it("resign hands over to the next in line, and the old term's signal aborts", async () => {
     const name = `${fx.etcd.prefix()}resign`;
     const a = new Election(await newSession(), name);

@@ -1,10 +1,11 @@
 import type { Etcd3 } from "etcd3";
 import { describe, expect, it } from "vitest";
-import { Election, LeaderElector, isElectionError, type Session, type Term } from "../../src/index.js";
+import { Election, LeaderElector, Session, isElectionError, type Logger, type Term } from "../../src/index.js";
 import { etcdctl, type Etcdctl } from "../support/etcdctl.js";
 import { watchCount } from "../support/internals.js";
+import { contextOf } from "../../src/session/context.js";
 import { keysUnder } from "../support/observe.js";
-import { useEtcd, waitFor } from "../support/index.js";
+import { TcpProxy, faultsUnavailableReason, useEtcd, waitFor } from "../support/index.js";
 
 /** An etcdctl candidate's value: nothing else it prints contains it (its name, paths, warnings). */
 const CTL = "successor-from-go";
@@ -38,9 +39,12 @@ describe("Hand-overs", () => {
       sessions,
       /** Our candidate `value` joins; resolves once its key is in the queue. */
       /** `client`: a client of its own (its own watch stream, so that its watches can be counted). */
-      async join(value: string, ttl = 10, client?: Etcd3): Promise<void> {
+      /** `logger`: the session's (default: the library's default). */
+      async join(value: string, ttl = 10, client?: Etcd3, logger?: Logger): Promise<void> {
         const before = await count();
-        const session = await fx.newSession({ ttl, ...(client ? { client } : {}) });
+        const session = logger
+          ? await Session.create(client ?? fx.client, { ttl, logger })
+          : await fx.newSession({ ttl, ...(client ? { client } : {}) });
         sessions.set(value, session);
         const campaign = new Election(session, name).campaign(value).then((t) => won(value, t));
         campaign.catch(() => {}); // judged by the test that awaits it
@@ -103,6 +107,7 @@ describe("Hand-overs", () => {
     expect(leader.value.toString()).toBe("d");
     const d = await l.campaign("d");
     expect(d.token).toBe(leader.token);
+    await waitFor(async () => (await l.order()).length === 4); // b and c join again once their keys are gone
     const order = await l.order();
     expect(order[0]).toBe("d");
     expect(order.indexOf("e")).toBeLessThan(order.indexOf("b")); // b and c went behind everyone then waiting
@@ -206,6 +211,125 @@ describe("Hand-overs", () => {
     }
   });
 
+  it.skipIf(!!faultsUnavailableReason)(
+    "a failed hand-over answers within timeoutMs + 1 s while the request's withdrawal hangs; the withdrawal lands later",
+    async () => {
+      const name = `${fx.etcd.prefix()}slow-withdrawal`;
+      const l = await line(name);
+      const proxy = await TcpProxy.start({ targetPort: Number(fx.etcd.members[0]!.directClientUrl.split(":")[1]) });
+      const own = fx.etcd.client({}, [proxy.url]); // the leader's path to etcd, and only its
+      await l.join("a", 10, own);
+      const a = await l.campaign("a");
+      const ctl = await l.joinEtcdctl(CTL); // cannot step aside: the hand-over runs into its timeout
+      try {
+        await l.join("c");
+        const started = performance.now();
+        const handing = a.handOver({ to: "c", timeoutMs: 1500 }).catch((e: unknown) => e);
+        await waitFor(() => l.requestPresent());
+        proxy.blackhole(); // from here the leader's calls get no answer: withdrawing the request hangs
+        const failed = await handing;
+        const took = performance.now() - started;
+        expect(codeOf(failed)).toBe("HANDOVER_FAILED");
+        expect(took).toBeLessThan(1500 + 1000 + 1000); // timeoutMs + the documented bound + slack
+        expect(a.signal.aborted).toBe(false);
+        expect(await l.requestPresent()).toBe(true);
+        proxy.open();
+        await waitFor(async () => !(await l.requestPresent())); // the withdrawal went on, and landed
+        a.assertHeld();
+        await a.resign();
+        await ctl.printed(CTL);
+        expect(l.violations).toEqual([]);
+      } finally {
+        proxy.open();
+        ctl.kill();
+        await l.close();
+        own.close();
+        await proxy.close();
+      }
+    },
+  );
+
+  it("a request left behind by a leader that no longer leads makes no candidate step aside; the next leader's hand-over works", async () => {
+    const name = `${fx.etcd.prefix()}stale-request`;
+    const l = await line(name);
+    const said: string[] = [];
+    const logger = { debug() {}, info: (_f: object, m: string) => void said.push(m), warn() {}, error() {} };
+    await l.join("a");
+    const a = await l.campaign("a");
+    await l.join("b");
+    await l.join("c", 10, undefined, logger);
+    await l.join("d");
+    const kvs = async () => (await fx.client.getAll().prefix(`${name}/`).sort("Create", "Ascend").exec()).kvs;
+    const [ka, , kc, kd] = await kvs();
+    await a.resign();
+    const b = await l.campaign("b");
+    // As if a's withdrawal had failed: a's request, for d, is still there under b.
+    const stale = {
+      to: kd!.key.toString(),
+      token: kd!.create_revision,
+      from: { key: ka!.key.toString(), token: ka!.create_revision },
+    };
+    await fx.client.put(`${name}.handover`).value(JSON.stringify(stale));
+    await waitFor(async () => said.some((m) => m.includes("no longer leads")) || (await l.order())[1] !== "c");
+    expect(await l.order()).toEqual(["b", "c", "d"]);
+    expect((await kvs())[1]!.create_revision).toBe(kc!.create_revision); // c never left
+    // b's own hand-over past c, to d: c steps aside for it.
+    const leader = await b.handOver({ to: "d" });
+    expect(leader.value.toString()).toBe("d");
+    await waitFor(async () => (await l.order()).length === 2); // c joins again once its key is gone
+    expect(await l.order()).toEqual(["d", "c"]);
+    expect(await l.requestPresent()).toBe(false);
+    await (await l.campaign("d")).resign();
+    await (await l.campaign("c")).resign();
+    expect(l.violations).toEqual([]);
+    await l.close();
+  });
+
+  it("a waiter reads the request with its wait's periodic re-read, not on its own; a request its watch missed is still obeyed", async () => {
+    const name = `${fx.etcd.prefix()}folded-read`;
+    const l = await line(name);
+    await l.join("a");
+    const a = await l.campaign("a");
+    const own = fx.etcd.client(); // b's calls, and only its, go through this client
+    const b = await Session.create(own, { ttl: 2 });
+    try {
+      const ctx = contextOf(b);
+      const calls: string[] = [];
+      const call = ctx.conn.call.bind(ctx.conn);
+      ctx.conn.call = (service, method, req, o) => {
+        calls.push(o.what ?? method);
+        return call(service, method, req, o);
+      };
+      // b's watch of the request tells nothing: as if it missed every event.
+      const add = ctx.watches.add.bind(ctx.watches);
+      ctx.watches.add = (target, handlers) =>
+        add(target, target.key.toString().endsWith(".handover") ? { ...handlers, events: () => {} } : handlers);
+      const count = (what: string): number => calls.filter((w) => w === what).length;
+      const requestReads = (): number => count(`read the hand-over request of "${name}"`);
+      const queueReads = (): number => count(`read the queue of "${name}"`);
+      const campaign = new Election(b, name).campaign("b");
+      campaign.catch(() => {}); // awaited below
+      await waitFor(async () => (await l.order()).length === 2);
+      await l.join("c");
+      const before = queueReads();
+      await waitFor(() => queueReads() >= before + 4, { description: "two of b's periodic re-reads" });
+      expect(requestReads()).toBe(1); // once, when its watch was in place
+      // The request reaches b only through its wait's re-read (within TTL/2): it steps aside all the same.
+      const leader = await a.handOver({ to: "c" });
+      expect(leader.value.toString()).toBe("c");
+      await waitFor(async () => (await l.order()).length === 2); // b joins again once its key is gone
+      expect(await l.order()).toEqual(["c", "b"]);
+      expect(requestReads()).toBeLessThanOrEqual(2); // and once more when it joined again
+      await (await l.campaign("c")).resign();
+      await (await campaign).resign();
+      expect(l.violations).toEqual([]);
+    } finally {
+      await b.close();
+      await l.close();
+      own.close();
+    }
+  });
+
   it("two hand-overs racing on one term: one goes through, the other fails at once; the new leader can hand over again", async () => {
     const name = `${fx.etcd.prefix()}racing`;
     const l = await line(name);
@@ -258,6 +382,7 @@ describe("Hand-overs", () => {
     await l.join("target");
     const leader = await a.handOver({ to: "target", timeoutMs: 30_000 });
     expect(leader.value.toString()).toBe("target");
+    await waitFor(async () => (await l.order()).length === 21, { timeoutMs: 20_000 }); // those that stepped aside joined again
     const order = await l.order();
     expect(order[0]).toBe("target");
     expect(new Set(order.slice(1))).toEqual(new Set(ahead));

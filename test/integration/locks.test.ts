@@ -5,7 +5,18 @@ import { Mutex, RWLock, Semaphore, Session, type Lock } from "../../src/index.js
 import { etcdctl } from "../support/etcdctl.js";
 import { keysUnder } from "../support/observe.js";
 import { pausedHolderIsReplaced } from "../support/paused-holder.js";
-import { activeTimers, countCalls, keyOf, watchCount } from "../support/internals.js";
+import { decisionCounts } from "../../src/queue/decide.js";
+import { contextOf } from "../../src/session/context.js";
+import {
+  activeTimers,
+  aroundEventMemberReads,
+  beforeNextWatch,
+  countCalls,
+  keyOf,
+  watchCount,
+  watchEndpoint,
+  watchEventsDelivered,
+} from "../support/internals.js";
 import { watchersInEtcd } from "../support/metrics.js";
 import { aborted, useEtcd, waitFor } from "../support/index.js";
 
@@ -375,6 +386,153 @@ describe("locks on a single node", () => {
       await l.unlock();
     });
   }
+
+  it("a hand-over is decided by one serializable read on the member whose watch told the delete (at its latest revision)", async () => {
+    const name = `${fx.etcd.prefix()}at-event`;
+    const holder = await new Mutex(await newSession(), name).lock();
+    const waiterSession = await newSession(fx.etcd.client()); // its own client: the hooks see its calls only
+    const readsAt = aroundEventMemberReads(waiterSession);
+    const calls = countCalls(waiterSession);
+    const waiting = new Mutex(waiterSession, name).lock();
+    // Joined (a txn), read what is ahead (a range), and, its watch in place, read that the holder's key is there.
+    await waitFor(() => calls().length === 3 && watchEndpoint(waiterSession) !== undefined);
+    const before = decisionCounts(contextOf(waiterSession));
+    const deleted = await fx.client.delete().key(holder.key).exec(); // the holder's key goes, at this revision
+    const lock = await waiting;
+    expect(readsAt()).toEqual([{ revision: expect.any(BigInt), meantFor: watchEndpoint(waiterSession) }]);
+    expect(readsAt()[0]!.revision).toBeGreaterThanOrEqual(BigInt(deleted.header.revision)); // the member has applied it
+    expect(calls()).toEqual(["KV.txn", "KV.range", "KV.range", "KV.range"]); // that read alone: no linearizable one after it
+    const after = decisionCounts(contextOf(waiterSession));
+    expect(after.decidedSerializable - before.decidedSerializable).toBe(1);
+    expect(after.decidedLinearizable - before.decidedLinearizable).toBe(0);
+    expect(lock.token).toBeGreaterThan(holder.token);
+    await lock.unlock();
+    await holder.unlock(); // its key is gone already: a no-op
+  });
+
+  it("our key deleted after the delete that woke us, before the waiter's read on that member: the waiter does not take the turn", async () => {
+    const name = `${fx.etcd.prefix()}at-event-own-gone`;
+    const holder = await new Mutex(await newSession(), name).lock();
+    const waiterSession = await newSession(fx.etcd.client()); // its own client: the hooks see its calls only
+    const ours = keyOf(waiterSession, name);
+    let deletedAt: bigint | undefined;
+    // Between the holder's delete (R, which wakes the waiter) and its read, our own key goes at D > R (a
+    // revoke, a forced resign): a snapshot at R would still show it, and the waiter would lead without a key.
+    const readsAt = aroundEventMemberReads(waiterSession, {
+      before: async () => {
+        deletedAt ??= BigInt((await fx.client.delete().key(ours).exec()).header.revision);
+      },
+    });
+    const calls = countCalls(waiterSession);
+    const waiting = new Mutex(waiterSession, name).lock();
+    waiting.catch(() => {}); // it is meant to reject: judged below
+    await waitFor(() => calls().length === 3); // joined, read ahead, and (its watch in place) saw the holder there
+    const before = decisionCounts(contextOf(waiterSession));
+    await holder.unlock();
+    await expect(waiting).rejects.toMatchObject({ code: "LOCK_LOST" });
+    expect(readsAt()).toHaveLength(1);
+    expect(readsAt()[0]!.revision).toBeGreaterThanOrEqual(deletedAt!); // read at the member's latest revision
+    const after = decisionCounts(contextOf(waiterSession));
+    expect(after.fellBack.notInSnapshot - before.fellBack.notInSnapshot).toBe(1);
+    expect(after.decidedSerializable - before.decidedSerializable).toBe(0);
+    expect(after.vanished - before.vanished).toBe(1); // the linearizable read confirmed it gone
+    expect(await keysUnder(fx.client, name)).toEqual([]);
+  });
+
+  it("semaphore: a waiter woken by two deletes reads at the later one's revision", async () => {
+    const name = `${fx.etcd.prefix()}sem-at-event`;
+    const [a, b] = await Promise.all(
+      [0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()),
+    );
+    const third = new Semaphore(await newSession(), name, { limit: 2 }).acquire();
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 3);
+    const waiterSession = await newSession(fx.etcd.client()); // its own client: the hooks see its calls only
+    const readsAt = aroundEventMemberReads(waiterSession);
+    const calls = countCalls(waiterSession);
+    const waiting = new Semaphore(waiterSession, name, { limit: 2 }).acquire(); // three ahead: two must go
+    await waitFor(() => calls().length === 3); // joined, read ahead, and (its watch in place) saw all three there
+    const first = await fx.client.delete().key(a!.key).exec();
+    const c = await third; // the first delete lets the third in, and the waiter still waits
+    expect(readsAt()).toEqual([]);
+    const second = await fx.client.delete().key(b!.key).exec();
+    const permit = await waiting;
+    expect(BigInt(second.header.revision)).toBeGreaterThan(BigInt(first.header.revision));
+    expect(readsAt()).toEqual([{ revision: expect.any(BigInt), meantFor: watchEndpoint(waiterSession) }]);
+    expect(readsAt()[0]!.revision).toBeGreaterThanOrEqual(BigInt(second.header.revision));
+    expect(calls()).toEqual(["KV.txn", "KV.range", "KV.range", "KV.range"]); // no linearizable read after it
+    // Its one wait ended by that read (the read completing its join's look ahead counts as none).
+    expect(decisionCounts(contextOf(waiterSession))).toMatchObject({
+      decidedSerializable: 1,
+      decidedLinearizable: 0,
+      stillBlocked: 0,
+      vanished: 0,
+    });
+    expect(await keysUnder(fx.client, name)).toEqual([c.key, permit.key]);
+    await permit.release();
+    await c.release();
+  });
+
+  it("semaphore: a blocker deleted before the waiter's watch is in place (counted by its read) makes the decision linearizable", async () => {
+    const name = `${fx.etcd.prefix()}sem-counted-by-read`;
+    const [a, b] = await Promise.all(
+      [0, 1].map(async () => new Semaphore(await newSession(), name, { limit: 2 }).acquire()),
+    );
+    const third = new Semaphore(await newSession(), name, { limit: 2 }).acquire();
+    await waitFor(async () => (await keysUnder(fx.client, name)).length === 3);
+    const waiterSession = await newSession(fx.etcd.client()); // its own client: the hooks see its calls only
+    const readsAt = aroundEventMemberReads(waiterSession);
+    const calls = countCalls(waiterSession);
+    // The waiter's watch goes out only once the first blocker is gone: no watch tells that delete.
+    beforeNextWatch(waiterSession, async () => {
+      await fx.client.delete().key(a!.key);
+    });
+    const waiting = new Semaphore(waiterSession, name, { limit: 2 }).acquire();
+    await waitFor(() => calls().length === 3); // joined, read ahead, and (its watch in place) saw one gone
+    const c = await third;
+    await fx.client.delete().key(b!.key); // told by the watch, but the other was counted by the read
+    const permit = await waiting;
+    expect(readsAt()).toEqual([]); // no read at an event's revision
+    expect(calls()).toEqual(["KV.txn", "KV.range", "KV.range", "KV.range"]); // the last one linearizable
+    expect(decisionCounts(contextOf(waiterSession))).toMatchObject({
+      decidedSerializable: 0,
+      decidedLinearizable: 1,
+    });
+    expect(await keysUnder(fx.client, name)).toEqual([c.key, permit.key]);
+    await permit.release();
+    await c.release();
+  });
+
+  it("a delete of our key told to the session's idle own-key watch before the new hold subscribes still ends that hold", async () => {
+    const name = `${fx.etcd.prefix()}idle-watch`;
+    // Its own client: the read hook below sees its reads only. Its re-check (TTL/2 = 15 s) is not what tells.
+    const session = await newSession(fx.etcd.client(), 30);
+    const delivered = watchEventsDelivered(session);
+    // A lock and an unlock leave the session's watch of its key running, with no holder, for 30 s.
+    await (await new Mutex(session, name).lock()).unlock();
+    const holder = await new Mutex(await newSession(fx.client, 30), name).lock();
+    const ours = keyOf(session, name);
+    let deletedAt: bigint | undefined;
+    // Once the read on the event's member has answered (at its revision H, our key there), our key goes at
+    // D > H, and the idle watch is told of it before the new hold subscribes from H.
+    aroundEventMemberReads(session, {
+      after: async () => {
+        if (deletedAt !== undefined) return;
+        deletedAt = BigInt((await fx.client.delete().key(ours).exec()).header.revision);
+        await waitFor(() =>
+          delivered().some((e) => e.type === "Delete" && e.key.endsWith(ours) && e.revision === deletedAt),
+        );
+      },
+    });
+    const calls = countCalls(session);
+    const waiting = new Mutex(session, name).lock();
+    await waitFor(() => calls().length === 3); // joined, read ahead, and (its watch in place) saw the holder there
+    await holder.unlock();
+    const lock = await waiting;
+    expect(deletedAt).toBeDefined();
+    expect(await keysUnder(fx.client, name)).toEqual([]);
+    await aborted(lock.signal, 2_000);
+    expect(() => lock.assertHeld()).toThrow(expect.objectContaining({ code: "LOCK_LOST" }));
+  });
 
   it("a leftover key of ours with another mode is never taken over: a writer queues afresh", async () => {
     const name = `${fx.etcd.prefix()}leftover`;

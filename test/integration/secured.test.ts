@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { Election, LeaderElector, Mutex, RWLock, Semaphore, Session, type EtcdClient } from "../../src/index.js";
+import { contextOf } from "../../src/session/context.js";
 import { handledRpcs } from "../support/metrics.js";
 import { collect, keysUnder } from "../support/observe.js";
 import {
@@ -230,6 +231,140 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
       await role.grant({ permission: "Readwrite", range: fx.client.range({ prefix: APP_PREFIX }) });
       await session.close();
     }
+  });
+
+  describe("a role limited to <name>/ (no access to <name>.handover nor <name>.priority.)", () => {
+    /** A user whose role may read and write `<name>/` only; removed by `drop`. */
+    async function limitedTo(name: string, id: string) {
+      const role = await fx.client.role(`limited-${id}`).create();
+      await role.grant({ permission: "Readwrite", range: fx.client.range({ prefix: `${name}/` }) });
+      const user = await fx.client.user(`limited-${id}`).create("limited-secret");
+      await user.addRole(role);
+      const client = fx.etcd.client({ auth: { username: `limited-${id}`, password: "limited-secret" } });
+      return {
+        client,
+        async drop(): Promise<void> {
+          client.close();
+          await user.delete();
+          await role.delete();
+        },
+      };
+    }
+    const logged = () => {
+      const lines: string[] = [];
+      const at =
+        (level: string) =>
+        (_f: object, message: string): void =>
+          void lines.push(`${level}: ${message}`);
+      return { lines, logger: { debug() {}, info: at("info"), warn: at("warn"), error: at("error") } };
+    };
+    /** Resolves after `n` keepalives of `session`: time passing, told by events (TTL 2: one every ~0.7 s). */
+    const renewals = (session: Session, n: number): Promise<void> =>
+      new Promise((resolve) => {
+        let seen = 0;
+        const on = (): void => {
+          if (++seen < n) return;
+          session.off("renewed", on);
+          resolve();
+        };
+        session.on("renewed", on);
+      });
+
+    it("a candidate whose request watch is denied says so once, its campaign still wins, and it says nothing after close()", async () => {
+      const name = fx.etcd.prefix("limited-waiter") + "jobs";
+      const limited = await limitedTo(name, "waiter");
+      const boss = await Session.create(fx.client, { ttl: 2 });
+      const { lines, logger } = logged();
+      const session = await Session.create(limited.client, { ttl: 2, logger });
+      const stop = new AbortController();
+      let done: Promise<void> | undefined;
+      try {
+        const held = await new Election(boss, name).campaign("boss");
+        const elector = new LeaderElector({ session, name, identity: "w", logger, onStartedLeading: () => {} });
+        done = elector.run({ signal: stop.signal });
+        await waitFor(() => lines.some((l) => l.includes("no permission to watch the hand-over request")));
+        await renewals(session, 4); // past two of the waiter's periodic re-reads (TTL/2)
+        // Said once: by the watch stream, at error; what it means, at info.
+        expect(lines.filter((l) => /^(warn|error)/.test(l))).toEqual([
+          "error: etcd refuses a watch: no permission to read the key; the watch is given up",
+        ]);
+        expect(lines.filter((l) => l.includes("cannot step aside for a hand-over"))).toHaveLength(1);
+        await held.resign();
+        await waitFor(() => elector.isLeader()); // the campaign works without the request
+        await renewals(session, 4); // leading past two re-reads, the priorities out of its reach
+        stop.abort();
+        await done;
+        await session.close();
+        const atClose = lines.length;
+        await renewals(boss, 4);
+        expect(lines.slice(atClose)).toEqual([]);
+        // Leading: the watch of the priorities is denied too, said once as well; no warning every TTL/2.
+        const denied = "error: etcd refuses a watch: no permission to read the key; the watch is given up";
+        expect(lines.filter((l) => /^(warn|error)/.test(l))).toEqual([denied, denied]);
+        expect(await keysUnder(fx.client, name)).toEqual([]);
+      } finally {
+        stop.abort();
+        await done?.catch(() => {});
+        await session.close();
+        await boss.close();
+        await limited.drop();
+      }
+    });
+
+    it("a candidate that loses read access to the request while it waits still wins (its periodic re-read reads the queue alone)", async () => {
+      const name = fx.etcd.prefix("limited-revoked") + "jobs";
+      const limited = await limitedTo(name, "revoked");
+      const request = fx.client.range({ prefix: `${name}.handover` });
+      const role = fx.client.role("limited-revoked");
+      await role.grant({ permission: "Read", range: request }); // at first it may read the request
+      const boss = await Session.create(fx.client, { ttl: 2 });
+      const session = await Session.create(limited.client, { ttl: 2 });
+      try {
+        const held = await new Election(boss, name).campaign("boss");
+        const ctx = contextOf(session);
+        const calls: string[] = [];
+        const call = ctx.conn.call.bind(ctx.conn);
+        ctx.conn.call = (service, method, req, o) => {
+          calls.push(o.what ?? method);
+          return call(service, method, req, o);
+        };
+        const waiting = new Election(session, name).campaign("w");
+        waiting.catch(() => {}); // awaited below
+        await waitFor(() => calls.includes(`read the hand-over request of "${name}"`)); // its watch is in place
+        await role.revoke({ permission: "Read", range: request });
+        const reads = (): number => calls.filter((w) => w === `read the queue of "${name}"`).length;
+        const before = reads();
+        await waitFor(() => reads() >= before + 3, { description: "a periodic re-read after the revoke" });
+        await held.resign();
+        await (await waiting).resign();
+        expect(await keysUnder(fx.client, name)).toEqual([]);
+      } finally {
+        await session.close();
+        await boss.close();
+        await limited.drop();
+      }
+    });
+
+    it("an elector with a priority but no access to <name>.priority. rejects run() with PERMISSION_DENIED, nothing left", async () => {
+      const name = fx.etcd.prefix("limited-priority") + "jobs";
+      const limited = await limitedTo(name, "priority");
+      const session = await Session.create(limited.client, { ttl: 2 });
+      try {
+        const elector = new LeaderElector({
+          session,
+          name,
+          identity: "p",
+          priority: 5,
+          logger: false,
+          onStartedLeading: () => {},
+        });
+        await expect(elector.run()).rejects.toMatchObject({ code: "PERMISSION_DENIED" });
+        expect(await keysUnder(fx.client, name)).toEqual([]);
+      } finally {
+        await session.close();
+        await limited.drop();
+      }
+    });
   });
 
   it("streams outlive an expired token: after a blip, the keepalive and every watch (holder, waiter, observer) work again", async () => {

@@ -3,7 +3,16 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Election, Session } from "../../src/index.js";
-import { keepAliveEndpoint, preferredEndpoint, watchEndpoint } from "../support/internals.js";
+import { decisionCounts } from "../../src/queue/decide.js";
+import { contextOf } from "../../src/session/context.js";
+import {
+  aroundEventMemberReads,
+  countCalls,
+  keepAliveEndpoint,
+  keyOf,
+  preferredEndpoint,
+  watchEndpoint,
+} from "../support/internals.js";
 import { faultsUnavailableReason, startCluster, waitFor, type EtcdEnv, type EtcdMember } from "../support/index.js";
 import { countEvents, serverTtl } from "../support/session-events.js";
 
@@ -125,15 +134,29 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
       const waiting = new Election(b, name).campaign("b");
       waiting.catch(() => {}); // awaited below
       await waitFor(() => watchEndpoint(b) === member.clientUrl, { description: "the waiter watching on the member" });
+      const calls = countCalls(b, "answered");
       await member.isolate();
       await waitFor(() => watchEndpoint(b) !== undefined && watchEndpoint(b) !== member.clientUrl, {
         timeoutMs: 20_000,
         description: "the watch stream off the isolated member",
       });
+      // The moved watch asks the waiter to read again; it waits again, its new watch in place once it has
+      // read (answered) that the leader's key is still there. Only then the resign: its delete is the
+      // watch's to tell.
+      await waitFor(() => calls().filter((c) => c === "KV.range").length >= 2, {
+        timeoutMs: 20_000,
+        description: "the waiter settled on its moved watch",
+      });
+      const before = decisionCounts(contextOf(b));
       const resignedAt = Date.now();
       await term.resign();
       const next = await waiting;
       expect(Date.now() - resignedAt).toBeLessThan(2000);
+      // Decided at the delete's revision, on the member the watch moved to.
+      expect(
+        decisionCounts(contextOf(b)).decidedSerializable - before.decidedSerializable,
+        JSON.stringify([before, decisionCounts(contextOf(b))]),
+      ).toBe(1);
       expect(b.state).toBe("connected");
       await next.resign();
     } finally {
@@ -142,6 +165,92 @@ describe.skipIf(!!faultsUnavailableReason)("Session on a 3-member cluster", () =
       await etcd.waitHealthy();
     }
   }, 90_000); // the heal and the cluster's recovery come on top of the test's own bounds
+
+  it("a serializable read on a member that has not applied the event's revision (cut from its peers) falls back to a linearizable read", async () => {
+    const leader = await etcd.leader();
+    const lagging = etcd.members.find((m) => m !== leader)!;
+    const watching = etcd.members.find((m) => m !== lagging)!;
+    const name = `${etcd.prefix()}lagging-read`;
+    const a = await Session.create(etcd.client({}, [watching.clientUrl]), { ttl: 20 });
+    // The waiter talks to the watching member; its serializable read after the event is sent to the lagging one.
+    const { session: b } = await sessionOn(
+      etcd.client({}, [watching.clientUrl, lagging.clientUrl]),
+      20,
+      (m) => m === watching,
+    );
+    const readsAt = aroundEventMemberReads(b, { to: lagging.clientUrl });
+    try {
+      const term = await new Election(a, name).campaign("a");
+      const waiting = new Election(b, name).campaign("b");
+      waiting.catch(() => {}); // awaited below
+      await waitFor(() => watchEndpoint(b) === watching.clientUrl, { description: "the waiter watching" });
+      await lagging.isolate(); // it applies nothing from here on: the resign's delete is in its future
+      const before = decisionCounts(contextOf(b));
+      await term.resign();
+      const next = await waiting;
+      expect(readsAt()).toEqual([expect.objectContaining({ meantFor: watching.clientUrl })]);
+      const after = decisionCounts(contextOf(b));
+      expect(after.fellBack.behind - before.fellBack.behind).toBe(1);
+      expect(after.decidedLinearizable - before.decidedLinearizable).toBe(1);
+      expect(next.token).toBeGreaterThan(term.token);
+      await next.resign();
+    } finally {
+      await lagging.heal();
+      await Promise.all([a.close(), b.close()]);
+      await etcd.waitHealthy();
+    }
+  }, 90_000);
+
+  it("the member that told the waiter's wake-up, cut off from its peers and leaderless, refuses its read: the waiter reads linearizably and does not win on a key deleted meanwhile", async () => {
+    const leader = await etcd.leader();
+    const cutOff = etcd.members.find((m) => m !== leader)!;
+    const others = etcd.members.filter((m) => m !== cutOff).map((m) => m.clientUrl);
+    const name = `${etcd.prefix()}leaderless-read`;
+    const healthy = etcd.client({}, others);
+    const a = await Session.create(etcd.client({}, others), { ttl: 20 });
+    const c = await Session.create(etcd.client({}, others), { ttl: 20 });
+    const { session: b } = await sessionOn(etcd.client({}, [cutOff.clientUrl, ...others]), 20, (m) => m === cutOff);
+    const ours = keyOf(b, name);
+    // Between the wake-up and the read: the member is cut off and knows it has lost its leader, and the
+    // majority deletes the waiter's key (a forced resign). Its store still holds the key; it must not answer.
+    const cutOffStatus = etcd.client({}, [cutOff.directClientUrl]);
+    let deleted = false;
+    aroundEventMemberReads(b, {
+      before: async () => {
+        if (deleted) return;
+        deleted = true;
+        await cutOff.isolate();
+        await waitFor(async () => (await cutOffStatus.maintenance.status()).leader === "0", {
+          timeoutMs: 20_000,
+          description: "the cut-off member without a leader",
+        });
+        await healthy.delete().key(ours);
+      },
+    });
+    try {
+      const term = await new Election(a, name).campaign("a");
+      const waiting = new Election(b, name).campaign("b");
+      waiting.catch(() => {}); // awaited below
+      await waitFor(() => watchEndpoint(b) === cutOff.clientUrl, { description: "the waiter watching on the member" });
+      const third = new Election(c, name).campaign("c");
+      await waitFor(async () => (await healthy.getAll().prefix(`${name}/`).keys()).length === 3);
+      const before = decisionCounts(contextOf(b));
+      await term.resign();
+      await expect(waiting).rejects.toMatchObject({ code: "NOT_LEADER" });
+      const after = decisionCounts(contextOf(b));
+      expect(deleted).toBe(true);
+      expect(after.fellBack.leaderless - before.fellBack.leaderless).toBe(1);
+      expect(after.decidedSerializable - before.decidedSerializable).toBe(0);
+      expect(after.vanished - before.vanished).toBe(1);
+      const next = await third;
+      expect(next.token).toBeGreaterThan(term.token);
+      await next.resign();
+    } finally {
+      await cutOff.heal();
+      await Promise.all([a.close(), b.close(), c.close()]);
+      await etcd.waitHealthy();
+    }
+  }, 90_000);
 
   it("the member serving the keepalive stream is killed: the session rides over", async () => {
     const client = etcd.client();

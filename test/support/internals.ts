@@ -2,8 +2,8 @@
 import type { Session } from "../../src/index.js";
 import type { Etcd3 } from "etcd3";
 import { contextOf } from "../../src/session/context.js";
-import { Connection } from "../../src/etcd/connection.js";
-import { etcd3Internals, type Endpoint, type GrpcDuplex } from "../../src/etcd/internals.js";
+import { Connection, type CallOptions } from "../../src/etcd/connection.js";
+import { etcd3Internals, type Endpoint, type GrpcDuplex, type ServiceName } from "../../src/etcd/internals.js";
 
 /** The lease id in lowercase hex, as it ends every key the session creates. */
 export const leaseHex = (session: Session): string => BigInt(session.leaseId).toString(16);
@@ -136,16 +136,55 @@ export function holdAnswers(client: Etcd3, method: string): { answered: () => nu
   };
 }
 
-/** Records every unary call the session makes from now on ("KV.txn", "KV.range"...). */
-export function countCalls(session: Session): () => string[] {
+/** Records every unary call the session makes from now on ("KV.txn", "KV.range"...), as sent or once answered. */
+export function countCalls(session: Session, when: "sent" | "answered" = "sent"): () => string[] {
   const conn = contextOf(session).conn;
   const original = conn.call.bind(conn);
   const calls: string[] = [];
   conn.call = ((service: string, method: string, ...rest: unknown[]) => {
-    calls.push(`${service}.${method}`);
-    return (original as (...args: unknown[]) => unknown)(service, method, ...rest);
+    const name = `${service}.${method}`;
+    if (when === "sent") calls.push(name);
+    const result = (original as (...args: unknown[]) => Promise<unknown>)(service, method, ...rest);
+    if (when === "answered")
+      void result.then(
+        () => calls.push(name),
+        () => {},
+      );
+    return result;
   }) as typeof conn.call;
   return () => [...calls];
+}
+
+/**
+ * Every serializable read the session sends to one member (a waiter deciding on the member whose watch told
+ * the delete that woke it) waits for `before` first, and for `after` once answered (before the waiter sees
+ * the answer); it goes to the endpoint `to` ("host:port", one of the client's) instead of the member that
+ * told the event, when given. Returns the revisions those reads were served at (their answers' headers),
+ * and the endpoints they were meant for.
+ */
+export function aroundEventMemberReads(
+  session: Session,
+  options: { before?: () => Promise<void>; after?: () => Promise<void>; to?: string } = {},
+): () => { revision: bigint; meantFor: string }[] {
+  const conn = contextOf(session).conn;
+  const original = conn.call.bind(conn);
+  const seen: { revision: bigint; meantFor: string }[] = [];
+  conn.call = async <Res>(service: ServiceName, method: string, req: { serializable?: boolean }, opts: CallOptions) => {
+    if (!req.serializable || !opts.endpoint) return original<Res>(service, method, req, opts);
+    const meantFor = opts.endpoint.address;
+    await options.before?.();
+    if (options.to !== undefined) {
+      const to = options.to;
+      const endpoint = etcd3Internals(contextOf(session).client).endpoints.find((e) => e.address === to);
+      if (!endpoint) throw new Error(`aroundEventMemberReads: ${to} is not an endpoint of the session's client`);
+      opts = { ...opts, endpoint };
+    }
+    const res = await original<Res>(service, method, req, opts);
+    seen.push({ revision: BigInt((res as { header: { revision: string } }).header.revision), meantFor });
+    await options.after?.();
+    return res;
+  };
+  return () => [...seen];
 }
 
 /**
@@ -176,3 +215,53 @@ export function failKvCalls(client: Etcd3): { on: () => void; off: () => void } 
 
 /** Timers active in this process now (ours, the client's, gRPC's): a leak shows as a count that grows with cycles. */
 export const activeTimers = (): number => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+
+/**
+ * Records every event the session's watch stream hands to any of its watches (own-key watches included,
+ * held or idle), from now on: watches added after this call. Returns what was delivered so far, with keys
+ * as etcd has them (the full key).
+ */
+export function watchEventsDelivered(
+  session: Session,
+): () => { type: "Put" | "Delete"; key: string; revision: bigint }[] {
+  const stream = contextOf(session).watches;
+  const add = stream.add.bind(stream);
+  const seen: { type: "Put" | "Delete"; key: string; revision: bigint }[] = [];
+  stream.add = (target, handlers) =>
+    add(target, {
+      ...handlers,
+      events: (events, from) => {
+        for (const e of events)
+          seen.push({ type: e.type, key: e.kv.key.toString(), revision: BigInt(e.kv.mod_revision) });
+        handlers.events(events, from);
+      },
+    });
+  return () => [...seen];
+}
+
+/**
+ * The next watch the session adds to its watch stream is sent only once `before` has run (the watch's
+ * owner sees it made later, as if etcd were slow to take it): what `before` changes happens before that
+ * watch is in place.
+ */
+export function beforeNextWatch(session: Session, before: () => Promise<void>): void {
+  const stream = contextOf(session).watches;
+  const add = stream.add.bind(stream);
+  stream.add = (target, handlers) => {
+    stream.add = add;
+    let cancel: (() => void) | undefined;
+    let canceled = false;
+    before().then(
+      () => {
+        if (!canceled) cancel = add(target, handlers);
+      },
+      (err: unknown) => {
+        throw err;
+      },
+    );
+    return () => {
+      canceled = true;
+      cancel?.();
+    };
+  };
+}

@@ -131,12 +131,18 @@ describe("hand-over requests", () => {
   });
 
   it("a waiter steps aside only when it is ahead of the target and is not the target; stray values are ignored", () => {
-    const req = parseRequest(encodeRequest({ to: "n/c", token: 30n }));
-    expect(req).toEqual({ to: "n/c", token: 30n });
+    const from = { key: "n/a", token: 10n };
+    const req = parseRequest(encodeRequest({ to: "n/c", token: 30n, from }));
+    expect(req).toEqual({ to: "n/c", token: 30n, from });
     expect(mustStepAside({ key: "n/b", createRevision: 20n }, req)).toBe(true);
     expect(mustStepAside({ key: "n/c", createRevision: 30n }, req)).toBe(false);
     expect(mustStepAside({ key: "n/b", createRevision: 31n }, req)).toBe(false); // already behind it
-    for (const stray of ["", "x", "{}", '{"to":"n/c","token":30}', '{"to":1,"token":"30"}'])
+    const strays = [
+      ...["", "x", "{}", '{"to":"n/c","token":30}', '{"to":1,"token":"30"}'],
+      '{"to":"n/c","token":"30"}', // names no asker: obeyed by nobody
+      '{"to":"n/c","token":"30","from":{"key":"n/a","token":10}}',
+    ];
+    for (const stray of strays)
       expect(mustStepAside({ key: "n/b", createRevision: 20n }, parseRequest(Buffer.from(stray)))).toBe(false);
   });
 });

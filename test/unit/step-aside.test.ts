@@ -11,6 +11,8 @@ vi.mock("../../src/queue/queue.js", async (importOriginal) => {
   const real = await importOriginal<typeof import("../../src/queue/queue.js")>();
   return {
     ...real,
+    // The leader that asked (rev 1) still heads the queue: the request is to be obeyed.
+    readQueue: () => Promise.resolve({ entries: [head], revision: 10n }),
     // Joins (our key: rev 5), waits, and on the step-aside's abort "removes the key": meanwhile the test's
     // `during` hook runs (the user's abort, or the session's loss), then it rejects with the abort's reason.
     acquire: (
@@ -30,16 +32,22 @@ vi.mock("../../src/queue/queue.js", async (importOriginal) => {
   };
 });
 vi.mock("../../src/etcd/key-watch.js", () => ({
-  // Tells one put of a request for a target behind us (rev 9): we must step aside.
+  // Tells one put of a request, from the leader n/0, for a target behind us (rev 9): we must step aside.
   KeyWatch: class {
     constructor(_ctx: unknown, _key: unknown, _o: unknown, h: { event: (e: { type: string; value: Buffer }) => void }) {
-      queueMicrotask(() => h.event({ type: "put", value: Buffer.from(JSON.stringify({ to: "n/2", token: "9" })) }));
+      queueMicrotask(() =>
+        h.event({
+          type: "put",
+          value: Buffer.from(JSON.stringify({ to: "n/2", token: "9", from: { key: "n/0", token: "1" } })),
+        }),
+      );
     }
     close(): void {}
   },
 }));
 
 let during: () => void = () => {};
+let head = { key: "n/0", createRevision: 1n };
 const { campaignOrStepAside } = await import("../../src/election/handover.js");
 
 function context(lease: AbortController) {
@@ -74,5 +82,24 @@ describe("a campaign stepping aside", () => {
       (e: unknown) => e,
     );
     expect(isElectionError(err) && err.code).toBe("SESSION_LOST");
+  });
+
+  it("a request whose leader no longer heads the queue is ignored (said once), and the campaign goes on", async () => {
+    head = { key: "n/3", createRevision: 3n }; // n/0 resigned; n/3 leads now
+    try {
+      const user = new AbortController();
+      const { ctx, logged } = context(new AbortController());
+      during = () => {};
+      const campaign = campaignOrStepAside(ctx, "n", Buffer.from("v"), user.signal, (m) => new Error(m)).catch(
+        (e: unknown) => e,
+      );
+      await vi.waitFor(() => expect(logged.some((m) => m.includes("no longer leads"))).toBe(true));
+      const reason = new Error("stopped by the test");
+      user.abort(reason);
+      expect(await campaign).toBe(reason);
+      expect(logged.filter((m) => m.includes("stepped aside"))).toEqual([]);
+    } finally {
+      head = { key: "n/0", createRevision: 1n };
+    }
   });
 });

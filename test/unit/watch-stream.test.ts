@@ -1,9 +1,11 @@
 import { EventEmitter } from "node:events";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { silentLogger } from "../../src/common/logger.js";
 import type { Connection } from "../../src/etcd/connection.js";
 import type { Endpoint } from "../../src/etcd/internals.js";
 import { WatchStream, type WatchHandlers } from "../../src/etcd/watch-stream.js";
+import { KeyWatch } from "../../src/etcd/key-watch.js";
+import { Keyspace } from "../../src/etcd/keyspace.js";
 
 interface Sent {
   create_request?: { watch_id: string; key: Buffer };
@@ -215,4 +217,35 @@ describe("the session's watch stream", () => {
     expect(streams).toHaveLength(1);
     expect(resets).toEqual([]);
   }, 15_000);
+});
+
+describe("a key watch", () => {
+  it("whose stream never answers still asks for a re-read every resyncMs, and never after close (design: Watches are hints, reads are truth)", () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+    try {
+      // A stream that takes the watch and never says a word: not created, no event, no break.
+      let cancelled = 0;
+      const stream = { add: () => () => void cancelled++ } as unknown as WatchStream;
+      let resyncs = 0;
+      const watch = new KeyWatch(
+        { watches: stream, keyspace: new Keyspace(Buffer.alloc(0)), conn: { closed: false } },
+        { key: "n/1" },
+        { resyncMs: 15_000 },
+        { event: () => {}, resync: () => void resyncs++ },
+      );
+      vi.advanceTimersByTime(14_999);
+      expect(resyncs).toBe(0);
+      vi.advanceTimersByTime(1);
+      expect(resyncs).toBe(1);
+      vi.advanceTimersByTime(15_000 * 4);
+      expect(resyncs).toBe(5);
+      watch.close();
+      vi.advanceTimersByTime(15_000 * 4);
+      expect(resyncs).toBe(5);
+      expect(cancelled).toBe(1);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });
