@@ -10,14 +10,16 @@ export interface Member {
  * Which member should own each shard: rendezvous hashing with bounded load, sticky (design: Shards).
  * Every (shard, member) pair has a score, a hash of the shard and the member's identity. Quotas are
  * exact balance: with S shards and M members, S mod M members get ceil(S/M), the rest floor(S/M); the
- * ceil quotas go to the members that hold the most now (so they give up the least). Each member keeps
+ * ceil quotas go first to members that hold ceil(S/M) or more now (so they give up the least), the rest
+ * by the hash of the identity (not by how many they hold, which changes while shards move). Each member keeps
  * the shards it holds now, up to its quota (its best-scored ones); every other shard (no holder, a
  * holder that is no longer a member, or over a quota) goes, in shard order, to its best-scored member
  * that still has room.
  *
  * So a leave moves exactly the leaver's shards (the others' quotas only grow), and a join exactly the
  * newcomer's share, floor(S/(M+1)) (the members holding the most keep the ceil quotas); once every
- * shard is held where this says, computing it again moves nothing. A stateless exactly balanced scheme
+ * shard is held where this says, computing it again moves nothing. Computed again from any state on the
+ * way (some shards released, some taken), it gives the same owners: a transition moves each shard once. A stateless exactly balanced scheme
  * cannot do this: keeping every leave to the leaver's shards forces a fixed preference order per shard
  * (plain rendezvous), which no exactly balanced scheme is for every member set; hence the holders.
  *
@@ -47,10 +49,13 @@ export function assignShards(
   }
   const floor = Math.floor(shards / m);
   const quota = new Uint32Array(m).fill(floor);
-  const byHeld = sorted
-    .map((_, i) => i)
-    .sort((a, b) => held[b]!.length - held[a]!.length || memberHash[a]! - memberHash[b]! || a - b);
-  for (let k = 0; k < shards % m; k++) quota[byHeld[k]!]!++;
+  // Ceil quotas first to the members holding at least ceil(S/M) (each saves a move), then by hash alone.
+  // Not by how many they hold: that changes with every release and acquisition of a transition, and the
+  // quotas with it (shards moving twice). This rank holds still: a member at ceil keeps ceil, one below
+  // ceil reaches it only with a ceil quota.
+  const full = (i: number): number => (held[i]!.length >= Math.ceil(shards / m) ? 1 : 0);
+  const ranked = sorted.map((_, i) => i).sort((a, b) => full(b) - full(a) || memberHash[a]! - memberHash[b]! || a - b);
+  for (let k = 0; k < shards % m; k++) quota[ranked[k]!]!++;
   const owner = new Int32Array(shards).fill(-1);
   const load = new Uint32Array(m);
   for (let i = 0; i < m; i++) {

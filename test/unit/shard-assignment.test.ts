@@ -16,6 +16,51 @@ const loads = (owners: string[]): Map<string, number> => {
   return m;
 };
 
+/**
+ * Plays a transition from `start` to rest as members do: each step computes the owners from the holders
+ * of the moment; a holder told to let a shard go does (irrevocably, as a hand-over once begun); a shard
+ * with no live holder is taken by one of the members it was assigned to since it became free (a
+ * campaign started under an earlier assignment can still win). Steps in random order. Counts the terms
+ * started per shard.
+ */
+function transition(
+  set: readonly Member[],
+  shards: number,
+  start: readonly (string | undefined)[],
+  random: () => number,
+) {
+  const ids = new Set(set.map((m) => m.id));
+  const holders = [...start];
+  const started = new Array<number>(shards).fill(0);
+  const campaigning = Array.from({ length: shards }, () => new Set<string>());
+  const releasing = new Set<number>();
+  for (;;) {
+    const owners = assignShards(set, shards, holders);
+    const steps: (() => void)[] = [];
+    for (let s = 0; s < shards; s++) {
+      const holder = holders[s];
+      if (holder === undefined || !ids.has(holder)) {
+        campaigning[s]!.add(owners[s]!);
+        for (const winner of campaigning[s]!)
+          steps.push(() => {
+            holders[s] = winner;
+            campaigning[s]!.clear();
+            started[s]!++;
+          });
+      } else {
+        if (owners[s] !== holder) releasing.add(s);
+        if (releasing.has(s))
+          steps.push(() => {
+            holders[s] = undefined;
+            releasing.delete(s);
+          });
+      }
+    }
+    if (steps.length === 0) return { holders, started };
+    steps[Math.floor(random() * steps.length)]!();
+  }
+}
+
 describe("shard assignment", () => {
   it("gives each of M members floor(S/M) or ceil(S/M) shards, every shard exactly one owner", () => {
     for (const shards of [1, 7, 64, 256, 10_000]) {
@@ -71,6 +116,34 @@ describe("shard assignment", () => {
         for (const c of counts) expect([Math.floor(shards / set.length), Math.ceil(shards / set.length)]).toContain(c);
         // At rest: computing again from what it gave moves nothing.
         expect(assignShards(set, shards, owners)).toEqual(owners);
+      }
+    }
+  });
+
+  it("a join or a leave starts exactly the minimum of terms, none twice, whatever order the hand-overs take", () => {
+    for (let seed = 1; seed <= 150; seed++) {
+      const random = prng(seed);
+      const shards = [7, 10, 64, 100][seed % 4]!;
+      let next = 0;
+      const fresh = (): Member => ({ id: `${seed}-${++next}`, identity: `pod-${Math.floor(random() * 1e9)}` });
+      let set: Member[] = [fresh(), fresh()];
+      let holders = transition(set, shards, [], random).holders;
+      for (let step = 0; step < 8; step++) {
+        const before = holders;
+        let minimum: number;
+        if (set.length < 3 || (set.length < 7 && random() < 0.5)) {
+          set = [...set, fresh()];
+          minimum = countMoves(before, assignShards(set, shards, before));
+        } else {
+          const leaver = set[Math.floor(random() * set.length)]!;
+          set = set.filter((x) => x !== leaver);
+          minimum = before.filter((o) => o === leaver.id).length;
+        }
+        const { started, holders: after } = transition(set, shards, before, random);
+        expect({ seed, step, started: started.reduce((x, y) => x + y, 0) }).toEqual({ seed, step, started: minimum });
+        expect(started.filter((n) => n > 1)).toEqual([]);
+        expect(countMoves(before, after)).toBe(minimum);
+        holders = after;
       }
     }
   });
