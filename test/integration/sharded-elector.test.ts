@@ -139,6 +139,15 @@ describe("ShardedElector", () => {
   const moves = (a: readonly (string | undefined)[], b: readonly (string | undefined)[]): number =>
     a.filter((x, s) => x !== b[s]).length;
 
+  /** Terms begun so far per shard (the bench's count): a transition's terms are the difference. */
+  const begunCounts = (shards: number): number[] =>
+    Array.from({ length: shards }, (_, s) => bench.begun.get(s)?.length ?? 0);
+  /** Terms begun since `from`: how many in all, and the shards begun more than once. */
+  const begunSince = (from: number[]): { terms: number; twice: number[] } => {
+    const now = begunCounts(from.length).map((n, s) => n - from[s]!);
+    return { terms: now.reduce((x, y) => x + y, 0), twice: now.flatMap((n, s) => (n > 1 ? [s] : [])) };
+  };
+
   beforeAll(async () => {
     etcd = await startEtcd();
     client = etcd.client();
@@ -156,29 +165,38 @@ describe("ShardedElector", () => {
     const members: Member[] = [];
     let before: string[] = new Array<string>(S).fill("");
     for (let m = 1; m <= 5; m++) {
+      const from = begunCounts(S);
       members.push(start(name, `node-${m}`, S));
       const after = await settled(name, S, members);
       const counts = members.map((x) => x.elector.owned().length);
       for (const c of counts) expect([Math.floor(S / m), Math.ceil(S / m)]).toContain(c);
       if (m > 1) {
-        // The minimum: exactly what the newcomer now owns, floor(S/M), taken from the others.
+        // The minimum: exactly what the newcomer now owns, floor(S/M), taken from the others; and on the
+        // way as well: one term begun per moved shard, none moved twice.
         expect(moves(before, after)).toBe(counts.at(-1));
         expect(after.filter((x) => x === `node-${m}`)).toHaveLength(counts.at(-1)!);
+        expect(begunSince(from)).toEqual({ terms: counts.at(-1), twice: [] });
       }
       before = after;
     }
     const metrics = members[0]!.elector.metrics();
     expect(metrics).toMatchObject({ shards: S, members: 5, state: "leading" });
     expect(JSON.parse(JSON.stringify(metrics))).toEqual(metrics);
-    expect(members[0]!.elector.owners()).toEqual(before);
+    // owners() is the watch-fed view: it catches up with etcd's holders a moment later.
+    const view = before;
+    await waitFor(() => JSON.stringify(members[0]!.elector.owners()) === JSON.stringify(view), {
+      description: "the first member's view of the owners caught up",
+    });
     // Leaves, oldest first: each hands its shards over; the others' stay unless the assignment moves them.
     while (members.length > 1) {
       const leaver = members.shift()!;
       const own = leaver.elector.owned();
+      const from = begunCounts(S);
       await leave(leaver);
       expect(leaver.elector.owned()).toEqual([]);
       const after = await settled(name, S, members);
       expect(moves(before, after)).toBe(own.length); // the leaver's shards, and no other
+      expect(begunSince(from)).toEqual({ terms: own.length, twice: [] });
       for (const s of own) expect(after[s]).not.toBe(leaver.identity);
       before = after;
     }
@@ -188,6 +206,41 @@ describe("ShardedElector", () => {
     expect(await keysUnder(client, name)).toEqual([]);
     expect((await client.leaseClient.leaseLeases()).leases.length).toBe(leasesBefore);
   }, 120_000);
+
+  it("a join and a leave begin one term per moved shard and none twice, whichever member's hand-overs end first", async () => {
+    // S = 10 over a, b (5 each), then c joins: one of a, b keeps a ceil quota of 4. Its hand-over ends at
+    // once, the other's 1.5 s later, so the holders pass through 4/5 (the order that used to move the ceil
+    // quota to the other and a shard twice); then the reverse order, then c leaves.
+    const S = 10;
+    for (const fastIsCeil of [true, false]) {
+      const name = `${etcd.prefix()}order-${fastIsCeil}`;
+      const base = assignShards(
+        ["a", "b"].map((id) => ({ id, identity: id })),
+        S,
+      );
+      const joined = assignShards(
+        ["a", "b", "c"].map((id) => ({ id, identity: id })),
+        S,
+        base,
+      );
+      const ceil = joined.filter((o) => o === "a").length === 4 ? "a" : "b";
+      const slow = (id: string): { windDownMs: number } => ({ windDownMs: (id === ceil) === fastIsCeil ? 0 : 1500 });
+      const a = start(name, "a", S, undefined, slow("a"));
+      const b = start(name, "b", S, undefined, slow("b"));
+      const before = await settled(name, S, [a, b]);
+      let from = begunCounts(S);
+      const c = start(name, "c", S);
+      const after = await settled(name, S, [a, b, c]);
+      expect(moves(before, after)).toBe(3);
+      expect(begunSince(from)).toEqual({ terms: 3, twice: [] });
+      from = begunCounts(S);
+      await leave(c);
+      await settled(name, S, [a, b]);
+      expect(begunSince(from)).toEqual({ terms: 3, twice: [] });
+      await Promise.all([leave(a), leave(b)]);
+    }
+    expect(bench.overlaps).toEqual([]);
+  }, 60_000);
 
   it("a member killed: its shards are owned again within TTL + etcd's expiry check + a little, and balance is back", async () => {
     const name = `${etcd.prefix()}killed`;

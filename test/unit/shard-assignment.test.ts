@@ -56,7 +56,7 @@ function transition(
           });
       }
     }
-    if (steps.length === 0) return { holders, started };
+    if (steps.length === 0) return { holders: holders as string[], started }; // at rest: every shard held
     steps[Math.floor(random() * steps.length)]!();
   }
 }
