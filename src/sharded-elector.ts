@@ -44,7 +44,10 @@ export interface ShardedElectorOptions {
    * ended. If it throws, the shard is released and campaigned for again.
    */
   onAcquired: (shard: number, term: Term) => void | Promise<void>;
-  /** Called when a shard's term of ours has ended and its work returned (its key released or lost). */
+  /**
+   * Called when a shard's term of ours has ended and its work returned (its key released or lost); for a
+   * shard whose release had not finished when `run()` resolves, as `run()` resolves (once per term).
+   */
   onReleased?: (shard: number) => void;
 }
 
@@ -52,7 +55,7 @@ export interface ShardedElectorOptions {
 export interface ShardedElectorEvents extends ElectorEvents {
   /** This process now owns `shard` (`term` is its term of that shard). */
   acquired: (shard: number, term: Term) => void;
-  /** This process no longer owns `shard`: its work has returned, its key was released or lost. */
+  /** This process no longer owns `shard`: its work has returned, its key was released or lost (or `run()` resolves). */
   released: (shard: number) => void;
   /** Membership (as this process sees it) changed: the shards now assigned to it, and how many members. */
   assigned: (shards: readonly number[], members: number) => void;
@@ -311,9 +314,22 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       controller.abort(error);
     };
     this.#setState("campaigning");
-    let membership: Term;
+    let membership: Term | undefined;
     try {
-      membership = await session.join(membersName(this.name), this.identity, signal);
+      // As a LeaderElector's campaign: an aborted join removes its key (confirmed) before it settles, which
+      // can take until the session ends; a stop does not wait for it (#shutdown closes the session).
+      const joining = session.join(membersName(this.name), this.identity, signal);
+      membership = await untilAbort(joining, stop);
+      if (!membership) {
+        void track(
+          this.#inflight,
+          joining.then(
+            (late) => late.resign(),
+            () => {},
+          ),
+        );
+        throw stop.reason;
+      }
     } catch (err) {
       dispose();
       throw err;
@@ -476,8 +492,10 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
   async #own(slot: Slot, term: Term, waitMs: number): Promise<boolean> {
     const { shard } = slot;
     const generation = this.#generation;
-    if (slot.controller.signal.aborted) {
-      // Won just as the shard stopped being ours: no work to start, let it go.
+    if (slot.controller.signal.aborted || term.signal.aborted) {
+      // Won just as the shard stopped being ours, or the term already ended: no work to start, let it go.
+      if (term.signal.aborted)
+        this.#logger.debug({ shard, err: term.signal.reason as unknown }, "shard's term ended before it began");
       await track(this.#inflight, term.resign());
       return false;
     }
@@ -586,10 +604,20 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     if (own) await own.close();
     // Whatever is still finishing (work that never returned) changes nothing from here on.
     this.#generation++;
-    for (const slot of this.#slots.values()) if (slot.term) this.#tally.termEnded();
+    // Shards whose release did not finish in time are told released here (their keys went with the
+    // session we closed, or go with the given one's end): every acquired has its released.
+    for (const slot of this.#slots.values()) {
+      const term = slot.term;
+      if (!term) continue;
+      slot.term = undefined;
+      this.#tally.termEnded();
+      this.#tell("steppedDown", term);
+      this.#tell("released", slot.shard);
+      this.#call("onReleased", () => this.#options.onReleased?.(slot.shard));
+    }
     this.#slots.clear();
     this.#ending.clear();
-    this.#work.clear();
+    // #work stays: a shard's work that never returned still holds back the next run's campaign for it.
     this.#session = undefined;
     this.#view = undefined;
     this.#running = false;

@@ -34,8 +34,11 @@ export class FakeShardedSession extends FakeSession implements ShardedSession {
 
   /** While set, joining fails with it (etcd refuses the member key's put). */
   joinRefusal: (() => unknown) | undefined;
+  /** What a join does: settle at once, or hang, abort or not (etcd confirms no write: a join's abort retries its delete). */
+  memberJoin: "settles" | "hangs" = "settles";
 
   join(name: string, value: string, signal: AbortSignal): Promise<Term> {
+    if (this.memberJoin === "hangs") return new Promise<Term>(() => {});
     signal.throwIfAborted();
     if (this.joinRefusal) return Promise.reject(this.joinRefusal());
     const controller = new AbortController();
@@ -104,6 +107,8 @@ export class FakeShardedSession extends FakeSession implements ShardedSession {
 export class FakeShardedBackend implements ElectorBackend<ShardedSession> {
   readonly given: ShardedSession | undefined = undefined;
   readonly sessions: FakeShardedSession[] = [];
+  /** What the joins of sessions made from now on do (see FakeShardedSession.memberJoin). */
+  memberJoin: "settles" | "hangs" = "settles";
   readonly #clock: FakeClock;
 
   constructor(clock: FakeClock) {
@@ -112,6 +117,7 @@ export class FakeShardedBackend implements ElectorBackend<ShardedSession> {
 
   newSession(): Promise<ShardedSession> {
     const session = new FakeShardedSession(this.#clock, (0xa00 + this.sessions.length).toString(16));
+    session.memberJoin = this.memberJoin;
     this.sessions.push(session);
     return Promise.resolve(session);
   }

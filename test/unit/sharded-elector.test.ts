@@ -126,6 +126,116 @@ describe("ShardedElector on a fake clock", () => {
     expect(clock.pending).toBe(0);
   });
 
+  it("a second run() does not campaign for a shard whose work from the first run has not returned: one shard's work never overlaps", async () => {
+    const work = stubborn();
+    const { clock, backend, elector, stop, settled, alone } = setup({
+      ttl: 2,
+      callTimeoutMs: 1000,
+      shards: 1,
+      onAcquired: work.onAcquired,
+    });
+    await clock.until(() => backend.session?.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    backend.campaigns[0]!.win();
+    await clock.until(() => work.started.length === 1, 1000);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 3000 + 100); // the work never returned
+    const again = new AbortController();
+    const second = elector.run({ signal: again.signal });
+    await clock.until(() => backend.sessions.length === 2 && backend.session.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.advance(5000);
+    expect(backend.session.campaigns).toHaveLength(0);
+    work.releaseAll(); // the first run's work returns: now the shard may be campaigned for
+    await clock.until(() => backend.session.campaigns.length === 1, 3000);
+    again.abort();
+    await clock.until(() => false, 3000).catch(() => {});
+    await second;
+  });
+
+  it("a stop while joining the group, whose member key's removal never confirms: run() resolves within the stop bound and the session is closed", async () => {
+    const clock = new FakeClock();
+    const backend = new FakeShardedBackend(clock);
+    backend.memberJoin = "hangs";
+    const elector = ShardedElector.withSeam(
+      {
+        client: {} as never,
+        name: "g",
+        shards: 1,
+        identity: "a",
+        ttl: 2,
+        callTimeoutMs: 1000,
+        logger: false,
+        onAcquired: () => {},
+      },
+      { backend, clock },
+    );
+    const stop = new AbortController();
+    let resolvedAt: number | undefined;
+    const done = elector.run({ signal: stop.signal }).then(() => void (resolvedAt = clock.now()));
+    await clock.until(() => backend.sessions.length === 1, 1000);
+    await clock.advance(100);
+    const stoppedAt = clock.now();
+    stop.abort();
+    await clock.until(() => resolvedAt !== undefined, 2000 + 1000 + 500);
+    expect(resolvedAt! - stoppedAt).toBeLessThanOrEqual(2000 + 1000);
+    expect(backend.session.closed).toBe(true);
+    expect(elector.metrics().state).toBe("stopped");
+    await done;
+  });
+
+  it("a term that ended before the elector acted on its win is not reported: no onAcquired, no acquired, and it campaigns again", async () => {
+    const begun: number[] = [];
+    const { clock, backend, elector, stop, settled, alone } = setup({
+      ttl: 2,
+      shards: 1,
+      onAcquired: (shard) => void begun.push(shard),
+    });
+    const events: string[] = [];
+    for (const e of ["acquired", "elected", "released", "steppedDown"] as const) elector.on(e, () => events.push(e));
+    await clock.until(() => backend.session?.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    const won = backend.campaigns[0]!.win();
+    won.lose(); // in the same tick, before the elector's continuation runs
+    await clock.until(() => backend.campaigns.length === 2, 5000);
+    expect(won.resigned).toBe(true);
+    expect(begun).toEqual([]);
+    expect(events).toEqual([]);
+    expect(elector.owned()).toEqual([]);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 5000);
+  });
+
+  it("a shard whose release had not finished when run() resolved is told released before it resolves: acquired and released balance", async () => {
+    const work = stubborn();
+    const released: number[] = [];
+    const { clock, backend, elector, stop, settled, alone } = setup({
+      ttl: 2,
+      callTimeoutMs: 1000,
+      shards: 2,
+      onAcquired: work.onAcquired,
+      onReleased: (shard) => void released.push(shard),
+    });
+    const events: string[] = [];
+    elector.on("acquired", (shard) => events.push(`acquired ${shard}`));
+    elector.on("released", (shard) => events.push(`released ${shard}`));
+    await clock.until(() => backend.session?.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 2, 2000);
+    backend.campaigns[0]!.win();
+    backend.campaigns[1]!.win({ resign: "hangs" }); // its release is not confirmed before run() resolves
+    await clock.until(() => work.started.length === 2, 1000);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 3000 + 100);
+    expect(events.filter((e) => e.startsWith("released")).sort()).toEqual(["released 0", "released 1"]);
+    expect(released.sort()).toEqual([0, 1]);
+    work.releaseAll();
+    await clock.advance(3000);
+    expect(events).toHaveLength(4); // nothing more after run() resolved
+  });
+
   it("healthy(): false for an owner that has not seen its term end with no keepalive for 2 × TTL, for a member kept out of its group while etcd answers, and once stopped", async () => {
     const { clock, backend, elector, stop, settled, alone } = setup({ ttl: 2, shards: 1 });
     await clock.until(() => backend.session?.memberships.length === 1, 1000);
