@@ -96,6 +96,8 @@ async function demo(): Promise<void> {
     const started = Date.now();
     let table: (string | undefined)[] = [];
     for (;;) {
+      // A TTL for a lease to expire, then some: a demo that cannot settle says so instead of hanging.
+      if (Date.now() - started > ttl * 1000 + 30_000) throw new Error(`${what}: not settled in ${ttl + 30} s`);
       table = await owners();
       const counts = live.map((id) => table.filter((o) => o === id).length);
       const balanced = counts.every(

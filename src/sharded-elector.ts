@@ -421,7 +421,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     }
     if (changed) {
       this.#logger.info({ assigned: mine.length, members: view.members.length }, "shards assigned");
-      this.#tell("assigned", mine, view.members.length);
+      this.#tell("assigned", [...mine], view.members.length); // a copy: #assigned is ours
     }
     return true;
   }

@@ -236,6 +236,22 @@ describe("ShardedElector on a fake clock", () => {
     expect(events).toHaveLength(4); // nothing more after run() resolved
   });
 
+  it("hands `assigned` listeners a copy: a listener that changes the array changes nothing in the elector", async () => {
+    const { clock, backend, elector, stop, settled, alone } = setup({ ttl: 2, shards: 2 });
+    const seen: number[][] = [];
+    elector.on("assigned", (shards) => {
+      seen.push([...shards]);
+      (shards as number[]).length = 0;
+    });
+    await clock.until(() => backend.session?.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => seen.length === 1, 1000);
+    expect(seen).toEqual([[0, 1]]);
+    expect(elector.metrics().assigned).toBe(2);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 5000);
+  });
+
   it("healthy(): false for an owner that has not seen its term end with no keepalive for 2 × TTL, for a member kept out of its group while etcd answers, and once stopped", async () => {
     const { clock, backend, elector, stop, settled, alone } = setup({ ttl: 2, shards: 1 });
     await clock.until(() => backend.session?.memberships.length === 1, 1000);
