@@ -34,6 +34,8 @@ export abstract class Holding {
   readonly #leaveLine: () => void;
   #value: Buffer;
   #releasing: Promise<void> | undefined;
+  /** Ended locally by `endLocally()`: the local line is left when `release()` removed the key. */
+  #leaveOnRelease = false;
 
   /** @internal */
   protected constructor(ctx: SessionContext, ticket: Ticket, lost: LossError, leaveLine: () => void) {
@@ -153,7 +155,7 @@ export abstract class Holding {
    */
   #release(message: string, reason?: ElectionError): Promise<void> {
     this.#releasing ??= (async () => {
-      const wasHeld = this.#stop(message, reason);
+      const wasHeld = this.#stop(message, reason) || this.#leaveOnRelease;
       let refused: ElectionError | undefined;
       try {
         refused = await removeOwnKey(this.#ctx, this.key, this.token, `release of ${this.key}`);
@@ -163,6 +165,14 @@ export abstract class Holding {
       }
     })();
     return this.#releasing;
+  }
+
+  /**
+   * @internal Ends the hold here (its signal aborts, `txn()` and `assertHeld()` refuse) while its key stays
+   * in etcd until `release()`: a graceful hand-over lets the work stop before the next holder can begin.
+   */
+  endLocally(message: string): void {
+    if (this.#stop(message)) this.#leaveOnRelease = true;
   }
 
   /** `await using` releases it at the end of the scope, as {@link release}. */

@@ -25,3 +25,5 @@ export { LeaderElector } from "./leader-elector.js";
 export type { LeaderElectorOptions, ElectorEvents, ElectorMetrics, ElectorState } from "./leader-elector.js";
 export { healthHandler, healthPaths } from "./health.js";
 export type { HealthHandler, HealthHandlerOptions, HealthSource, PrometheusRegistry } from "./health.js";
+export { ShardedElector, shardOf } from "./sharded-elector.js";
+export type { ShardedElectorOptions, ShardedElectorEvents, ShardedMetrics } from "./sharded-elector.js";

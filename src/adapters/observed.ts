@@ -1,12 +1,32 @@
 import type { ElectionError } from "../errors.js";
-import type { ElectorState, LeaderElector } from "../leader-elector.js";
+import type { ElectorEvents, ElectorMetrics, ElectorState } from "../leader-elector.js";
 import type { SessionState } from "../session.js";
 
 /**
- * What a metrics adapter reads of an elector: its events and `metrics()`. A shape rather than the class,
- * so an elector from the other build (ESM or CJS) fits too.
+ * What a metrics adapter reads of an elector: its events and `metrics()`. A shape rather than a class, so
+ * an elector from the other build (ESM or CJS) fits too, and so does a `ShardedElector`, reported as a
+ * summary: leader while it owns at least one shard, its shard terms counted as terms.
  */
-export type ObservedElector = Pick<LeaderElector, "name" | "isLeader" | "metrics" | "on" | "off">;
+export interface ObservedElector {
+  /** The election's (or group's) name: the `name` label. */
+  readonly name: string;
+  /** Whether it leads (a sharded elector: owns at least one shard). */
+  isLeader(): boolean;
+  /** Its metrics snapshot. */
+  metrics(): ElectorMetrics;
+  /** A term began (a sharded elector: a shard's term). */
+  on(event: "elected", listener: ElectorEvents["elected"]): unknown;
+  /** A failure was recorded. */
+  on(event: "failure", listener: ElectorEvents["failure"]): unknown;
+  /** A keepalive was acknowledged. */
+  on(event: "renewed", listener: ElectorEvents["renewed"]): unknown;
+  /** Removes a listener `on` added. */
+  off(event: "elected", listener: ElectorEvents["elected"]): unknown;
+  /** Removes a listener `on` added. */
+  off(event: "failure", listener: ElectorEvents["failure"]): unknown;
+  /** Removes a listener `on` added. */
+  off(event: "renewed", listener: ElectorEvents["renewed"]): unknown;
+}
 
 // Written as records so that a state added to the union fails to compile here until it is listed.
 const electorStates: Record<ElectorState, true> = {

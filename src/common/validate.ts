@@ -131,14 +131,29 @@ export interface ElectorSettings {
   callTimeoutMs: number;
 }
 
+/** What a runner calls its work callback and its optional callbacks (for the messages and checks). */
+export interface RunnerShape {
+  what: string;
+  work: string;
+  callbacks: readonly string[];
+}
+
+const leaderElectorShape: RunnerShape = {
+  what: "LeaderElector",
+  work: "onStartedLeading",
+  callbacks: ["onStoppedLeading", "onNewLeader"],
+};
+
 /**
- * A LeaderElector's options (in the order a user would fix them); `checkPeer` checks the client or
- * session given (design: Bad input fails first).
+ * A LeaderElector's options (in the order a user would fix them), or another runner's of `shape`;
+ * `checkPeer` checks the client or session given (design: Bad input fails first).
  */
 export function validateElectorOptions(
   options: unknown,
   checkPeer: (peer: { client?: unknown; session?: unknown }) => void,
+  shape: RunnerShape = leaderElectorShape,
 ): ElectorSettings {
+  const { what, work } = shape;
   const o = options as
     | {
         client?: unknown;
@@ -151,15 +166,12 @@ export function validateElectorOptions(
       }
     | undefined;
   if (!o || typeof o !== "object")
-    throw new InvalidArgumentError(
-      "LeaderElector needs options: { client or session, name, identity, onStartedLeading }",
-    );
-  if (o.session && o.client) throw new InvalidArgumentError("give LeaderElector either client or session, not both");
-  if (!o.session && !o.client)
-    throw new InvalidArgumentError("LeaderElector needs a client (an etcd3 client) or a session");
+    throw new InvalidArgumentError(`${what} needs options: { client or session, name, identity, ${work} }`);
+  if (o.session && o.client) throw new InvalidArgumentError(`give ${what} either client or session, not both`);
+  if (!o.session && !o.client) throw new InvalidArgumentError(`${what} needs a client (an etcd3 client) or a session`);
   checkPeer(o);
-  if (typeof o.onStartedLeading !== "function") throw new InvalidArgumentError("onStartedLeading must be a function");
-  for (const cb of ["onStoppedLeading", "onNewLeader"]) {
+  if (typeof o[work] !== "function") throw new InvalidArgumentError(`${work} must be a function`);
+  for (const cb of shape.callbacks) {
     if (o[cb] !== undefined && typeof o[cb] !== "function") throw new InvalidArgumentError(`${cb} must be a function`);
   }
   if (typeof o.identity !== "string") throw new InvalidArgumentError("identity must be a string");

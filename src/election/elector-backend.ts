@@ -1,5 +1,7 @@
 import type { Logger } from "../common/logger.js";
 import { contextOf } from "../session/context.js";
+import { joinGroup } from "../sharding/membership.js";
+import { observeGroup, type ShardView } from "../sharding/shard-view.js";
 import { Election } from "../election.js";
 import { etcd3Internals } from "../etcd/internals.js";
 import type { Leader } from "../leader.js";
@@ -37,14 +39,22 @@ export interface ElectorSession {
   close(): Promise<void>;
 }
 
+/** @internal What a sharded elector needs of a session besides campaigns: its group's membership and view. */
+export interface ShardedSession extends ElectorSession {
+  /** Resolves with the hold of our member key in group `name` (its value `value`). */
+  join(name: string, value: string, signal: AbortSignal): Promise<Term>;
+  /** Members and shard holders of group `name`, then each change; ends (throwing) when `signal` aborts. */
+  view(name: string, shards: number, signal: AbortSignal): AsyncIterable<ShardView>;
+}
+
 /**
  * @internal The campaign/observe side a runner talks to, as client-go's `resourcelock.Interface`: etcd's
  * (Session and Election) in the library, a fake in unit tests.
  */
-export interface ElectorBackend {
+export interface ElectorBackend<S extends ElectorSession = ElectorSession> {
   /** The user's session, whose loss ends the run; undefined: the runner makes sessions with `newSession`. */
-  readonly given: ElectorSession | undefined;
-  newSession(): Promise<ElectorSession>;
+  readonly given: S | undefined;
+  newSession(): Promise<S>;
 }
 
 /** Throws InvalidArgumentError unless `peer` has a Session or an etcd3 client (either build's). */
@@ -60,7 +70,7 @@ export function etcdBackend(options: {
   ttl: number;
   callTimeoutMs: number;
   logger: Logger;
-}): ElectorBackend {
+}): ElectorBackend<ShardedSession> {
   const { client, ttl, callTimeoutMs, logger } = options;
   return {
     given: options.session && onSession(options.session),
@@ -71,7 +81,7 @@ export function etcdBackend(options: {
   };
 }
 
-function onSession(session: Session): ElectorSession {
+function onSession(session: Session): ShardedSession {
   return {
     get signal() {
       return session.signal;
@@ -94,6 +104,8 @@ function onSession(session: Session): ElectorSession {
     publishPriority: (name, priority) => publishPriority(contextOf(session), name, priority),
     withdrawPriority: (name, createRevision) => withdrawPriority(contextOf(session), name, createRevision),
     waitingCandidates: (name, ours, signal) => waitingCandidates(contextOf(session), name, ours, signal),
+    join: (name, value, signal) => joinGroup(session, name, value, signal),
+    view: (name, shards, signal) => observeGroup(contextOf(session), name, shards, signal),
     close: () => session.close(),
   };
 }

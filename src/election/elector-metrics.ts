@@ -61,6 +61,8 @@ export class ElectorTally {
   #counters = { termsLed: 0, sessions: 0, failures: 0, workFailures: 0 };
   #leadingMs = 0;
   #leadingSince: number | undefined;
+  /** Terms held now: one at most for a LeaderElector, one per shard for a ShardedElector. */
+  #held = 0;
   #lastFailoverMs: number | undefined;
   #lastError: ElectorMetrics["lastError"];
 
@@ -107,15 +109,19 @@ export class ElectorTally {
     this.#lastError = { code: error.code, message: error.message, at: new Date().toISOString() };
   }
 
-  /** A term won; `predecessorGoneAt`: when (clock ms) the predecessor's key went, if it waited on one. */
+  /**
+   * A term won; `predecessorGoneAt`: when (clock ms) the predecessor's key went, if it waited on one.
+   * Terms may overlap (shards): time led counts while at least one holds.
+   */
   termStarted(predecessorGoneAt: number | undefined): void {
     const at = this.#clock.now();
     this.#counters.termsLed++;
-    this.#leadingSince = at;
+    if (this.#held++ === 0) this.#leadingSince = at;
     if (predecessorGoneAt !== undefined) this.#lastFailoverMs = Math.round((at - predecessorGoneAt) * 10) / 10;
   }
 
   termEnded(): void {
+    if (this.#held === 0 || --this.#held > 0) return;
     const at = this.#clock.now();
     this.#leadingMs += at - (this.#leadingSince ?? at);
     this.#leadingSince = undefined;

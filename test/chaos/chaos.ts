@@ -18,8 +18,11 @@ import { check, type Verdict } from "./checker.js";
 import { decisionLine, decisionTotals } from "./figures.js";
 import { Fleet } from "./fleet.js";
 import {
+  ALL_KINDS,
   HOLD_KINDS,
+  SHARDS,
   mono,
+  type FaultKind,
   type History,
   type HistoryEvent,
   type HoldKind,
@@ -47,6 +50,15 @@ export interface ChaosOptions {
   replay: string;
   /** Where the workers write (default etcd, guarded by txn()); "postgres": through withFence. */
   store?: "etcd" | "postgres";
+  /**
+   * The sharded workload: every worker also runs a ShardedElector of SHARDS shards, each shard's term
+   * writing its own counter and log (checked per shard, and shards-balanced after each heal). Off by
+   * default: in the same processes it delays a resumed worker's other sessions past the 100 ms rule on a
+   * loaded machine (see docs/guarantees.md).
+   */
+  sharded?: boolean;
+  /** Only these kinds of fault, in the seed's order (a short run); omitted: all of them. */
+  faults?: readonly FaultKind[];
   log?: (line: string) => void;
 }
 
@@ -110,8 +122,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const startedAt = mono();
   const say = (line: string): void => log(`[chaos ${((mono() - startedAt) / 1000).toFixed(1).padStart(6)} s] ${line}`);
   const base = `chaos/${options.seed}-${randomBytes(3).toString("hex")}/`;
-  const names: Record<HoldKind, string> = { election: `${base}leader`, mutex: `${base}lock` };
-  const data: Record<HoldKind, string> = { election: `${base}data/election/`, mutex: `${base}data/mutex/` };
+  const names = { election: `${base}leader`, mutex: `${base}lock`, sharded: `${base}sharded` };
+  const data = { election: `${base}data/election/`, mutex: `${base}data/mutex/` };
+  const shardData = `${base}data/shard/`;
+  const kinds = options.sharded ? ALL_KINDS : HOLD_KINDS;
+  const sessionsPerWorker = options.sharded ? 3 : 2;
+  const dataOf = (kind: HoldKind): string =>
+    kind === "election" || kind === "mutex" ? data[kind] : `${shardData}${kind.slice("shard/".length)}/`;
   const docker = process.env.ETCD_BACKEND !== "process";
 
   const store = options.store ?? "etcd";
@@ -128,7 +145,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     startedAt,
     endedAt: startedAt,
     events: [],
-    data: { election: { counter: null, log: [] }, mutex: { counter: null, log: [] } },
+    data: Object.fromEntries(kinds.map((k) => [k, { counter: null, log: [] }])) as unknown as History["data"],
   };
 
   say(`seed ${options.seed}; replay: ${options.replay}`);
@@ -150,6 +167,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       election: names.election,
       mutex: names.mutex,
       data,
+      sharded: options.sharded ? { name: names.sharded, shards: SHARDS, data: shardData } : undefined,
       writeEveryMs: 100,
       postgres: pgStore && { port: pgStore.port },
     },
@@ -163,9 +181,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       `etcd ${history.etcdVersion}, ${options.workers ?? 3} workers, TTL ${ttl} s, recovery bound ${recoveryBoundMs} ms, writes into ${store === "postgres" ? "Postgres through withFence" : "etcd through txn()"}`,
     );
     for (let i = 0; i < (options.workers ?? 3); i++) await fleet.spawn();
-    await waitFor(() => fleet.holder("election") && fleet.live().every((w) => w.leases.size === 2), {
+    await waitFor(() => fleet.holder("election") && fleet.live().every((w) => w.leases.size === sessionsPerWorker), {
       timeoutMs: 60_000,
-      description: "workers up and a leader",
+      description: "workers up (three sessions each) and a leader",
     });
     await sleep(1000); // calm before the first fault: the baseline the figures compare with
 
@@ -186,9 +204,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       ttlMs,
       electionTimeoutMs: ELECTION_TIMEOUT_MS,
       recoveryBoundMs,
+      sharded: options.sharded ?? false,
     };
-    const plans: Iterable<FaultPlan> =
+    const every: Iterable<FaultPlan> =
       options.durationMs === undefined ? everyFaultOnce(options.seed) : soak(options.seed);
+    const only = options.faults;
+    const plans: Iterable<FaultPlan> = only
+      ? [...everyFaultOnce(options.seed)].filter((p) => only.includes(p.kind))
+      : every;
     const endAt = startedAt + (options.durationMs ?? Infinity);
     let n = 0;
     for (const plan of plans) {
@@ -237,7 +260,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const leftovers = async (): Promise<string[]> => {
       const leases = (await client.leaseClient.leaseLeases(deadline(5000))).leases.map((l) => `lease ${l.ID}`);
       const keys = (
-        await Promise.all(HOLD_KINDS.map((k) => client.getAll().prefix(`${names[k]}/`).options(deadline(5000)).keys()))
+        await Promise.all(
+          Object.values(names).map((name) => client.getAll().prefix(`${name}/`).options(deadline(5000)).keys()),
+        )
       ).flat();
       return [...leases, ...keys];
     };
@@ -251,8 +276,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       nothingLeft(false, `left in etcd after every worker stopped: ${(await leftovers().catch(() => [])).join(", ")}`);
     }
     history.endedAt = mono();
-    for (const kind of HOLD_KINDS)
-      history.data[kind] = pgStore ? await pgStore.read(data[kind]) : await readRegister(client, data[kind]);
+    for (const kind of kinds)
+      history.data[kind] = pgStore ? await pgStore.read(dataOf(kind)) : await readRegister(client, dataOf(kind));
     await client.delete().prefix(base).options(deadline(5000)).exec();
   } finally {
     if (history.endedAt === startedAt) history.endedAt = mono();

@@ -22,7 +22,7 @@
  * - workers exit only when the runner kills or stops them, and cleanly when stopped.
  * The runner's own recovery checks (recovery.ts) that failed are violations too.
  */
-import { HOLD_KINDS, type History, type HistoryEvent, type HoldKind, type WorkerReport } from "./history.js";
+import { kindsOf, type History, type HistoryEvent, type HoldKind, type WorkerReport } from "./history.js";
 
 /** How long after SIGCONT a resumed worker may still believe it holds: its first tick must end it. */
 const RESUME_GRACE_MS = 100;
@@ -163,7 +163,7 @@ function uncovered(from: number, to: number, windows: [number, number][]): numbe
 
 /** The ops each worker issued, with what it learned and what the log says. */
 function opsOf(history: History): Op[] {
-  const inLog = new Set(HOLD_KINDS.flatMap((k) => history.data[k].log.map((l) => l.entry.op)));
+  const inLog = new Set(kindsOf(history).flatMap((k) => history.data[k]!.log.map((l) => l.entry.op)));
   const ops = new Map<string, Op>();
   for (const e of history.events) {
     if (is(e, "op")) {
@@ -193,7 +193,7 @@ function opsOf(history: History): Op[] {
 /** The data rules for one kind; returns violations. */
 function checkRegister(history: History, kind: HoldKind, ops: Op[]): Violation[] {
   const out: Violation[] = [];
-  const { counter, log } = history.data[kind];
+  const { counter, log } = history.data[kind]!;
   const n = counter?.value ?? 0;
   const v = (rule: string, message: string, excerpt?: unknown[]): number =>
     out.push({ rule: `${kind}: ${rule}`, message, excerpt });
@@ -259,7 +259,7 @@ export function check(history: History): Verdict {
   const intervals = intervalsOf(history);
   const ops = opsOf(history);
   const registerOk = {} as Record<HoldKind, boolean>;
-  for (const kind of HOLD_KINDS) {
+  for (const kind of kindsOf(history)) {
     const found = checkRegister(history, kind, ops);
     registerOk[kind] = found.length === 0;
     violations.push(...found);
@@ -268,7 +268,7 @@ export function check(history: History): Verdict {
   const excused = excusedWindows(history);
   const resumes = history.events.filter((e) => is(e, "raft-resume")).map((e) => e.t);
   const bugWindowMs = history.ttlMs + history.electionTimeoutMs;
-  for (const kind of HOLD_KINDS) {
+  for (const kind of kindsOf(history)) {
     const list = intervals.filter((i) => i.kind === kind);
     for (let i = 0; i < list.length; i++) {
       for (let j = i + 1; j < list.length; j++) {
@@ -344,7 +344,7 @@ export function check(history: History): Verdict {
   }
 
   const committed = Object.fromEntries(
-    HOLD_KINDS.map((k) => [k, ops.filter((o) => o.kind === k && o.committed).length]),
+    kindsOf(history).map((k) => [k, ops.filter((o) => o.kind === k && o.committed).length]),
   ) as Record<HoldKind, number>;
   return { ok: violations.length === 0, violations, etcdBugs, etcdRevokes, intervals, ops, committed };
 }

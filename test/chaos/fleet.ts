@@ -10,7 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type { EtcdEnv } from "../support/api.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
-import { mono, type HistoryEvent, type HoldKind, type WorkerReport } from "./history.js";
+import { mono, type HistoryEvent, type HoldKind, type SessionKind, type WorkerReport } from "./history.js";
 import { CALL_TIMEOUT_MS } from "./settings.js";
 import type { WorkerConfig } from "./worker.js";
 
@@ -23,7 +23,7 @@ export class ChaosWorker {
   readonly holds = new Map<HoldKind, { token: string; key: string }>();
   readonly lastStart = new Map<HoldKind, number>();
   /** Its current, live session lease by kind (a lost or replaced one is dead). */
-  readonly leases = new Map<HoldKind, string>();
+  readonly leases = new Map<SessionKind, string>();
   /** The last leader its elector observed (onNewLeader). */
   observed: { key: string | null } | undefined;
   paused = false;

@@ -5,9 +5,23 @@
 
 export { mono } from "../support/mono.js";
 
-/** What is held: a term of the LeaderElector's election, or the Mutex. Each has its own counter and log. */
-export type HoldKind = "election" | "mutex";
+/**
+ * What is held: a term of the LeaderElector's election, the Mutex, or a term of one shard of the
+ * ShardedElector (`shard/<n>`). Each has its own counter and log, and the checker's rules hold per kind.
+ */
+export type ShardKind = `shard/${number}`;
+export type HoldKind = "election" | "mutex" | ShardKind;
 export const HOLD_KINDS: readonly HoldKind[] = ["election", "mutex"];
+/** Shards of the sharded workload: every worker runs a ShardedElector of this many beside the rest. */
+export const SHARDS = 16;
+export const shardKind = (shard: number): ShardKind => `shard/${shard}`;
+export const SHARD_KINDS: readonly ShardKind[] = Array.from({ length: SHARDS }, (_, s) => shardKind(s));
+/** Every kind a run writes: the election's, the mutex's and each shard's. */
+export const ALL_KINDS: readonly HoldKind[] = [...HOLD_KINDS, ...SHARD_KINDS];
+/** The kinds of a history (older ones have no shards). */
+export const kindsOf = (history: Pick<History, "data">): HoldKind[] => Object.keys(history.data) as HoldKind[];
+/** Whose session a lease is: the LeaderElector's, the mutex loop's, or the ShardedElector's. */
+export type SessionKind = "election" | "mutex" | "sharded";
 
 /** The nemeses (docs/guarantees.md). */
 export const FAULT_KINDS = [
@@ -29,7 +43,7 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 export type WorkerReport =
   | { e: "ready" }
   /** A session of ours was made, or (`lost`) was lost: the elector's (seen through its logger) or the mutex loop's. */
-  | { e: "session"; kind: HoldKind; lease: string; lost?: boolean }
+  | { e: "session"; kind: SessionKind; lease: string; lost?: boolean }
   /** Believed hold begins: onStartedLeading was called, or lock() resolved. */
   | { e: "start"; kind: HoldKind; token: string; key: string }
   /** Believed hold ends: its signal aborted. `cause` is the reason's cause (a lost session's message). */
@@ -43,7 +57,7 @@ export type WorkerReport =
   | { e: "unknown"; kind: HoldKind; op: string; code: string; message: string }
   /** The elector's onNewLeader. */
   | { e: "observed"; key: string | null; token: string | null }
-  /** Sampled every 250 ms: elector.isLeader(), elector.healthy(). */
+  /** Sampled every 250 ms: elector.isLeader(), elector.healthy() (and the sharded elector's healthy()). */
   | { e: "status"; leader: boolean; healthy: boolean }
   /** A warning or error the library logged, with its error's code and message. */
   | { e: "log"; level: string; msg: string; code?: string; err?: string }
@@ -85,6 +99,8 @@ export type RecoveryRule =
   | "mutex-again"
   | "dead-keys-gone"
   | "observers-agree"
+  /** Every shard held by a live worker that believes it holds it, floor/ceil balanced over the live workers. */
+  | "shards-balanced"
   | "members-serving"
   | "worker-exits"
   | "nothing-left"
@@ -123,7 +139,8 @@ export interface History {
   startedAt: number;
   endedAt: number;
   events: HistoryEvent[];
-  data: Record<HoldKind, RegisterData>;
+  /** Per kind: the election's and the mutex's always; each shard's in runs with the sharded workload. */
+  data: Partial<Record<HoldKind, RegisterData>> & Record<"election" | "mutex", RegisterData>;
 }
 
 /** Log keys sort by seq as strings too. */

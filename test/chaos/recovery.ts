@@ -5,6 +5,9 @@
  *   TTL + election timeout + 0.5 s + the elector's backoff cap of the heal;
  * - mutex-again: someone takes the mutex after the heal, within the same bound;
  * - observers-agree: every live worker's last onNewLeader names etcd's head key, within the same bound;
+ * - shards-balanced: every shard's election is held by a live, unpaused worker that believes it holds it
+ *   (with that key), and each live worker holds floor or ceil of SHARDS / live workers, within the same
+ *   bound plus a TTL (a dead member's key, and the leases etcd renews on a restart, take a TTL to go);
  * - dead-keys-gone: no key under our names belongs to a dead session (a killed worker's, a lost one's)
  *   once its lease could have run out: TTL + election timeout + 1 s.
  * Followers' health is checked from the workers' own samples, afterwards (checker.ts).
@@ -13,16 +16,19 @@ import type { Etcd3 } from "etcd3";
 import { PROBE_DEADLINE_MS, deadline } from "../support/probe.js";
 import { waitFor } from "../support/wait.js";
 import type { Fleet } from "./fleet.js";
-import { mono, type HistoryEvent, type HoldKind, type RecoveryRule } from "./history.js";
+import { SHARDS, mono, shardKind, type HistoryEvent, type RecoveryRule, type SessionKind } from "./history.js";
 
 export interface RecoveryContext {
   client: Etcd3;
   fleet: Fleet;
-  names: Record<HoldKind, string>;
+  /** The election's, the mutex's and the sharded group's names. */
+  names: Record<SessionKind, string>;
   record: (e: HistoryEvent) => void;
   ttlMs: number;
   electionTimeoutMs: number;
   recoveryBoundMs: number;
+  /** Whether the workers run the sharded workload (then shards-balanced is checked). */
+  sharded: boolean;
 }
 
 /** The keys under `<name>/`, oldest first, with their leases (decimal). */
@@ -118,10 +124,46 @@ export async function checkRecovery(ctx: RecoveryContext, n: number, healedAt: n
         .join(" ")}`,
   );
 
-  const current = (kind: HoldKind): Set<string> => new Set(fleet.live().flatMap((w) => w.leases.get(kind) ?? []));
+  if (ctx.sharded)
+    await check(
+      ctx,
+      n,
+      "shards-balanced",
+      healedAt,
+      bound + ctx.ttlMs,
+      async () => {
+        const live = fleet.live().filter((w) => !w.paused);
+        const counts = new Map(live.map((w) => [w.id, 0]));
+        for (let s = 0; s < SHARDS; s++) {
+          const head = (await queue(client, `${names.sharded}/shards/${s}`))[0];
+          const w = live.find((x) => head && x.holds.get(shardKind(s))?.key === head.key);
+          if (!w) return undefined;
+          counts.set(w.id, counts.get(w.id)! + 1);
+        }
+        const lo = Math.floor(SHARDS / live.length);
+        const hi = Math.ceil(SHARDS / live.length);
+        const balanced = [...counts.values()].every((c) => c === lo || c === hi);
+        return balanced ? `${SHARDS} shards held, ${[...counts].map(([w, c]) => `${w}=${c}`).join(" ")}` : undefined;
+      },
+      async () => {
+        const heads: string[] = [];
+        for (let s = 0; s < SHARDS; s++)
+          heads.push(`${s}:${(await queue(client, `${names.sharded}/shards/${s}`))[0]?.key ?? "-"}`);
+        const believed = fleet
+          .live()
+          .map(
+            (w) =>
+              `${w.id}${w.paused ? "(paused)" : ""}=[${[...w.holds.keys()].filter((k) => k.startsWith("shard/")).join(",")}]`,
+          )
+          .join(" ");
+        return `heads ${heads.join(" ")}; believed ${believed}`;
+      },
+    );
+
+  const current = (kind: SessionKind): Set<string> => new Set(fleet.live().flatMap((w) => w.leases.get(kind) ?? []));
   const strays = async (): Promise<string[]> => {
     const out: string[] = [];
-    for (const kind of ["election", "mutex"] as const) {
+    for (const kind of ["election", "mutex", "sharded"] as const) {
       const mine = current(kind);
       for (const { key, lease } of await queue(client, names[kind]))
         if (!mine.has(lease)) out.push(`${key} (lease ${lease})`);

@@ -36,7 +36,10 @@ function reportMarkdown(history: History, verdict: Verdict): string {
       `Replay the schedule: \`${history.replay}\`.`,
     "",
     `- How waiters decided: ${decisionLine(decisionTotals(history))}.`,
-    `- Committed increments: election ${verdict.committed.election}, mutex ${verdict.committed.mutex} (counters: ${history.data.election.counter?.value ?? 0}, ${history.data.mutex.counter?.value ?? 0}).`,
+    `- Committed increments: election ${verdict.committed.election}, mutex ${verdict.committed.mutex} (counters: ${history.data.election.counter?.value ?? 0}, ${history.data.mutex.counter?.value ?? 0})` +
+      `; shards ${Object.entries(verdict.committed)
+        .filter(([k]) => k.startsWith("shard/"))
+        .reduce((sum, [, n]) => sum + n, 0)} in all.`,
     `- Writes refused by ${history.store === "postgres" ? "Postgres" : "etcd"} as stale (fencing): ${verdict.ops.filter((o) => o.outcome === "stale").length}; refused by the library's clock before sending: ${verdict.ops.filter((o) => o.outcome === "refused").length}; ` +
       `outcome unknown to the worker: ${verdict.ops.filter((o) => o.outcome === "unknown").length} (${verdict.ops.filter((o) => o.outcome === "unknown" && o.committed).length} of them committed, by the log).`,
     `- etcd #15247: after ${pauses.length} raft-leader pause(s) (${pauses.filter((f) => f.etcdRevokes > 0).length} of them with revokes), etcd ended ${verdict.etcdRevokes.length} holds whose leases were kept alive ` +

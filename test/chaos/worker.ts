@@ -12,10 +12,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Etcd3 } from "etcd3";
 import pg from "pg";
 import { withFence } from "../../src/adapters/postgres.js";
-import { LeaderElector, Mutex, Session, type Holding, type Logger } from "../../src/index.js";
+import { LeaderElector, Mutex, Session, ShardedElector, type Holding, type Logger } from "../../src/index.js";
 import { decisionCounts } from "../../src/queue/decide.js";
 import { FAST_RECONNECT } from "../support/probe.js";
-import { logKey, mono, type HoldKind, type WorkerReport } from "./history.js";
+import { logKey, mono, shardKind, type HoldKind, type SessionKind, type WorkerReport } from "./history.js";
 
 export interface WorkerConfig {
   id: string;
@@ -27,7 +27,12 @@ export interface WorkerConfig {
   election: string;
   mutex: string;
   /** Where each kind's counter and log live: `<prefix>counter`, `<prefix>log/<seq>`. */
-  data: Record<HoldKind, string>;
+  data: Record<"election" | "mutex", string>;
+  /**
+   * The sharded workload: a ShardedElector of `shards` shards on the group `name`; shard n's counter and
+   * log live under `<data>n/`.
+   */
+  sharded?: { name: string; shards: number; data: string };
   /** Pause between writes while holding. */
   writeEveryMs: number;
   /**
@@ -67,7 +72,7 @@ const reportDecisions = (): void => {
  * Warnings and errors become reports. The elector makes its sessions itself: we learn their lease ids
  * from the lines a session logs when it is created and when it is lost.
  */
-const logLease = (fields: object, msg: string, kind: HoldKind): void => {
+const logLease = (fields: object, msg: string, kind: SessionKind): void => {
   const leaseId = (fields as { leaseId?: unknown }).leaseId;
   if (typeof leaseId !== "string") return;
   if (msg === "session created") report({ e: "session", kind, lease: leaseId });
@@ -83,7 +88,7 @@ const logLine = (level: string, fields: object, msg: string): void => {
     err: err === undefined ? undefined : messageOf(err).slice(0, 300),
   });
 };
-const loggerFor = (kind: HoldKind): Logger => ({
+const loggerFor = (kind: SessionKind): Logger => ({
   debug: () => {},
   info: (fields, msg) => logLease(fields, msg, kind),
   warn: (fields, msg) => logLine("warn", fields, msg),
@@ -128,7 +133,7 @@ async function hold(kind: HoldKind, holding: Holding, until = Infinity): Promise
   if (holding.signal.aborted) ended();
   else holding.signal.addEventListener("abort", ended, { once: true });
 
-  const prefix = config.data[kind];
+  const prefix = dataOf(kind);
   const read = await readCounter(holding, prefix);
   if (read === undefined) return;
   let v: number = read;
@@ -172,6 +177,12 @@ async function hold(kind: HoldKind, holding: Holding, until = Infinity): Promise
     }
     await sleep(config.writeEveryMs * (0.5 + Math.random()), undefined, { signal: holding.signal }).catch(() => {});
   }
+}
+
+/** Where a kind's counter and log live. */
+function dataOf(kind: HoldKind): string {
+  if (kind === "election" || kind === "mutex") return config.data[kind];
+  return `${config.sharded!.data}${kind.slice("shard/".length)}/`;
 }
 
 /** The counter, read under the hold's guard (retried: a read is harmless to repeat); undefined once the hold ends. */
@@ -315,9 +326,33 @@ process.stdin.on("data", (d: Buffer) => {
   }
 });
 
-const status = setInterval(() => report({ e: "status", leader: elector.isLeader(), healthy: elector.healthy() }), 250);
+/** The sharded workload: each shard's term holds and writes as the election's does, on its own counter. */
+const sharded =
+  config.sharded &&
+  new ShardedElector({
+    client,
+    name: config.sharded.name,
+    shards: config.sharded.shards,
+    identity: config.id,
+    ttl: config.ttl,
+    callTimeoutMs: config.callTimeoutMs,
+    logger: loggerFor("sharded"),
+    // Throwing (StepDown) releases the shard; it is campaigned for again.
+    onAcquired: (shard, term) => hold(shardKind(shard), term),
+  });
+
+const status = setInterval(
+  () =>
+    report({
+      e: "status",
+      leader: elector.isLeader(),
+      // A stopped sharded elector is unhealthy (it serves nothing): sampled only until the stop.
+      healthy: elector.healthy() && (!sharded || stop.signal.aborted || sharded.healthy()),
+    }),
+  250,
+);
 report({ e: "ready" });
-await Promise.all([elector.run({ signal: stop.signal }), mutexLoop()]);
+await Promise.all([elector.run({ signal: stop.signal }), mutexLoop(), sharded?.run({ signal: stop.signal })]);
 clearInterval(status);
 await pool?.end();
 client.close();

@@ -9,9 +9,10 @@ function runExample(
   file: string,
   endpoints: string[],
   args: string[] = [],
+  extraEnv: NodeJS.ProcessEnv = {},
 ): Promise<{ code: number | null; out: string }> {
   const path = fileURLToPath(new URL(`../../examples/${file}`, import.meta.url));
-  const env: NodeJS.ProcessEnv = { ...process.env, ETCD_ENDPOINTS: endpoints.join(",") };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extraEnv, ETCD_ENDPOINTS: endpoints.join(",") };
   if (endpoints.length === 0) delete env.ETCD_ENDPOINTS; // the example starts its own etcd
   const child = spawn(process.execPath, ["--import", "tsx", path, ...args], {
     env,
@@ -67,4 +68,22 @@ describe("the examples run against real etcd", () => {
     expect(execFileSync("ps", ["-eo", "args"], { encoding: "utf8" })).not.toContain(summary.dataDir);
     expect(out).toContain("demo done");
   });
+
+  it("sharded-worker demo: shards spread over worker processes, and move on a join, a SIGKILL and a SIGTERM", async () => {
+    const { code, out } = await runExample("sharded-worker.ts", etcd.endpoints, ["--demo"], { TTL: "2", SHARDS: "12" });
+    expect(code, out).toBe(0);
+    // After each change, every live worker owns 12/M shards: 4 each of 3, 3 each of 4, 4 each of 3, 6 each of 2.
+    for (const [heading, each] of [
+      ["3 workers", 4],
+      ["w4 joined", 3],
+      ["w2 killed", 4],
+      ["w1 stopped", 6],
+    ] as const) {
+      const table = out.split(heading)[1]!.split("\n\n")[0]!;
+      const counts = [...table.matchAll(/ (\d+) shards/g)].map((m) => Number(m[1]));
+      expect(counts.length, out).toBe(12 / each);
+      for (const c of counts) expect(c).toBe(each);
+    }
+    expect(out).toContain("demo done");
+  }, 60_000);
 });

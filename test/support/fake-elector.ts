@@ -145,6 +145,9 @@ export class FakeSession implements ElectorSession {
             token,
             signal: controller.signal,
             predecessorGoneAt: options.predecessorGoneAt,
+            endLocally: (why: string): void => {
+              if (!controller.signal.aborted) controller.abort(new Error(why));
+            },
             resign: (): Promise<void> => {
               resigned = true;
               if (!controller.signal.aborted) controller.abort(new Error("resigned"));

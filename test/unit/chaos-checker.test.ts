@@ -93,6 +93,32 @@ describe("the chaos checker", () => {
     expect(verdict.violations[0]?.message).toMatch(/a \(token 10.*b \(token 20/);
   });
 
+  it("checks each shard as a kind of its own: holds of two shards may overlap, two holds of one shard may not", () => {
+    // One shard's hand-over, its ops named apart (op ids are unique per worker in a run).
+    const shard = (kind: "shard/0" | "shard/1", bStart: number): { events: HistoryEvent[]; data: RegisterData } => {
+      const { events, data } = handOver(bStart);
+      return {
+        events: events.map((e) =>
+          "kind" in e ? ({ ...e, kind, ...("op" in e ? { op: `${kind}:${e.op}` } : {}) } as HistoryEvent) : e,
+        ),
+        data: { ...data, log: data.log.map((l) => ({ ...l, entry: { ...l.entry, op: `${kind}:${l.entry.op}` } })) },
+      };
+    };
+    const run = (
+      s0: { events: HistoryEvent[]; data: RegisterData },
+      s1: { events: HistoryEvent[]; data: RegisterData },
+    ): History => ({
+      ...history([...s0.events, ...s1.events]),
+      data: { election: register([]), mutex: register([]), "shard/0": s0.data, "shard/1": s1.data },
+    });
+    // The same two workers hold shard 0 and shard 1 at once: fine.
+    const both = run(shard("shard/0", 6000), shard("shard/1", 6000));
+    expect(check(both).violations).toEqual([]);
+    expect(check(both).committed["shard/1"]).toBe(2);
+    const bad = run(shard("shard/0", 6000), shard("shard/1", 4000));
+    expect(check(bad).violations.map((v) => v.rule)).toEqual(["shard/1: holds overlap"]);
+  });
+
   it("excuses an overlap while the earlier holder was SIGSTOPped and up to 100 ms after SIGCONT, not later", () => {
     const paused = (endAfterContMs: number): History => {
       const { events, data } = handOver(4000, 8000 + endAfterContMs);

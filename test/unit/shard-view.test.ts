@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest";
+import type { KeyEvent } from "../../src/etcd/key-watch.js";
+import { GroupState } from "../../src/sharding/shard-view.js";
+
+const kv = (key: string, createRevision: number, identity: string) => ({
+  key,
+  createRevision: BigInt(createRevision),
+  identity,
+});
+const event = (
+  type: "put" | "delete",
+  key: string,
+  createRevision: number,
+  modRevision: number,
+  value = "",
+): KeyEvent => ({
+  type,
+  key,
+  createRevision: BigInt(createRevision),
+  modRevision: BigInt(modRevision),
+  value: Buffer.from(value),
+});
+
+describe("the group's state (members and shard holders)", () => {
+  it("drops a watch event the last read already has: a lagging watch does not put back what the read says is gone", () => {
+    const state = new GroupState("g", 4);
+    // Shard 1 was held by lease a1 (put at 10) and handed to b2 (a1's key deleted at 12); read at 20.
+    state.reset(20n, [
+      kv("g/members/a1", 5, "node-a"),
+      kv("g/members/b2", 6, "node-b"),
+      kv("g/shards/1/b2", 11, "node-b"),
+    ]);
+    expect(state.holders[1]?.identity).toBe("node-b");
+    // The watch, behind, now tells the events the read already has.
+    expect(state.apply(event("put", "g/shards/1/a1", 10, 10, "node-a"))).toBeUndefined();
+    expect(state.holders[1]?.identity).toBe("node-b");
+    expect(state.apply(event("delete", "g/shards/1/b2", 11, 20))).toBeUndefined();
+    expect(state.holders[1]?.identity).toBe("node-b");
+    // A member event the read has: no reason to read again.
+    expect(state.apply(event("put", "g/members/a1", 5, 5, "node-a"))).toBeUndefined();
+    expect(state.revision).toBe(20n);
+    // Newer events apply.
+    expect(state.apply(event("delete", "g/shards/1/b2", 11, 21))).toBe("holders");
+    expect(state.holders[1]).toBeUndefined();
+    expect(state.apply(event("put", "g/shards/1/a1", 22, 22, "node-a"))).toBe("holders");
+    expect(state.holders[1]).toEqual({ identity: "node-a", token: 22n, key: "g/shards/1/a1" });
+    expect(state.apply(event("delete", "g/members/b2", 6, 23))).toBe("members");
+    expect(state.revision).toBe(23n);
+  });
+
+  it("keeps each shard's holder the oldest candidate, in place, and ignores deeper keys and other names", () => {
+    const state = new GroupState("g", 2);
+    state.reset(10n, [kv("g/shards/0/b2", 8, "node-b"), kv("g/shards/0/a1", 7, "node-a"), kv("g/shards/7/a1", 9, "x")]);
+    const holders = state.holders;
+    expect(holders.map((h) => h?.identity)).toEqual(["node-a", undefined]);
+    expect(state.apply(event("delete", "g/shards/0/a1", 7, 11))).toBe("holders");
+    expect(holders[0]?.identity).toBe("node-b");
+    expect(state.apply(event("put", "g/shards/0/x/a1", 12, 12))).toBeUndefined();
+    expect(state.apply(event("put", "g/other/a1", 13, 13))).toBeUndefined();
+    expect(state.holders).toBe(holders);
+  });
+});
