@@ -318,7 +318,8 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
       const role = fx.client.role("limited-revoked");
       await role.grant({ permission: "Read", range: request }); // at first it may read the request
       const boss = await Session.create(fx.client, { ttl: 2 });
-      const session = await Session.create(limited.client, { ttl: 2 });
+      const { lines, logger } = logged();
+      const session = await Session.create(limited.client, { ttl: 2, logger });
       try {
         const held = await new Election(boss, name).campaign("boss");
         const ctx = contextOf(session);
@@ -335,6 +336,8 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
         const reads = (): number => calls.filter((w) => w === `read the queue of "${name}"`).length;
         const before = reads();
         await waitFor(() => reads() >= before + 3, { description: "a periodic re-read after the revoke" });
+        // The fallback is said once, not at every re-read.
+        expect(lines.filter((l) => l.includes("reading the queue alone"))).toHaveLength(1);
         await held.resign();
         await (await waiting).resign();
         expect(await keysUnder(fx.client, name)).toEqual([]);
