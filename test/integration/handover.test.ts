@@ -565,6 +565,46 @@ describe("Hand-overs", () => {
       }
     });
 
+    it("an elector on the user's session stopped while its priority key's put is under way removes the key once the put lands", async () => {
+      const name = `${fx.etcd.prefix()}priority-late-put`;
+      const session = await fx.newSession({ ttl: 10 });
+      try {
+        const ctx = contextOf(session);
+        const call = ctx.conn.call.bind(ctx.conn);
+        let reached: () => void = () => {};
+        const atPut = new Promise<void>((resolve) => (reached = resolve));
+        let letGo: () => void = () => {};
+        const gate = new Promise<void>((resolve) => (letGo = resolve));
+        ctx.conn.call = async (service, method, req, o) => {
+          if ((o.what ?? "").includes("publish the priority")) {
+            reached();
+            await gate; // the put reaches etcd only after the stop
+          }
+          return call(service, method, req, o);
+        };
+        const elector = new LeaderElector({
+          session,
+          name,
+          identity: "p",
+          priority: 3,
+          logger: false,
+          onStartedLeading: () => {},
+        });
+        const stop = new AbortController();
+        const done = elector.run({ signal: stop.signal });
+        await atPut;
+        stop.abort();
+        letGo();
+        await done;
+        await waitFor(async () => (await fx.client.getAll().prefix(`${name}.priority.`).keys()).length === 0, {
+          description: "the late priority key withdrawn",
+        });
+        expect(await keysUnder(fx.client, name)).toEqual([]);
+      } finally {
+        await session.close();
+      }
+    });
+
     it("a leader watches the queue only while a higher priority than its own waits (one watch fewer otherwise)", async () => {
       const name = `${fx.etcd.prefix()}costs`;
       const own = fx.etcd.client(); // a watch stream of its own, to count the leader's watches
