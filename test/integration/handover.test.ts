@@ -142,6 +142,7 @@ describe("Hand-overs", () => {
       expect(await l.requestPresent()).toBe(false);
       expect(watchCount(l.sessions.get("a")!)).toBe(watches); // the hand-over's watch of the queue is gone
       // b stepped aside (it could); etcdctl stays where it was, and still waits.
+      await waitFor(async () => (await l.order()).length === 4); // b joins again once its key is gone
       expect(await l.order()).toEqual(["a", CTL, "c", "b"]);
       const leader = await a.handOver({ to: CTL });
       expect(leader.value.toString()).toBe(CTL);
