@@ -509,6 +509,7 @@ export function toEntries(keyspace: Keyspace, name: string, kvs: IKeyValue[], va
     if (values) {
       entry.value = kv.value;
       entry.lease = kv.lease;
+      entry.modRevision = BigInt(kv.mod_revision);
     }
     entries.push(entry);
   }
