@@ -349,9 +349,12 @@ describe("Hand-overs", () => {
           },
         });
       const a = await new Election(sa, name).campaign("a");
-      const waiting = ["b", "c"].map((v, i) => new Election(others[i]!, name).campaign(v));
-      for (const w of waiting) w.catch(() => {});
-      await waitFor(async () => (await keysUnder(fx.client, name)).length === 3);
+      const waiting: Promise<Term>[] = [];
+      for (const [i, v] of ["b", "c"].entries()) {
+        waiting.push(new Election(others[i]!, name).campaign(v)); // b ahead of c: the hand-over asks b
+        waiting[i]!.catch(() => {});
+        await waitFor(async () => (await keysUnder(fx.client, name)).length === i + 2);
+      }
       const call = ctx.conn.call.bind(ctx.conn);
       // Our key goes (an operator's delete) right before the request's put, whose guard then fails.
       ctx.conn.call = async (service, method, req, o) => {
