@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { linkedController, raceAbort } from "../common/abort.js";
-import { timerIn, type Timer } from "../common/clock.js";
+import { now, timerIn, type Timer } from "../common/clock.js";
 import { HandoverFailedError, NotLeaderError, isElectionError, type ElectionError } from "../errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
+import type { WatchStream } from "../etcd/watch-stream.js";
 import { range, txn } from "../etcd/kv.js";
 import { readLeader, type Leader } from "../leader.js";
 import { predecessorPolicy, type QueueEntry } from "../queue/policies.js";
@@ -132,7 +133,7 @@ export async function campaignOrStepAside(
  * the watch is in place; after that, with the wait's periodic re-read (the campaign hands it `judge`).
  */
 class RequestWatch {
-  readonly #watch: KeyWatch;
+  readonly #watch: KeyWatch | undefined;
   /** Judges a value of the request key, as read or told. */
   readonly judge: (value: Buffer | undefined) => void;
   /** Askers found no longer leading (`key@token`): their requests are ignored without another read. */
@@ -178,6 +179,21 @@ class RequestWatch {
             ctx.logger.warn({ err, name }, "reading the hand-over request failed; reading again later");
         },
       );
+    // Denied lately on this client: each denied watch makes the client's shared stream authenticate and
+    // open again (every watch on it re-reads), so campaigns do not try again for a while.
+    const full = ctx.keyspace.full(key).toString();
+    const denials = deniedRequestWatches.get(ctx.watches) ?? new Map<string, number>();
+    deniedRequestWatches.set(ctx.watches, denials);
+    const deniedAt = denials.get(full);
+    if (deniedAt !== undefined && now() - deniedAt < DENIED_FOR_MS) {
+      this.#closed = true;
+      this.#watch = undefined;
+      ctx.logger.info(
+        { name, key },
+        "no permission to watch the hand-over request (denied lately on this client): this candidate cannot step aside for a hand-over",
+      );
+      return;
+    }
     this.#watch = new KeyWatch(
       ctx,
       { key },
@@ -189,6 +205,7 @@ class RequestWatch {
         // Denied (a role limited to `<name>/`): the watch stops (it would be denied forever). The watch
         // stream said so at error; what it means here is said at info, once.
         denied: (err) => {
+          denials.set(full, now());
           if (this.#closed) return;
           this.close();
           ctx.logger.info(
@@ -208,9 +225,14 @@ class RequestWatch {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#watch.close();
+    this.#watch?.close();
   }
 }
+
+/** When (monotonic ms) etcd last denied the watch of a request key, per watch stream (one per client). */
+const deniedRequestWatches = new WeakMap<WatchStream, Map<string, number>>();
+/** How long a denied request watch is not tried again on that client (a grant is noticed after it). */
+const DENIED_FOR_MS = 10 * 60_000;
 
 /** The term a hand-over works on (a Term, seen from inside). */
 export interface HandingTerm {
