@@ -283,8 +283,18 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
       const campaignedAt = this.#clock.now();
       const priority = this.#options.priority;
       if (priority !== undefined && this.#published?.session !== session && session.publishPriority) {
-        const createRevision = await untilAbort(session.publishPriority(this.name, priority), stop);
+        const publishing = session.publishPriority(this.name, priority);
+        const createRevision = await untilAbort(publishing, stop);
         if (createRevision !== undefined) this.#published = { session, createRevision };
+        // Stopped first: a put that lands later would outlive run() on the user's session; withdraw it then.
+        else if (session === this.#backend.given)
+          void track(
+            this.#inflight,
+            publishing.then(
+              (late) => session.withdrawPriority?.(this.name, late),
+              () => {},
+            ),
+          );
       }
       const campaign = session.campaign(this.name, this.identity, controller.signal);
       const term = await untilAbort(campaign, stop);

@@ -3,7 +3,7 @@ import { handOverTerm } from "./election/handover.js";
 import type { Leader } from "./leader.js";
 import type { SessionContext } from "./session/context.js";
 import { txn } from "./etcd/kv.js";
-import { HandoverFailedError, NotLeaderError } from "./errors.js";
+import { HandoverFailedError, NotLeaderError, type ElectionError } from "./errors.js";
 import { Holding } from "./holding.js";
 import type { Ticket } from "./queue/queue.js";
 
@@ -110,13 +110,13 @@ export class Term extends Holding {
    * there is no such candidate, one ahead of it cannot step aside (an `etcdctl elect` process, an older
    * version, a dead one), it went away, or `timeoutMs` passed; with the term's loss error if the term ends
    * meanwhile; with `options.signal`'s reason if it aborts first; with INVALID_ARGUMENT for bad options
-   * (checked first). `timeoutMs` bounds the wait for candidates to step aside, the checks and the read of
-   * the new leader (a failed read: HANDOVER_FAILED with the cause, the term resigned); once the resign has
-   * begun it runs to its end (bounded by the session's call timeout), and the withdrawal of the request
-   * runs beside it. A failure answers within `timeoutMs` + 1 s however slow etcd is: the withdrawal waited
-   * for is bounded by 1 s, then goes on in the background until confirmed or the session ends (a request
-   * left meanwhile moves nobody once this term is over). The term's `signal` aborts before our key goes,
-   * as with {@link resign}. One at a time.
+   * (checked first). `timeoutMs` bounds the wait for candidates to step aside, the checks, the resign and
+   * the read of the new leader. Once the resign has begun the term is over: a resign or read not confirmed
+   * within `timeoutMs` is HANDOVER_FAILED with the term's signal aborted (the resign goes on in the
+   * background until etcd confirms or the session ends). Every answer comes within `timeoutMs` + 1 s
+   * however slow etcd is: the withdrawal of the request is waited for at most 1 s, then goes on in the
+   * background (a request left meanwhile moves nobody once this term is over). The term's `signal` aborts
+   * before our key goes, as with {@link resign}; a NOT_LEADER rejection ends the term too. One at a time.
    */
   async handOver(options: HandOverOptions = {}): Promise<Leader> {
     return this.handOverTo(validateHandOver(options, this.context.maxValueBytes));
@@ -140,7 +140,8 @@ export class Term extends Holding {
         this.#handedOver = true; // before the signal aborts: whoever watches it sees a hand-over
         return this.release();
       };
-      return await handOverTerm({ ctx, name: this.#name, key, token, signal, release }, target);
+      const lost = (err: ElectionError): void => this.abandon(err);
+      return await handOverTerm({ ctx, name: this.#name, key, token, signal, release, lost }, target);
     } finally {
       this.#handingOver = false;
     }

@@ -1,7 +1,9 @@
+import { randomUUID } from "node:crypto";
 import { linkedController, raceAbort } from "../common/abort.js";
-import { timerIn, type Timer } from "../common/clock.js";
-import { HandoverFailedError, NotLeaderError } from "../errors.js";
+import { now, timerIn, type Timer } from "../common/clock.js";
+import { HandoverFailedError, NotLeaderError, isElectionError, type ElectionError } from "../errors.js";
 import { KeyWatch } from "../etcd/key-watch.js";
+import type { WatchStream } from "../etcd/watch-stream.js";
 import { range, txn } from "../etcd/kv.js";
 import { readLeader, type Leader } from "../leader.js";
 import { predecessorPolicy, type QueueEntry } from "../queue/policies.js";
@@ -33,12 +35,17 @@ export interface HandoverRequest {
   from: { key: string; token: bigint };
 }
 
-export function encodeRequest(req: HandoverRequest): Buffer {
+/**
+ * The request's value. `attempt` (ignored by readers, older versions included) makes each hand-over's
+ * value its own: a withdrawal that judges "ours" by the value never takes a later attempt's for its own.
+ */
+export function encodeRequest(req: HandoverRequest, attempt: string = randomUUID()): Buffer {
   return Buffer.from(
     JSON.stringify({
       to: req.to,
       token: req.token.toString(),
       from: { key: req.from.key, token: req.from.token.toString() },
+      attempt,
     }),
   );
 }
@@ -126,7 +133,7 @@ export async function campaignOrStepAside(
  * the watch is in place; after that, with the wait's periodic re-read (the campaign hands it `judge`).
  */
 class RequestWatch {
-  readonly #watch: KeyWatch;
+  readonly #watch: KeyWatch | undefined;
   /** Judges a value of the request key, as read or told. */
   readonly judge: (value: Buffer | undefined) => void;
   /** Askers found no longer leading (`key@token`): their requests are ignored without another read. */
@@ -172,6 +179,21 @@ class RequestWatch {
             ctx.logger.warn({ err, name }, "reading the hand-over request failed; reading again later");
         },
       );
+    // Denied lately on this client: each denied watch makes the client's shared stream authenticate and
+    // open again (every watch on it re-reads), so campaigns do not try again for a while.
+    const full = ctx.keyspace.full(key).toString();
+    const denials = deniedRequestWatches.get(ctx.watches) ?? new Map<string, number>();
+    deniedRequestWatches.set(ctx.watches, denials);
+    const deniedAt = denials.get(full);
+    if (deniedAt !== undefined && now() - deniedAt < DENIED_FOR_MS) {
+      this.#closed = true;
+      this.#watch = undefined;
+      ctx.logger.info(
+        { name, key },
+        "no permission to watch the hand-over request (denied lately on this client): this candidate cannot step aside for a hand-over",
+      );
+      return;
+    }
     this.#watch = new KeyWatch(
       ctx,
       { key },
@@ -183,6 +205,7 @@ class RequestWatch {
         // Denied (a role limited to `<name>/`): the watch stops (it would be denied forever). The watch
         // stream said so at error; what it means here is said at info, once.
         denied: (err) => {
+          denials.set(full, now());
           if (this.#closed) return;
           this.close();
           ctx.logger.info(
@@ -202,9 +225,14 @@ class RequestWatch {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#watch.close();
+    this.#watch?.close();
   }
 }
+
+/** When (monotonic ms) etcd last denied the watch of a request key, per watch stream (one per client). */
+const deniedRequestWatches = new WeakMap<WatchStream, Map<string, number>>();
+/** How long a denied request watch is not tried again on that client (a grant is noticed after it). */
+const DENIED_FOR_MS = 10 * 60_000;
 
 /** The term a hand-over works on (a Term, seen from inside). */
 export interface HandingTerm {
@@ -214,6 +242,8 @@ export interface HandingTerm {
   readonly token: bigint;
   readonly signal: AbortSignal;
   release(): Promise<void>;
+  /** Ends the term locally: etcd said our key no longer leads (as a refused proclaim does). */
+  lost(err: ElectionError): void;
 }
 
 /** Whom to hand over to: the next in line, the first candidate with a value, or one key. */
@@ -225,12 +255,25 @@ export interface HandoverTarget {
   signal?: AbortSignal | undefined;
 }
 
+/** The put of our request, kept past the hand-over's give-up: its answer (and its landing) may come later. */
+interface Put {
+  readonly promise: Promise<bigint>;
+  readonly request: Buffer;
+  /** Our key's mod revision and value the put is guarded by (a fence write moves the former). */
+  readonly leaderMod: bigint;
+  readonly leaderValue: Buffer;
+  settled: boolean;
+  /** The request's mod revision once the put's answer said it landed. */
+  at?: bigint;
+}
+
 /**
  * Hands the term over and resolves with the new leader, read once our key is gone. Fails with
  * HANDOVER_FAILED while the term still holds (its signal not aborted) when no such candidate waits, one
  * ahead of it did not step aside in time, or it went away; with the term's loss reason if the term ends
- * meanwhile. Only if the target goes in the very last round trip is the term resigned and the lead goes
- * to the next in line (HANDOVER_FAILED, the signal aborted).
+ * meanwhile. Once the resign has begun the term is over: a failure then (the target went in the very last
+ * round trip, the resign or the read of the new leader not confirmed in time) is HANDOVER_FAILED with the
+ * signal aborted.
  */
 export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Promise<Leader> {
   const { ctx, name } = t;
@@ -245,8 +288,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
         ? `candidate ${JSON.stringify(target.to.toString())}`
         : "the next candidate";
   let chosen: QueueEntry | undefined;
-  let requestAt: bigint | undefined;
-  let requested = false;
+  let put: Put | undefined;
   const state = { inTheWay: [] as QueueEntry[] };
   try {
     const { entries } = await raceAbort(readQueue(ctx, name, { limit: 0, values: true }), stop);
@@ -263,8 +305,9 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
           : waiting[0];
     if (!chosen) throw new HandoverFailedError(`hand-over of "${name}": ${whom} is not waiting; the term still holds`);
     if (chosen !== waiting[0]) {
-      requested = true; // from here on, a request of ours may be in etcd even if the put's answer is lost
-      requestAt = await raceAbort(putRequest(t, chosen), stop);
+      // From here on, a request of ours may be in etcd, or land later, even if we give up on the put.
+      put = putRequest(t, chosen, head.modRevision!, head.value!);
+      await raceAbort(put.promise, stop);
       await untilNext(t, chosen, stop, state);
     }
     // Last look, right before we go: our term and the target are there. Nothing came between meanwhile:
@@ -299,7 +342,9 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
     }
   } catch (err) {
     timer.cancel(); // no timer left behind by a hand-over that failed early
-    if (requested) await withinBound(removeRequest(ctx, name, requestAt));
+    // etcd said our key no longer leads: the term is over (as a refused proclaim ends it).
+    if (isElectionError(err) && err.code === "NOT_LEADER" && !t.signal.aborted) t.lost(err);
+    if (put) await withinBound(withdraw(t, put));
     if (t.signal.aborted) throw t.signal.reason;
     if (target.signal?.aborted) throw target.signal.reason;
     if (timeout.signal.aborted) {
@@ -316,19 +361,34 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
   } finally {
     dispose();
   }
-  // The target is next: step down (the signal aborts first, then our key goes, confirmed: the resign runs
-  // to its end, bounded by the session's call timeout, whatever the time left). Our request is then moot
-  // (nobody is ahead of the target) and is withdrawn meanwhile; it also goes with our lease. The read of
-  // the new leader is bounded by what is left of timeoutMs (and the user's signal).
+  // The target is next: step down (the signal aborts at once, then our key goes). The resign and the read
+  // of the new leader are bounded by what is left of timeoutMs (and the user's signal); a resign not
+  // confirmed by then goes on in the background (retried until etcd confirms or the session ends). Our
+  // request is then moot (nobody is ahead of the target) and is withdrawn meanwhile; it also goes with
+  // our lease.
   let leader: Leader | undefined;
   const { controller: after, dispose: undo } = linkedController(timeout.signal, target.signal);
   try {
-    await t.release();
-    const withdrawing = requested ? removeRequest(ctx, name, requestAt) : undefined;
+    const releasing = t.release();
+    const withdrawing = put ? withdraw(t, put) : undefined;
     try {
+      try {
+        await raceAbort(releasing, after.signal);
+      } catch {
+        releasing.then(
+          () => ctx.logger.info({ name, key: t.key }, "the hand-over's resign is confirmed, after its answer"),
+          (err: unknown) => ctx.logger.warn({ err, name, key: t.key }, "the hand-over's resign failed"),
+        );
+        if (target.signal?.aborted) throw target.signal.reason;
+        throw new HandoverFailedError(
+          `hand-over of "${name}": resigned, but etcd did not confirm our key's removal within ${target.timeoutMs} ms; ` +
+            "it goes on until etcd confirms or the session ends",
+        );
+      }
       ({ leader } = await raceAbort(readLeader(ctx, name), after.signal));
     } catch (err) {
       if (target.signal?.aborted) throw target.signal.reason;
+      if (isElectionError(err) && err.code === "HANDOVER_FAILED") throw err;
       throw new HandoverFailedError(`hand-over of "${name}": resigned, but reading the new leader failed`, {
         cause: err,
       });
@@ -348,39 +408,50 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
   return leader;
 }
 
-/** Puts the request on our lease, guarded by our term; resolves with its revision. */
-async function putRequest(t: HandingTerm, chosen: QueueEntry): Promise<bigint> {
+/**
+ * Puts the request on our lease, guarded by our key's create revision and its mod revision as read (so
+ * a put that reaches etcd only after {@link fence} is refused); started at once, its answer kept.
+ */
+function putRequest(t: HandingTerm, chosen: QueueEntry, leaderMod: bigint, leaderValue: Buffer): Put {
   const { ctx, name } = t;
-  const res = await txn(
+  const full = ctx.keyspace.full(t.key);
+  const request = encodeRequest({ to: chosen.key, token: chosen.createRevision, from: { key: t.key, token: t.token } });
+  const promise = txn(
     ctx,
     {
       compare: [
-        { key: ctx.keyspace.full(t.key), result: "Equal", target: "Create", create_revision: t.token.toString() },
+        { key: full, result: "Equal", target: "Create", create_revision: t.token.toString() },
+        { key: full, result: "Equal", target: "Mod", mod_revision: leaderMod.toString() },
       ],
       success: [
-        {
-          request_put: {
-            key: ctx.keyspace.full(handoverKey(name)),
-            value: encodeRequest({
-              to: chosen.key,
-              token: chosen.createRevision,
-              from: { key: t.key, token: t.token },
-            }),
-            lease: ctx.lease.leaseId,
-          },
-        },
+        { request_put: { key: ctx.keyspace.full(handoverKey(name)), value: request, lease: ctx.lease.leaseId } },
       ],
-      failure: [],
+      failure: [{ request_range: { key: full, keys_only: true } }],
     },
     `hand-over of "${name}": ask candidates ahead of ${chosen.key} to step aside`,
+  ).then((res) => {
+    if (res.succeeded) return BigInt(res.header.revision);
+    const ours = res.responses[0]?.response_range.kvs[0];
+    if (!ours || BigInt(ours.create_revision) !== t.token)
+      throw new NotLeaderError(`not the leader: our key ${t.key} is gone`);
+    throw new HandoverFailedError(
+      `hand-over of "${name}": our key changed meanwhile (a proclaim, or a late request fenced off); the term still holds`,
+    );
+  });
+  const put: Put = { promise, request, leaderMod, leaderValue, settled: false };
+  promise.then(
+    (at) => {
+      put.settled = true;
+      put.at = at;
+    },
+    () => (put.settled = true),
   );
-  if (!res.succeeded) throw new NotLeaderError(`not the leader: our key ${t.key} is gone`);
-  return BigInt(res.header.revision);
+  return put;
 }
 
 /**
- * How long a hand-over's answer waits for the withdrawal of its request (ms): the call's answer comes
- * within `timeoutMs` plus this, however slow etcd is; a withdrawal not confirmed by then goes on in the
+ * How long a hand-over's answer waits for the withdrawal of its request (ms): a failure answers within
+ * `timeoutMs` plus this, however slow etcd is; a withdrawal not confirmed by then goes on in the
  * background until etcd confirms it or the session ends (logged), and a request left meanwhile moves
  * nobody once our term is over (waiters check that its asker leads).
  */
@@ -394,19 +465,65 @@ async function withinBound(withdrawal: Promise<void>): Promise<void> {
 }
 
 /**
- * Removes our request if it is still the one we put (a later leader's is never touched): guarded by its
- * mod revision `at`, or, when the put's answer was lost (`at` undefined: it may or may not be there), read
- * first and removed only if it is on our lease. Retried as our own key's removal is, until etcd confirms
- * or the session ends (it then goes with our lease). Logged, not thrown.
+ * Withdraws our request. A put still without an answer may yet land (sent, or resent): first fence it
+ * off (our key written again, same value and lease: its mod revision moves, so the put's guard fails
+ * whenever it arrives), then remove whatever of it landed before. Logged, never thrown.
  */
-async function removeRequest(ctx: SessionContext, name: string, at: bigint | undefined): Promise<void> {
+async function withdraw(t: HandingTerm, put: Put): Promise<void> {
+  const { ctx, name } = t;
+  try {
+    if (!put.settled) await fence(t, put);
+  } catch (err) {
+    // Not fenced: wait for the put's answer instead (bounded by the call's timeout), then remove.
+    ctx.logger.warn({ err, name }, "fencing off our unanswered hand-over request failed; waiting for its answer");
+    await put.promise.catch(() => undefined);
+  }
+  await removeRequest(ctx, name, put.settled ? put.at : undefined, put.request);
+}
+
+/** Our key written again as it was (guarded by the mod revision the put is guarded by). */
+async function fence(t: HandingTerm, put: Put): Promise<void> {
+  const { ctx, name } = t;
+  const full = ctx.keyspace.full(t.key);
+  await txn(
+    ctx,
+    {
+      compare: [
+        { key: full, result: "Equal", target: "Create", create_revision: t.token.toString() },
+        { key: full, result: "Equal", target: "Mod", mod_revision: put.leaderMod.toString() },
+      ],
+      success: [{ request_put: { key: full, value: put.leaderValue, lease: ctx.lease.leaseId } }],
+      failure: [],
+    },
+    `hand-over of "${name}": fence off the unanswered request`,
+  );
+  ctx.logger.debug({ name }, "fenced off an unanswered hand-over request (our key written again, same value)");
+}
+
+/**
+ * Removes our request if it is still the one we put (a later leader's, or a newer one of ours, is never
+ * touched): guarded by its mod revision `at`, or, when the put's answer is unknown (`at` undefined), read
+ * first and removed only if it holds exactly our request (same asker, target and token) on our lease.
+ * Retried as our own key's removal is, until etcd confirms or the session ends (it then goes with our
+ * lease). Logged, not thrown.
+ */
+async function removeRequest(
+  ctx: SessionContext,
+  name: string,
+  at: bigint | undefined,
+  request: Buffer,
+): Promise<void> {
   await removeOwned(
     ctx,
     {
       key: handoverKey(name),
       guard: "Mod",
       revision: at,
-      ours: (kv) => (String(kv.lease) === String(ctx.lease.leaseId) ? BigInt(kv.mod_revision) : undefined),
+      values: true,
+      ours: (kv) =>
+        String(kv.lease) === String(ctx.lease.leaseId) && kv.value.equals(request)
+          ? BigInt(kv.mod_revision)
+          : undefined,
       what: "our hand-over request",
     },
     `hand-over of "${name}": withdraw the request`,

@@ -11,6 +11,8 @@ export interface QueueEntry {
   value?: Buffer;
   /** The lease the key is on, as a decimal string (present with values). */
   lease?: string;
+  /** The key's mod revision (present with values). */
+  modRevision?: bigint;
 }
 
 export interface Blocking {

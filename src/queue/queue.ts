@@ -380,6 +380,11 @@ async function readLinearizable(
   } catch (err) {
     // No permission to read `also` (a role limited to `<name>/`): the queue alone, as without it.
     if (also === undefined || !isPermissionDenied(err)) throw err;
+    // Said once per wait: the caller reads the queue alone from here on.
+    ctx.logger.info(
+      { err, name: ticket.name, key: also },
+      "no permission to read a key beside the queue in the wait's re-read; reading the queue alone from now on",
+    );
     read = await readAhead(ctx, ticket, policy);
     alsoDenied = true;
   }
@@ -504,6 +509,7 @@ export function toEntries(keyspace: Keyspace, name: string, kvs: IKeyValue[], va
     if (values) {
       entry.value = kv.value;
       entry.lease = kv.lease;
+      entry.modRevision = BigInt(kv.mod_revision);
     }
     entries.push(entry);
   }

@@ -17,6 +17,8 @@ export interface OwnedKey {
   ours: (kv: IKeyValue) => bigint | undefined;
   /** What the logs call it ("our key"). */
   what: string;
+  /** The read (when `revision` is undefined) fetches the value too, for `ours` to judge. */
+  values?: boolean;
 }
 
 /**
@@ -57,7 +59,7 @@ export async function removeOwned(
       async (attempt) => {
         let revision = owned.revision;
         if (revision === undefined) {
-          const res = await range(ctx, { key: ctx.keyspace.full(key), keys_only: true }, `read ${key}`);
+          const res = await range(ctx, { key: ctx.keyspace.full(key), keys_only: !owned.values }, `read ${key}`);
           const kv = res.kvs[0];
           revision = kv && owned.ours(kv);
           if (revision === undefined) return;

@@ -142,6 +142,7 @@ describe("Hand-overs", () => {
       expect(await l.requestPresent()).toBe(false);
       expect(watchCount(l.sessions.get("a")!)).toBe(watches); // the hand-over's watch of the queue is gone
       // b stepped aside (it could); etcdctl stays where it was, and still waits.
+      await waitFor(async () => (await l.order()).length === 4); // b joins again once its key is gone
       expect(await l.order()).toEqual(["a", CTL, "c", "b"]);
       const leader = await a.handOver({ to: CTL });
       expect(leader.value.toString()).toBe(CTL);
@@ -248,6 +249,140 @@ describe("Hand-overs", () => {
       }
     },
   );
+
+  it.skipIf(!!faultsUnavailableReason)(
+    "etcd unreachable once the resign has begun: the hand-over answers within timeoutMs + 1 s, the term ended; the resign lands later",
+    async () => {
+      const name = `${fx.etcd.prefix()}resign-hangs`;
+      const l = await line(name);
+      const proxy = await TcpProxy.start({ targetPort: Number(fx.etcd.members[0]!.directClientUrl.split(":")[1]) });
+      const own = fx.etcd.client({}, [proxy.url]); // the leader's path to etcd, and only its
+      try {
+        await l.join("a", 10, own);
+        const a = await l.campaign("a");
+        await l.join("b");
+        const ctx = contextOf(l.sessions.get("a")!);
+        const call = ctx.conn.call.bind(ctx.conn);
+        ctx.conn.call = (async (service, method, req, o) => {
+          const res = await call(service, method, req, o);
+          if ((o.what ?? "").includes("last check")) proxy.blackhole(); // the resign's delete gets no answer
+          return res;
+        }) as typeof ctx.conn.call;
+        const started = performance.now();
+        const failed = await a.handOver({ timeoutMs: 1000 }).catch((e: unknown) => e);
+        const took = performance.now() - started;
+        expect(codeOf(failed)).toBe("HANDOVER_FAILED");
+        expect(took).toBeLessThan(1000 + 1000 + 1000); // timeoutMs + the documented bound + slack
+        expect(a.signal.aborted).toBe(true); // resigned: the term is over whatever etcd says
+        expect(() => a.assertHeld()).toThrow();
+        proxy.open();
+        const b = await l.campaign("b"); // the resign went on in the background, and landed
+        expect(b.token).toBeGreaterThan(a.token);
+        await b.resign();
+        expect(l.violations).toEqual([]);
+      } finally {
+        proxy.open();
+        await l.close();
+        own.close();
+        await proxy.close();
+      }
+    },
+  );
+
+  it("a request whose put reaches etcd only after the hand-over failed moves nobody, and does not stay", async () => {
+    const name = `${fx.etcd.prefix()}late-put`;
+    const l = await line(name);
+    try {
+      for (const v of ["a", "b", "c"]) await l.join(v);
+      const a = await l.campaign("a");
+      const ctx = contextOf(l.sessions.get("a")!);
+      const call = ctx.conn.call.bind(ctx.conn);
+      let landed: () => void = () => {};
+      const putDone = new Promise<void>((resolve) => (landed = resolve));
+      // The put reaches etcd late (a member that answers late, or a resend after a lost answer): after the
+      // hand-over's timeout.
+      ctx.conn.call = async (service, method, req, o) => {
+        if (!(o.what ?? "").includes("ask candidates ahead")) return call(service, method, req, o);
+        await new Promise((r) => setTimeout(r, 1500));
+        try {
+          return await call(service, method, req, o);
+        } finally {
+          landed();
+        }
+      };
+      const failed = await a.handOver({ to: "c", timeoutMs: 500 }).catch((e: unknown) => e);
+      expect(codeOf(failed)).toBe("HANDOVER_FAILED");
+      a.assertHeld();
+      await putDone;
+      // Whatever came of the late put, it is gone once the withdrawal that waited for it ran.
+      await waitFor(async () => !(await l.requestPresent()));
+      const order = (await fx.client.getAll().prefix(`${name}/`).sort("Create", "Ascend").exec()).kvs;
+      expect(order.map((kv) => kv.value.toString())).toEqual(["a", "b", "c"]); // b never stepped aside
+      a.assertHeld();
+      await a.resign();
+      expect((await l.campaign("b")).token).toBeGreaterThan(a.token);
+      await (await l.campaign("b")).resign();
+      await (await l.campaign("c")).resign();
+      expect(l.violations).toEqual([]);
+    } finally {
+      await l.close();
+    }
+  });
+
+  it("a hand-over that finds our key gone rejects with NOT_LEADER and the term is over at once", async () => {
+    const name = `${fx.etcd.prefix()}not-leader`;
+    const sa = await fx.newSession({ ttl: 10 });
+    const others = [await fx.newSession({ ttl: 10 }), await fx.newSession({ ttl: 10 })];
+    try {
+      // The leader's watch of its own key is slow to tell (held back until the hand-over answered): only
+      // the hand-over can end the term in time.
+      const ctx = contextOf(sa);
+      const add = ctx.watches.add.bind(ctx.watches);
+      let hold = false;
+      const held: (() => void)[] = [];
+      ctx.watches.add = (target, handlers) =>
+        add(target, {
+          ...handlers,
+          events: (events, from) => {
+            if (hold) held.push(() => handlers.events(events, from));
+            else handlers.events(events, from);
+          },
+        });
+      const a = await new Election(sa, name).campaign("a");
+      const waiting: Promise<Term>[] = [];
+      for (const [i, v] of ["b", "c"].entries()) {
+        waiting.push(new Election(others[i]!, name).campaign(v)); // b ahead of c: the hand-over asks b
+        waiting[i]!.catch(() => {});
+        await waitFor(async () => (await keysUnder(fx.client, name)).length === i + 2);
+      }
+      const call = ctx.conn.call.bind(ctx.conn);
+      // Our key goes (an operator's delete) right before the request's put, whose guard then fails.
+      ctx.conn.call = async (service, method, req, o) => {
+        if ((o.what ?? "").includes("ask candidates ahead")) {
+          hold = true;
+          await fx.client.delete().key(a.key);
+        }
+        return call(service, method, req, o);
+      };
+      const failed = await a.handOver({ to: "c", timeoutMs: 5000 }).catch((e: unknown) => e);
+      expect(codeOf(failed)).toBe("NOT_LEADER");
+      expect(a.signal.aborted).toBe(true);
+      expect(
+        codeOf(
+          await Promise.resolve()
+            .then(() => a.assertHeld())
+            .catch((e: unknown) => e),
+        ),
+      ).toBe("NOT_LEADER");
+      hold = false;
+      for (const h of held) h();
+      await (await waiting[0]!).resign();
+      await (await waiting[1]!).resign();
+    } finally {
+      await sa.close();
+      for (const s of others) await s.close();
+    }
+  });
 
   it("a request left behind by a leader that no longer leads makes no candidate step aside; the next leader's hand-over works", async () => {
     const name = `${fx.etcd.prefix()}stale-request`;
@@ -560,6 +695,46 @@ describe("Hand-overs", () => {
           expect(await fx.client.getAll().prefix(`${name}.priority.`).keys()).toEqual([]);
           expect(await keysUnder(fx.client, name)).toEqual([]);
         }
+      } finally {
+        await session.close();
+      }
+    });
+
+    it("an elector on the user's session stopped while its priority key's put is under way removes the key once the put lands", async () => {
+      const name = `${fx.etcd.prefix()}priority-late-put`;
+      const session = await fx.newSession({ ttl: 10 });
+      try {
+        const ctx = contextOf(session);
+        const call = ctx.conn.call.bind(ctx.conn);
+        let reached: () => void = () => {};
+        const atPut = new Promise<void>((resolve) => (reached = resolve));
+        let letGo: () => void = () => {};
+        const gate = new Promise<void>((resolve) => (letGo = resolve));
+        ctx.conn.call = async (service, method, req, o) => {
+          if ((o.what ?? "").includes("publish the priority")) {
+            reached();
+            await gate; // the put reaches etcd only after the stop
+          }
+          return call(service, method, req, o);
+        };
+        const elector = new LeaderElector({
+          session,
+          name,
+          identity: "p",
+          priority: 3,
+          logger: false,
+          onStartedLeading: () => {},
+        });
+        const stop = new AbortController();
+        const done = elector.run({ signal: stop.signal });
+        await atPut;
+        stop.abort();
+        letGo();
+        await done;
+        await waitFor(async () => (await fx.client.getAll().prefix(`${name}.priority.`).keys()).length === 0, {
+          description: "the late priority key withdrawn",
+        });
+        expect(await keysUnder(fx.client, name)).toEqual([]);
       } finally {
         await session.close();
       }

@@ -311,6 +311,37 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
       }
     });
 
+    it("campaigns on one client whose request watch is denied: the denied watch is tried once per client, not once per campaign", async () => {
+      const name = fx.etcd.prefix("limited-many") + "jobs";
+      const limited = await limitedTo(name, "many");
+      const boss = await Session.create(fx.client, { ttl: 2 });
+      const { lines, logger } = logged();
+      const sessions = [
+        await Session.create(limited.client, { ttl: 2, logger }),
+        await Session.create(limited.client, { ttl: 2, logger }),
+      ];
+      try {
+        const held = await new Election(boss, name).campaign("boss");
+        const denied = (): number => lines.filter((l) => l.includes("etcd refuses a watch")).length;
+        const first = new Election(sessions[0]!, name).campaign("w1");
+        first.catch(() => {});
+        await waitFor(() => denied() === 1);
+        const second = new Election(sessions[1]!, name).campaign("w2");
+        second.catch(() => {});
+        await waitFor(async () => (await keysUnder(fx.client, name)).length === 3);
+        await renewals(sessions[1]!, 2); // the second campaign's wait has begun, and read again
+        expect(denied()).toBe(1); // each denied watch re-opens the client's shared stream: once, not per campaign
+        await held.resign();
+        await (await first).resign();
+        await (await second).resign();
+        expect(await keysUnder(fx.client, name)).toEqual([]);
+      } finally {
+        for (const s of sessions) await s.close();
+        await boss.close();
+        await limited.drop();
+      }
+    });
+
     it("a candidate that loses read access to the request while it waits still wins (its periodic re-read reads the queue alone)", async () => {
       const name = fx.etcd.prefix("limited-revoked") + "jobs";
       const limited = await limitedTo(name, "revoked");
@@ -318,7 +349,8 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
       const role = fx.client.role("limited-revoked");
       await role.grant({ permission: "Read", range: request }); // at first it may read the request
       const boss = await Session.create(fx.client, { ttl: 2 });
-      const session = await Session.create(limited.client, { ttl: 2 });
+      const { lines, logger } = logged();
+      const session = await Session.create(limited.client, { ttl: 2, logger });
       try {
         const held = await new Election(boss, name).campaign("boss");
         const ctx = contextOf(session);
@@ -335,6 +367,8 @@ describe.skipIf(!!faultsUnavailableReason)("etcd with authentication (auth token
         const reads = (): number => calls.filter((w) => w === `read the queue of "${name}"`).length;
         const before = reads();
         await waitFor(() => reads() >= before + 3, { description: "a periodic re-read after the revoke" });
+        // The fallback is said once, not at every re-read.
+        expect(lines.filter((l) => l.includes("reading the queue alone"))).toHaveLength(1);
         await held.resign();
         await (await waiting).resign();
         expect(await keysUnder(fx.client, name)).toEqual([]);

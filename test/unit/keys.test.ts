@@ -60,8 +60,8 @@ describe("the queue of a name is exactly <name>/<lease hex> (design: Names are e
       true,
     );
     expect(entries).toEqual([
-      { key: "jobs/a1", createRevision: 3n, value: Buffer.from("x"), lease: "7" },
-      { key: "jobs/c3", createRevision: 5n, value: Buffer.from("y"), lease: "7" },
+      { key: "jobs/a1", createRevision: 3n, value: Buffer.from("x"), lease: "7", modRevision: 3n },
+      { key: "jobs/c3", createRevision: 5n, value: Buffer.from("y"), lease: "7", modRevision: 5n },
     ]);
   });
 });

@@ -134,6 +134,10 @@ describe("hand-over requests", () => {
     const from = { key: "n/a", token: 10n };
     const req = parseRequest(encodeRequest({ to: "n/c", token: 30n, from }));
     expect(req).toEqual({ to: "n/c", token: 30n, from });
+    // Each attempt's value is its own (a withdrawal judges "ours" by it), and reads the same.
+    const again = encodeRequest({ to: "n/c", token: 30n, from });
+    expect(again.equals(encodeRequest({ to: "n/c", token: 30n, from }))).toBe(false);
+    expect(parseRequest(again)).toEqual(req);
     expect(mustStepAside({ key: "n/b", createRevision: 20n }, req)).toBe(true);
     expect(mustStepAside({ key: "n/c", createRevision: 30n }, req)).toBe(false);
     expect(mustStepAside({ key: "n/b", createRevision: 31n }, req)).toBe(false); // already behind it

@@ -58,6 +58,7 @@ function context(lease: AbortController) {
     keyspace: { full: (k: string) => k },
     resyncMs: () => 1_000,
     lease: { signal: lease.signal },
+    watches: {}, // the client's shared stream: denials of the request watch are remembered per stream
   };
   return { ctx: ctx as never, logged };
 }
