@@ -26,9 +26,9 @@ import { removeOwnKey } from "./release.js";
  * Every participant owns the key `<name>/<lease hex>` (put-if-absent, on its session's lease); the
  * queue is exactly those keys under `<name>/`, ordered by create revision. A participant waits only on
  * the keys its policy says block it, counting their deletes from a watch, re-reads when the count says
- * its turn may have come (at the revision of the delete that woke it, or linearizably when the watch may
- * have missed something), and confirms its own key is in that read before reporting ownership (design:
- * The queue; Re-check after waiting; Decide at the event's revision).
+ * its turn may have come (serializably on the member that told the delete that woke it, or linearizably
+ * when the watch may have missed something), and confirms its own key is in that read before reporting
+ * ownership (design: The queue; Re-check after waiting; Decide at the event's revision).
  */
 
 export interface Ticket {
@@ -69,8 +69,9 @@ export interface AlsoRead {
  * Joins the queue under `name` and resolves with our ticket once `policy` says it is our turn, confirmed
  * by a read that also saw our own key with our create revision: serializable on the member whose watch
  * told the delete that woke us, or linearizable (design: Decide at the event's revision). With `ifFree`,
- * resolves undefined (our key removed) instead of waiting when it is not our turn. On abort, timeout, session loss or error, our key is
- * removed (confirmed by etcd, or gone with the session) before the promise rejects. The caller holds the
+ * resolves undefined (our key removed) instead of waiting when it is not our turn. On abort, timeout,
+ * session loss or error, our key is removed (confirmed by etcd, or gone with the session) before the
+ * promise rejects. The caller holds the
  * name's local line throughout.
  */
 export function acquire(
@@ -170,8 +171,8 @@ export async function acquire(
     }
     // Re-check after waiting: the last read saw our key and nothing blocking (now, or at the latest revision
     // of the member that told the delete that woke us, which stays true while our key lives: our own-key
-    // watch starts there), and
-    // we have not been told of a loss since (asking the lease's clock first, in case this process was paused).
+    // watch starts there), and we have not been told of a loss since (asking the lease's clock first, in
+    // case this process was paused).
     assertUsable(ctx);
     signal.throwIfAborted();
     return { ...own, revision, blockerGoneAt };
@@ -248,8 +249,9 @@ interface Woken {
   goneAt?: number | undefined;
   /**
    * The revision of that delete and the member that told it, when the watch told every counted delete:
-   * a serializable read there (at a revision at least that one) decides. Undefined after a re-read request, or when the read made
-   * once the watch was in place counted some (it was made elsewhere, at a revision of its own).
+   * a serializable read there (at a revision at least that one) decides. Undefined after a re-read
+   * request, or when the read made once the watch was in place counted some (it was made elsewhere, at a
+   * revision of its own).
    */
   at?: EventPoint | undefined;
   /** The watch asked for a re-read (TTL/2 passed, or it was made again). */
@@ -351,7 +353,8 @@ async function readOnEventMember(
     countFallback(ctx, reason);
     return undefined;
   };
-  // Not the member that told it (a test's redirect, a channel re-made): it may not have applied R yet.
+  // etcd tells watchers of a write just before its store's revision moves on, so a read right after can
+  // rarely come back one short; or the address reaches several members (a load balancer).
   if (read.revision < at.revision)
     return fallBack("behind", "the member has not applied the event's revision; reading linearizably");
   const verdict = judgeRead(ticket, read.entries, "serializable");
