@@ -131,6 +131,11 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
   /** Shards assigned to us by the last view (sorted). */
   #assigned: number[] = [];
   readonly #slots = new Map<number, Slot>();
+  /**
+   * Slots holding a term (from its start until it is told released), replaced in #slots or not: a stop
+   * tells released for each of them, so every acquired has its released.
+   */
+  readonly #held = new Set<Slot>();
   /** Shards whose last slot is still ending (its hand-over): a new slot of the shard waits for it. */
   readonly #ending = new Map<number, Promise<void>>();
   /** Each shard's last work, until it settles: the shard's next campaign here waits for it. */
@@ -500,6 +505,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       return false;
     }
     slot.term = term;
+    this.#held.add(slot);
     this.#tally.termStarted(term.predecessorGoneAt);
     if (this.#tally.state !== "stopping") this.#setState("leading");
     this.#logger.info({ shard, token: term.token.toString() }, "shard acquired");
@@ -512,10 +518,15 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       .then(() => this.#options.onAcquired(shard, term))
       .catch((err: unknown) => {
         threw = true;
+        ended();
+        if (generation !== this.#generation) {
+          // run() resolved meanwhile: nothing changes after it (no failure, no count)
+          this.#logger.debug({ err, shard }, "onAcquired threw after run() resolved");
+          return;
+        }
         this.#tally.workFailed();
         this.#record(new WorkFailedError(err, "onAcquired"));
         this.#logger.error({ err, shard, token: term.token.toString() }, "onAcquired threw; releasing the shard");
-        ended();
       });
     this.#work.set(shard, work);
     void work.then(() => {
@@ -546,6 +557,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     if (generation !== this.#generation) return threw;
     slot.term = undefined;
     slot.stepping = false;
+    this.#held.delete(slot);
     this.#tally.termEnded();
     if (!this.isLeader()) this.#setState(this.#tally.state === "stopping" ? "stopping" : "campaigning");
     this.#tell("steppedDown", term);
@@ -606,7 +618,8 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     this.#generation++;
     // Shards whose release did not finish in time are told released here (their keys went with the
     // session we closed, or go with the given one's end): every acquired has its released.
-    for (const slot of this.#slots.values()) {
+    // A replaced slot still handing its shard over counts too (moved away and back before its resign).
+    for (const slot of this.#held) {
       const term = slot.term;
       if (!term) continue;
       slot.term = undefined;
@@ -615,6 +628,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       this.#tell("released", slot.shard);
       this.#call("onReleased", () => this.#options.onReleased?.(slot.shard));
     }
+    this.#held.clear();
     this.#slots.clear();
     this.#ending.clear();
     // #work stays: a shard's work that never returned still holds back the next run's campaign for it.
