@@ -15,9 +15,9 @@ import type { Term } from "../../src/term.js";
 import { FakeClock } from "../support/fake-elector.js";
 import { FakeShardedBackend } from "../support/fake-sharded.js";
 
-function setup(options: Partial<ShardedElectorOptions> = {}) {
+function setup(options: Partial<ShardedElectorOptions> = {}, backendOptions: { given?: boolean } = {}) {
   const clock = new FakeClock();
-  const backend = new FakeShardedBackend(clock);
+  const backend = new FakeShardedBackend(clock, backendOptions);
   const logged: { level: keyof Logger; message: string }[] = [];
   const logger = Object.fromEntries(
     (["debug", "info", "warn", "error"] as const).map((level) => [
@@ -291,6 +291,95 @@ describe("ShardedElector on a fake clock", () => {
     expect(failures).toEqual([]);
     expect(elector.metrics()).toEqual({ ...before, inStateMs: before.inStateMs + 100 });
     expect(logged.slice(logCount).filter((l) => l.level !== "debug")).toEqual([]);
+  });
+
+  it("on a given session, a second run() does not campaign for a shard while the first run's term of it is still resigning (its key holds the name), and its stop is not held up by that", async () => {
+    const { clock, backend, elector, stop, settled, alone } = setup(
+      { ttl: 2, callTimeoutMs: 1000, shards: 1 },
+      { given: true },
+    );
+    let confirm: () => void = () => {};
+    const resigning = new Promise<void>((resolve) => (confirm = resolve));
+    await clock.until(() => backend.session.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    backend.campaigns[0]!.win({ resign: resigning }); // etcd has not confirmed the key's removal yet
+    await clock.until(() => elector.owned().length === 1, 1000);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 3000 + 100);
+    const again = new AbortController();
+    let resolvedAt: number | undefined;
+    const second = elector.run({ signal: again.signal }).then(() => void (resolvedAt = clock.now()));
+    await clock.until(() => backend.session.memberships.length === 2, 1000);
+    backend.session.show(alone());
+    await clock.advance(5000);
+    expect(backend.campaigns).toHaveLength(1);
+    confirm(); // the first run's key is gone: now the shard may be campaigned for
+    await clock.until(() => backend.campaigns.length === 2, 3000);
+    again.abort();
+    const stoppedAt = clock.now();
+    await clock.until(() => resolvedAt !== undefined, 3000 + 100);
+    expect(resolvedAt! - stoppedAt).toBeLessThanOrEqual(3000);
+    await second;
+  });
+
+  it("on a given session, a stop while the first run's term still resigns is not held up by it", async () => {
+    const { clock, backend, elector, stop, settled, alone, logged } = setup(
+      { ttl: 2, callTimeoutMs: 1000, shards: 1 },
+      { given: true },
+    );
+    await clock.until(() => backend.session.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    backend.campaigns[0]!.win({ resign: "hangs" });
+    await clock.until(() => elector.owned().length === 1, 1000);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 3000 + 100);
+    const again = new AbortController();
+    let resolvedAt: number | undefined;
+    const second = elector.run({ signal: again.signal }).then(() => void (resolvedAt = clock.now()));
+    await clock.until(() => backend.session.memberships.length === 2, 1000);
+    backend.session.show(alone());
+    await clock.advance(1000);
+    const logCount = logged.length;
+    again.abort();
+    const stoppedAt = clock.now();
+    await clock.until(() => resolvedAt !== undefined, 3000 + 100);
+    expect(resolvedAt! - stoppedAt).toBeLessThan(2000); // it owned nothing: no TTL's wait
+    expect(logged.slice(logCount).filter((l) => l.level === "warn" || l.level === "error")).toEqual([]);
+    await second;
+  });
+
+  it("a second run() that owned nothing stops without waiting for the first run's leftovers (work that never returned, a member key's removal that never confirmed)", async () => {
+    const work = stubborn();
+    const { clock, backend, elector, stop, settled, alone, logged } = setup({
+      ttl: 2,
+      callTimeoutMs: 1000,
+      shards: 1,
+      onAcquired: work.onAcquired,
+    });
+    await clock.until(() => backend.session?.memberships.length === 1, 1000);
+    backend.session.memberResign = "hangs";
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    backend.campaigns[0]!.win();
+    await clock.until(() => work.started.length === 1, 1000);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 3000 + 100);
+    const again = new AbortController();
+    let resolvedAt: number | undefined;
+    const second = elector.run({ signal: again.signal }).then(() => void (resolvedAt = clock.now()));
+    await clock.until(() => backend.sessions.length === 2 && backend.session.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.advance(1000);
+    expect(backend.session.campaigns).toHaveLength(0); // the first run's work still holds the shard back
+    const logCount = logged.length;
+    again.abort();
+    const stoppedAt = clock.now();
+    await clock.until(() => resolvedAt !== undefined, 3000 + 100);
+    expect(resolvedAt! - stoppedAt).toBeLessThan(2000); // no TTL's wait for work it did not run
+    expect(logged.slice(logCount).filter((l) => l.level === "warn" || l.level === "error")).toEqual([]);
+    await second;
   });
 
   it("hands `assigned` listeners a copy: a listener that changes the array changes nothing in the elector", async () => {
