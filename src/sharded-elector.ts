@@ -131,11 +131,21 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
   /** Shards assigned to us by the last view (sorted). */
   #assigned: number[] = [];
   readonly #slots = new Map<number, Slot>();
-  /** Shards whose last slot is still ending (its hand-over): a new slot of the shard waits for it. */
+  /**
+   * Slots holding a term (from its start until it is told released), replaced in #slots or not: a stop
+   * tells released for each of them, so every acquired has its released.
+   */
+  readonly #held = new Set<Slot>();
+  /**
+   * Shards whose last slots are still ending (with their resigns): a new slot of the shard waits for it.
+   * Kept across runs on a given session: an earlier run's term still holds the name there until its resign.
+   */
   readonly #ending = new Map<number, Promise<void>>();
-  /** Each shard's last work, until it settles: the shard's next campaign here waits for it. */
-  readonly #work = new Map<number, Promise<void>>();
-  /** Releases still finishing after a stop (bounded by the stop). */
+  /** This run's slots, until each has handed its shard over: what a stop or a lost membership waits for. */
+  readonly #handovers = new Set<Promise<unknown>>();
+  /** Each shard's last work (and the run it began in), until it settles: the next campaign for it waits. */
+  readonly #work = new Map<number, { done: Promise<void>; generation: number }>();
+  /** This run's releases and closes still finishing (a stop waits for them, bounded). */
   readonly #inflight = new Set<Promise<unknown>>();
   /** At most 32 campaigns in their first second at a time: no burst of thousands of joins. */
   readonly #pacer: CampaignPacer;
@@ -379,7 +389,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       // still wait behind each of our keys until its work has ended.
       const leaving = track(this.#inflight, membership.resign());
       // A stop that comes meanwhile ends the wait: #shutdown waits for the same, within the stop's bound.
-      if (!stop.aborted) await untilAbort(Promise.allSettled([...this.#ending.values(), leaving]), stop);
+      if (!stop.aborted) await untilAbort(Promise.allSettled([...this.#handovers, leaving]), stop);
     }
     if (fatal) throw fatal;
     if (!stop.aborted) {
@@ -438,8 +448,10 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     const previous = this.#ending.get(shard);
     const running = (async () => {
       try {
-        if (previous) await previous; // one shard's work never overlaps, even across hand-backs
-        await this.#runSlot(session, slot, failed);
+        // One shard's terms never overlap here, even across hand-backs (and runs, on a given session);
+        // a slot told to end meanwhile stops waiting: its ending below still includes the previous one.
+        if (previous) await untilAbort(previous, controller.signal);
+        if (!controller.signal.aborted) await this.#runSlot(session, slot, failed);
       } catch (err) {
         this.#logger.error({ err, shard }, "shard slot failed"); // not expected: #runSlot handles its errors
       } finally {
@@ -447,7 +459,8 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
         if (this.#slots.get(shard) === slot) this.#slots.delete(shard);
       }
     })();
-    const ending = running.finally(() => {
+    void track(this.#handovers, running);
+    const ending = Promise.all([previous, running]).then(() => {
       if (this.#ending.get(shard) === ending) this.#ending.delete(shard);
     });
     this.#ending.set(shard, ending);
@@ -500,6 +513,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       return false;
     }
     slot.term = term;
+    this.#held.add(slot);
     this.#tally.termStarted(term.predecessorGoneAt);
     if (this.#tally.state !== "stopping") this.#setState("leading");
     this.#logger.info({ shard, token: term.token.toString() }, "shard acquired");
@@ -512,14 +526,20 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       .then(() => this.#options.onAcquired(shard, term))
       .catch((err: unknown) => {
         threw = true;
+        ended();
+        if (generation !== this.#generation) {
+          // run() resolved meanwhile: nothing changes after it (no failure, no count)
+          this.#logger.debug({ err, shard }, "onAcquired threw after run() resolved");
+          return;
+        }
         this.#tally.workFailed();
         this.#record(new WorkFailedError(err, "onAcquired"));
         this.#logger.error({ err, shard, token: term.token.toString() }, "onAcquired threw; releasing the shard");
-        ended();
       });
-    this.#work.set(shard, work);
+    const entry = { done: work, generation };
+    this.#work.set(shard, entry);
     void work.then(() => {
-      if (this.#work.get(shard) === work) this.#work.delete(shard);
+      if (this.#work.get(shard) === entry) this.#work.delete(shard);
     });
     const undoTerm = onAbort(term.signal, () => ended());
     const undoSlot = onAbort(slot.controller.signal, () => ended());
@@ -546,6 +566,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     if (generation !== this.#generation) return threw;
     slot.term = undefined;
     slot.stepping = false;
+    this.#held.delete(slot);
     this.#tally.termEnded();
     if (!this.isLeader()) this.#setState(this.#tally.state === "stopping" ? "stopping" : "campaigning");
     this.#tell("steppedDown", term);
@@ -559,7 +580,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
    * campaign for that shard (and only that shard), with a warning every TTL.
    */
   async #settleWork(shard: number, signal: AbortSignal): Promise<void> {
-    const work = this.#work.get(shard);
+    const work = this.#work.get(shard)?.done;
     if (!work) return;
     const since = this.#clock.now();
     while (
@@ -585,14 +606,16 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     const ttlMs = this.#ttl * 1000;
     const deadline = stoppedAt + Math.max(ttlMs, this.#callTimeoutMs) + this.#callTimeoutMs;
     const own = this.#backend.given ? undefined : this.#session;
-    if (!(await settledBy([...this.#work.values()], stoppedAt + ttlMs, this.#clock))) {
+    // Only this run's work: an earlier run's that never returned was waited for (and warned of) at its stop.
+    const work = [...this.#work.values()].filter((w) => w.generation === this.#generation).map((w) => w.done);
+    if (!(await settledBy(work, stoppedAt + ttlMs, this.#clock))) {
       this.#logger.warn(
         {},
         "onAcquired has not returned a TTL after the stop; its shards are released anyway (fencing refuses its late writes)",
       );
     }
     const releaseBy = own ? deadline - this.#callTimeoutMs : deadline;
-    const pending = [...this.#ending.values(), ...this.#inflight];
+    const pending = [...this.#handovers, ...this.#inflight];
     if (!(await settledBy(pending, releaseBy, this.#clock))) {
       this.#logger[own ? "warn" : "error"](
         { owned: this.owned() },
@@ -606,7 +629,8 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
     this.#generation++;
     // Shards whose release did not finish in time are told released here (their keys went with the
     // session we closed, or go with the given one's end): every acquired has its released.
-    for (const slot of this.#slots.values()) {
+    // A replaced slot still handing its shard over counts too (moved away and back before its resign).
+    for (const slot of this.#held) {
       const term = slot.term;
       if (!term) continue;
       slot.term = undefined;
@@ -615,8 +639,13 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       this.#tell("released", slot.shard);
       this.#call("onReleased", () => this.#options.onReleased?.(slot.shard));
     }
+    this.#held.clear();
     this.#slots.clear();
-    this.#ending.clear();
+    this.#handovers.clear();
+    this.#inflight.clear(); // what is left was waited for within the bound; the next run's stop need not
+    // The session we made is closed: its keys are gone (or go with its lease), and the next run has a new
+    // one. A given session's keys stay until their resigns: the next run's slots wait for them.
+    if (!this.#backend.given) this.#ending.clear();
     // #work stays: a shard's work that never returned still holds back the next run's campaign for it.
     this.#session = undefined;
     this.#view = undefined;

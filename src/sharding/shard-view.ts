@@ -64,6 +64,11 @@ export class GroupState {
   readonly #shardsPrefix: string;
   readonly #shards: number;
   #readRevision = 0n;
+  /**
+   * A member came or went since the read: holder events wait for the next read (which has them), so
+   * the state stays the group at one moment, never old members with holders from after the change.
+   */
+  #membersChanged = false;
   /** The newest revision applied (a read's, or an event's). */
   revision = 0n;
   members: readonly GroupMember[] = [];
@@ -83,6 +88,7 @@ export class GroupState {
   reset(revision: bigint, kvs: readonly Candidate[]): void {
     this.#readRevision = revision;
     this.revision = revision;
+    this.#membersChanged = false;
     const members: GroupMember[] = [];
     this.#candidates = Array.from({ length: this.#shards }, () => []);
     for (const kv of kvs) {
@@ -106,14 +112,19 @@ export class GroupState {
 
   /**
    * Applies a watch event. "members": a member came or went (the caller reads the group again);
-   * "holders": a shard's candidates changed; undefined: nothing (not ours, or not newer than the read).
+   * "holders": a shard's candidates changed; undefined: nothing (not ours, not newer than the read, or
+   * a holder event after a member event: the next read has it).
    */
   apply(e: KeyEvent): "members" | "holders" | undefined {
     if (e.modRevision <= this.#readRevision) return undefined;
-    if (e.modRevision > this.revision) this.revision = e.modRevision;
-    if (inQueue(this.#group, e.key)) return "members";
+    if (inQueue(this.#group, e.key)) {
+      if (e.modRevision > this.revision) this.revision = e.modRevision;
+      this.#membersChanged = true;
+      return "members";
+    }
     const shard = shardOfKey(this.#shardsPrefix, this.#shards, e.key);
-    if (shard === undefined) return undefined;
+    if (shard === undefined || this.#membersChanged) return undefined;
+    if (e.modRevision > this.revision) this.revision = e.modRevision;
     const list = this.#candidates[shard]!.filter((c) => c.key !== e.key);
     if (e.type === "put") {
       list.push({ key: e.key, createRevision: e.createRevision, identity: e.value.toString() });

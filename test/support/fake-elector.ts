@@ -66,7 +66,8 @@ export interface FakeCampaign {
   readonly value: string;
   readonly signal: AbortSignal;
   readonly startedAt: number;
-  win(options?: { resign?: "settles" | "hangs"; predecessorGoneAt?: number }): FakeTerm;
+  /** `resign`: what the term's resign does: settle at once, hang, or settle with the promise given. */
+  win(options?: { resign?: "settles" | "hangs" | Promise<void>; predecessorGoneAt?: number }): FakeTerm;
   fail(err: unknown): void;
 }
 
@@ -151,6 +152,7 @@ export class FakeSession implements ElectorSession {
             resign: (): Promise<void> => {
               resigned = true;
               if (!controller.signal.aborted) controller.abort(new Error("resigned"));
+              if (options.resign instanceof Promise) return options.resign;
               return options.resign === "hangs" ? new Promise<void>(() => {}) : Promise.resolve();
             },
           } as unknown as Term;

@@ -105,14 +105,16 @@ export class FakeShardedSession extends FakeSession implements ShardedSession {
 
 /** Sessions a sharded elector makes, each with a lease of its own. */
 export class FakeShardedBackend implements ElectorBackend<ShardedSession> {
+  /** The user's session, with `{ given: true }`: the elector makes none (it is `sessions[0]`). */
   readonly given: ShardedSession | undefined = undefined;
   readonly sessions: FakeShardedSession[] = [];
   /** What the joins of sessions made from now on do (see FakeShardedSession.memberJoin). */
   memberJoin: "settles" | "hangs" = "settles";
   readonly #clock: FakeClock;
 
-  constructor(clock: FakeClock) {
+  constructor(clock: FakeClock, options: { given?: boolean } = {}) {
     this.#clock = clock;
+    if (options.given) this.sessions.push((this.given = new FakeShardedSession(clock, "b00")));
   }
 
   newSession(): Promise<ShardedSession> {

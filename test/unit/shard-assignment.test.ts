@@ -6,6 +6,11 @@ import { prng } from "../support/prng.js";
 const GOLDEN_FRESH = "1000,1000,1000,1000,1001,1001,1001,1001,1002,1002,1002,1002";
 // 1000 held 6 of a quota of 4: it keeps its best-scored 4; shards 0 and 4 go where there is room.
 const GOLDEN_HELD = "1002,1000,1000,1000,1001,1000,1001,1001,1001,1002,1002,1002";
+// S = 13, M = 3: one ceil quota (5). None at ceil: it goes by identity hash, to 1000 (holding 1), not to
+// 1001 (holding 3, the most: the rule before), which keeps its 3 and gets 1 more.
+const GOLDEN_CEIL_BY_HASH = "1001,1001,1001,1000,1001,1000,1002,1002,1000,1000,1000,1002,1002";
+// 1001 at ceil (holding 5): it keeps the ceil quota and all 5, although 1000 comes first by hash.
+const GOLDEN_CEIL_HELD = "1001,1001,1001,1001,1001,1000,1002,1002,1000,1000,1000,1002,1002";
 
 const members = (n: number, from = 0): Member[] =>
   Array.from({ length: n }, (_, i) => ({ id: (0x1000 + i + from).toString(16), identity: `node-${i + from}` }));
@@ -191,6 +196,8 @@ describe("shard assignment", () => {
     expect(assignShards(set, 12).join(",")).toBe(GOLDEN_FRESH);
     const held = ["1000", "1000", "1000", "1000", "1000", "1000", "1001", "1001", "1001", undefined, undefined, "1002"];
     expect(assignShards(set, 12, held).join(",")).toBe(GOLDEN_HELD);
+    expect(assignShards(set, 13, ["1001", "1001", "1001", "1000"]).join(",")).toBe(GOLDEN_CEIL_BY_HASH);
+    expect(assignShards(set, 13, ["1001", "1001", "1001", "1001", "1001", "1000"]).join(",")).toBe(GOLDEN_CEIL_HELD);
   });
 
   it("members of one identity still split the shards (ties broken by id)", () => {

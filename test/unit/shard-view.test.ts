@@ -48,6 +48,27 @@ describe("the group's state (members and shard holders)", () => {
     expect(state.revision).toBe(23n);
   });
 
+  it("after a member event, holds the holders until the group is read again: a view never mixes members from before a change with holders from after it", () => {
+    const state = new GroupState("g", 2);
+    state.reset(10n, [kv("g/members/a1", 5, "node-a"), kv("g/shards/0/a1", 7, "node-a")]);
+    expect(state.apply(event("put", "g/members/b2", 11, 11, "node-b"))).toBe("members"); // b2 joins
+    // b2 takes shard 1 (it computed with itself as a member): the members here are still the read's.
+    expect(state.apply(event("put", "g/shards/1/b2", 12, 12, "node-b"))).toBeUndefined();
+    expect(state.holders.map((h) => h?.identity)).toEqual(["node-a", undefined]);
+    expect(state.apply(event("delete", "g/shards/0/a1", 7, 13))).toBeUndefined();
+    expect(state.holders[0]?.identity).toBe("node-a");
+    expect(state.revision).toBe(11n); // the state is the group as of the member event
+    // The read after the change has both; holder events after it apply again.
+    state.reset(13n, [
+      kv("g/members/a1", 5, "node-a"),
+      kv("g/members/b2", 11, "node-b"),
+      kv("g/shards/1/b2", 12, "node-b"),
+    ]);
+    expect(state.members.map((m) => m.id)).toEqual(["a1", "b2"]);
+    expect(state.apply(event("put", "g/shards/0/a1", 14, 14, "node-a"))).toBe("holders");
+    expect(state.holders.map((h) => h?.identity)).toEqual(["node-a", "node-b"]);
+  });
+
   it("keeps each shard's holder the oldest candidate, in place, and ignores deeper keys and other names", () => {
     const state = new GroupState("g", 2);
     state.reset(10n, [kv("g/shards/0/b2", 8, "node-b"), kv("g/shards/0/a1", 7, "node-a"), kv("g/shards/7/a1", 9, "x")]);

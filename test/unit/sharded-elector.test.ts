@@ -15,9 +15,9 @@ import type { Term } from "../../src/term.js";
 import { FakeClock } from "../support/fake-elector.js";
 import { FakeShardedBackend } from "../support/fake-sharded.js";
 
-function setup(options: Partial<ShardedElectorOptions> = {}) {
+function setup(options: Partial<ShardedElectorOptions> = {}, backendOptions: { given?: boolean } = {}) {
   const clock = new FakeClock();
-  const backend = new FakeShardedBackend(clock);
+  const backend = new FakeShardedBackend(clock, backendOptions);
   const logged: { level: keyof Logger; message: string }[] = [];
   const logger = Object.fromEntries(
     (["debug", "info", "warn", "error"] as const).map((level) => [
@@ -40,14 +40,14 @@ function setup(options: Partial<ShardedElectorOptions> = {}) {
   return { clock, backend, elector, stop, logged, running, settled: () => settled, alone };
 }
 
-/** Work that ignores its term's end until the test lets it go. */
-function stubborn() {
+/** Work that ignores its term's end until the test lets it go (or, with `fail`, until it throws). */
+function stubborn(fail = false) {
   const releases: (() => void)[] = [];
   const started: number[] = [];
   const onAcquired = (shard: number, _term: Term): Promise<void> =>
-    new Promise<void>((resolve) => {
+    new Promise<void>((resolve, reject) => {
       started.push(shard);
-      releases.push(resolve);
+      releases.push(fail ? () => reject(new Error("late throw")) : resolve);
     });
   return { onAcquired, started, releaseAll: () => releases.forEach((r) => r()) };
 }
@@ -234,6 +234,152 @@ describe("ShardedElector on a fake clock", () => {
     work.releaseAll();
     await clock.advance(3000);
     expect(events).toHaveLength(4); // nothing more after run() resolved
+  });
+
+  it("a shard moved away and back while its hand-over still runs, then a stop: released balances acquired", async () => {
+    const work = stubborn();
+    const released: number[] = [];
+    const { clock, backend, elector, stop, settled, alone } = setup({
+      ttl: 2,
+      callTimeoutMs: 1000,
+      shards: 2,
+      onAcquired: work.onAcquired,
+      onReleased: (shard) => void released.push(shard),
+    });
+    const events: string[] = [];
+    elector.on("acquired", (shard) => events.push(`acquired ${shard}`));
+    elector.on("released", (shard) => events.push(`released ${shard}`));
+    await clock.until(() => backend.session?.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 2, 2000);
+    backend.campaigns[0]!.win({ resign: "hangs" });
+    backend.campaigns[1]!.win({ resign: "hangs" });
+    await clock.until(() => work.started.length === 2, 1000);
+    const ours = [backend.session.leaseHex, backend.session.leaseHex];
+    backend.session.show([...alone(), { id: "zz", identity: "other" }], ours); // one shard moves to the other
+    await clock.until(() => elector.metrics().assigned === 1, 1000);
+    backend.session.show(alone(), ours); // the other leaves before our hand-over ended: the shard is ours again
+    await clock.until(() => elector.metrics().assigned === 2, 1000);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 3000 + 100);
+    expect(events.filter((e) => e.startsWith("released")).sort()).toEqual(["released 0", "released 1"]);
+    expect(released.sort()).toEqual([0, 1]);
+    expect(elector.metrics().owned).toBe(0);
+  });
+
+  it("work that throws after run() resolved changes nothing: no failure event, no lastError, no count", async () => {
+    const work = stubborn(true);
+    const { clock, backend, elector, stop, settled, alone, logged } = setup({
+      ttl: 2,
+      callTimeoutMs: 1000,
+      shards: 1,
+      onAcquired: work.onAcquired,
+    });
+    await clock.until(() => backend.session?.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    backend.campaigns[0]!.win();
+    await clock.until(() => work.started.length === 1, 1000);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 3000 + 100); // the work never returned
+    const failures: string[] = [];
+    elector.on("failure", (error) => failures.push(error.code));
+    const before = elector.metrics();
+    const logCount = logged.length;
+    work.releaseAll(); // it throws now
+    await clock.advance(100);
+    expect(failures).toEqual([]);
+    expect(elector.metrics()).toEqual({ ...before, inStateMs: before.inStateMs + 100 });
+    expect(logged.slice(logCount).filter((l) => l.level !== "debug")).toEqual([]);
+  });
+
+  it("on a given session, a second run() does not campaign for a shard while the first run's term of it is still resigning (its key holds the name), and its stop is not held up by that", async () => {
+    const { clock, backend, elector, stop, settled, alone } = setup(
+      { ttl: 2, callTimeoutMs: 1000, shards: 1 },
+      { given: true },
+    );
+    let confirm: () => void = () => {};
+    const resigning = new Promise<void>((resolve) => (confirm = resolve));
+    await clock.until(() => backend.session.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    backend.campaigns[0]!.win({ resign: resigning }); // etcd has not confirmed the key's removal yet
+    await clock.until(() => elector.owned().length === 1, 1000);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 3000 + 100);
+    const again = new AbortController();
+    let resolvedAt: number | undefined;
+    const second = elector.run({ signal: again.signal }).then(() => void (resolvedAt = clock.now()));
+    await clock.until(() => backend.session.memberships.length === 2, 1000);
+    backend.session.show(alone());
+    await clock.advance(5000);
+    expect(backend.campaigns).toHaveLength(1);
+    confirm(); // the first run's key is gone: now the shard may be campaigned for
+    await clock.until(() => backend.campaigns.length === 2, 3000);
+    again.abort();
+    const stoppedAt = clock.now();
+    await clock.until(() => resolvedAt !== undefined, 3000 + 100);
+    expect(resolvedAt! - stoppedAt).toBeLessThanOrEqual(3000);
+    await second;
+  });
+
+  it("on a given session, a stop while the first run's term still resigns is not held up by it", async () => {
+    const { clock, backend, elector, stop, settled, alone, logged } = setup(
+      { ttl: 2, callTimeoutMs: 1000, shards: 1 },
+      { given: true },
+    );
+    await clock.until(() => backend.session.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    backend.campaigns[0]!.win({ resign: "hangs" });
+    await clock.until(() => elector.owned().length === 1, 1000);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 3000 + 100);
+    const again = new AbortController();
+    let resolvedAt: number | undefined;
+    const second = elector.run({ signal: again.signal }).then(() => void (resolvedAt = clock.now()));
+    await clock.until(() => backend.session.memberships.length === 2, 1000);
+    backend.session.show(alone());
+    await clock.advance(1000);
+    const logCount = logged.length;
+    again.abort();
+    const stoppedAt = clock.now();
+    await clock.until(() => resolvedAt !== undefined, 3000 + 100);
+    expect(resolvedAt! - stoppedAt).toBeLessThan(2000); // it owned nothing: no TTL's wait
+    expect(logged.slice(logCount).filter((l) => l.level === "warn" || l.level === "error")).toEqual([]);
+    await second;
+  });
+
+  it("a second run() that owned nothing stops without waiting for the first run's leftovers (work that never returned, a member key's removal that never confirmed)", async () => {
+    const work = stubborn();
+    const { clock, backend, elector, stop, settled, alone, logged } = setup({
+      ttl: 2,
+      callTimeoutMs: 1000,
+      shards: 1,
+      onAcquired: work.onAcquired,
+    });
+    await clock.until(() => backend.session?.memberships.length === 1, 1000);
+    backend.session.memberResign = "hangs";
+    backend.session.show(alone());
+    await clock.until(() => backend.campaigns.length === 1, 2000);
+    backend.campaigns[0]!.win();
+    await clock.until(() => work.started.length === 1, 1000);
+    stop.abort();
+    await clock.until(() => settled() !== undefined, 3000 + 100);
+    const again = new AbortController();
+    let resolvedAt: number | undefined;
+    const second = elector.run({ signal: again.signal }).then(() => void (resolvedAt = clock.now()));
+    await clock.until(() => backend.sessions.length === 2 && backend.session.memberships.length === 1, 1000);
+    backend.session.show(alone());
+    await clock.advance(1000);
+    expect(backend.session.campaigns).toHaveLength(0); // the first run's work still holds the shard back
+    const logCount = logged.length;
+    again.abort();
+    const stoppedAt = clock.now();
+    await clock.until(() => resolvedAt !== undefined, 3000 + 100);
+    expect(resolvedAt! - stoppedAt).toBeLessThan(2000); // no TTL's wait for work it did not run
+    expect(logged.slice(logCount).filter((l) => l.level === "warn" || l.level === "error")).toEqual([]);
+    await second;
   });
 
   it("hands `assigned` listeners a copy: a listener that changes the array changes nothing in the elector", async () => {
