@@ -308,7 +308,7 @@ function handoverTable(h: HandoverResult): string[] {
         "etcd's commit and watch notification, gRPC",
         ph.toEvent,
       ],
-      ["the event → the read at its revision is sent", "ours: event-loop turns", ph.toRead],
+      ["the event → the serializable read is sent", "ours: event-loop turns", ph.toRead],
       [
         "the serializable read on the member that told the delete",
         "a round trip: etcd serves it from its store",
@@ -474,7 +474,7 @@ export function chartPanels(r: BenchResults): ChartPanel[] {
   }
   if (r.handover)
     panels.push({
-      title: `Graceful hand-over, after ${r.handover.gapMs} ms idle (floors: one put; a delete, then a range at its revision, or linearizable)`,
+      title: `Graceful hand-over, after ${r.handover.gapMs} ms idle (floors: one put; a delete, then a serializable or a linearizable range)`,
       unit: "ms",
       scale: "log",
       rows: rows(r.handover.paths),
