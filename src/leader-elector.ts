@@ -6,8 +6,9 @@ import { consoleLogger, toLogger, withFields, type Logger } from "./common/logge
 import { validateElectorOptions, validateSignal, validateTimeout } from "./common/validate.js";
 import { checkEtcdPeer, etcdBackend, type ElectorBackend, type ElectorSession } from "./election/elector-backend.js";
 import { ElectorTally, type ElectorMetrics, type ElectorState } from "./election/elector-metrics.js";
+import { ElectorReporter } from "./election/elector-reporter.js";
 import { preferLeaders } from "./election/preferred.js";
-import { isIncurable, toElectionError } from "./etcd/errors.js";
+import { isIncurable } from "./etcd/errors.js";
 import {
   InvalidArgumentError,
   NotLeaderError,
@@ -110,6 +111,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
   readonly #backend: ElectorBackend;
   readonly #clock: Clock;
   readonly #tally: ElectorTally;
+  readonly #reporter: ElectorReporter;
   /** The term's end was seen: its resign may still be on its way. */
   #stepping = false;
   #term: Term | undefined;
@@ -138,6 +140,12 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
       seam?.backend ??
       etcdBackend({ ...options, ttl: this.#ttl, callTimeoutMs: this.#callTimeoutMs, logger: this.#logger });
     this.#tally = new ElectorTally(this.#clock);
+    this.#reporter = new ElectorReporter(
+      this.emit.bind(this) as (event: string, ...args: unknown[]) => boolean,
+      this.#tally,
+      this.#logger,
+      "leader election",
+    );
     if (options.priority !== undefined && (typeof options.priority !== "number" || !Number.isFinite(options.priority)))
       throw new InvalidArgumentError(`priority must be a finite number, got ${String(options.priority)}`);
     validateTimeout(options.preemptAfterMs, "preemptAfterMs");
@@ -464,42 +472,23 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
 
   /** A callback that throws must not stop the elector, nor pass for a failure of etcd. */
   #call(name: string, callback: () => void): void {
-    try {
-      callback();
-    } catch (err) {
-      this.#tally.workFailed();
-      this.#record(new WorkFailedError(err, name));
-      this.#logger.error({ err }, `${name} threw`);
-    }
+    this.#reporter.call(name, callback);
   }
 
   #record(err: unknown): ElectionError {
-    const error = toElectionError(err, "leader election"); // an ElectionError of either build as it is
-    this.#tally.error(error);
-    this.#tell("failure", error);
-    return error;
+    return this.#reporter.record(err);
   }
 
   #currentSession(): ElectorSession | undefined {
     return this.#backend.given ?? this.#session;
   }
 
-  /**
-   * Tells the listeners of an event; one that throws must not break stepping down (a resign skipped, a
-   * term left held), so it is logged, as every error the library handles is.
-   */
+  /** Tells the listeners of an event; one that throws is logged, never breaks a hand-over or a step-down. */
   #tell<E extends keyof ElectorEvents>(event: E, ...args: Parameters<ElectorEvents[E]>): void {
-    try {
-      (this.emit as (event: E, ...args: Parameters<ElectorEvents[E]>) => boolean)(event, ...args);
-    } catch (err) {
-      this.#logger.error({ err, event }, `a listener of "${event}" threw`);
-    }
+    this.#reporter.tell(event, ...args);
   }
 
   #setState(state: ElectorState): void {
-    const from = this.#tally.state;
-    if (!this.#tally.enter(state)) return;
-    this.#logger.debug({ from, to: state }, "elector state");
-    this.#tell("state", state);
+    this.#reporter.setState(state);
   }
 }

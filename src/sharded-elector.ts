@@ -6,7 +6,8 @@ import { consoleLogger, toLogger, withFields, type Logger } from "./common/logge
 import { validateElectorOptions, validateName, validateSignal } from "./common/validate.js";
 import { checkEtcdPeer, etcdBackend, type ElectorBackend, type ShardedSession } from "./election/elector-backend.js";
 import { ElectorTally, type ElectorMetrics, type ElectorState } from "./election/elector-metrics.js";
-import { isIncurable, toElectionError } from "./etcd/errors.js";
+import { ElectorReporter } from "./election/elector-reporter.js";
+import { isIncurable } from "./etcd/errors.js";
 import { InvalidArgumentError, WorkFailedError, type ElectionError } from "./errors.js";
 import type { ElectorEvents } from "./leader-elector.js";
 import type { EtcdClient, Session } from "./session.js";
@@ -122,6 +123,7 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
   readonly #backend: ElectorBackend<ShardedSession>;
   readonly #clock: Clock;
   readonly #tally: ElectorTally;
+  readonly #reporter: ElectorReporter;
   #session: ShardedSession | undefined;
   #running = false;
   #joined = false;
@@ -172,6 +174,12 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
       seam?.backend ??
       etcdBackend({ ...options, ttl: this.#ttl, callTimeoutMs: this.#callTimeoutMs, logger: this.#logger });
     this.#tally = new ElectorTally(this.#clock);
+    this.#reporter = new ElectorReporter(
+      this.emit.bind(this) as (event: string, ...args: unknown[]) => boolean,
+      this.#tally,
+      this.#logger,
+      "sharded election",
+    );
     this.#pacer = new CampaignPacer(32, 1000, this.#clock);
   }
 
@@ -655,39 +663,23 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
 
   /** A callback that throws must not stop the elector, nor pass for a failure of etcd. */
   #call(name: string, callback: () => void): void {
-    try {
-      callback();
-    } catch (err) {
-      this.#tally.workFailed();
-      this.#record(new WorkFailedError(err, name));
-      this.#logger.error({ err }, `${name} threw`);
-    }
+    this.#reporter.call(name, callback);
   }
 
   #record(err: unknown): ElectionError {
-    const error = toElectionError(err, "sharded election"); // an ElectionError of either build as it is
-    this.#tally.error(error);
-    this.#tell("failure", error);
-    return error;
+    return this.#reporter.record(err);
   }
 
   #currentSession(): ShardedSession | undefined {
     return this.#backend.given ?? this.#session;
   }
 
-  /** Tells the listeners of an event; one that throws is logged, never breaks a hand-over. */
+  /** Tells the listeners of an event; one that throws is logged, never breaks a hand-over or a step-down. */
   #tell<E extends keyof ShardedElectorEvents>(event: E, ...args: Parameters<ShardedElectorEvents[E]>): void {
-    try {
-      (this.emit as (event: E, ...args: Parameters<ShardedElectorEvents[E]>) => boolean)(event, ...args);
-    } catch (err) {
-      this.#logger.error({ err, event }, `a listener of "${event}" threw`);
-    }
+    this.#reporter.tell(event, ...args);
   }
 
   #setState(state: ElectorState): void {
-    const from = this.#tally.state;
-    if (!this.#tally.enter(state)) return;
-    this.#logger.debug({ from, to: state }, "elector state");
-    this.#tell("state", state);
+    this.#reporter.setState(state);
   }
 }
