@@ -148,3 +148,17 @@ export function track<T>(pending: Set<Promise<unknown>>, promise: Promise<T>): P
   promise.then(done, done);
   return promise;
 }
+
+/**
+ * Resolves once the wake function handed to `arm` is called, or `signal` aborts (never rejects): a loop
+ * that sleeps until something changed. No listener is left behind either way.
+ */
+export function untilWoken(signal: AbortSignal, arm: (wake: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const undo = onAbort(signal, () => resolve());
+    arm(() => {
+      undo();
+      resolve();
+    });
+  });
+}

@@ -1,4 +1,4 @@
-import { linkedController, onAbort } from "../common/abort.js";
+import { linkedController, onAbort, untilWoken } from "../common/abort.js";
 import type { SessionContext } from "../session/context.js";
 import { KeyWatch, type KeyEvent } from "../etcd/key-watch.js";
 import { ClientClosedError } from "../errors.js";
@@ -61,13 +61,7 @@ export async function* observeLeader(
     for (;;) {
       signal.throwIfAborted();
       if (!dirty) {
-        await new Promise<void>((resolve) => {
-          const undo = onAbort(signal, () => resolve());
-          wake = () => {
-            undo();
-            resolve();
-          };
-        });
+        await untilWoken(signal, (w) => (wake = w));
         wake = undefined;
         continue;
       }

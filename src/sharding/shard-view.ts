@@ -1,4 +1,4 @@
-import { linkedController, onAbort } from "../common/abort.js";
+import { linkedController, onAbort, untilWoken } from "../common/abort.js";
 import { KeyWatch, type KeyEvent } from "../etcd/key-watch.js";
 import { inQueue } from "../etcd/keyspace.js";
 import { isCompacted } from "../etcd/errors.js";
@@ -200,13 +200,7 @@ export async function* observeGroup(
     for (;;) {
       signal.throwIfAborted();
       if (!dirty && !patched) {
-        await new Promise<void>((resolve) => {
-          const undo = onAbort(signal, () => resolve());
-          wake = () => {
-            undo();
-            resolve();
-          };
-        });
+        await untilWoken(signal, (w) => (wake = w));
         wake = undefined;
         continue;
       }
