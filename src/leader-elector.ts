@@ -300,7 +300,7 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
             this.#inflight,
             publishing.then(
               (late) => session.withdrawPriority?.(this.name, late),
-              () => {},
+              (err: unknown) => this.#logger.debug({ err }, "publishing our priority failed after the stop"),
             ),
           );
       }

@@ -9,6 +9,8 @@ import { readLeader, type Leader } from "../leader.js";
 import { predecessorPolicy, type QueueEntry } from "../queue/policies.js";
 import { acquire, queueRange, readQueue, toEntries, type Ticket } from "../queue/queue.js";
 import { removeOwned } from "../queue/release.js";
+import { releaseRetry, retryWithBackoff } from "../common/backoff.js";
+import { isTransient } from "../etcd/errors.js";
 import type { SessionContext } from "../session/context.js";
 
 /**
@@ -262,9 +264,11 @@ interface Put {
   /** Our key's mod revision and value the put is guarded by (a fence write moves the former). */
   readonly leaderMod: bigint;
   readonly leaderValue: Buffer;
-  settled: boolean;
-  /** The request's mod revision once the put's answer said it landed. */
-  at?: bigint;
+  /**
+   * What its answer said: none yet; it landed; refused by its guard (our key changed or went: no attempt
+   * of it can land from then on); or failed (a timeout: an attempt may still be in flight and land later).
+   */
+  outcome: "pending" | "landed" | "refused" | "failed";
 }
 
 /**
@@ -370,7 +374,7 @@ export async function handOverTerm(t: HandingTerm, target: HandoverTarget): Prom
   const { controller: after, dispose: undo } = linkedController(timeout.signal, target.signal);
   try {
     const releasing = t.release();
-    const withdrawing = put ? withdraw(t, put) : undefined;
+    const withdrawing = put ? withdraw(t, put, true) : undefined;
     try {
       try {
         await raceAbort(releasing, after.signal);
@@ -438,13 +442,13 @@ function putRequest(t: HandingTerm, chosen: QueueEntry, leaderMod: bigint, leade
       `hand-over of "${name}": our key changed meanwhile (a proclaim, or a late request fenced off); the term still holds`,
     );
   });
-  const put: Put = { promise, request, leaderMod, leaderValue, settled: false };
+  const put: Put = { promise, request, leaderMod, leaderValue, outcome: "pending" };
   promise.then(
-    (at) => {
-      put.settled = true;
-      put.at = at;
+    () => (put.outcome = "landed"),
+    (err: unknown) => {
+      const refused = isElectionError(err) && (err.code === "HANDOVER_FAILED" || err.code === "NOT_LEADER");
+      put.outcome = refused ? "refused" : "failed";
     },
-    () => (put.settled = true),
   );
   return put;
 }
@@ -465,23 +469,37 @@ async function withinBound(withdrawal: Promise<void>): Promise<void> {
 }
 
 /**
- * Withdraws our request. A put still without an answer may yet land (sent, or resent): first fence it
+ * Withdraws our request. While the term holds, an attempt of the put may yet land (no answer yet, a
+ * timeout, or a resent attempt beside the one that answered): unless its guard refused it, first fence it
  * off (our key written again, same value and lease: its mod revision moves, so the put's guard fails
- * whenever it arrives), then remove whatever of it landed before. Logged, never thrown.
+ * whenever an attempt arrives), retried until etcd confirms or the session ends. After the resign
+ * (`resigned`) our key is gone and the put's guard fails anyway. Then whatever of it landed is removed,
+ * judged by its exact value (each request carries its own attempt id). Logged, never thrown.
  */
-async function withdraw(t: HandingTerm, put: Put): Promise<void> {
+async function withdraw(t: HandingTerm, put: Put, resigned = false): Promise<void> {
   const { ctx, name } = t;
-  try {
-    if (!put.settled) await fence(t, put);
-  } catch (err) {
-    // Not fenced: wait for the put's answer instead (bounded by the call's timeout), then remove.
-    ctx.logger.warn({ err, name }, "fencing off our unanswered hand-over request failed; waiting for its answer");
-    await put.promise.catch(() => undefined);
+  if (!resigned && put.outcome !== "refused") {
+    try {
+      await retryWithBackoff(releaseRetry, () => fence(t, put), {
+        retryable: isTransient,
+        signal: ctx.lease.signal,
+        onRetry: (err, attempt) =>
+          ctx.logger[attempt === 1 ? "warn" : "debug"](
+            { err, name, attempt },
+            "fencing off our hand-over request failed; retrying until etcd confirms or the session ends",
+          ),
+      });
+    } catch (err) {
+      if (ctx.lease.signal.aborted) return; // the session ended: the request goes with its lease
+      // Not fenced (etcd refuses the write): wait for the put's answer instead, then remove what landed.
+      ctx.logger.warn({ err, name }, "fencing off our hand-over request failed; waiting for its answer");
+      await put.promise.catch(() => undefined);
+    }
   }
-  await removeRequest(ctx, name, put.settled ? put.at : undefined, put.request);
+  await removeRequest(ctx, name, put.request);
 }
 
-/** Our key written again as it was (guarded by the mod revision the put is guarded by). */
+/** Our key written again as it was (guarded by the mod revision the put is guarded by); either answer is final. */
 async function fence(t: HandingTerm, put: Put): Promise<void> {
   const { ctx, name } = t;
   const full = ctx.keyspace.full(t.key);
@@ -502,23 +520,18 @@ async function fence(t: HandingTerm, put: Put): Promise<void> {
 
 /**
  * Removes our request if it is still the one we put (a later leader's, or a newer one of ours, is never
- * touched): guarded by its mod revision `at`, or, when the put's answer is unknown (`at` undefined), read
- * first and removed only if it holds exactly our request (same asker, target and token) on our lease.
- * Retried as our own key's removal is, until etcd confirms or the session ends (it then goes with our
- * lease). Logged, not thrown.
+ * touched): read first and removed (guarded by the mod revision read) only if it holds exactly our
+ * request (same asker, target, token and attempt id) on our lease; by value, not by the revision the put
+ * answered with, since a resent attempt of the put may have landed after it. Retried as our own key's
+ * removal is, until etcd confirms or the session ends (it then goes with our lease). Logged, not thrown.
  */
-async function removeRequest(
-  ctx: SessionContext,
-  name: string,
-  at: bigint | undefined,
-  request: Buffer,
-): Promise<void> {
+async function removeRequest(ctx: SessionContext, name: string, request: Buffer): Promise<void> {
   await removeOwned(
     ctx,
     {
       key: handoverKey(name),
       guard: "Mod",
-      revision: at,
+      revision: undefined,
       values: true,
       ours: (kv) =>
         String(kv.lease) === String(ctx.lease.leaseId) && kv.value.equals(request)

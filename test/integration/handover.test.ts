@@ -4,6 +4,7 @@ import { Election, LeaderElector, Session, isElectionError, type Logger, type Te
 import { etcdctl, type Etcdctl } from "../support/etcdctl.js";
 import { watchCount } from "../support/internals.js";
 import { contextOf } from "../../src/session/context.js";
+import { EtcdUnavailableError } from "../../src/errors.js";
 import { keysUnder } from "../support/observe.js";
 import { TcpProxy, faultsUnavailableReason, useEtcd, waitFor } from "../support/index.js";
 
@@ -321,6 +322,41 @@ describe("Hand-overs", () => {
       a.assertHeld();
       await a.resign();
       expect((await l.campaign("b")).token).toBeGreaterThan(a.token);
+      await (await l.campaign("b")).resign();
+      await (await l.campaign("c")).resign();
+      expect(l.violations).toEqual([]);
+    } finally {
+      await l.close();
+    }
+  });
+
+  it("a request put whose answer was a timeout but which lands later is fenced off: it moves nobody and does not stay", async () => {
+    const name = `${fx.etcd.prefix()}timed-out-put`;
+    const l = await line(name);
+    try {
+      for (const v of ["a", "b", "c"]) await l.join(v);
+      const a = await l.campaign("a");
+      const ctx = contextOf(l.sessions.get("a")!);
+      const call = ctx.conn.call.bind(ctx.conn);
+      let lateCall: Promise<unknown> | undefined;
+      // The put's answer is a timeout, yet the attempt reaches etcd later (a slow member applies it).
+      ctx.conn.call = async (service, method, req, o) => {
+        if (!(o.what ?? "").includes("ask candidates ahead")) return call(service, method, req, o);
+        lateCall = new Promise((r) => setTimeout(r, 1500)).then(() =>
+          call(service, method, req, o).catch((e: unknown) => e),
+        );
+        throw new EtcdUnavailableError(`${o.what}: no answer from etcd (injected by the test)`);
+      };
+      const failed = await a.handOver({ to: "c", timeoutMs: 5_000 }).catch((e: unknown) => e);
+      expect(isElectionError(failed)).toBe(true);
+      a.assertHeld();
+      await lateCall; // the late attempt has reached etcd: its guard (our key's mod revision) refused it
+      await waitFor(async () => !(await l.requestPresent()));
+      const order = (await fx.client.getAll().prefix(`${name}/`).sort("Create", "Ascend").exec()).kvs;
+      expect(order.map((kv) => kv.value.toString())).toEqual(["a", "b", "c"]); // b never stepped aside
+      expect(await l.requestPresent()).toBe(false);
+      a.assertHeld();
+      await a.resign();
       await (await l.campaign("b")).resign();
       await (await l.campaign("c")).resign();
       expect(l.violations).toEqual([]);
