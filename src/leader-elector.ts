@@ -4,7 +4,13 @@ import { linkedController, onAbort, settledBy, sleep, track, untilAbort } from "
 import { systemClock, type Clock, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
 import { validateElectorOptions, validateSignal, validateTimeout } from "./common/validate.js";
-import { checkEtcdPeer, etcdBackend, type ElectorBackend, type ElectorSession } from "./election/elector-backend.js";
+import {
+  checkEtcdPeer,
+  etcdBackend,
+  nextSession,
+  type ElectorBackend,
+  type ElectorSession,
+} from "./election/elector-backend.js";
 import { ElectorTally, type ElectorMetrics, type ElectorState } from "./election/elector-metrics.js";
 import { ElectorReporter } from "./election/elector-reporter.js";
 import { preferLeaders } from "./election/preferred.js";
@@ -261,21 +267,14 @@ export class LeaderElector extends EventEmitter<ElectorEvents> {
 
   /** Our session, or a new one when there is none or it was lost. */
   async #ensureSession(stop: AbortSignal): Promise<ElectorSession> {
-    const current = this.#currentSession();
-    if (current && !current.signal.aborted) return current;
-    const given = this.#backend.given;
-    if (given) throw given.signal.reason;
-    if (current) void track(this.#inflight, current.close()); // a lost session of ours: let go of what it still holds locally
-    this.#session = undefined;
-    const creating = this.#backend.newSession();
-    const session = await untilAbort(creating, stop);
-    if (!session) {
-      void creating.then(
-        (late) => late.close(),
-        () => {},
-      ); // a grant that comes after the stop is revoked
-      throw stop.reason;
-    }
+    const { session, made } = await nextSession(
+      this.#backend,
+      this.#currentSession(),
+      this.#inflight,
+      stop,
+      () => (this.#session = undefined),
+    );
+    if (!made) return session;
     this.#session = session;
     this.#tally.sessionMade();
     session.onRenewed((ms) => this.#tell("renewed", ms));

@@ -4,7 +4,13 @@ import { linkedController, onAbort, settledBy, sleep, track, untilAbort } from "
 import { systemClock, type Clock, type Timer } from "./common/clock.js";
 import { consoleLogger, toLogger, withFields, type Logger } from "./common/logger.js";
 import { validateElectorOptions, validateName, validateSignal } from "./common/validate.js";
-import { checkEtcdPeer, etcdBackend, type ElectorBackend, type ShardedSession } from "./election/elector-backend.js";
+import {
+  checkEtcdPeer,
+  etcdBackend,
+  nextSession,
+  type ElectorBackend,
+  type ShardedSession,
+} from "./election/elector-backend.js";
 import { ElectorTally, type ElectorMetrics, type ElectorState } from "./election/elector-metrics.js";
 import { ElectorReporter } from "./election/elector-reporter.js";
 import { isIncurable } from "./etcd/errors.js";
@@ -297,21 +303,14 @@ export class ShardedElector extends EventEmitter<ShardedElectorEvents> {
 
   /** Our session, or a new one when there is none or it was lost (as a LeaderElector's). */
   async #ensureSession(stop: AbortSignal): Promise<ShardedSession> {
-    const current = this.#currentSession();
-    if (current && !current.signal.aborted) return current;
-    const given = this.#backend.given;
-    if (given) throw given.signal.reason;
-    if (current) void track(this.#inflight, current.close());
-    this.#session = undefined;
-    const creating = this.#backend.newSession();
-    const session = await untilAbort(creating, stop);
-    if (!session) {
-      void creating.then(
-        (late) => late.close(),
-        () => {},
-      );
-      throw stop.reason;
-    }
+    const { session, made } = await nextSession(
+      this.#backend,
+      this.#currentSession(),
+      this.#inflight,
+      stop,
+      () => (this.#session = undefined),
+    );
+    if (!made) return session;
     this.#session = session;
     this.#tally.sessionMade();
     session.onRenewed((ms) => this.#tell("renewed", ms));

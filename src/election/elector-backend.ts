@@ -1,3 +1,4 @@
+import { track, untilAbort } from "../common/abort.js";
 import type { Logger } from "../common/logger.js";
 import { contextOf } from "../session/context.js";
 import { joinGroup } from "../sharding/membership.js";
@@ -55,6 +56,35 @@ export interface ElectorBackend<S extends ElectorSession = ElectorSession> {
   /** The user's session, whose loss ends the run; undefined: the runner makes sessions with `newSession`. */
   readonly given: S | undefined;
   newSession(): Promise<S>;
+}
+
+/**
+ * A runner's session for its next try: `current` while it lives; else, when the session is the user's, its
+ * loss (thrown: the run ends); else a new one from `backend`, `current` closed meanwhile (tracked in
+ * `inflight`: it lets go of what it still holds locally). `forget` runs before the new one is asked for.
+ * Rejects with the stop's reason if `stop` aborts first; a grant that comes after it is revoked.
+ */
+export async function nextSession<S extends ElectorSession>(
+  backend: ElectorBackend<S>,
+  current: S | undefined,
+  inflight: Set<Promise<unknown>>,
+  stop: AbortSignal,
+  forget: () => void,
+): Promise<{ session: S; made: boolean }> {
+  if (current && !current.signal.aborted) return { session: current, made: false };
+  if (backend.given) throw backend.given.signal.reason;
+  if (current) void track(inflight, current.close());
+  forget();
+  const creating = backend.newSession();
+  const session = await untilAbort(creating, stop);
+  if (!session) {
+    void creating.then(
+      (late) => late.close(),
+      () => {},
+    );
+    throw stop.reason;
+  }
+  return { session, made: true };
 }
 
 /** Throws InvalidArgumentError unless `peer` has a Session or an etcd3 client (either build's). */
