@@ -52,6 +52,30 @@ function stubborn(fail = false) {
   return { onAcquired, started, releaseAll: () => releases.forEach((r) => r()) };
 }
 
+/**
+ * Two shards (TTL 2 s, call timeout 1 s), work that returns only when told, the member alone in its group
+ * and campaigning for both; `events` and `released` record what the elector told.
+ */
+async function twoShardsCampaigning() {
+  const work = stubborn();
+  const released: number[] = [];
+  const fixture = setup({
+    ttl: 2,
+    callTimeoutMs: 1000,
+    shards: 2,
+    onAcquired: work.onAcquired,
+    onReleased: (shard) => void released.push(shard),
+  });
+  const { clock, backend, elector, alone } = fixture;
+  const events: string[] = [];
+  elector.on("acquired", (shard) => events.push(`acquired ${shard}`));
+  elector.on("released", (shard) => events.push(`released ${shard}`));
+  await clock.until(() => backend.session?.memberships.length === 1, 1000);
+  backend.session.show(alone());
+  await clock.until(() => backend.campaigns.length === 2, 2000);
+  return { ...fixture, work, released, events };
+}
+
 describe("ShardedElector on a fake clock", () => {
   it("a stop that comes while a lost membership's hand-overs hang still ends run() within the stop bound", async () => {
     const { clock, backend, elector, stop, settled, alone } = setup({ ttl: 2, callTimeoutMs: 1000, shards: 1 });
@@ -209,21 +233,7 @@ describe("ShardedElector on a fake clock", () => {
   });
 
   it("a shard whose release had not finished when run() resolved is told released before it resolves: acquired and released balance", async () => {
-    const work = stubborn();
-    const released: number[] = [];
-    const { clock, backend, elector, stop, settled, alone } = setup({
-      ttl: 2,
-      callTimeoutMs: 1000,
-      shards: 2,
-      onAcquired: work.onAcquired,
-      onReleased: (shard) => void released.push(shard),
-    });
-    const events: string[] = [];
-    elector.on("acquired", (shard) => events.push(`acquired ${shard}`));
-    elector.on("released", (shard) => events.push(`released ${shard}`));
-    await clock.until(() => backend.session?.memberships.length === 1, 1000);
-    backend.session.show(alone());
-    await clock.until(() => backend.campaigns.length === 2, 2000);
+    const { work, released, events, clock, backend, stop, settled } = await twoShardsCampaigning();
     backend.campaigns[0]!.win();
     backend.campaigns[1]!.win({ resign: "hangs" }); // its release is not confirmed before run() resolves
     await clock.until(() => work.started.length === 2, 1000);
@@ -237,21 +247,7 @@ describe("ShardedElector on a fake clock", () => {
   });
 
   it("a shard moved away and back while its hand-over still runs, then a stop: released balances acquired", async () => {
-    const work = stubborn();
-    const released: number[] = [];
-    const { clock, backend, elector, stop, settled, alone } = setup({
-      ttl: 2,
-      callTimeoutMs: 1000,
-      shards: 2,
-      onAcquired: work.onAcquired,
-      onReleased: (shard) => void released.push(shard),
-    });
-    const events: string[] = [];
-    elector.on("acquired", (shard) => events.push(`acquired ${shard}`));
-    elector.on("released", (shard) => events.push(`released ${shard}`));
-    await clock.until(() => backend.session?.memberships.length === 1, 1000);
-    backend.session.show(alone());
-    await clock.until(() => backend.campaigns.length === 2, 2000);
+    const { work, released, events, clock, backend, elector, stop, settled, alone } = await twoShardsCampaigning();
     backend.campaigns[0]!.win({ resign: "hangs" });
     backend.campaigns[1]!.win({ resign: "hangs" });
     await clock.until(() => work.started.length === 2, 1000);
