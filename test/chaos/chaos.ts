@@ -1,6 +1,6 @@
 /**
  * One chaos run: a 3-member cluster, worker processes (LeaderElector + Mutex loop, each through its own
- * proxies), a seeded schedule of faults with recovery checked after each heal, then every worker
+ * proxies; with the sharded workload as many again running a ShardedElector), a seeded schedule of faults with recovery checked after each heal, then every worker
  * stopped, what is left checked, etcd's data read, the history checked, and the report written.
  * Used by `npm run chaos` (run.ts) and by CI (chaos.test.ts).
  */
@@ -16,7 +16,7 @@ import { OWNER_PID } from "../support/runtime.js";
 import { waitFor } from "../support/wait.js";
 import { check, type Verdict } from "./checker.js";
 import { decisionLine, decisionTotals } from "./figures.js";
-import { Fleet } from "./fleet.js";
+import { Fleet, type ChaosWorker } from "./fleet.js";
 import {
   ALL_KINDS,
   HOLD_KINDS,
@@ -40,7 +40,7 @@ export interface ChaosOptions {
   seed: number;
   /** Soak: faults from the endless schedule until this much time has passed. Omitted: every fault once. */
   durationMs?: number;
-  /** Worker processes at a time (default 3). */
+  /** Worker processes at a time (default 3); with the sharded workload, as many sharded ones besides. */
   workers?: number;
   /** Session TTL of every worker, seconds (default DEFAULT_TTL). */
   ttl?: number;
@@ -51,10 +51,9 @@ export interface ChaosOptions {
   /** Where the workers write (default etcd, guarded by txn()); "postgres": through withFence. */
   store?: "etcd" | "postgres";
   /**
-   * The sharded workload: every worker also runs a ShardedElector of SHARDS shards, each shard's term
-   * writing its own counter and log (checked per shard, and shards-balanced after each heal). Off by
-   * default: in the same processes it delays a resumed worker's other sessions past the 100 ms rule on a
-   * loaded machine (see docs/guarantees.md).
+   * The sharded workload: worker processes of their own (as many as the election's) run a ShardedElector
+   * of SHARDS shards, each shard's term writing its own counter and log (checked per shard, and
+   * shards-balanced after each heal); each worker fault hits one of them beside the election's leader.
    */
   sharded?: boolean;
   /** Only these kinds of fault, in the seed's order (a short run); omitted: all of them. */
@@ -126,7 +125,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const data = { election: `${base}data/election/`, mutex: `${base}data/mutex/` };
   const shardData = `${base}data/shard/`;
   const kinds = options.sharded ? ALL_KINDS : HOLD_KINDS;
-  const sessionsPerWorker = options.sharded ? 3 : 2;
+  const workers = options.workers ?? 3;
   const dataOf = (kind: HoldKind): string =>
     kind === "election" || kind === "mutex" ? data[kind] : `${shardData}${kind.slice("shard/".length)}/`;
   const docker = process.env.ETCD_BACKEND !== "process";
@@ -138,7 +137,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     store,
     etcdVersion: "unknown",
     image: docker ? (process.env.ETCD_IMAGE ?? "") : `binary ${process.env.ETCD_BINARY ?? "etcd"}`,
-    workers: options.workers ?? 3,
+    workers,
+    shardedWorkers: options.sharded ? workers : undefined,
     ttlMs,
     electionTimeoutMs: ELECTION_TIMEOUT_MS,
     recoveryBoundMs,
@@ -178,12 +178,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   try {
     history.etcdVersion = (await client.maintenance.status()).version;
     say(
-      `etcd ${history.etcdVersion}, ${options.workers ?? 3} workers, TTL ${ttl} s, recovery bound ${recoveryBoundMs} ms, writes into ${store === "postgres" ? "Postgres through withFence" : "etcd through txn()"}`,
+      `etcd ${history.etcdVersion}, ${workers} workers${options.sharded ? ` and ${workers} sharded ones` : ""}, TTL ${ttl} s, recovery bound ${recoveryBoundMs} ms, writes into ${store === "postgres" ? "Postgres through withFence" : "etcd through txn()"}`,
     );
-    for (let i = 0; i < (options.workers ?? 3); i++) await fleet.spawn();
-    await waitFor(() => fleet.holder("election") && fleet.live().every((w) => w.leases.size === sessionsPerWorker), {
+    for (let i = 0; i < workers; i++) await fleet.spawn("election");
+    if (options.sharded) for (let i = 0; i < workers; i++) await fleet.spawn("sharded");
+    // An election worker has two sessions (the elector's, the mutex loop's), a sharded one one.
+    const up = (w: ChaosWorker): boolean => w.leases.size === (w.role === "election" ? 2 : 1);
+    await waitFor(() => fleet.holder("election") && fleet.live().every(up), {
       timeoutMs: 60_000,
-      description: "workers up (three sessions each) and a leader",
+      description: "workers up (each with its sessions) and a leader",
     });
     await sleep(1000); // calm before the first fault: the baseline the figures compare with
 
@@ -194,7 +197,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       ttlMs,
       electionTimeoutMs: ELECTION_TIMEOUT_MS,
       recoveryBoundMs,
-      missed: (n, what) => record({ t: mono(), e: "check", n, rule: "leader-again", ok: false, ms: 0, detail: what }),
+      missed: (n, rule, what) => record({ t: mono(), e: "check", n, rule, ok: false, ms: 0, detail: what }),
     };
     const recovery: RecoveryContext = {
       client,

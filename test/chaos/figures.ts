@@ -3,7 +3,7 @@
  * failover and recovery, measured, not asserted (the checker and the recovery bounds assert).
  */
 import type { Interval, Op, Verdict } from "./checker.js";
-import { FAULT_KINDS, type FaultKind, type History, type HistoryEvent } from "./history.js";
+import { FAULT_KINDS, type FaultKind, type History, type HistoryEvent, type HoldKind } from "./history.js";
 
 export interface WriteCounts {
   /** Acknowledged by etcd. */
@@ -36,6 +36,29 @@ export interface FaultFigures {
   /** Holds etcd #15247 ended after this fault's raft-leader resume; and of those, how many overlapped. */
   etcdRevokes: number;
   etcdBugs: number;
+  /** The sharded workload's, where the run had one. */
+  shards?: ShardFigures;
+}
+
+/** A fault seen from the sharded workload: what it did to the sharded worker it hit, and to all shards. */
+export interface ShardFigures {
+  /** From the fault to the moment every shard its sharded target held had another worker's term. */
+  takenOverMs: number | undefined;
+  /** Paused sharded worker: from SIGCONT to the end of the last of its terms. */
+  noticeAfterResumeMs: number | undefined;
+  /** Cut-off sharded worker: the least time from one of its terms ending to that shard's next term. */
+  gapBeforeNextMs: number | undefined;
+  /** From the heal to every shard held and balanced (the recovery check). */
+  balancedMs: number | undefined;
+  writes: WriteCounts;
+}
+
+export interface KindShardFigures {
+  takenOverMs: number[];
+  noticeAfterResumeMs: number[];
+  gapBeforeNextMs: number[];
+  balancedMs: number[];
+  writes: WriteCounts;
 }
 
 export interface KindFigures {
@@ -48,16 +71,19 @@ export interface KindFigures {
   writes: WriteCounts;
   etcdRevokes: number;
   etcdBugs: number;
+  shards: KindShardFigures;
 }
 
 const zero = (): WriteCounts => ({ ok: 0, stale: 0, refused: 0, unknown: 0, unknownCommitted: 0 });
 
+const isShard = (kind: HoldKind): boolean => kind.startsWith("shard/");
+
 /** Writes whose outcome came (or, never known, which were issued) in [from, to): a stale write counts where etcd refused it. */
-function countWrites(ops: Op[], from: number, to: number, kind: "election" | "mutex"): WriteCounts {
+function countWrites(ops: Op[], from: number, to: number, of: (kind: HoldKind) => boolean): WriteCounts {
   const out = zero();
   for (const o of ops) {
     const at = o.settledAt ?? o.t;
-    if (o.kind !== kind || at < from || at >= to) continue;
+    if (!of(o.kind) || at < from || at >= to) continue;
     if (o.outcome === "unknown") {
       out.unknown++;
       if (o.committed) out.unknownCommitted++;
@@ -66,8 +92,44 @@ function countWrites(ops: Op[], from: number, to: number, kind: "election" | "mu
   return out;
 }
 
-const firstStartAfter = (intervals: Interval[], t: number, notBy: string | undefined): Interval | undefined =>
-  intervals.find((i) => i.kind === "election" && i.start >= t && i.w !== notBy);
+const firstStartAfter = (
+  intervals: Interval[],
+  t: number,
+  notBy: string | undefined,
+  kind: HoldKind = "election",
+): Interval | undefined => intervals.find((i) => i.kind === kind && i.start >= t && i.w !== notBy);
+
+const checkMs = (history: History, n: number, rule: string): number | undefined => {
+  const c = history.events.find((e) => e.e === "check" && e.n === n && e.rule === rule);
+  return c && c.e === "check" && c.ok ? c.ms : undefined;
+};
+
+/** The sharded workload's figures for fault `f` (until `until`, the next fault's start). */
+function shardFigures(
+  history: History,
+  verdict: Verdict,
+  f: Extract<HistoryEvent, { e: "fault" }>,
+  until: number,
+): ShardFigures {
+  const target = f.shardTarget;
+  const shards = verdict.intervals.filter((i) => isShard(i.kind)).sort((a, b) => a.start - b.start);
+  const held = target ? shards.filter((i) => i.w === target && i.start <= f.t && i.end >= f.t) : [];
+  const next = held.map((i) => firstStartAfter(shards, f.t, target, i.kind));
+  const sigcont = history.events.find((e) => e.e === "sigcont" && e.w === target && e.t >= f.t && e.t < until)?.t;
+  const taken = next.flatMap((x) => (x ? [x.start - f.t] : []));
+  const gaps = held.flatMap((i, k) => (next[k] ? [next[k].start - i.end] : []));
+  return {
+    // Only once every shard it held had a next term: the time the last of them began.
+    takenOverMs: held.length && taken.length === held.length ? Math.max(...taken) : undefined,
+    noticeAfterResumeMs:
+      f.kind === "pause-worker" && sigcont !== undefined && held.length
+        ? Math.max(...held.map((i) => i.end)) - sigcont
+        : undefined,
+    gapBeforeNextMs: f.kind === "cut-worker" && gaps.length ? Math.min(...gaps) : undefined,
+    balancedMs: checkMs(history, f.n, "shards-balanced"),
+    writes: countWrites(verdict.ops, f.t, until, isShard),
+  };
+}
 
 export function faultFigures(history: History, verdict: Verdict): FaultFigures[] {
   const faults = history.events.filter((e): e is Extract<HistoryEvent, { e: "fault" }> => e.e === "fault");
@@ -81,7 +143,6 @@ export function faultFigures(history: History, verdict: Verdict): FaultFigures[]
     const next = firstStartAfter(election, f.t, target);
     const acts = history.events.filter((e) => e.t >= f.t && e.t < until && "w" in e && e.w === target);
     const sigcont = acts.find((e) => e.e === "sigcont")?.t;
-    const recovery = history.events.find((e) => e.e === "check" && e.n === f.n && e.rule === "leader-again");
     return {
       n: f.n,
       kind: f.kind,
@@ -93,13 +154,14 @@ export function faultFigures(history: History, verdict: Verdict): FaultFigures[]
       noticeAfterResumeMs:
         f.kind === "pause-worker" && sigcont !== undefined && byTarget ? byTarget.end - sigcont : undefined,
       gapBeforeNextMs: f.kind === "cut-worker" && byTarget && next ? next.start - byTarget.end : undefined,
-      recoveryMs: recovery && recovery.e === "check" && recovery.ok ? recovery.ms : undefined,
+      recoveryMs: checkMs(history, f.n, "leader-again"),
       writes: {
-        election: countWrites(verdict.ops, f.t, until, "election"),
-        mutex: countWrites(verdict.ops, f.t, until, "mutex"),
+        election: countWrites(verdict.ops, f.t, until, (k) => k === "election"),
+        mutex: countWrites(verdict.ops, f.t, until, (k) => k === "mutex"),
       },
       etcdRevokes: verdict.etcdRevokes.filter((r) => r.resumeAt >= f.t && r.resumeAt < until).length,
       etcdBugs: verdict.etcdBugs.filter((b) => b.resumeAt >= f.t && b.resumeAt < until).length,
+      shards: history.shardedWorkers ? shardFigures(history, verdict, f, until) : undefined,
     };
   });
 }
@@ -131,6 +193,13 @@ export function kindFigures(perFault: FaultFigures[]): KindFigures[] {
       writes,
       etcdRevokes: list.reduce((s, f) => s + f.etcdRevokes, 0),
       etcdBugs: list.reduce((s, f) => s + f.etcdBugs, 0),
+      shards: {
+        takenOverMs: values((f) => f.shards?.takenOverMs),
+        noticeAfterResumeMs: values((f) => f.shards?.noticeAfterResumeMs),
+        gapBeforeNextMs: values((f) => f.shards?.gapBeforeNextMs),
+        balancedMs: values((f) => f.shards?.balancedMs),
+        writes: list.reduce((sum, f) => (f.shards ? addWrites(sum, f.shards.writes) : sum), zero()),
+      },
     };
   });
 }

@@ -10,13 +10,23 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type { EtcdEnv } from "../support/api.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
-import { mono, type HistoryEvent, type HoldKind, type SessionKind, type WorkerReport } from "./history.js";
+import {
+  mono,
+  type HistoryEvent,
+  type HoldKind,
+  type SessionKind,
+  type WorkerReport,
+  type WorkerRole,
+} from "./history.js";
 import { CALL_TIMEOUT_MS } from "./settings.js";
 import type { WorkerConfig } from "./worker.js";
 
 const WORKER = fileURLToPath(new URL("./worker.ts", import.meta.url));
 
-type WorkerSettings = Omit<WorkerConfig, "id" | "hosts">;
+type WorkerSettings = Omit<WorkerConfig, "id" | "hosts" | "role">;
+
+/** How long a new worker process may take to report ready (it compiles its TypeScript on a loaded machine). */
+const READY_TIMEOUT_MS = 60_000;
 
 export class ChaosWorker {
   /** What it believes it holds now, by kind; and when it last began to hold each. */
@@ -39,6 +49,7 @@ export class ChaosWorker {
 
   constructor(
     readonly id: string,
+    readonly role: WorkerRole,
     readonly proxies: TcpProxy[],
     private readonly child: ChildProcess,
     record: (e: HistoryEvent) => void,
@@ -110,17 +121,17 @@ export class Fleet {
   ) {}
 
   /** Starts a worker with a proxy of its own to each member. */
-  async spawn(): Promise<ChaosWorker> {
-    const id = `w${this.#next++}`;
+  async spawn(role: WorkerRole = "election"): Promise<ChaosWorker> {
+    const id = `${role === "sharded" ? "s" : "w"}${this.#next++}`;
     const proxies = await Promise.all(
       this.env.members.map((m) => TcpProxy.start({ targetPort: Number(m.directClientUrl.split(":")[1]) })),
     );
-    const config: WorkerConfig = { ...this.settings, id, hosts: proxies.map((p) => p.url) };
+    const config: WorkerConfig = { ...this.settings, id, role, hosts: proxies.map((p) => p.url) };
     const child = spawn(process.execPath, ["--import", "tsx", WORKER], {
       env: { ...process.env, CHAOS_WORKER: JSON.stringify(config) },
       stdio: ["pipe", "pipe", "pipe"],
     });
-    const worker = new ChaosWorker(id, proxies, child, this.record);
+    const worker = new ChaosWorker(id, role, proxies, child, this.record);
     this.workers.push(worker);
     this.record({ t: mono(), e: "spawn", w: id });
     void worker.exited.then(({ code, signal, at }) =>
@@ -136,8 +147,33 @@ export class Fleet {
     return worker;
   }
 
-  live(): ChaosWorker[] {
-    return this.workers.filter((w) => w.alive);
+  /** The live workers (of `role`, if given). */
+  live(role?: WorkerRole): ChaosWorker[] {
+    return this.workers.filter((w) => w.alive && (role === undefined || w.role === role));
+  }
+
+  /**
+   * Starts a replacement of `role` and waits (bounded) until it reports ready: the fault it replaces a
+   * worker for heals once the replacement runs, so that the recovery bounds measure the library, not how
+   * long a process takes to start.
+   */
+  async replace(role: WorkerRole): Promise<ChaosWorker> {
+    const w = await this.spawn(role);
+    await new Promise<void>((resolve, reject) => {
+      const done = (error?: Error): void => {
+        undo();
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve();
+      };
+      const undo = w.onReport((r) => r.e === "ready" && done());
+      const timer = setTimeout(
+        () => done(new Error(`${w.id} not ready ${READY_TIMEOUT_MS} ms after its start`)),
+        READY_TIMEOUT_MS,
+      );
+      void w.exited.then(() => done(new Error(`${w.id} exited before it was ready: ${w.stderr.slice(-500)}`)));
+    });
+    return w;
   }
 
   /** The live worker that believes it holds `kind` now (the first, if, wrongly, several do). */
@@ -156,11 +192,11 @@ export class Fleet {
   }
 
   /**
-   * SIGSTOPs `w` the moment it reports that it is about to commit a write of `kind` (or after
+   * SIGSTOPs `w` the moment it reports that it is about to commit a write of a kind `of` accepts (or after
    * `timeoutMs`), as a GC pause in the middle of a request would: the write may not have left yet, and
    * then goes out after the resume, late. Resolves with the op id it caught, if any.
    */
-  pauseAtNextWrite(w: ChaosWorker, kind: HoldKind, timeoutMs: number): Promise<string | undefined> {
+  pauseAtNextWrite(w: ChaosWorker, of: (kind: HoldKind) => boolean, timeoutMs: number): Promise<string | undefined> {
     return new Promise((resolve) => {
       const stop = (op: string | undefined): void => {
         undo();
@@ -169,7 +205,7 @@ export class Fleet {
         resolve(op);
       };
       const undo = w.onReport((r) => {
-        if (r.e === "op" && r.kind === kind) stop(r.op);
+        if (r.e === "op" && of(r.kind)) stop(r.op);
       });
       const timer = setTimeout(() => stop(undefined), timeoutMs);
     });
@@ -216,7 +252,8 @@ export class Fleet {
 
   /**
    * SIGTERM, then the check that the worker exits by itself, with code 0, within run()'s bound of
-   * max(TTL, 2 x call deadline) plus 2 s; killed if it has not. `n`: the fault it belongs to (-1: the end).
+   * max(TTL, 2 x call deadline) plus 2 s (the ShardedElector's, max(TTL, call deadline) + call deadline,
+   * is no longer); killed if it has not. `n`: the fault it belongs to (-1: the end).
    */
   async stop(w: ChaosWorker, n: number): Promise<void> {
     this.terminate(w);

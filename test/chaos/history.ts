@@ -12,7 +12,7 @@ export { mono } from "../support/mono.js";
 export type ShardKind = `shard/${number}`;
 export type HoldKind = "election" | "mutex" | ShardKind;
 export const HOLD_KINDS: readonly HoldKind[] = ["election", "mutex"];
-/** Shards of the sharded workload: every worker runs a ShardedElector of this many beside the rest. */
+/** Shards of the sharded workload: each sharded worker runs a ShardedElector of this many. */
 export const SHARDS = 16;
 export const shardKind = (shard: number): ShardKind => `shard/${shard}`;
 export const SHARD_KINDS: readonly ShardKind[] = Array.from({ length: SHARDS }, (_, s) => shardKind(s));
@@ -22,6 +22,11 @@ export const ALL_KINDS: readonly HoldKind[] = [...HOLD_KINDS, ...SHARD_KINDS];
 export const kindsOf = (history: Pick<History, "data">): HoldKind[] => Object.keys(history.data) as HoldKind[];
 /** Whose session a lease is: the LeaderElector's, the mutex loop's, or the ShardedElector's. */
 export type SessionKind = "election" | "mutex" | "sharded";
+/**
+ * What a worker process runs: the LeaderElector and the Mutex loop ("election"), or only a ShardedElector
+ * ("sharded"), so that neither workload's terms delay the other's on a resume.
+ */
+export type WorkerRole = "election" | "sharded";
 
 /** The nemeses (docs/guarantees.md). */
 export const FAULT_KINDS = [
@@ -85,9 +90,17 @@ export type HistoryEvent = { t: number } & (
   | { e: ProcessAct; w: string; code?: number | null; signal?: string | null; stderr?: string }
   /**
    * A fault: "start" when it is applied, "heal" when undone; `n` numbers faults in the run; `target` is
-   * the worker it hit, if it hit one.
+   * the election worker it hit, if it hit one, and `shardTarget` the sharded worker hit beside it.
    */
-  | { e: "fault"; n: number; kind: FaultKind; phase: "start" | "heal"; detail: string; target?: string }
+  | {
+      e: "fault";
+      n: number;
+      kind: FaultKind;
+      phase: "start" | "heal";
+      detail: string;
+      target?: string;
+      shardTarget?: string;
+    }
   /** The raft leader member was resumed (the window where etcd #15247 may strike). */
   | { e: "raft-resume"; member: string }
   /** A recovery check the runner made after a heal, with how long it took (or its bound, if it failed). */
@@ -130,8 +143,10 @@ export interface History {
   etcdVersion: string;
   /** The image (or binary) etcd ran from. */
   image: string;
-  /** Worker processes at a time. */
+  /** Election worker processes at a time. */
   workers: number;
+  /** Sharded worker processes at a time (runs with the sharded workload; older ones ran it inside `workers`). */
+  shardedWorkers?: number;
   ttlMs: number;
   electionTimeoutMs: number;
   /** The bound of "a leader exists again": TTL + election timeout + 0.5 s + the elector's backoff cap. */

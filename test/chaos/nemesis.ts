@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { EtcdEnv, EtcdMember } from "../support/api.js";
 import { waitFor } from "../support/wait.js";
 import type { ChaosWorker, Fleet } from "./fleet.js";
-import { mono, type FaultKind, type HistoryEvent } from "./history.js";
+import { mono, type FaultKind, type HistoryEvent, type HoldKind, type RecoveryRule } from "./history.js";
 import type { FaultPlan } from "./schedule.js";
 
 export interface NemesisContext {
@@ -20,13 +20,29 @@ export interface NemesisContext {
   /** TTL + election timeout + 0.5 s + the elector's backoff cap. */
   recoveryBoundMs: number;
   /** Called when a liveness bound was missed while the fault was on (recorded, the run goes on). */
-  missed: (n: number, what: string) => void;
+  missed: (n: number, rule: RecoveryRule, what: string) => void;
 }
 
 type Nemesis = (ctx: NemesisContext, plan: FaultPlan, n: number) => Promise<void>;
 
-const start = (ctx: NemesisContext, n: number, kind: FaultKind, detail: string, target?: ChaosWorker): void =>
-  ctx.record({ t: mono(), e: "fault", n, kind, phase: "start", detail, target: target?.id });
+const start = (
+  ctx: NemesisContext,
+  n: number,
+  kind: FaultKind,
+  detail: string,
+  target?: ChaosWorker,
+  shardTarget?: ChaosWorker,
+): void =>
+  ctx.record({
+    t: mono(),
+    e: "fault",
+    n,
+    kind,
+    phase: "start",
+    detail,
+    target: target?.id,
+    shardTarget: shardTarget?.id,
+  });
 const heal = (ctx: NemesisContext, n: number, kind: FaultKind, detail = ""): void =>
   ctx.record({ t: mono(), e: "fault", n, kind, phase: "heal", detail });
 
@@ -38,6 +54,20 @@ async function leaderWorker(ctx: NemesisContext): Promise<ChaosWorker> {
   });
 }
 
+const isShard = (kind: HoldKind): boolean => kind.startsWith("shard/");
+
+/**
+ * The workers a worker fault hits: the election's leader and, with the sharded workload, one sharded
+ * worker beside it (drawn), hit the same way at the same time.
+ */
+async function targets(ctx: NemesisContext, plan: FaultPlan): Promise<[ChaosWorker, ChaosWorker | undefined]> {
+  const leader = await leaderWorker(ctx);
+  const sharded = ctx.fleet.live("sharded").filter((w) => !w.paused);
+  return [leader, sharded[Math.floor((plan.draws[7] ?? 0) * sharded.length)]];
+}
+
+const named = (w: ChaosWorker, s: ChaosWorker | undefined): string => (s ? `${w.id} and ${s.id}` : w.id);
+
 /** Waits (bounded) until a worker other than `w` believes it leads; false if none did in time. */
 async function someoneElseLeads(ctx: NemesisContext, w: ChaosWorker, n: number): Promise<boolean> {
   try {
@@ -47,7 +77,36 @@ async function someoneElseLeads(ctx: NemesisContext, w: ChaosWorker, n: number):
     });
     return true;
   } catch {
-    ctx.missed(n, `nobody took over from ${w.id} within ${ctx.recoveryBoundMs + ctx.ttlMs} ms while it was out`);
+    ctx.missed(
+      n,
+      "leader-again",
+      `nobody took over from ${w.id} within ${ctx.recoveryBoundMs + ctx.ttlMs} ms while it was out`,
+    );
+    return false;
+  }
+}
+
+/**
+ * Waits (bounded) until every shard the sharded worker `s` held (none, if `s` is undefined) is held by
+ * another live, running worker; false if some were not in time.
+ */
+async function othersHoldItsShards(ctx: NemesisContext, s: ChaosWorker | undefined, n: number): Promise<boolean> {
+  if (!s) return true;
+  const held = [...s.holds.keys()].filter(isShard);
+  const heldElsewhere = (kind: HoldKind): boolean =>
+    ctx.fleet.live("sharded").some((o) => o !== s && !o.paused && o.holds.has(kind));
+  try {
+    await waitFor(() => held.every(heldElsewhere), {
+      timeoutMs: ctx.recoveryBoundMs + ctx.ttlMs,
+      description: `other workers holding ${s.id}'s shards while it is out`,
+    });
+    return true;
+  } catch {
+    ctx.missed(
+      n,
+      "shards-balanced",
+      `${held.filter((k) => !heldElsewhere(k)).join(", ")} of ${s.id} not taken over within ${ctx.recoveryBoundMs + ctx.ttlMs} ms while it was out`,
+    );
     return false;
   }
 }
@@ -62,54 +121,64 @@ const NEMESES: Record<FaultKind, Nemesis> = {
   /**
    * SIGSTOP the leader past its TTL, until someone else leads and a little longer. It is stopped the
    * moment it reports a write it is about to commit, as a GC pause would catch it: if the write had not
-   * left yet, it leaves after the resume, late, and etcd must refuse it (fencing).
+   * left yet, it leaves after the resume, late, and etcd must refuse it (fencing). With the sharded
+   * workload a sharded worker is stopped the same way, until its shards are held by others.
    */
   "pause-worker": async (ctx, plan, n) => {
-    const w = await leaderWorker(ctx);
-    const op = await ctx.fleet.pauseAtNextWrite(w, "election", 1000);
-    start(ctx, n, "pause-worker", `${w.id}, stopped ${op ? `as it committed ${op}` : "(no write seen)"}`, w);
+    const [w, s] = await targets(ctx, plan);
+    const [op, shardOp] = await Promise.all([
+      ctx.fleet.pauseAtNextWrite(w, (kind) => kind === "election", 1000),
+      s && ctx.fleet.pauseAtNextWrite(s, isShard, 1000),
+    ]);
+    const stopped = (x: ChaosWorker, at: string | undefined): string =>
+      `${x.id}, stopped ${at ? `as it committed ${at}` : "(no write seen)"}`;
+    start(ctx, n, "pause-worker", [stopped(w, op), s && stopped(s, shardOp)].filter(Boolean).join("; "), w, s);
     try {
-      await someoneElseLeads(ctx, w, n);
+      await Promise.all([someoneElseLeads(ctx, w, n), othersHoldItsShards(ctx, s, n)]);
       await sleep(plan.extraMs / 2); // how long past the take-over it stays paused: part of the scenario
     } finally {
       ctx.fleet.resume(w);
-      heal(ctx, n, "pause-worker", w.id);
+      if (s) ctx.fleet.resume(s);
+      heal(ctx, n, "pause-worker", named(w, s));
     }
   },
 
-  /** SIGKILL the leader; a replacement starts. */
-  "kill-worker": async (ctx, _plan, n) => {
-    const w = await leaderWorker(ctx);
-    start(ctx, n, "kill-worker", w.id, w);
-    await ctx.fleet.kill(w);
-    const replacement = await ctx.fleet.spawn();
-    heal(ctx, n, "kill-worker", `${w.id} replaced by ${replacement.id}`);
+  /** SIGKILL the leader (and a sharded worker); a replacement starts for each. */
+  "kill-worker": async (ctx, plan, n) => {
+    const [w, s] = await targets(ctx, plan);
+    start(ctx, n, "kill-worker", named(w, s), w, s);
+    await Promise.all([ctx.fleet.kill(w), s && ctx.fleet.kill(s)]);
+    const [r, rs] = await Promise.all([ctx.fleet.replace("election"), s && ctx.fleet.replace("sharded")]);
+    heal(ctx, n, "kill-worker", `${named(w, s)} replaced by ${named(r, rs || undefined)}`);
   },
 
-  /** SIGTERM the leader: it hands over and exits by itself; a replacement starts. */
-  "term-worker": async (ctx, _plan, n) => {
-    const w = await leaderWorker(ctx);
-    start(ctx, n, "term-worker", w.id, w);
-    await ctx.fleet.stop(w, n);
-    const replacement = await ctx.fleet.spawn();
-    heal(ctx, n, "term-worker", `${w.id} replaced by ${replacement.id}`);
+  /** SIGTERM the leader (and a sharded worker): each hands over and exits by itself; a replacement starts for each. */
+  "term-worker": async (ctx, plan, n) => {
+    const [w, s] = await targets(ctx, plan);
+    start(ctx, n, "term-worker", named(w, s), w, s);
+    await Promise.all([ctx.fleet.stop(w, n), s && ctx.fleet.stop(s, n)]);
+    const [r, rs] = await Promise.all([ctx.fleet.replace("election"), s && ctx.fleet.replace("sharded")]);
+    heal(ctx, n, "term-worker", `${named(w, s)} replaced by ${named(r, rs || undefined)}`);
   },
 
   /**
-   * Cut the leader off from every member until someone else leads, then a little longer. Its proxies drop
-   * every byte: its writes hang rather than fail, so its term ends by the session's own deadline (a write
-   * that fails at once would make it step down by itself).
+   * Cut the leader (and a sharded worker) off from every member until someone else leads (and others
+   * hold its shards), then a little longer. Its proxies drop every byte: its writes hang rather than fail,
+   * so its terms end by the session's own deadline (a write that fails at once would make it step down
+   * by itself).
    */
   "cut-worker": async (ctx, plan, n) => {
-    const w = await leaderWorker(ctx);
-    start(ctx, n, "cut-worker", w.id, w);
+    const [w, s] = await targets(ctx, plan);
+    start(ctx, n, "cut-worker", named(w, s), w, s);
     ctx.fleet.cut(w, undefined, "blackhole");
+    if (s) ctx.fleet.cut(s, undefined, "blackhole");
     try {
-      await someoneElseLeads(ctx, w, n);
+      await Promise.all([someoneElseLeads(ctx, w, n), othersHoldItsShards(ctx, s, n)]);
       await sleep(plan.extraMs / 2); // part of the scenario: how long past the take-over it stays cut off
     } finally {
       ctx.fleet.open(w);
-      heal(ctx, n, "cut-worker", w.id);
+      if (s) ctx.fleet.open(s);
+      heal(ctx, n, "cut-worker", named(w, s));
     }
   },
 
@@ -221,7 +290,7 @@ const NEMESES: Record<FaultKind, Nemesis> = {
  */
 async function handOverNemesis(ctx: NemesisContext, plan: FaultPlan, n: number): Promise<void> {
   const w = await leaderWorker(ctx);
-  const others = ctx.fleet.live().filter((o) => o !== w && !o.paused);
+  const others = ctx.fleet.live("election").filter((o) => o !== w && !o.paused);
   const target = others[Math.floor((plan.draws[0] ?? 0) * others.length)];
   const bystanders = others.filter((o) => o !== target);
   const cut = plan.draws[1]! < 0.5 ? bystanders[Math.floor((plan.draws[2] ?? 0) * bystanders.length)] : undefined;

@@ -6,7 +6,7 @@
  * - mutex-again: someone takes the mutex after the heal, within the same bound;
  * - observers-agree: every live worker's last onNewLeader names etcd's head key, within the same bound;
  * - shards-balanced: every shard's election is held by a live, unpaused worker that believes it holds it
- *   (with that key), and each live worker holds floor or ceil of SHARDS / live workers, within the same
+ *   (with that key), and each live sharded worker holds floor or ceil of SHARDS / their number, within the same
  *   bound plus a TTL (a dead member's key, and the leases etcd renews on a restart, take a TTL to go);
  * - dead-keys-gone: no key under our names belongs to a dead session (a killed worker's, a lost one's)
  *   once its lease could have run out: TTL + election timeout + 1 s.
@@ -114,12 +114,12 @@ export async function checkRecovery(ctx: RecoveryContext, n: number, healedAt: n
     bound,
     async () => {
       const head = (await queue(client, names.election))[0]?.key ?? null;
-      const all = fleet.live();
+      const all = fleet.live("election");
       return all.every((w) => w.observed?.key === head) ? `all ${all.length} observe ${head}` : undefined;
     },
     async () =>
       `${await heads()}; observed ${fleet
-        .live()
+        .live("election")
         .map((w) => `${w.id}=${w.observed?.key}`)
         .join(" ")}`,
   );
@@ -132,7 +132,7 @@ export async function checkRecovery(ctx: RecoveryContext, n: number, healedAt: n
       healedAt,
       bound + ctx.ttlMs,
       async () => {
-        const live = fleet.live().filter((w) => !w.paused);
+        const live = fleet.live("sharded").filter((w) => !w.paused);
         const counts = new Map(live.map((w) => [w.id, 0]));
         for (let s = 0; s < SHARDS; s++) {
           const head = (await queue(client, `${names.sharded}/shards/${s}`))[0];
@@ -150,7 +150,7 @@ export async function checkRecovery(ctx: RecoveryContext, n: number, healedAt: n
         for (let s = 0; s < SHARDS; s++)
           heads.push(`${s}:${(await queue(client, `${names.sharded}/shards/${s}`))[0]?.key ?? "-"}`);
         const believed = fleet
-          .live()
+          .live("sharded")
           .map(
             (w) =>
               `${w.id}${w.paused ? "(paused)" : ""}=[${[...w.holds.keys()].filter((k) => k.startsWith("shard/")).join(",")}]`,

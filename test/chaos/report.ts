@@ -15,7 +15,7 @@ import {
   spread,
   type WriteCounts,
 } from "./figures.js";
-import type { History } from "./history.js";
+import { SHARDS, type History } from "./history.js";
 import { timelineSvg } from "./timeline.js";
 
 const writes = (w: WriteCounts): string => `${w.ok} / ${w.stale} / ${w.refused} / ${w.unknown} (${w.unknownCommitted})`;
@@ -30,7 +30,7 @@ function reportMarkdown(history: History, verdict: Verdict): string {
   lines.push(
     `# Chaos run, seed ${history.seed}: ${verdict.ok ? "no violation" : `${verdict.violations.length} VIOLATION(S)`}`,
     "",
-    `etcd ${history.etcdVersion} (${history.image}), 3 members; ${history.workers} worker processes at a time; session TTL ${history.ttlMs / 1000} s, ` +
+    `etcd ${history.etcdVersion} (${history.image}), 3 members; ${history.workers} worker processes at a time${history.shardedWorkers ? ` and ${history.shardedWorkers} sharded ones (${SHARDS} shards)` : ""}; session TTL ${history.ttlMs / 1000} s, ` +
       `election timeout ${history.electionTimeoutMs} ms; ${perFault.length} faults in ${minutes} min; ` +
       `writes ${history.store === "postgres" ? "into PostgreSQL through withFence" : "into etcd through txn()"}. ` +
       `Replay the schedule: \`${history.replay}\`.`,
@@ -88,6 +88,26 @@ function reportMarkdown(history: History, verdict: Verdict): string {
     lines.push(
       `| ${k.kind} | ${k.count} | ${spread(k.failoverMs)} | ${spread(k.noticeAfterResumeMs)} | ${spread(k.gapBeforeNextMs)} | ${spread(k.recoveryMs)} | ${writes(k.writes)} | ${k.etcdRevokes} (${k.etcdBugs}) |`,
     );
+  }
+  if (history.shardedWorkers) {
+    lines.push(
+      "",
+      "## The sharded workload per fault kind",
+      "",
+      "Median (min–max). Taken over: from the fault to the moment every shard its sharded worker held had another worker's term. " +
+        "Notice: from SIGCONT to the paused sharded worker's last term ending. Gap: the least time from a cut-off sharded worker's term " +
+        "ending to that shard's next term beginning. Balanced: from the heal to every shard held, floor or ceil per worker. Writes: all shards', as above.",
+      "",
+      "| fault | n | taken over | notice after resume | gap before next | balanced | writes |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    );
+    for (const k of perKind) {
+      if (k.count === 0) continue;
+      const s = k.shards;
+      lines.push(
+        `| ${k.kind} | ${k.count} | ${spread(s.takenOverMs)} | ${spread(s.noticeAfterResumeMs)} | ${spread(s.gapBeforeNextMs)} | ${spread(s.balancedMs)} | ${writes(s.writes)} |`,
+      );
+    }
   }
   lines.push(
     "",

@@ -1,6 +1,7 @@
 /**
  * A chaos worker: a library user in its own process, which the runner pauses, kills, stops and cuts
- * off. It runs a LeaderElector and a Mutex loop side by side; whoever holds does blind writes
+ * off. It runs a LeaderElector and a Mutex loop side by side (role "election"), or a ShardedElector
+ * (role "sharded"); whoever holds does blind writes
  * `counter = v + 1` (v read once, at the start of the hold) guarded only by the holding's txn(), and in
  * the same transaction puts `log/<v + 1>` = (token, worker, op id, value). It reports everything it
  * believes, as JSON lines on stdout, timestamped with the system-wide monotonic clock (history.ts).
@@ -15,10 +16,19 @@ import { withFence } from "../../src/adapters/postgres.js";
 import { LeaderElector, Mutex, Session, ShardedElector, type Holding, type Logger } from "../../src/index.js";
 import { decisionCounts } from "../../src/queue/decide.js";
 import { FAST_RECONNECT } from "../support/probe.js";
-import { logKey, mono, shardKind, type HoldKind, type SessionKind, type WorkerReport } from "./history.js";
+import {
+  logKey,
+  mono,
+  shardKind,
+  type HoldKind,
+  type SessionKind,
+  type WorkerReport,
+  type WorkerRole,
+} from "./history.js";
 
 export interface WorkerConfig {
   id: string;
+  role: WorkerRole;
   /** This worker's own proxies, one per member. */
   hosts: string[];
   ttl: number;
@@ -29,8 +39,8 @@ export interface WorkerConfig {
   /** Where each kind's counter and log live: `<prefix>counter`, `<prefix>log/<seq>`. */
   data: Record<"election" | "mutex", string>;
   /**
-   * The sharded workload: a ShardedElector of `shards` shards on the group `name`; shard n's counter and
-   * log live under `<data>n/`.
+   * The sharded workload (run by role "sharded"): a ShardedElector of `shards` shards on the group `name`;
+   * shard n's counter and log live under `<data>n/`.
    */
   sharded?: { name: string; shards: number; data: string };
   /** Pause between writes while holding. */
@@ -256,17 +266,20 @@ async function readPostgres(db: pg.Pool, holding: Holding, resource: string): Pr
   );
 }
 
-const elector = new LeaderElector({
-  client,
-  name: config.election,
-  identity: config.id,
-  ttl: config.ttl,
-  callTimeoutMs: config.callTimeoutMs,
-  logger: loggerFor("election"),
-  // Throwing (StepDown) makes the elector resign and campaign again.
-  onStartedLeading: (term) => hold("election", term),
-  onNewLeader: (leader) => report({ e: "observed", key: leader?.key ?? null, token: leader?.token.toString() ?? null }),
-});
+const elector =
+  config.role === "election" &&
+  new LeaderElector({
+    client,
+    name: config.election,
+    identity: config.id,
+    ttl: config.ttl,
+    callTimeoutMs: config.callTimeoutMs,
+    logger: loggerFor("election"),
+    // Throwing (StepDown) makes the elector resign and campaign again.
+    onStartedLeading: (term) => hold("election", term),
+    onNewLeader: (leader) =>
+      report({ e: "observed", key: leader?.key ?? null, token: leader?.token.toString() ?? null }),
+  });
 
 /** Lock, hold for a while, unlock, again; a new session (with backoff) after a lost one. */
 async function mutexLoop(): Promise<void> {
@@ -311,7 +324,7 @@ process.stdin.on("data", (d: Buffer) => {
     const line = pending.slice(0, nl);
     pending = pending.slice(nl + 1);
     const cmd = JSON.parse(line) as { cmd: string; to: string; timeoutMs: number };
-    if (cmd.cmd !== "handover") continue;
+    if (cmd.cmd !== "handover" || !elector) continue;
     elector.handOver(cmd.to, { timeoutMs: cmd.timeoutMs }).then(
       (leader) => report({ e: "log", level: "info", msg: `handover to ${cmd.to}: ${leader.value.toString()} leads` }),
       (err: unknown) =>
@@ -328,11 +341,11 @@ process.stdin.on("data", (d: Buffer) => {
 
 /** The sharded workload: each shard's term holds and writes as the election's does, on its own counter. */
 const sharded =
-  config.sharded &&
+  config.role === "sharded" &&
   new ShardedElector({
     client,
-    name: config.sharded.name,
-    shards: config.sharded.shards,
+    name: config.sharded!.name,
+    shards: config.sharded!.shards,
     identity: config.id,
     ttl: config.ttl,
     callTimeoutMs: config.callTimeoutMs,
@@ -345,14 +358,16 @@ const status = setInterval(
   () =>
     report({
       e: "status",
-      leader: elector.isLeader(),
+      leader: elector ? elector.isLeader() : false,
       // A stopped sharded elector is unhealthy (it serves nothing): sampled only until the stop.
-      healthy: elector.healthy() && (!sharded || stop.signal.aborted || sharded.healthy()),
+      healthy: elector ? elector.healthy() : !sharded || stop.signal.aborted || sharded.healthy(),
     }),
   250,
 );
 report({ e: "ready" });
-await Promise.all([elector.run({ signal: stop.signal }), mutexLoop(), sharded?.run({ signal: stop.signal })]);
+await Promise.all(
+  elector ? [elector.run({ signal: stop.signal }), mutexLoop()] : sharded ? [sharded.run({ signal: stop.signal })] : [],
+);
 clearInterval(status);
 await pool?.end();
 client.close();

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { check } from "../chaos/checker.js";
+import { faultFigures } from "../chaos/figures.js";
 import { FAULT_KINDS, type History, type HistoryEvent, type LogEntry, type RegisterData } from "../chaos/history.js";
 import { everyFaultOnce, soak } from "../chaos/schedule.js";
 
@@ -253,6 +254,53 @@ describe("the chaos checker", () => {
       ]),
     );
     expect(verdict.violations.map((v) => v.rule)).toEqual(["healthy", "recovery: leader-again", "worker exit"]);
+  });
+});
+
+describe("the sharded workload's figures", () => {
+  const shardHold = (w: string, shard: number, token: string, start: number, end: number): HistoryEvent[] => [
+    { t: start, w, e: "start", kind: `shard/${shard}`, token, key: `g/shards/${shard}/${w}` },
+    { t: end, w, e: "end", kind: `shard/${shard}`, token, code: "NOT_LEADER", message: "not the leader" },
+  ];
+  const run = (kind: "pause-worker" | "cut-worker", events: HistoryEvent[]): History => ({
+    ...history([
+      { t: 2000, e: "fault", n: 1, kind, phase: "start", detail: "", shardTarget: "s1" },
+      { t: 7000, e: "fault", n: 1, kind, phase: "heal", detail: "" },
+      { t: 7600, e: "check", n: 1, rule: "shards-balanced", ok: true, ms: 600, detail: "" },
+      ...events,
+    ]),
+    shardedWorkers: 2,
+  });
+
+  it("times a paused sharded worker's shards taken over by the last of them, and its notice by its last term's end", () => {
+    const events = [
+      { t: 2000, w: "s1", e: "sigstop" },
+      { t: 6000, w: "s1", e: "sigcont" },
+      ...shardHold("s1", 0, "10", 1000, 6005),
+      ...shardHold("s1", 1, "11", 1000, 6008),
+      ...shardHold("s2", 0, "20", 5000, 9000),
+      ...shardHold("s2", 1, "21", 5200, 9000),
+      ...shardHold("s2", 2, "22", 1000, 9000), // not the target's: no part of its figures
+    ] as HistoryEvent[];
+    const h = run("pause-worker", events);
+    const [f] = faultFigures(h, check(h));
+    expect(f?.shards).toMatchObject({ takenOverMs: 3200, noticeAfterResumeMs: 8, balancedMs: 600 });
+  });
+
+  it("gives a cut-off sharded worker's least gap before a shard's next term, and no take-over time while a shard was not taken", () => {
+    const taken = run("cut-worker", [
+      ...shardHold("s1", 0, "10", 1000, 4500),
+      ...shardHold("s1", 1, "11", 1000, 4600),
+      ...shardHold("s2", 0, "20", 5000, 9000),
+      ...shardHold("s2", 1, "21", 4900, 9000),
+    ]);
+    expect(faultFigures(taken, check(taken))[0]?.shards).toMatchObject({ takenOverMs: 3000, gapBeforeNextMs: 300 });
+    const notTaken = run("cut-worker", [
+      ...shardHold("s1", 0, "10", 1000, 4500),
+      ...shardHold("s1", 1, "11", 1000, 4600),
+      ...shardHold("s2", 0, "20", 5000, 9000),
+    ]);
+    expect(faultFigures(notTaken, check(notTaken))[0]?.shards?.takenOverMs).toBeUndefined();
   });
 });
 
