@@ -184,9 +184,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     if (options.sharded) for (let i = 0; i < workers; i++) await fleet.spawn("sharded");
     // An election worker has two sessions (the elector's, the mutex loop's), a sharded one one.
     const up = (w: ChaosWorker): boolean => w.leases.size === (w.role === "election" ? 2 : 1);
-    await waitFor(() => fleet.holder("election") && fleet.live().every(up), {
+    // Every shard held too: a first fault on a sharded worker that holds nothing yet would test nothing.
+    const shardsHeld = (): boolean =>
+      !options.sharded || new Set(fleet.live("sharded").flatMap((w) => [...w.holds.keys()])).size === SHARDS;
+    await waitFor(() => fleet.holder("election") && fleet.live().every(up) && shardsHeld(), {
       timeoutMs: 60_000,
-      description: "workers up (each with its sessions) and a leader",
+      description: "workers up (each with its sessions), a leader, and every shard held",
     });
     await sleep(1000); // calm before the first fault: the baseline the figures compare with
 

@@ -19,6 +19,7 @@
  *   timeout), and fencing held (every data rule above passed). Such overlaps are reported apart, as etcd
  *   bug sightings; so is every hold etcd ended that way, overlap or not;
  * - followers stay healthy: every healthy() sample is true;
+ * - the library logs no error the faults do not explain (EXPECTED_ERRORS), and Node prints no warning;
  * - workers exit only when the runner kills or stops them, and cleanly when stopped.
  * The runner's own recovery checks (recovery.ts) that failed are violations too.
  */
@@ -26,6 +27,18 @@ import { kindsOf, type History, type HistoryEvent, type HoldKind, type WorkerRep
 
 /** How long after SIGCONT a resumed worker may still believe it holds: its first tick must end it. */
 const RESUME_GRACE_MS = 100;
+
+/**
+ * The error-level lines the library logs that the faults and the workers explain: a session lost to a
+ * fault; a worker stepping down after a write of unknown outcome (its callback throws StepDown); a shard's
+ * work still inside a write to an unreachable etcd (the call deadline is longer than the TTL) when its
+ * term ended. Any other error-level line is a violation.
+ */
+const EXPECTED_ERRORS: { msg: RegExp; err?: RegExp }[] = [
+  { msg: /^session lost$/ },
+  { msg: /^(onStartedLeading|onAcquired) threw/, err: /outcome unknown .*: stepping down$/ },
+  { msg: /^onAcquired has not returned a TTL after its term ended/ },
+];
 
 export interface Interval {
   w: string;
@@ -313,6 +326,18 @@ export function check(history: History): Verdict {
         at: s.t,
         excerpt: [s],
       });
+    } else if (is(e, "log") && (e as Report<"log">).level === "node-warning") {
+      const l = e as Report<"log">;
+      violations.push({ rule: "node warning", message: `${l.w}: ${l.msg}`, at: l.t, excerpt: [l] });
+    } else if (is(e, "log") && (e as Report<"log">).level === "error") {
+      const l = e as Report<"log">;
+      if (!EXPECTED_ERRORS.some((x) => x.msg.test(l.msg) && (!x.err || x.err.test(l.err ?? ""))))
+        violations.push({
+          rule: "library error",
+          message: `${l.w} logged "${l.msg}" (${l.code ?? ""}: ${l.err ?? ""})`,
+          at: l.t,
+          excerpt: [l],
+        });
     } else if (is(e, "check") && !e.ok) {
       violations.push({
         rule: `recovery: ${e.rule}`,

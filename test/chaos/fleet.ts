@@ -66,7 +66,13 @@ export class ChaosWorker {
       record({ ...report, w: id });
       for (const listener of this.#listeners) listener(report);
     });
-    child.stderr!.on("data", (d: Buffer) => (this.#stderr = (this.#stderr + d.toString()).slice(-4000)));
+    child.stderr!.on("data", (d: Buffer) => {
+      const text = d.toString();
+      this.#stderr = (this.#stderr + text).slice(-4000);
+      // A Node warning (MaxListenersExceededWarning, an unhandled rejection...) is a finding of its own.
+      for (const m of text.matchAll(/^\(node:\d+\) .*Warning.*$/gm))
+        record({ t: mono(), e: "log", w: id, level: "node-warning", msg: m[0] });
+    });
     this.exited = new Promise((resolve) =>
       child.once("exit", (code, signal) => {
         this.#exitedAt = mono();
@@ -194,15 +200,19 @@ export class Fleet {
   /**
    * SIGSTOPs `w` the moment it reports that it is about to commit a write of a kind `of` accepts (or after
    * `timeoutMs`), as a GC pause in the middle of a request would: the write may not have left yet, and
-   * then goes out after the resume, late. Resolves with the op id it caught, if any.
+   * then goes out after the resume, late. Resolves with the op id it caught, if any, and when it stopped `w`.
    */
-  pauseAtNextWrite(w: ChaosWorker, of: (kind: HoldKind) => boolean, timeoutMs: number): Promise<string | undefined> {
+  pauseAtNextWrite(
+    w: ChaosWorker,
+    of: (kind: HoldKind) => boolean,
+    timeoutMs: number,
+  ): Promise<{ op: string | undefined; at: number }> {
     return new Promise((resolve) => {
       const stop = (op: string | undefined): void => {
         undo();
         clearTimeout(timer);
         this.pause(w);
-        resolve(op);
+        resolve({ op, at: mono() });
       };
       const undo = w.onReport((r) => {
         if (r.e === "op" && of(r.kind)) stop(r.op);

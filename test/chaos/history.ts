@@ -114,6 +114,8 @@ export type RecoveryRule =
   | "observers-agree"
   /** Every shard held by a live worker that believes it holds it, floor/ceil balanced over the live workers. */
   | "shards-balanced"
+  /** While a worker fault is on (or after a SIGKILL or SIGTERM): another worker leads, others hold its shards. */
+  | "taken-over"
   | "members-serving"
   | "worker-exits"
   | "nothing-left"

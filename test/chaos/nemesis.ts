@@ -32,9 +32,10 @@ const start = (
   detail: string,
   target?: ChaosWorker,
   shardTarget?: ChaosWorker,
+  at = mono(),
 ): void =>
   ctx.record({
-    t: mono(),
+    t: at,
     e: "fault",
     n,
     kind,
@@ -58,41 +59,46 @@ const isShard = (kind: HoldKind): boolean => kind.startsWith("shard/");
 
 /**
  * The workers a worker fault hits: the election's leader and, with the sharded workload, one sharded
- * worker beside it (drawn), hit the same way at the same time.
+ * worker beside it (drawn), hit the same way at the same time; and the shards that one holds now.
  */
-async function targets(ctx: NemesisContext, plan: FaultPlan): Promise<[ChaosWorker, ChaosWorker | undefined]> {
+async function targets(
+  ctx: NemesisContext,
+  plan: FaultPlan,
+): Promise<[ChaosWorker, ChaosWorker | undefined, HoldKind[]]> {
   const leader = await leaderWorker(ctx);
   const sharded = ctx.fleet.live("sharded").filter((w) => !w.paused);
-  return [leader, sharded[Math.floor((plan.draws[7] ?? 0) * sharded.length)]];
+  const s = sharded[Math.floor((plan.draws[7] ?? 0) * sharded.length)];
+  return [leader, s, s ? [...s.holds.keys()].filter(isShard) : []];
 }
 
 const named = (w: ChaosWorker, s: ChaosWorker | undefined): string => (s ? `${w.id} and ${s.id}` : w.id);
 
-/** Waits (bounded) until a worker other than `w` believes it leads; false if none did in time. */
-async function someoneElseLeads(ctx: NemesisContext, w: ChaosWorker, n: number): Promise<boolean> {
+/**
+ * Waits until a worker other than `w` believes it leads, within the recovery bound plus a TTL (its lease
+ * must run out first); a miss is recorded as a failed "taken-over" check.
+ */
+async function someoneElseLeads(ctx: NemesisContext, w: ChaosWorker, n: number): Promise<void> {
   try {
     await waitFor(() => ctx.fleet.live().some((o) => o !== w && !o.paused && o.holds.has("election")), {
       timeoutMs: ctx.recoveryBoundMs + ctx.ttlMs,
       description: `another worker leading while ${w.id} is out`,
     });
-    return true;
   } catch {
-    ctx.missed(
-      n,
-      "leader-again",
-      `nobody took over from ${w.id} within ${ctx.recoveryBoundMs + ctx.ttlMs} ms while it was out`,
-    );
-    return false;
+    ctx.missed(n, "taken-over", `nobody took over from ${w.id} within ${ctx.recoveryBoundMs + ctx.ttlMs} ms`);
   }
 }
 
 /**
- * Waits (bounded) until every shard the sharded worker `s` held (none, if `s` is undefined) is held by
- * another live, running worker; false if some were not in time.
+ * Waits until every shard in `held` (what the sharded worker `s` held when the fault began) is held by
+ * another live, running sharded worker, within the same bound; a miss is recorded as "taken-over".
  */
-async function othersHoldItsShards(ctx: NemesisContext, s: ChaosWorker | undefined, n: number): Promise<boolean> {
-  if (!s) return true;
-  const held = [...s.holds.keys()].filter(isShard);
+async function othersHoldItsShards(
+  ctx: NemesisContext,
+  s: ChaosWorker | undefined,
+  held: HoldKind[],
+  n: number,
+): Promise<void> {
+  if (!s) return;
   const heldElsewhere = (kind: HoldKind): boolean =>
     ctx.fleet.live("sharded").some((o) => o !== s && !o.paused && o.holds.has(kind));
   try {
@@ -100,14 +106,37 @@ async function othersHoldItsShards(ctx: NemesisContext, s: ChaosWorker | undefin
       timeoutMs: ctx.recoveryBoundMs + ctx.ttlMs,
       description: `other workers holding ${s.id}'s shards while it is out`,
     });
-    return true;
   } catch {
     ctx.missed(
       n,
-      "shards-balanced",
-      `${held.filter((k) => !heldElsewhere(k)).join(", ")} of ${s.id} not taken over within ${ctx.recoveryBoundMs + ctx.ttlMs} ms while it was out`,
+      "taken-over",
+      `${held.filter((k) => !heldElsewhere(k)).join(", ")} of ${s.id} not taken over within ${ctx.recoveryBoundMs + ctx.ttlMs} ms`,
     );
-    return false;
+  }
+}
+
+/**
+ * Replaces the workers a fault ended (the leader and the sharded one) while the others take over, each
+ * take-over timed from the fault (not from the replacements' start, which can take seconds); healed once
+ * both are done.
+ */
+async function replaceAndTakeOver(
+  ctx: NemesisContext,
+  n: number,
+  kind: FaultKind,
+  [w, s, held]: [ChaosWorker, ChaosWorker | undefined, HoldKind[]],
+): Promise<void> {
+  let replaced = "no replacement";
+  try {
+    const [, , r, rs] = await Promise.all([
+      someoneElseLeads(ctx, w, n),
+      othersHoldItsShards(ctx, s, held, n),
+      ctx.fleet.replace("election"),
+      s && ctx.fleet.replace("sharded"),
+    ]);
+    replaced = `replaced by ${named(r, rs || undefined)}`;
+  } finally {
+    heal(ctx, n, kind, `${named(w, s)} ${replaced}`);
   }
 }
 
@@ -125,16 +154,18 @@ const NEMESES: Record<FaultKind, Nemesis> = {
    * workload a sharded worker is stopped the same way, until its shards are held by others.
    */
   "pause-worker": async (ctx, plan, n) => {
-    const [w, s] = await targets(ctx, plan);
-    const [op, shardOp] = await Promise.all([
+    const [w, s, held] = await targets(ctx, plan);
+    const [pw, ps] = await Promise.all([
       ctx.fleet.pauseAtNextWrite(w, (kind) => kind === "election", 1000),
       s && ctx.fleet.pauseAtNextWrite(s, isShard, 1000),
     ]);
-    const stopped = (x: ChaosWorker, at: string | undefined): string =>
-      `${x.id}, stopped ${at ? `as it committed ${at}` : "(no write seen)"}`;
-    start(ctx, n, "pause-worker", [stopped(w, op), s && stopped(s, shardOp)].filter(Boolean).join("; "), w, s);
+    const stopped = (x: ChaosWorker, op: string | undefined): string =>
+      `${x.id}, stopped ${op ? `as it committed ${op}` : "(no write seen)"}`;
+    const detail = [stopped(w, pw.op), s && ps && stopped(s, ps.op)].filter(Boolean).join("; ");
+    // The fault began at the first SIGSTOP (each process is stopped at its own next write).
+    start(ctx, n, "pause-worker", detail, w, s, Math.min(pw.at, ps ? ps.at : Infinity));
     try {
-      await Promise.all([someoneElseLeads(ctx, w, n), othersHoldItsShards(ctx, s, n)]);
+      await Promise.all([someoneElseLeads(ctx, w, n), othersHoldItsShards(ctx, s, held, n)]);
       await sleep(plan.extraMs / 2); // how long past the take-over it stays paused: part of the scenario
     } finally {
       ctx.fleet.resume(w);
@@ -145,20 +176,20 @@ const NEMESES: Record<FaultKind, Nemesis> = {
 
   /** SIGKILL the leader (and a sharded worker); a replacement starts for each. */
   "kill-worker": async (ctx, plan, n) => {
-    const [w, s] = await targets(ctx, plan);
+    const hit = await targets(ctx, plan);
+    const [w, s] = hit;
     start(ctx, n, "kill-worker", named(w, s), w, s);
     await Promise.all([ctx.fleet.kill(w), s && ctx.fleet.kill(s)]);
-    const [r, rs] = await Promise.all([ctx.fleet.replace("election"), s && ctx.fleet.replace("sharded")]);
-    heal(ctx, n, "kill-worker", `${named(w, s)} replaced by ${named(r, rs || undefined)}`);
+    await replaceAndTakeOver(ctx, n, "kill-worker", hit);
   },
 
   /** SIGTERM the leader (and a sharded worker): each hands over and exits by itself; a replacement starts for each. */
   "term-worker": async (ctx, plan, n) => {
-    const [w, s] = await targets(ctx, plan);
+    const hit = await targets(ctx, plan);
+    const [w, s] = hit;
     start(ctx, n, "term-worker", named(w, s), w, s);
     await Promise.all([ctx.fleet.stop(w, n), s && ctx.fleet.stop(s, n)]);
-    const [r, rs] = await Promise.all([ctx.fleet.replace("election"), s && ctx.fleet.replace("sharded")]);
-    heal(ctx, n, "term-worker", `${named(w, s)} replaced by ${named(r, rs || undefined)}`);
+    await replaceAndTakeOver(ctx, n, "term-worker", hit);
   },
 
   /**
@@ -168,12 +199,12 @@ const NEMESES: Record<FaultKind, Nemesis> = {
    * by itself).
    */
   "cut-worker": async (ctx, plan, n) => {
-    const [w, s] = await targets(ctx, plan);
+    const [w, s, held] = await targets(ctx, plan);
     start(ctx, n, "cut-worker", named(w, s), w, s);
     ctx.fleet.cut(w, undefined, "blackhole");
     if (s) ctx.fleet.cut(s, undefined, "blackhole");
     try {
-      await Promise.all([someoneElseLeads(ctx, w, n), othersHoldItsShards(ctx, s, n)]);
+      await Promise.all([someoneElseLeads(ctx, w, n), othersHoldItsShards(ctx, s, held, n)]);
       await sleep(plan.extraMs / 2); // part of the scenario: how long past the take-over it stays cut off
     } finally {
       ctx.fleet.open(w);
@@ -232,7 +263,9 @@ const NEMESES: Record<FaultKind, Nemesis> = {
     const majority = ctx.env.members.map((_, i) => i).filter((i) => i !== minority);
     const leader = ctx.fleet.holder("election");
     const live = ctx.fleet.live();
-    const small = live.filter((w, i) => (w === leader ? (plan.draws[0] ?? 0) < 0.5 : (plan.draws[i + 1] ?? 0) < 0.34));
+    const small = live.filter((w, i) =>
+      w === leader ? (plan.draws[0] ?? 0) < 0.5 : (plan.draws[(i + 1) % plan.draws.length] ?? 0) < 0.34,
+    );
     start(ctx, n, "partition", `${m.name} with [${small.map((w) => w.id).join(" ")}], the rest apart`);
     try {
       for (const w of live) ctx.fleet.cut(w, small.includes(w) ? majority : [minority]);
@@ -250,7 +283,7 @@ const NEMESES: Record<FaultKind, Nemesis> = {
    * writes; a follower is cut off for 0.8 s meanwhile, so its watches come back to a compacted history.
    */
   compaction: async (ctx, plan, n) => {
-    const followers = ctx.fleet.live().filter((w) => !w.holds.has("election"));
+    const followers = ctx.fleet.live("election").filter((w) => !w.holds.has("election"));
     const cut = followers[Math.floor((plan.draws[0] ?? 0) * followers.length)];
     start(ctx, n, "compaction", cut ? `follower ${cut.id} cut off 0.8 s meanwhile` : "");
     const until = mono() + 2000;

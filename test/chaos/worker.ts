@@ -197,6 +197,7 @@ function dataOf(kind: HoldKind): string {
 
 /** The counter, read under the hold's guard (retried: a read is harmless to repeat); undefined once the hold ends. */
 async function readCounter(holding: Holding, prefix: string): Promise<number | undefined> {
+  let told = false;
   while (!holding.signal.aborted) {
     try {
       if (pool) return await readPostgres(pool, holding, prefix);
@@ -208,6 +209,15 @@ async function readCounter(holding: Holding, prefix: string): Promise<number | u
       return kv ? Number(kv.value.toString()) : 0;
     } catch (e) {
       if (isLoss(e)) return undefined;
+      if (!told)
+        report({
+          e: "log",
+          level: "warn",
+          msg: "reading the counter failed; trying again",
+          code: codeOf(e),
+          err: messageOf(e),
+        });
+      told = true;
       await sleep(100);
     }
   }
