@@ -5,7 +5,7 @@
  *   npm run chaos -- --duration 10m --seed 42       # soak: faults from the seeded schedule for 10 min
  *   npm run chaos -- --image gcr.io/etcd-development/etcd:v3.5.17 --workers 4 --ttl 3 --out chaos-report
  *   npm run chaos -- --store postgres              # the writes go into PostgreSQL through withFence
- *   npm run chaos -- --sharded                     # every worker also runs a ShardedElector of 16 shards
+ *   npm run chaos -- --sharded                     # three more workers run a ShardedElector of 16 shards
  *   npm run chaos -- --check chaos-report/history.json --out /tmp/again   # re-check a recorded history
  *
  * ETCD_IMAGE works as --image; ETCD_VERSION=3.4 picks the local 3.4.23 image. Exits 1 if the history

@@ -1,11 +1,17 @@
 import type { Etcd3 } from "etcd3";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
+import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { registerMetrics } from "../../src/adapters/prometheus.js";
 import { Session, ShardedElector, healthHandler, type Term } from "../../src/index.js";
 import { contextOf } from "../../src/session/context.js";
 import { assignShards } from "../../src/sharding/assignment.js";
 import { GROUP_PAGE, observeGroup } from "../../src/sharding/shard-view.js";
 import { Worker } from "../support/child.js";
+import { etcdctl } from "../support/etcdctl.js";
+import { parseSamples, sampleValue } from "../support/prometheus-text.js";
 import { keysUnder } from "../support/observe.js";
 import type { ShardedWorkerConfig } from "../support/sharded-worker.js";
 import { faultsUnavailableReason, startEtcd, TcpProxy, waitFor, type EtcdEnv } from "../support/index.js";
@@ -397,7 +403,67 @@ describe("ShardedElector", () => {
     expect(await keysUnder(client, name)).toEqual([]);
   });
 
-  it("serves health through healthHandler, and rejects bad options before touching etcd", () => {
+  it("interoperates with etcdctl elect per shard, serves health and Prometheus metrics, and balances onAcquired with onReleased", async () => {
+    const name = `${etcd.prefix()}interop`;
+    const identity = "sharded-member-a";
+    // etcdctl (Go's concurrency package) leads shard 2's election before the member joins.
+    const ctl = etcdctl(etcd.endpoints, "elect", `${name}/shards/2`, "from-etcdctl");
+    const acquired: number[] = [];
+    const released: number[] = [];
+    const stop = new AbortController();
+    const elector = new ShardedElector({
+      client,
+      name,
+      shards: 4,
+      identity,
+      ttl: TTL,
+      logger: false,
+      onAcquired: (shard, term) => {
+        acquired.push(shard);
+        return new Promise<void>((resolve) => term.signal.addEventListener("abort", () => resolve(), { once: true }));
+      },
+      onReleased: (shard) => void released.push(shard),
+    });
+    const registry = new Registry();
+    const dispose = registerMetrics(elector, { registry });
+    const gauge = async (): Promise<number | undefined> =>
+      sampleValue(parseSamples(await registry.metrics()), "etcd_election_leader_status", { name });
+    const server = http.createServer(healthHandler(elector));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const status = async (path: string): Promise<number> =>
+      (await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`)).status;
+    let done: Promise<void> | undefined;
+    const lister = etcdctl(etcd.endpoints, "elect", "-l", `${name}/shards/0`);
+    try {
+      await ctl.printed("from-etcdctl");
+      done = elector.run({ signal: stop.signal });
+      // Every shard but the one etcdctl leads; shard 2's campaign waits behind etcdctl's key.
+      await waitFor(() => JSON.stringify(elector.owned()) === "[0,1,3]", { description: "shards 0, 1, 3 owned" });
+      expect((await holders(name, 4))[2]).toBe("from-etcdctl");
+      await lister.printed(identity); // etcdctl elect -l names our member as shard 0's leader
+      expect([await status("/healthz"), await status("/readyz"), await status("/leader")]).toEqual([200, 200, 200]);
+      expect(await gauge()).toBe(1); // the Prometheus adapter: it owns shards
+      await ctl.interrupt(); // etcdctl resigns: the member's waiting campaign wins shard 2
+      await waitFor(() => JSON.stringify(elector.owned()) === "[0,1,2,3]", { description: "shard 2 owned" });
+      stop.abort();
+      await done;
+      expect([await status("/healthz"), await status("/leader")]).toEqual([503, 503]);
+      expect(await gauge()).toBe(0);
+      dispose();
+      expect(registry.getMetricsAsArray()).toEqual([]);
+      expect([...acquired].sort()).toEqual([0, 1, 2, 3]);
+      expect([...released].sort()).toEqual([0, 1, 2, 3]);
+      expect(await keysUnder(client, name)).toEqual([]);
+    } finally {
+      stop.abort();
+      await done?.catch(() => {});
+      lister.kill();
+      ctl.kill();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it("rejects bad options before touching etcd, and tells nothing before run()", () => {
     const ok = { client, name: "x", shards: 8, identity: "a", onAcquired: () => {} };
     const elector = new ShardedElector(ok);
     expect(typeof healthHandler(elector)).toBe("function");
