@@ -90,3 +90,26 @@ export async function countRpcs(endpoint: string, times: number, op: (i: number)
   const after = await scrape(endpoint);
   return delta(before, after, times);
 }
+
+/** Stream traffic between two scrapes: what the counts of RPCs and streams opened do not show. */
+export interface StreamTraffic {
+  /** Keepalive requests received on LeaseKeepAlive streams (one per renewal a client sends). */
+  keepalives: number;
+  /** Leases renewed, as etcd's leader counts them. */
+  renewals: number;
+  /** Watch events delivered to watchers (etcd_debugging_mvcc_events_total: each event once per watcher). */
+  watchEvents: number;
+  /** Watch responses sent (a response can carry several events; creations and cancels are responses too). */
+  watchResponses: number;
+}
+
+export function traffic(before: Samples, after: Samples): StreamTraffic {
+  const d = (metric: string, ...labels: string[]): number =>
+    total(after, metric, ...labels) - total(before, metric, ...labels);
+  return {
+    keepalives: d("grpc_server_msg_received_total", 'grpc_method="LeaseKeepAlive"'),
+    renewals: d("etcd_debugging_lease_renewed_total"),
+    watchEvents: d("etcd_debugging_mvcc_events_total"),
+    watchResponses: d("grpc_server_msg_sent_total", 'grpc_method="Watch"'),
+  };
+}

@@ -1,7 +1,7 @@
 /**
  * A ShardedElector in its own process, for tests that SIGKILL or SIGSTOP a member for real. Config comes
- * in WORKER_CONFIG; it reports events as JSON lines on stdout (as worker.ts) and stops gracefully on
- * `{"cmd":"exit"}`.
+ * in WORKER_CONFIG; it reports events as JSON lines on stdout (as worker.ts) and stops gracefully, every shard handed over, then exits
+ * by itself on `{"cmd":"exit"}` or on SIGTERM (as a pod is stopped).
  */
 import { createInterface } from "node:readline";
 import { Etcd3 } from "etcd3";
@@ -37,15 +37,20 @@ const elector = new ShardedElector({
 elector.on("renewed", () => emit({ type: "renewed" }));
 elector.on("assigned", (shards) => emit({ type: "assigned", shards }));
 const done = elector.run({ signal: stop.signal });
-emit({ type: "started" });
+emit({ type: "started", pid: process.pid });
 
-for await (const line of createInterface({ input: process.stdin })) {
-  const cmd = JSON.parse(line) as { cmd: string };
-  if (cmd.cmd === "exit") {
+let exiting: Promise<never> | undefined;
+const exit = (): Promise<never> =>
+  (exiting ??= (async () => {
     stop.abort();
     await done;
     client.close();
     emit({ type: "exited" });
     process.exit(0);
-  }
+  })());
+process.once("SIGTERM", () => void exit());
+
+for await (const line of createInterface({ input: process.stdin })) {
+  const cmd = JSON.parse(line) as { cmd: string };
+  if (cmd.cmd === "exit") await exit();
 }
