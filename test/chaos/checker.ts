@@ -23,6 +23,7 @@
  * - workers exit only when the runner kills or stops them, and cleanly when stopped.
  * The runner's own recovery checks (recovery.ts) that failed are violations too.
  */
+import { CALL_TIMEOUT_MS } from "./settings.js";
 import { kindsOf, type History, type HistoryEvent, type HoldKind, type WorkerReport } from "./history.js";
 
 /** How long after SIGCONT a resumed worker may still believe it holds: its first tick must end it. */
@@ -32,13 +33,30 @@ const RESUME_GRACE_MS = 100;
  * The error-level lines the library logs that the faults and the workers explain: a session lost to a
  * fault; a worker stepping down after a write of unknown outcome (its callback throws StepDown); a shard's
  * work still inside a write to an unreachable etcd (the call deadline is longer than the TTL) when its
- * term ended. Any other error-level line is a violation.
+ * term ended. Each is excused only while a fault is on and for a while after its heal (faultWindows); any
+ * other error-level line, or one of these in calm, is a violation.
  */
 const EXPECTED_ERRORS: { msg: RegExp; err?: RegExp }[] = [
   { msg: /^session lost$/ },
   { msg: /^(onStartedLeading|onAcquired) threw/, err: /outcome unknown .*: stepping down$/ },
   { msg: /^onAcquired has not returned a TTL after its term ended/ },
 ];
+
+/**
+ * [start, heal + aftermath] of every fault (one still on at the end runs to the end). The aftermath is how
+ * long after a heal a fault still explains those lines: a lease etcd expires (TTL + its election timeout),
+ * then a write that hangs until its deadline (the workers' call deadline) before the work returns.
+ */
+function faultWindows(history: History): [number, number][] {
+  const aftermath = history.ttlMs + history.electionTimeoutMs + CALL_TIMEOUT_MS;
+  const out: [number, number][] = [];
+  for (const e of history.events) {
+    if (e.e !== "fault" || e.phase !== "start") continue;
+    const heal = history.events.find((h) => h.e === "fault" && h.n === e.n && h.phase === "heal")?.t;
+    out.push([e.t, (heal ?? history.endedAt) + aftermath]);
+  }
+  return out;
+}
 
 export interface Interval {
   w: string;
@@ -317,6 +335,7 @@ export function check(history: History): Verdict {
     }
   }
 
+  const windows = faultWindows(history);
   for (const e of history.events) {
     if (is(e, "status") && !(e as Report<"status">).healthy) {
       const s = e as Report<"status">;
@@ -331,7 +350,10 @@ export function check(history: History): Verdict {
       violations.push({ rule: "node warning", message: `${l.w}: ${l.msg}`, at: l.t, excerpt: [l] });
     } else if (is(e, "log") && (e as Report<"log">).level === "error") {
       const l = e as Report<"log">;
-      if (!EXPECTED_ERRORS.some((x) => x.msg.test(l.msg) && (!x.err || x.err.test(l.err ?? ""))))
+      const explained =
+        windows.some(([from, to]) => l.t >= from && l.t <= to) &&
+        EXPECTED_ERRORS.some((x) => x.msg.test(l.msg) && (!x.err || x.err.test(l.err ?? "")));
+      if (!explained)
         violations.push({
           rule: "library error",
           message: `${l.w} logged "${l.msg}" (${l.code ?? ""}: ${l.err ?? ""})`,

@@ -66,12 +66,11 @@ export class ChaosWorker {
       record({ ...report, w: id });
       for (const listener of this.#listeners) listener(report);
     });
-    child.stderr!.on("data", (d: Buffer) => {
-      const text = d.toString();
-      this.#stderr = (this.#stderr + text).slice(-4000);
-      // A Node warning (MaxListenersExceededWarning, an unhandled rejection...) is a finding of its own.
-      for (const m of text.matchAll(/^\(node:\d+\) .*Warning.*$/gm))
-        record({ t: mono(), e: "log", w: id, level: "node-warning", msg: m[0] });
+    child.stderr!.on("data", (d: Buffer) => (this.#stderr = (this.#stderr + d.toString()).slice(-4000)));
+    // A Node warning (MaxListenersExceededWarning, a deprecation...) is a finding of its own.
+    createInterface({ input: child.stderr! }).on("line", (line) => {
+      if (/^\(node:\d+\) .*Warning/.test(line))
+        record({ t: mono(), e: "log", w: id, level: "node-warning", msg: line });
     });
     this.exited = new Promise((resolve) =>
       child.once("exit", (code, signal) => {
@@ -173,10 +172,10 @@ export class Fleet {
         else resolve();
       };
       const undo = w.onReport((r) => r.e === "ready" && done());
-      const timer = setTimeout(
-        () => done(new Error(`${w.id} not ready ${READY_TIMEOUT_MS} ms after its start`)),
-        READY_TIMEOUT_MS,
-      );
+      const timer = setTimeout(() => {
+        void this.kill(w); // it would count as a live worker that holds nothing
+        done(new Error(`${w.id} not ready ${READY_TIMEOUT_MS} ms after its start`));
+      }, READY_TIMEOUT_MS);
       void w.exited.then(() => done(new Error(`${w.id} exited before it was ready: ${w.stderr.slice(-500)}`)));
     });
     return w;

@@ -116,24 +116,21 @@ async function othersHoldItsShards(
 }
 
 /**
- * Replaces the workers a fault ended (the leader and the sharded one) while the others take over, each
- * take-over timed from the fault (not from the replacements' start, which can take seconds); healed once
- * both are done.
+ * Ends the workers a fault hits (the leader and the sharded one) with `end`, while checking from that
+ * moment that the others take over; then starts a replacement for each, and heals once they run.
  */
-async function replaceAndTakeOver(
+async function endAndReplace(
   ctx: NemesisContext,
   n: number,
   kind: FaultKind,
   [w, s, held]: [ChaosWorker, ChaosWorker | undefined, HoldKind[]],
+  end: (x: ChaosWorker) => Promise<void>,
 ): Promise<void> {
+  start(ctx, n, kind, named(w, s), w, s);
   let replaced = "no replacement";
   try {
-    const [, , r, rs] = await Promise.all([
-      someoneElseLeads(ctx, w, n),
-      othersHoldItsShards(ctx, s, held, n),
-      ctx.fleet.replace("election"),
-      s && ctx.fleet.replace("sharded"),
-    ]);
+    await Promise.all([end(w), s && end(s), someoneElseLeads(ctx, w, n), othersHoldItsShards(ctx, s, held, n)]);
+    const [r, rs] = await Promise.all([ctx.fleet.replace("election"), s && ctx.fleet.replace("sharded")]);
     replaced = `replaced by ${named(r, rs || undefined)}`;
   } finally {
     heal(ctx, n, kind, `${named(w, s)} ${replaced}`);
@@ -175,22 +172,12 @@ const NEMESES: Record<FaultKind, Nemesis> = {
   },
 
   /** SIGKILL the leader (and a sharded worker); a replacement starts for each. */
-  "kill-worker": async (ctx, plan, n) => {
-    const hit = await targets(ctx, plan);
-    const [w, s] = hit;
-    start(ctx, n, "kill-worker", named(w, s), w, s);
-    await Promise.all([ctx.fleet.kill(w), s && ctx.fleet.kill(s)]);
-    await replaceAndTakeOver(ctx, n, "kill-worker", hit);
-  },
+  "kill-worker": async (ctx, plan, n) =>
+    endAndReplace(ctx, n, "kill-worker", await targets(ctx, plan), (x) => ctx.fleet.kill(x)),
 
   /** SIGTERM the leader (and a sharded worker): each hands over and exits by itself; a replacement starts for each. */
-  "term-worker": async (ctx, plan, n) => {
-    const hit = await targets(ctx, plan);
-    const [w, s] = hit;
-    start(ctx, n, "term-worker", named(w, s), w, s);
-    await Promise.all([ctx.fleet.stop(w, n), s && ctx.fleet.stop(s, n)]);
-    await replaceAndTakeOver(ctx, n, "term-worker", hit);
-  },
+  "term-worker": async (ctx, plan, n) =>
+    endAndReplace(ctx, n, "term-worker", await targets(ctx, plan), (x) => ctx.fleet.stop(x, n)),
 
   /**
    * Cut the leader (and a sharded worker) off from every member until someone else leads (and others

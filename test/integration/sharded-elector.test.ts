@@ -406,8 +406,6 @@ describe("ShardedElector", () => {
   it("interoperates with etcdctl elect per shard, serves health and Prometheus metrics, and balances onAcquired with onReleased", async () => {
     const name = `${etcd.prefix()}interop`;
     const identity = "sharded-member-a";
-    // etcdctl (Go's concurrency package) leads shard 2's election before the member joins.
-    const ctl = etcdctl(etcd.endpoints, "elect", `${name}/shards/2`, "from-etcdctl");
     const acquired: number[] = [];
     const released: number[] = [];
     const stop = new AbortController();
@@ -433,6 +431,8 @@ describe("ShardedElector", () => {
     const status = async (path: string): Promise<number> =>
       (await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`)).status;
     let done: Promise<void> | undefined;
+    // etcdctl (Go's concurrency package) leads shard 2's election before the member joins.
+    const ctl = etcdctl(etcd.endpoints, "elect", `${name}/shards/2`, "from-etcdctl");
     const lister = etcdctl(etcd.endpoints, "elect", "-l", `${name}/shards/0`);
     try {
       await ctl.printed("from-etcdctl");

@@ -45,7 +45,7 @@ const exit = (): Promise<never> =>
     stop.abort();
     await done;
     client.close();
-    emit({ type: "exited" });
+    emit({ type: "exited", at: Date.now() }); // wall clock: the parent times the exit from its signal
     process.exit(0);
   })());
 process.once("SIGTERM", () => void exit());
@@ -54,3 +54,5 @@ for await (const line of createInterface({ input: process.stdin })) {
   const cmd = JSON.parse(line) as { cmd: string };
   if (cmd.cmd === "exit") await exit();
 }
+// Our parent is gone (stdin closed): stop as on SIGTERM rather than run on alone.
+await exit();

@@ -256,22 +256,27 @@ describe("the chaos checker", () => {
     expect(verdict.violations.map((v) => v.rule)).toEqual(["healthy", "recovery: leader-again", "worker exit"]);
   });
 
-  it("fails an error the library logs that no fault explains, and a Node warning; passes a lost session and a step-down", () => {
+  it("fails an error the library logs that no fault explains, and a Node warning; passes a lost session and a step-down during a fault", () => {
     const stepDown = "write w1-7 outcome unknown (DEADLINE_EXCEEDED): stepping down";
     const verdict = check(
       history([
+        { t: 5, e: "fault", n: 1, kind: "cut-worker", phase: "start", detail: "" },
+        { t: 9, e: "fault", n: 1, kind: "cut-worker", phase: "heal", detail: "" },
         { t: 10, w: "a", e: "log", level: "error", msg: "session lost", code: "SESSION_LOST" },
         { t: 11, w: "a", e: "log", level: "error", msg: "onAcquired threw; releasing the shard", err: stepDown },
         { t: 12, w: "a", e: "log", level: "error", msg: "onAcquired threw; releasing the shard", err: "TypeError: x" },
         { t: 13, w: "b", e: "log", level: "error", msg: "shard slot failed", code: "ERROR", err: "boom" },
         { t: 14, w: "b", e: "log", level: "warn", msg: "watch stream broke; re-opening it (watchers read again)" },
         { t: 15, w: "b", e: "log", level: "node-warning", msg: "(node:42) MaxListenersExceededWarning: ..." },
+        // Long after the heal (TTL + election timeout + call deadline): no fault explains a lost session.
+        { t: 9 + 3000 + 1000 + 5000 + 1, w: "a", e: "log", level: "error", msg: "session lost" },
       ]),
     );
     expect(verdict.violations.map((v) => [v.rule, v.at])).toEqual([
       ["library error", 12],
       ["library error", 13],
       ["node warning", 15],
+      ["library error", 9010],
     ]);
   });
 });
