@@ -160,7 +160,11 @@ async function child(name: string, members: Member[], identity: string, shards: 
   await settled(name, members, [...members.map((x) => x.identity), identity], shards, performance.now());
   // Just after a keepalive, so a SIGKILL's wait is a whole TTL (the worst case but for a lost keepalive).
   const renewals = worker.events.filter((e) => e.type === "renewed").length;
-  while (worker.events.filter((e) => e.type === "renewed").length === renewals) await sleep(2);
+  const limit = performance.now() + 2 * TTL * 1000; // a keepalive comes every TTL/3
+  while (worker.events.filter((e) => e.type === "renewed").length === renewals) {
+    if (performance.now() > limit) throw new Error(`${identity}: no keepalive within ${2 * TTL} s`);
+    await sleep(2);
+  }
   return [worker, pid];
 }
 

@@ -1,7 +1,8 @@
 /**
  * One chaos run: a 3-member cluster, worker processes (LeaderElector + Mutex loop, each through its own
- * proxies; with the sharded workload as many again running a ShardedElector), a seeded schedule of faults with recovery checked after each heal, then every worker
- * stopped, what is left checked, etcd's data read, the history checked, and the report written.
+ * proxies; with the sharded workload as many again running a ShardedElector), a seeded schedule of faults
+ * with recovery checked after each heal, then every worker stopped, what is left checked, etcd's data
+ * read, the history checked, and the report written.
  * Used by `npm run chaos` (run.ts) and by CI (chaos.test.ts).
  */
 import { randomBytes } from "node:crypto";
