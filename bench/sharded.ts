@@ -35,6 +35,9 @@ const arg = (flag: string): string | undefined => process.argv[process.argv.inde
 const TTL = Number(process.argv.includes("--ttl") ? arg("--ttl") : 3);
 const largeOnly = process.argv.includes("--large");
 const SHARDED_WORKER = fileURLToPath(new URL("../test/support/sharded-worker.ts", import.meta.url));
+// Any process warning fails the run (as bench/run.ts's): many shards must not make Node warn about listeners.
+const warnings: string[] = [];
+process.on("warning", (w) => void warnings.push(`${w.name}: ${w.message}`));
 
 interface Member {
   identity: string;
@@ -370,7 +373,7 @@ try {
       ].join("\n"),
     );
   }
-  const largeShards = (process.argv.includes("--shards") ? arg("--shards")! : quick ? "1000" : "2000")
+  const largeShards = (process.argv.includes("--shards") ? arg("--shards")! : quick ? "256" : "2000")
     .split(",")
     .map(Number);
   const results: Large[] = [];
@@ -396,4 +399,8 @@ try {
   client.close();
   await etcd.close();
   await teardown?.();
+}
+if (warnings.length > 0) {
+  console.error(`[sharded bench] FAILED: ${warnings.length} process warning(s):\n  ${warnings.join("\n  ")}`);
+  process.exit(1);
 }
