@@ -104,6 +104,16 @@ const checkMs = (history: History, n: number, rule: string): number | undefined 
   return c && c.e === "check" && c.ok ? c.ms : undefined;
 };
 
+/**
+ * When fault `f` hit worker `w`: its own SIGSTOP for a pause (the election's and the sharded worker are
+ * each stopped at their own next write, up to a second apart; the fault starts at the first), else the
+ * fault's start.
+ */
+function hitAt(history: History, f: Extract<HistoryEvent, { e: "fault" }>, w: string | undefined): number {
+  if (f.kind !== "pause-worker") return f.t;
+  return history.events.find((e) => e.e === "sigstop" && e.w === w && e.t >= f.t - 1 && e.t <= f.t + 2000)?.t ?? f.t;
+}
+
 /** The sharded workload's figures for fault `f` (until `until`, the next fault's start). */
 function shardFigures(
   history: History,
@@ -116,7 +126,8 @@ function shardFigures(
   const held = target ? shards.filter((i) => i.w === target && i.start <= f.t && i.end >= f.t) : [];
   const next = held.map((i) => firstStartAfter(shards, f.t, target, i.kind));
   const sigcont = history.events.find((e) => e.e === "sigcont" && e.w === target && e.t >= f.t && e.t < until)?.t;
-  const taken = next.flatMap((x) => (x ? [x.start - f.t] : []));
+  const hit = hitAt(history, f, target);
+  const taken = next.flatMap((x) => (x ? [x.start - hit] : []));
   const gaps = held.flatMap((i, k) => (next[k] ? [next[k].start - i.end] : []));
   return {
     // Only once every shard it held had a next term: the time the last of them began.
@@ -150,7 +161,7 @@ export function faultFigures(history: History, verdict: Verdict): FaultFigures[]
       target,
       start: f.t,
       heal,
-      failoverMs: target && next ? next.start - f.t : undefined,
+      failoverMs: target && next ? next.start - hitAt(history, f, target) : undefined,
       noticeAfterResumeMs:
         f.kind === "pause-worker" && sigcont !== undefined && byTarget ? byTarget.end - sigcont : undefined,
       gapBeforeNextMs: f.kind === "cut-worker" && byTarget && next ? next.start - byTarget.end : undefined,

@@ -298,7 +298,8 @@ describe("the sharded workload's figures", () => {
 
   it("times a paused sharded worker's shards taken over by the last of them, and its notice by its last term's end", () => {
     const events = [
-      { t: 2000, w: "s1", e: "sigstop" },
+      { t: 2000, w: "w1", e: "sigstop" }, // the election's leader, stopped first
+      { t: 2400, w: "s1", e: "sigstop" },
       { t: 6000, w: "s1", e: "sigcont" },
       ...shardHold("s1", 0, "10", 1000, 6005),
       ...shardHold("s1", 1, "11", 1000, 6008),
@@ -308,7 +309,8 @@ describe("the sharded workload's figures", () => {
     ] as HistoryEvent[];
     const h = run("pause-worker", events);
     const [f] = faultFigures(h, check(h));
-    expect(f?.shards).toMatchObject({ takenOverMs: 3200, noticeAfterResumeMs: 8, balancedMs: 600 });
+    // Timed from its own SIGSTOP, not the fault's start (the first SIGSTOP).
+    expect(f?.shards).toMatchObject({ takenOverMs: 2800, noticeAfterResumeMs: 8, balancedMs: 600 });
   });
 
   it("gives a cut-off sharded worker's least gap before a shard's next term, and no take-over time while a shard was not taken", () => {
