@@ -18,6 +18,9 @@ import { assignShards, countMoves } from "../src/sharding/assignment.js";
 import { Worker } from "../test/support/child.js";
 import { startEtcd } from "../test/support/etcd.js";
 import globalSetup from "../test/support/global-setup.js";
+import { isAlive } from "../test/support/process-alive.js";
+import { waitFor } from "../test/support/wait.js";
+import { sleep } from "./stats.js";
 import {
   delta,
   describeCounts,
@@ -132,8 +135,6 @@ interface AtRest {
   traffic: StreamTraffic;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /**
  * Resolves with a scrape once etcd is quiet: no watch event delivered, no stream opened or closed and no
  * watcher made or cancelled over the last second (within 20 s; then the last scrape).
@@ -162,27 +163,15 @@ async function child(name: string, members: Member[], identity: string, shards: 
   const pid = (await worker.next("started", 60_000)).pid as number;
   await settled(name, members, [...members.map((x) => x.identity), identity], shards, performance.now());
   // Just after a keepalive, so a SIGKILL's wait is a whole TTL (the worst case but for a lost keepalive).
-  const renewals = worker.events.filter((e) => e.type === "renewed").length;
-  const limit = performance.now() + 2 * TTL * 1000; // a keepalive comes every TTL/3
-  while (worker.events.filter((e) => e.type === "renewed").length === renewals) {
-    if (performance.now() > limit) throw new Error(`${identity}: no keepalive within ${2 * TTL} s`);
-    await sleep(2);
-  }
+  const renewed = (): number => worker.events.filter((e) => e.type === "renewed").length;
+  const renewals = renewed();
+  // A keepalive comes every TTL/3.
+  await waitFor(() => renewed() > renewals, {
+    timeoutMs: 2 * TTL * 1000,
+    intervalMs: 2,
+    description: `a keepalive of ${identity}`,
+  });
   return [worker, pid];
-}
-
-/** Resolves once process `pid` is gone (reaped), within `limitMs`. */
-async function gone(pid: number, limitMs = 30_000): Promise<void> {
-  const from = performance.now();
-  for (;;) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
-    if (performance.now() - from > limitMs) throw new Error(`process ${pid} still there after ${limitMs} ms`);
-    await sleep(10);
-  }
 }
 
 /** The sharded worker's own account: every shard it acquired it saw end (handed over gracefully). */
@@ -261,7 +250,11 @@ async function changes(shards: number, sizes: number[]): Promise<{ rows: Row[]; 
     });
     // Timed by the worker itself as it exits (wall clock), not by when this bench looked.
     const exited = (await termed.next("exited", 30_000)) as { at?: number };
-    await gone(termedPid);
+    await waitFor(() => !isAlive(termedPid), {
+      timeoutMs: 30_000,
+      intervalMs: 10,
+      description: "the SIGTERMed worker gone",
+    });
     exits.push((exited.at ?? Date.now()) - termAt);
     if (!handedOverAll(termed))
       throw new Error(`the SIGTERMed worker did not see every term end: ${JSON.stringify(termed.events)}`);

@@ -13,6 +13,7 @@ import { tryDocker } from "../support/docker-cli.js";
 import { PID_LABEL, TEST_LABEL } from "../support/etcd-image.js";
 import { startCluster } from "../support/etcd.js";
 import { deadline } from "../support/probe.js";
+import { isAlive } from "../support/process-alive.js";
 import { OWNER_PID } from "../support/runtime.js";
 import { waitFor } from "../support/wait.js";
 import { check, type Verdict } from "./checker.js";
@@ -295,7 +296,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
   const gone = await Promise.all(fleet.workers.flatMap((w) => w.proxies.map((p) => portClosed(p.url))));
   nothingLeft(gone.every(Boolean), `${gone.filter((g) => !g).length} worker proxies still listening`);
-  const alive = fleet.workers.filter((w) => w.pid !== undefined && isRunning(w.pid)).map((w) => w.id);
+  const alive = fleet.workers.filter((w) => w.pid !== undefined && isAlive(w.pid)).map((w) => w.id);
   nothingLeft(
     alive.length === 0,
     alive.length ? `worker processes still running: ${alive.join(", ")}` : "no worker process left",
@@ -316,13 +317,4 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     `${verdict.ok ? "no violation" : `${verdict.violations.length} VIOLATION(S)`}; etcd #15247: ${verdict.etcdRevokes.length} revoke(s), ${verdict.etcdBugs.length} overlap(s); report in ${options.out}`,
   );
   return { verdict, history, report };
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -24,7 +24,7 @@
  * The runner's own recovery checks (recovery.ts) that failed are violations too.
  */
 import { CALL_TIMEOUT_MS } from "./settings.js";
-import { kindsOf, type History, type HistoryEvent, type HoldKind, type WorkerReport } from "./history.js";
+import { faultSpans, kindsOf, type History, type HistoryEvent, type HoldKind, type WorkerReport } from "./history.js";
 
 /** How long after SIGCONT a resumed worker may still believe it holds: its first tick must end it. */
 const RESUME_GRACE_MS = 100;
@@ -49,13 +49,7 @@ const EXPECTED_ERRORS: { msg: RegExp; err?: RegExp }[] = [
  */
 function faultWindows(history: History): [number, number][] {
   const aftermath = history.ttlMs + history.electionTimeoutMs + CALL_TIMEOUT_MS;
-  const out: [number, number][] = [];
-  for (const e of history.events) {
-    if (e.e !== "fault" || e.phase !== "start") continue;
-    const heal = history.events.find((h) => h.e === "fault" && h.n === e.n && h.phase === "heal")?.t;
-    out.push([e.t, (heal ?? history.endedAt) + aftermath]);
-  }
-  return out;
+  return faultSpans(history).map(({ fault, healedAt }) => [fault.t, (healedAt ?? history.endedAt) + aftermath]);
 }
 
 export interface Interval {

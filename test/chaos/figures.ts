@@ -3,7 +3,15 @@
  * failover and recovery, measured, not asserted (the checker and the recovery bounds assert).
  */
 import type { Interval, Op, Verdict } from "./checker.js";
-import { FAULT_KINDS, type FaultKind, type History, type HistoryEvent, type HoldKind } from "./history.js";
+import {
+  FAULT_KINDS,
+  faultSpans,
+  type FaultEvent,
+  type FaultKind,
+  type History,
+  type HistoryEvent,
+  type HoldKind,
+} from "./history.js";
 
 export interface WriteCounts {
   /** Acknowledged by etcd. */
@@ -104,29 +112,26 @@ const checkMs = (history: History, n: number, rule: string): number | undefined 
   return c && c.e === "check" && c.ok ? c.ms : undefined;
 };
 
+/** When the runner first did `act` to worker `w` in [from, until). */
+const actAt = (history: History, act: "sigstop" | "sigcont", w: string | undefined, from: number, until: number) =>
+  history.events.find((e) => e.e === act && e.w === w && e.t >= from && e.t < until)?.t;
+
 /**
  * When fault `f` hit worker `w`: its own SIGSTOP for a pause (the election's and the sharded worker are
  * each stopped at their own next write, up to a second apart; the fault starts at the first), else the
  * fault's start.
  */
-function hitAt(history: History, f: Extract<HistoryEvent, { e: "fault" }>, w: string | undefined): number {
-  if (f.kind !== "pause-worker") return f.t;
-  return history.events.find((e) => e.e === "sigstop" && e.w === w && e.t >= f.t - 1 && e.t <= f.t + 2000)?.t ?? f.t;
-}
+const hitAt = (history: History, f: FaultEvent, w: string | undefined, until: number): number =>
+  (f.kind === "pause-worker" ? actAt(history, "sigstop", w, f.t, until) : undefined) ?? f.t;
 
 /** The sharded workload's figures for fault `f` (until `until`, the next fault's start). */
-function shardFigures(
-  history: History,
-  verdict: Verdict,
-  f: Extract<HistoryEvent, { e: "fault" }>,
-  until: number,
-): ShardFigures {
+function shardFigures(history: History, verdict: Verdict, f: FaultEvent, until: number): ShardFigures {
   const target = f.shardTarget;
   const shards = verdict.intervals.filter((i) => isShard(i.kind)).sort((a, b) => a.start - b.start);
   const held = target ? shards.filter((i) => i.w === target && i.start <= f.t && i.end >= f.t) : [];
   const next = held.map((i) => firstStartAfter(shards, f.t, target, i.kind));
-  const sigcont = history.events.find((e) => e.e === "sigcont" && e.w === target && e.t >= f.t && e.t < until)?.t;
-  const hit = hitAt(history, f, target);
+  const sigcont = actAt(history, "sigcont", target, f.t, until);
+  const hit = hitAt(history, f, target, until);
   const taken = next.flatMap((x) => (x ? [x.start - hit] : []));
   const gaps = held.flatMap((i, k) => (next[k] ? [next[k].start - i.end] : []));
   return {
@@ -143,17 +148,14 @@ function shardFigures(
 }
 
 export function faultFigures(history: History, verdict: Verdict): FaultFigures[] {
-  const faults = history.events.filter((e): e is Extract<HistoryEvent, { e: "fault" }> => e.e === "fault");
-  const starts = faults.filter((f) => f.phase === "start");
+  const spans = faultSpans(history);
   const election = verdict.intervals.filter((i) => i.kind === "election");
-  return starts.map((f, idx) => {
-    const until = starts[idx + 1]?.t ?? history.endedAt;
-    const heal = faults.find((h) => h.n === f.n && h.phase === "heal")?.t;
+  return spans.map(({ fault: f, healedAt: heal }, idx) => {
+    const until = spans[idx + 1]?.fault.t ?? history.endedAt;
     const target = f.target;
     const byTarget = election.find((i) => i.w === target && i.start <= f.t && i.end >= f.t);
     const next = firstStartAfter(election, f.t, target);
-    const acts = history.events.filter((e) => e.t >= f.t && e.t < until && "w" in e && e.w === target);
-    const sigcont = acts.find((e) => e.e === "sigcont")?.t;
+    const sigcont = actAt(history, "sigcont", target, f.t, until);
     return {
       n: f.n,
       kind: f.kind,
@@ -161,7 +163,7 @@ export function faultFigures(history: History, verdict: Verdict): FaultFigures[]
       target,
       start: f.t,
       heal,
-      failoverMs: target && next ? next.start - hitAt(history, f, target) : undefined,
+      failoverMs: target && next ? next.start - hitAt(history, f, target, until) : undefined,
       noticeAfterResumeMs:
         f.kind === "pause-worker" && sigcont !== undefined && byTarget ? byTarget.end - sigcont : undefined,
       gapBeforeNextMs: f.kind === "cut-worker" && byTarget && next ? next.start - byTarget.end : undefined,

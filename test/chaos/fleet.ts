@@ -190,10 +190,12 @@ export class Fleet {
    * The recorded times are the conservative ones for the checker, which excuses a paused worker from
    * SIGSTOP to 100 ms after SIGCONT: SIGSTOP is timed once sent, SIGCONT before it is sent.
    */
-  pause(w: ChaosWorker): void {
+  pause(w: ChaosWorker): number {
     w.signal("SIGSTOP");
     w.paused = true;
-    this.record({ t: mono(), e: "sigstop", w: w.id });
+    const t = mono();
+    this.record({ t, e: "sigstop", w: w.id });
+    return t;
   }
 
   /**
@@ -210,8 +212,7 @@ export class Fleet {
       const stop = (op: string | undefined): void => {
         undo();
         clearTimeout(timer);
-        this.pause(w);
-        resolve({ op, at: mono() });
+        resolve({ op, at: this.pause(w) });
       };
       const undo = w.onReport((r) => {
         if (r.e === "op" && of(r.kind)) stop(r.op);

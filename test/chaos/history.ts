@@ -162,3 +162,14 @@ export interface History {
 
 /** Log keys sort by seq as strings too. */
 export const logKey = (prefix: string, seq: number): string => `${prefix}log/${String(seq).padStart(9, "0")}`;
+
+export type FaultEvent = Extract<HistoryEvent, { e: "fault" }>;
+
+/** Every fault's start, in order, with when it healed (undefined: still on when the run ended). */
+export function faultSpans(history: Pick<History, "events">): { fault: FaultEvent; healedAt: number | undefined }[] {
+  const heals = new Map<number, number>();
+  for (const e of history.events) if (e.e === "fault" && e.phase === "heal") heals.set(e.n, e.t);
+  return history.events
+    .filter((e): e is FaultEvent => e.e === "fault" && e.phase === "start")
+    .map((fault) => ({ fault, healedAt: heals.get(fault.n) }));
+}

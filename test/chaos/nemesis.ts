@@ -74,44 +74,28 @@ async function targets(
 const named = (w: ChaosWorker, s: ChaosWorker | undefined): string => (s ? `${w.id} and ${s.id}` : w.id);
 
 /**
- * Waits until a worker other than `w` believes it leads, within the recovery bound plus a TTL (its lease
- * must run out first); a miss is recorded as a failed "taken-over" check.
+ * Waits until each of `kinds` (what `w` held when the fault began: the election, or its shards) is held by
+ * another live, running worker, within the recovery bound plus a TTL (w's lease must run out first); a
+ * miss is recorded as a failed "taken-over" check. Nothing to wait for without `w`.
  */
-async function someoneElseLeads(ctx: NemesisContext, w: ChaosWorker, n: number): Promise<void> {
-  try {
-    await waitFor(() => ctx.fleet.live().some((o) => o !== w && !o.paused && o.holds.has("election")), {
-      timeoutMs: ctx.recoveryBoundMs + ctx.ttlMs,
-      description: `another worker leading while ${w.id} is out`,
-    });
-  } catch {
-    ctx.missed(n, "taken-over", `nobody took over from ${w.id} within ${ctx.recoveryBoundMs + ctx.ttlMs} ms`);
-  }
-}
-
-/**
- * Waits until every shard in `held` (what the sharded worker `s` held when the fault began) is held by
- * another live, running sharded worker, within the same bound; a miss is recorded as "taken-over".
- */
-async function othersHoldItsShards(
+async function othersTakeOver(
   ctx: NemesisContext,
-  s: ChaosWorker | undefined,
-  held: HoldKind[],
   n: number,
+  w: ChaosWorker | undefined,
+  kinds: readonly HoldKind[],
 ): Promise<void> {
-  if (!s) return;
-  const heldElsewhere = (kind: HoldKind): boolean =>
-    ctx.fleet.live("sharded").some((o) => o !== s && !o.paused && o.holds.has(kind));
+  if (!w) return;
+  const elsewhere = (kind: HoldKind): boolean =>
+    ctx.fleet.live().some((o) => o !== w && !o.paused && o.holds.has(kind));
+  const boundMs = ctx.recoveryBoundMs + ctx.ttlMs;
   try {
-    await waitFor(() => held.every(heldElsewhere), {
-      timeoutMs: ctx.recoveryBoundMs + ctx.ttlMs,
-      description: `other workers holding ${s.id}'s shards while it is out`,
+    await waitFor(() => kinds.every(elsewhere), {
+      timeoutMs: boundMs,
+      description: `others holding what ${w.id} held while it is out`,
     });
   } catch {
-    ctx.missed(
-      n,
-      "taken-over",
-      `${held.filter((k) => !heldElsewhere(k)).join(", ")} of ${s.id} not taken over within ${ctx.recoveryBoundMs + ctx.ttlMs} ms`,
-    );
+    const missing = kinds.filter((k) => !elsewhere(k)).join(", ");
+    ctx.missed(n, "taken-over", `${missing} of ${w.id} not taken over within ${boundMs} ms`);
   }
 }
 
@@ -129,7 +113,7 @@ async function endAndReplace(
   start(ctx, n, kind, named(w, s), w, s);
   let replaced = "no replacement";
   try {
-    await Promise.all([end(w), s && end(s), someoneElseLeads(ctx, w, n), othersHoldItsShards(ctx, s, held, n)]);
+    await Promise.all([end(w), s && end(s), othersTakeOver(ctx, n, w, ["election"]), othersTakeOver(ctx, n, s, held)]);
     const [r, rs] = await Promise.all([ctx.fleet.replace("election"), s && ctx.fleet.replace("sharded")]);
     replaced = `replaced by ${named(r, rs || undefined)}`;
   } finally {
@@ -162,7 +146,7 @@ const NEMESES: Record<FaultKind, Nemesis> = {
     // The fault began at the first SIGSTOP (each process is stopped at its own next write).
     start(ctx, n, "pause-worker", detail, w, s, Math.min(pw.at, ps ? ps.at : Infinity));
     try {
-      await Promise.all([someoneElseLeads(ctx, w, n), othersHoldItsShards(ctx, s, held, n)]);
+      await Promise.all([othersTakeOver(ctx, n, w, ["election"]), othersTakeOver(ctx, n, s, held)]);
       await sleep(plan.extraMs / 2); // how long past the take-over it stays paused: part of the scenario
     } finally {
       ctx.fleet.resume(w);
@@ -191,7 +175,7 @@ const NEMESES: Record<FaultKind, Nemesis> = {
     ctx.fleet.cut(w, undefined, "blackhole");
     if (s) ctx.fleet.cut(s, undefined, "blackhole");
     try {
-      await Promise.all([someoneElseLeads(ctx, w, n), othersHoldItsShards(ctx, s, held, n)]);
+      await Promise.all([othersTakeOver(ctx, n, w, ["election"]), othersTakeOver(ctx, n, s, held)]);
       await sleep(plan.extraMs / 2); // part of the scenario: how long past the take-over it stays cut off
     } finally {
       ctx.fleet.open(w);
@@ -326,7 +310,7 @@ async function handOverNemesis(ctx: NemesisContext, plan: FaultPlan, n: number):
   const reopen = setTimeout(() => cut && ctx.fleet.open(cut), 500);
   try {
     if (target) outcome = await ctx.fleet.handOver(w, target.id, ctx.recoveryBoundMs);
-    if (outcome === "ok") await someoneElseLeads(ctx, w, n);
+    if (outcome === "ok") await othersTakeOver(ctx, n, w, ["election"]);
   } finally {
     clearTimeout(reopen);
     if (cut) ctx.fleet.open(cut);

@@ -7,7 +7,7 @@
  */
 import { LANE, PALETTE, esc, laneSvg, termBarSvg, title } from "../../src/cli/timeline.js";
 import type { Verdict } from "./checker.js";
-import type { FaultKind, History, HistoryEvent } from "./history.js";
+import { faultSpans, type FaultKind, type History } from "./history.js";
 
 const WIDTH = 1400;
 const LEFT = 64;
@@ -49,12 +49,11 @@ export function timelineSvg(history: History, verdict: Verdict): string {
 
   // Fault windows, shaded across every lane, labelled on two alternating rows above: "n kind", or only
   // "n" when faults are dense (the colours are in the legend, each window's details in its tooltip).
-  const faults = history.events.filter((e): e is Extract<HistoryEvent, { e: "fault" }> => e.e === "fault");
-  const starts = faults.filter((e) => e.phase === "start");
-  const dense = (WIDTH - LEFT - RIGHT) / Math.max(1, starts.length) < 70;
+  const spans = faultSpans(history);
+  const dense = (WIDTH - LEFT - RIGHT) / Math.max(1, spans.length) < 70;
   const rowEnds = [-Infinity, -Infinity];
-  starts.forEach((f, i) => {
-    const healAt = faults.find((h) => h.n === f.n && h.phase === "heal")?.t ?? f.t;
+  spans.forEach(({ fault: f, healedAt }, i) => {
+    const healAt = healedAt ?? f.t;
     const x1 = x(f.t);
     const color = FAULT_COLOR[f.kind];
     const label = dense ? `${f.n}` : `${f.n} ${f.kind}`;

@@ -13,6 +13,7 @@ import { tryDocker } from "./docker-cli.js";
 import { HOST_LABEL, PID_LABEL, TEST_LABEL } from "./etcd-image.js";
 import { cachedBinaries, seriesOf } from "./etcd-release.js";
 import { externalVersion } from "./external-version.js";
+import { isAlive } from "./process-alive.js";
 import { selectBinary, selectImage, type EtcdSelection } from "./select-etcd.js";
 
 const RUN_DIR_PREFIX = "etcd-election-test-";
@@ -26,16 +27,6 @@ function announce(selection: EtcdSelection): void {
   process.env.ETCD_SERVER_VERSION = selection.version;
   process.env.ETCDCTL_BINARY = selection.etcdctl;
   log(`etcd ${selection.version} (${selection.source}); etcdctl ${selection.etcdctlVersion} (${selection.etcdctl})`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: alive but not ours.
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Synchronous so it can run from a signal handler before vitest exits. */
