@@ -38,12 +38,16 @@ const SUSPEND_CHECK_MS = 250;
  */
 const live = new Set<LeaseKeeper>();
 let suspendCheck: NodeJS.Timeout | undefined;
+let checkingAll = false;
 
-function checkAfterSuspends(keeper: LeaseKeeper): void {
-  live.add(keeper);
-  if (suspendCheck) return;
-  suspendCheck = setInterval(() => {
-    // Each on its own: one keeper's failure must neither skip the others nor escape from this timer.
+/**
+ * Checks every live lease now. Each on its own: one keeper's failure must neither skip the others nor
+ * escape to the caller (a timer).
+ */
+function checkAll(): void {
+  if (checkingAll) return; // a check that finds its lease lost calls this again
+  checkingAll = true;
+  try {
     for (const k of [...live]) {
       try {
         k.check();
@@ -51,7 +55,15 @@ function checkAfterSuspends(keeper: LeaseKeeper): void {
         k.logger.error({ err, leaseId: k.leaseId }, "checking a lease's deadline failed");
       }
     }
-  }, SUSPEND_CHECK_MS);
+  } finally {
+    checkingAll = false;
+  }
+}
+
+function checkAfterSuspends(keeper: LeaseKeeper): void {
+  live.add(keeper);
+  if (suspendCheck) return;
+  suspendCheck = setInterval(checkAll, SUSPEND_CHECK_MS);
   suspendCheck.unref();
 }
 
@@ -160,11 +172,17 @@ export class LeaseKeeper {
   check(): boolean {
     if (this.#state === "lost" || this.#state === "stopped") return false;
     if (this.#remaining() > 0) return true;
-    this.#lose(
-      new SessionLostError(
-        `session lost: no keepalive acknowledged within the ${this.#ttl}s TTL less a ${this.marginMs} ms margin`,
-      ),
-    );
+    try {
+      this.#lose(
+        new SessionLostError(
+          `session lost: no keepalive acknowledged within the ${this.#ttl}s TTL less a ${this.marginMs} ms margin`,
+        ),
+      );
+    } finally {
+      // A passed deadline most likely means the process was paused: the other leases in it were too, and
+      // each must end its holds now, not when its own timer gets its turn (on a busy machine, much later).
+      checkAll();
+    }
     return false;
   }
 

@@ -57,6 +57,19 @@ describe("the deadline counts by whichever clock ran further (design: Step down 
     expect(signal.reason).toMatchObject({ code: "SESSION_LOST" });
   });
 
+  it("one lease found past its deadline checks every other lease of the process at once", () => {
+    const first = grantedNow();
+    vi.advanceTimersByTime(1000);
+    const second = grantedNow(); // its deadline a second later than the first's
+    const third = grantedNow(60); // its deadline far away: the pause does not end it
+    suspendFor(60_000 - 30_000);
+    // No timer has run since the resume: the first check of any one lease tells the others it concerns.
+    expect(first.check()).toBe(false);
+    expect(second.signal.aborted).toBe(true);
+    expect(second.signal.reason).toMatchObject({ code: "SESSION_LOST" });
+    expect(third.signal.aborted).toBe(false);
+  });
+
   it("a suspend shorter than what is left only shortens the time left", () => {
     const keeper = grantedNow();
     suspendFor(4000);
